@@ -1,0 +1,347 @@
+"""The `csauto` command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from csautomation.errors import ConfigFileError, CsAutomationError
+
+app = typer.Typer(help="csautomation: rule-based automation for Customer Success teams.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+rules_app = typer.Typer(help="Validate, test, dry-run and backtest rules.", no_args_is_help=True)
+sample_app = typer.Typer(help="The deterministic sample data set.", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
+app.add_typer(sample_app, name="sample")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+DATA_DIR = Path(".csauto/sample")
+RulesOpt = Annotated[list[Path] | None, typer.Option("--rules", help="rule files or folders")]
+AccountsOpt = Annotated[Path | None, typer.Option("--accounts", help="accounts JSONL")]
+SignalsOpt = Annotated[Path | None, typer.Option("--signals", "--history",
+                                                 help="signal history JSONL")]
+ModelOpt = Annotated[Path | None, typer.Option("--health-model", help="health model YAML")]
+AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="evaluate as of this date")]
+FormatOpt = Annotated[str, typer.Option("--format", help="table or json")]
+
+
+def _fail(exc: CsAutomationError) -> None:
+    if isinstance(exc, ConfigFileError):
+        for p in exc.problems:
+            err.print(f"[red]error[/red] {p}", markup=True, soft_wrap=True)
+        err.print(f"{len(exc.problems)} problem(s) found")
+    else:
+        err.print(f"[red]error[/red] {exc}", soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def _health_model(path: Path | None) -> Any:
+    from csautomation.facts.health import load_health_model
+
+    if path is None and Path("health_model.yaml").exists():
+        path = Path("health_model.yaml")
+    return load_health_model(path)
+
+
+def _rule_paths(paths: list[Path] | None) -> list[Path]:
+    return paths or [Path("rules")]
+
+
+def _sample_files(accounts: Path | None, signals: Path | None) -> tuple[Path, Path]:
+    if accounts is None and signals is None:
+        acc, sig = DATA_DIR / "accounts.jsonl", DATA_DIR / "signals.jsonl"
+        if not (acc.exists() and sig.exists()):
+            from csautomation.sample.generate import write_sample
+
+            err.print(f"generating the sample data set in {DATA_DIR}/ ...")
+            write_sample(DATA_DIR)
+        return acc, sig
+    if accounts is None or signals is None:
+        raise typer.BadParameter("give both --accounts and --signals, or neither (sample data)")
+    return accounts, signals
+
+
+def _load_data(accounts: Path | None, signals: Path | None) -> tuple[list[Any], list[Any]]:
+    from csautomation.datafiles import read_jsonl
+    from csautomation.facts.model import Account, Signal
+
+    acc, sig = _sample_files(accounts, signals)
+    return read_jsonl(acc, Account), read_jsonl(sig, Signal)
+
+
+def _as_of(value: str | None, signals: list[Any]) -> date:
+    if value:
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            raise typer.BadParameter(f"--as-of wants a date like 2026-11-01, got {value!r}") \
+                from None
+    return max((s.day for s in signals), default=datetime.now(UTC).date())
+
+
+@rules_app.command("validate")
+def rules_validate(paths: Annotated[list[Path] | None, typer.Argument()] = None) -> None:
+    """Check rule files; every problem is printed as file:line:column."""
+    from csautomation.rules.loader import load_rules
+
+    try:
+        ruleset = load_rules(_rule_paths(paths))
+    except CsAutomationError as exc:
+        _fail(exc)
+    out.print(f"[green]ok[/green] {len(ruleset.rules)} rules in {len(ruleset.files)} files "
+              f"({len(ruleset.enabled)} enabled)")
+
+
+@rules_app.command("schema")
+def rules_schema(output: Annotated[Path | None, typer.Option("--output", "-o")] = None) -> None:
+    """Print (or write) the JSON Schema of rule files, for editor autocompletion."""
+    from csautomation.rules.spec import RuleFile
+
+    schema = RuleFile.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "csautomation rule file"
+    text = json.dumps(schema, indent=2)
+    if output:
+        output.write_text(text + "\n", encoding="utf-8")
+        out.print(f"wrote {output}")
+    else:
+        sys.stdout.write(text + "\n")
+
+
+@rules_app.command("test")
+def rules_test(
+    paths: Annotated[list[Path] | None, typer.Argument()] = None,
+    health_model: ModelOpt = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the test cases in rules/tests/ through both evaluation paths."""
+    from csautomation.rules.loader import load_rules
+    from csautomation.rules.testcases import case_files, load_cases, run_case
+
+    try:
+        ruleset = load_rules(_rule_paths(paths))
+        model = _health_model(health_model)
+        cases = load_cases(case_files(_rule_paths(paths)))
+    except CsAutomationError as exc:
+        _fail(exc)
+    failed = 0
+    for file, line, case in cases:
+        result = run_case(ruleset, model, file, line, case)
+        if result.passed:
+            if verbose:
+                out.print(f"[green]PASS[/green] {case.rule}: {case.name}")
+            continue
+        failed += 1
+        out.print(f"[red]FAIL[/red] {file}:{line}: {case.rule}: {case.name}: {result.reason}")
+        if result.explanation is not None:
+            out.print(result.explanation.render())
+    untested = sorted({r.id for r in ruleset.rules} - {c.rule for _, _, c in cases})
+    for rule_id in untested:
+        out.print(f"[yellow]warning[/yellow] rule {rule_id} has no test cases")
+    out.print(f"{len(cases) - failed} passed, {failed} failed")
+    if failed or not cases:
+        raise typer.Exit(1)
+
+
+@rules_app.command("evaluate")
+def rules_evaluate(
+    rules: RulesOpt = None, accounts: AccountsOpt = None, signals: SignalsOpt = None,
+    health_model: ModelOpt = None, as_of: AsOfOpt = None, fmt: FormatOpt = "table",
+) -> None:
+    """Dry run: which rules match which accounts now (no cooldowns, no side effects)."""
+    from csautomation.facts.derive import group_by_account
+    from csautomation.rules.runtime import RuleRuntime
+
+    try:
+        runtime = RuleRuntime(_rule_paths(rules), _health_model(health_model))
+        accs, sigs = _load_data(accounts, signals)
+    except CsAutomationError as exc:
+        _fail(exc)
+    day = _as_of(as_of, sigs)
+    at = datetime.combine(day, time(23, 59), tzinfo=UTC)
+    by_account = group_by_account(sigs)
+    matches = []
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("evaluating", total=len(accs))
+        for account in accs:
+            ev = runtime.evaluate_account(account, by_account.get(account.id, []), at, None,
+                                          apply_cooldown=False)
+            matches.extend(ev.fired)
+            progress.advance(task)
+    if fmt == "json":
+        sys.stdout.write(json.dumps([m.to_dict() for m in matches], indent=2) + "\n")
+        return
+    table = Table(title=f"Rules matching on {day} ({len(accs)} accounts)")
+    for col in ("account", "rule", "priority", "why"):
+        table.add_column(col)
+    for m in sorted(matches, key=lambda m: (m.rule.rank, m.rule_id, m.account_id))[:60]:
+        why = "; ".join(c.check.text() for c in _passing_checks(m.explanation.tree))
+        table.add_row(m.account_id, m.rule_id, m.rule.rule.priority.value, why)
+    out.print(table)
+    if len(matches) > 60:
+        out.print(f"... and {len(matches) - 60} more (use --format json for all)")
+    summary = Table(title="Matches per rule")
+    summary.add_column("rule")
+    summary.add_column("priority")
+    summary.add_column("accounts", justify="right")
+    per_rule = Counter(m.rule_id for m in matches)
+    for r in sorted(runtime.ruleset.enabled, key=lambda r: (r.rank, r.id)):
+        summary.add_row(r.id, r.rule.priority.value, str(per_rule.get(r.id, 0)))
+    out.print(summary)
+
+
+def _passing_checks(node: Any) -> list[Any]:
+    if node.check is not None:
+        return [node] if node.result else []
+    return [c for child in node.children for c in _passing_checks(child)]
+
+
+@rules_app.command("explain")
+def rules_explain(
+    rule: str, account: str, rules: RulesOpt = None, accounts: AccountsOpt = None,
+    signals: SignalsOpt = None, health_model: ModelOpt = None, as_of: AsOfOpt = None,
+    fmt: FormatOpt = "text",
+) -> None:
+    """Why RULE does or does not match ACCOUNT: every fact read and every comparison."""
+    from csautomation.facts.derive import derive
+    from csautomation.rules.explain import explain
+    from csautomation.rules.loader import load_rules
+
+    try:
+        ruleset = load_rules(_rule_paths(rules))
+        model = _health_model(health_model)
+        accs, sigs = _load_data(accounts, signals)
+    except CsAutomationError as exc:
+        _fail(exc)
+    compiled = ruleset.by_id(rule)
+    if compiled is None:
+        import difflib
+
+        near = difflib.get_close_matches(rule, [r.id for r in ruleset.rules], n=1)
+        err.print(f"no rule '{rule}'" + (f"; did you mean '{near[0]}'?" if near else ""))
+        raise typer.Exit(1)
+    target = next((a for a in accs if a.id == account), None)
+    if target is None:
+        err.print(f"no account '{account}' in the accounts file")
+        raise typer.Exit(1)
+    day = _as_of(as_of, sigs)
+    history = [s for s in sigs if s.account_id == account]
+    record = derive(target, history, day, model, compiled.derived).record()
+    why = explain(compiled, record)
+    if fmt == "json":
+        sys.stdout.write(json.dumps(why.to_dict(), indent=2) + "\n")
+    else:
+        out.print(f"account {target.id} ({target.name}) as of {day}")
+        out.print(why.render())
+
+
+@rules_app.command("backtest")
+def rules_backtest(
+    since: Annotated[str, typer.Option("--since", help="how far back, e.g. 90d")] = "90d",
+    rules: RulesOpt = None, accounts: AccountsOpt = None, signals: SignalsOpt = None,
+    health_model: ModelOpt = None, as_of: AsOfOpt = None, fmt: FormatOpt = "table",
+    include_disabled: Annotated[bool, typer.Option("--include-disabled")] = True,
+) -> None:
+    """Replay history day by day (no side effects): firings per rule per week, and overlap."""
+    from csautomation.rules.backtest import backtest
+    from csautomation.rules.loader import load_rules
+    from csautomation.rules.spec import parse_duration
+
+    try:
+        days = parse_duration(since).days
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    try:
+        ruleset = load_rules(_rule_paths(rules))
+        model = _health_model(health_model)
+        accs, sigs = _load_data(accounts, signals)
+    except CsAutomationError as exc:
+        _fail(exc)
+    end = _as_of(as_of, sigs)
+    chosen = list(ruleset.rules if include_disabled else ruleset.enabled)
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("deriving facts", total=len(accs))
+        result = backtest(accs, sigs, chosen, model, end, days,
+                          progress=lambda n: progress.advance(task, n))
+    if fmt == "json":
+        sys.stdout.write(json.dumps({
+            "start": result.start.isoformat(), "end": result.end.isoformat(),
+            "weeks": [w.isoformat() for w in result.weeks], "fires": result.fires,
+            "accounts": {r: sorted(a) for r, a in result.accounts_hit.items()},
+        }, indent=2) + "\n")
+        return
+    _print_backtest(result)
+
+
+def _print_backtest(result: Any) -> None:
+    table = Table(title=f"Backtest {result.start} to {result.end}: {result.accounts} accounts, "
+                        f"{result.account_days:,} account-days; firings per week (from Monday)")
+    table.add_column("rule")
+    for w in result.weeks:
+        table.add_column(w.strftime("%m-%d"), justify="right")
+    table.add_column("total", justify="right")
+    table.add_column("accounts", justify="right")
+    for rule_id in result.rules:
+        row = result.fires[rule_id]
+        table.add_row(rule_id, *[str(x) for x in row], str(sum(row)),
+                      str(len(result.accounts_hit[rule_id])))
+    out.print(table)
+    overlap = Table(title="Overlap: accounts fired on by both rules in the period")
+    short = [r[:10] for r in result.rules]
+    overlap.add_column("")
+    for s in short:
+        overlap.add_column(s, justify="right")
+    for a in result.rules:
+        overlap.add_row(a[:24], *[str(result.overlap(a, b)) for b in result.rules])
+    out.print(overlap)
+
+
+@sample_app.command("generate")
+def sample_generate(
+    out_dir: Annotated[Path, typer.Option("--out")] = DATA_DIR,
+    accounts: Annotated[int, typer.Option("--accounts")] = 500,
+    days: Annotated[int, typer.Option("--days")] = 180,
+    seed: Annotated[int, typer.Option("--seed")] = 7,
+) -> None:
+    """Write the deterministic sample data set (accounts.jsonl, signals.jsonl)."""
+    from csautomation.sample.generate import write_sample
+
+    acc, sig = write_sample(out_dir, n_accounts=accounts, days=days, seed=seed)
+    out.print(f"wrote {acc} and {sig}")
+
+
+@app.command("demo")
+def demo(
+    rules: RulesOpt = None, health_model: ModelOpt = None,
+) -> None:
+    """The main job, for now: validate and test the shipped rules, then dry-run and backtest
+    them over the sample data set."""
+    out.rule("1. validate rules")
+    rules_validate(_rule_paths(rules))
+    out.rule("2. rule test cases")
+    rules_test(_rule_paths(rules), health_model)
+    out.rule("3. evaluate the sample accounts now")
+    rules_evaluate(rules=rules, health_model=health_model, accounts=None, signals=None,
+                   as_of=None, fmt="table")
+    out.rule("4. backtest the last 90 days")
+    rules_backtest(since="90d", rules=rules, health_model=health_model, accounts=None,
+                   signals=None, as_of=None, fmt="table", include_disabled=True)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

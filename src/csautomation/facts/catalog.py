@@ -1,0 +1,99 @@
+"""Every fact a rule can read, by dotted path, with its type and meaning.
+
+Rules are checked against this catalogue when they load: an unknown path or a comparison
+that does not fit the fact's type is a validation error, not a silent non-match.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class FactType(StrEnum):
+    number = "number"
+    boolean = "boolean"
+    string = "string"
+    list = "list"
+
+
+@dataclass(frozen=True)
+class FactDef:
+    path: str
+    type: FactType
+    description: str
+    series: bool = True  # has a daily history, so window conditions may use it
+
+
+N, B, S, L = FactType.number, FactType.boolean, FactType.string, FactType.list
+
+_DEFS = [
+    FactDef("account.id", S, "account id", series=False),
+    FactDef("account.name", S, "account name", series=False),
+    FactDef("account.tier", S, "enterprise, mid_market or smb", series=False),
+    FactDef("account.segment", S, "segment from the CRM", series=False),
+    FactDef("account.region", S, "sales region", series=False),
+    FactDef("account.tenant", S, "tenant the account belongs to", series=False),
+    FactDef("account.owner", S, "owning CSM's user id", series=False),
+    FactDef("account.arr", N, "annual recurring revenue"),
+    FactDef("account.seats", N, "licensed seats"),
+    FactDef("account.tenure_days", N, "days since the account became a customer"),
+    FactDef("account.tags", L, "tags from the CRM", series=False),
+    FactDef("health.score", N, "composite health score, 0 to 100"),
+    FactDef("health.band", S, "green, yellow or red"),
+    FactDef("health.trend_7d", N, "health score now minus 7 days ago"),
+    FactDef("health.trend_30d", N, "health score now minus 30 days ago"),
+    FactDef("health.trend_90d", N, "health score now minus 90 days ago"),
+    FactDef("health.product_usage", N, "product usage component, 0 to 100"),
+    FactDef("health.engagement", N, "engagement component, 0 to 100"),
+    FactDef("health.business_outcomes", N, "business outcomes component, 0 to 100"),
+    FactDef("health.account_characteristics", N, "account characteristics component, 0 to 100"),
+    FactDef("health.support", N, "support component, 0 to 100"),
+    FactDef("usage.logins_7d", N, "logins in the last 7 days"),
+    FactDef("usage.logins_30d", N, "logins in the last 30 days"),
+    FactDef("usage.logins_change_30d_pct", N, "logins, last 30 days against the 30 before, in %"),
+    FactDef("usage.active_users", N, "active users, 7-day average"),
+    FactDef("usage.active_users_change_30d_pct", N, "active users against 30 days ago, in %"),
+    FactDef("usage.seat_utilization_pct", N, "active users over licensed seats, in %"),
+    FactDef("usage.feature_events_30d", N, "feature events in the last 30 days"),
+    FactDef("usage.days_since_last_login", N, "days since any login was seen"),
+    FactDef("engagement.meetings_attended_90d", N, "meetings attended in 90 days"),
+    FactDef("engagement.meetings_missed_90d", N, "meetings missed or cancelled in 90 days"),
+    FactDef("engagement.nps", N, "latest NPS answer, 0 to 10"),
+    FactDef("engagement.days_since_last_meeting", N, "days since the last attended meeting"),
+    FactDef("engagement.change_30d", N, "engagement component now minus 30 days ago"),
+    FactDef("support.tickets_30d", N, "support tickets opened in 30 days"),
+    FactDef("support.urgent_tickets_30d", N, "urgent or high tickets in 30 days"),
+    FactDef("support.escalations_30d", N, "support escalations in 30 days"),
+    FactDef("support.escalations_90d", N, "support escalations in 90 days"),
+    FactDef("outcomes.goals_met_pct", N, "share of agreed goals met at the last review, in %"),
+    FactDef("contract.days_to_renewal", N, "days until the renewal date"),
+    FactDef("contract.arr", N, "contracted ARR"),
+    FactDef("stakeholders.champion_changed", B, "the champion left in the last 90 days"),
+    FactDef("stakeholders.champion_changed_days_ago", N, "days since the champion left"),
+    FactDef("stakeholders.exec_sponsor_changed", B, "the executive sponsor left in 90 days"),
+    FactDef("churn.probability", N, "latest predicted churn probability, 0 to 1"),
+    FactDef("churn.probability_change_30d", N, "churn probability now minus 30 days ago"),
+    FactDef("expansion.signal", B, "any expansion indicator holds"),
+    FactDef("expansion.interest_90d", N, "expansion-interest signals in 90 days"),
+    FactDef("expansion.usage_growth_pct", N, "active users against 90 days ago, in %"),
+]
+
+FACTS: dict[str, FactDef] = {d.path: d for d in _DEFS}
+
+
+def suggest(path: str) -> str | None:
+    match = difflib.get_close_matches(path, FACTS, n=1, cutoff=0.6)
+    if match:
+        return match[0]
+    # A right leaf in the wrong namespace ("usage.escalations_30d") is a common slip.
+    leaf = path.rsplit(".", 1)[-1]
+    leaves = {p.rsplit(".", 1)[-1]: p for p in FACTS}
+    near = difflib.get_close_matches(leaf, leaves, n=1, cutoff=0.75)
+    return leaves[near[0]] if near else None
+
+
+def unknown_fact_message(path: str) -> str:
+    hint = suggest(path)
+    return f"unknown fact '{path}'" + (f"; did you mean '{hint}'?" if hint else "")

@@ -1,0 +1,319 @@
+"""Derive every fact of the catalogue, day by day, from an account's signal history.
+
+One pass builds daily arrays (logins, tickets, meetings, ...) over the account's history,
+then rolling windows are differences of cumulative sums. The same code gives the streaming
+path its one record (the last day) and the backtest every day of history, so both paths read
+identical facts. Too little history for a window gives a missing fact, never a made-up one.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from csautomation.facts.catalog import FACTS, FactType
+from csautomation.facts.health import COMPONENTS, HealthModel
+from csautomation.facts.model import Account, Signal, SignalType
+from csautomation.rules.ir import DerivedFact, SignalsFact, WindowFact, norm
+
+F = npt.NDArray[np.float64]
+NAN = float("nan")
+MAX_LOOKBACK = 400  # days of history kept per account: 90-day trends of 90-day windows, + slack
+
+
+def _roll(x: F, w: int) -> F:
+    """Sum over the last `w` days including today; NaN until `w` days of history exist."""
+    cs = np.concatenate(([0.0], np.cumsum(x)))
+    out = np.full(len(x), NAN)
+    if len(x) >= w:
+        out[w - 1 :] = cs[w:] - cs[: len(x) - w + 1]
+    return out
+
+
+def _lag(x: F, w: int) -> F:
+    out = np.full(len(x), NAN)
+    if len(x) > w:
+        out[w:] = x[:-w]
+    return out
+
+
+def _ffill(values: F) -> F:
+    """Carry the last observed value forward (NaN before the first one)."""
+    idx = np.where(np.isnan(values), 0, np.arange(len(values)))
+    np.maximum.accumulate(idx, out=idx)
+    out = values[idx]
+    return out
+
+
+def _days_since(mask: npt.NDArray[np.bool_]) -> F:
+    n = len(mask)
+    idx = np.where(mask, np.arange(n), -1)
+    np.maximum.accumulate(idx, out=idx)
+    return np.where(idx >= 0, np.arange(n) - idx, NAN).astype(np.float64)
+
+
+def _pct_change(now: F, before: F) -> F:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(before > 0, (now - before) / before * 100.0, NAN)
+
+
+def _window_extreme(x: F, days: int, fn: Any) -> F:
+    """fn (max or min) over the last `days`+1 daily values, ignoring missing ones."""
+    out = np.full(len(x), NAN)
+    if len(x) == 0:
+        return out
+    padded = np.concatenate((np.full(days, NAN), x))
+    view = np.lib.stride_tricks.sliding_window_view(padded, days + 1)
+    with np.errstate(all="ignore"), _quiet():
+        out = fn(view, axis=1)
+    return np.asarray(out, dtype=np.float64)
+
+
+class _quiet:
+    """np.nanmax warns on all-NaN windows; those are simply missing facts."""
+
+    def __enter__(self) -> None:
+        import warnings
+
+        self._ctx = warnings.catch_warnings()
+        self._ctx.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc: object) -> None:
+        self._ctx.__exit__(*exc)
+
+
+@dataclass
+class FactFrame:
+    """Every fact of one account for each day in `days` (numbers as float arrays)."""
+
+    account: Account
+    days: list[date]
+    numbers: dict[str, F] = field(default_factory=dict)
+    band: list[str | None] = field(default_factory=list)
+    today_counts: dict[str, F] = field(default_factory=dict)  # signals per type on each day
+
+    def record(self, i: int = -1) -> dict[str, Any]:
+        """The flat fact record of day `i` (default: the last), normalised; missing omitted."""
+        a = self.account
+        rec: dict[str, Any] = {
+            "account.id": a.id, "account.name": a.name, "account.tier": a.tier.value,
+            "account.segment": a.segment, "account.region": a.region,
+            "account.tenant": a.tenant, "account.owner": a.owner,
+        }
+        if a.tags:
+            rec["account.tags"] = list(a.tags)
+        if self.band and self.band[i] is not None:
+            rec["health.band"] = self.band[i]
+        for key, arr in self.numbers.items():
+            v = arr[i]
+            if v == v:  # not NaN
+                if key in FACTS and FACTS[key].type == FactType.boolean:
+                    rec[key] = bool(v)
+                else:
+                    rec[key] = norm(float(v))
+        return rec
+
+    def slice(self, start: int) -> FactFrame:
+        return FactFrame(
+            self.account, self.days[start:], {k: v[start:] for k, v in self.numbers.items()},
+            self.band[start:], {k: v[start:] for k, v in self.today_counts.items()},
+        )
+
+
+def derive(
+    account: Account,
+    signals: Iterable[Signal],
+    as_of: date,
+    model: HealthModel,
+    extra: Sequence[DerivedFact] = (),
+    start: date | None = None,
+) -> FactFrame:
+    """Facts for every day from `start` (default: `as_of`) to `as_of`, from the history."""
+    first = as_of - timedelta(days=MAX_LOOKBACK - 1)
+    sigs = [s for s in signals if first <= s.day <= as_of]
+    if sigs:
+        first = max(first, min(s.day for s in sigs))
+    first = min(first, start or as_of)
+    n = (as_of - first).days + 1
+    frame = _derive(account, sigs, first, n, model, extra)
+    offset = ((start or as_of) - first).days
+    return frame.slice(offset)
+
+
+def _derive(
+    account: Account, sigs: list[Signal], first: date, n: int, model: HealthModel,
+    extra: Sequence[DerivedFact],
+) -> FactFrame:
+    zeros = lambda: np.zeros(n)  # noqa: E731
+    nan = lambda: np.full(n, NAN)  # noqa: E731
+    logins, users, features, seen_usage = zeros(), nan(), zeros(), np.zeros(n, dtype=bool)
+    attended, missed, tickets, urgent, escalations, interest = (zeros() for _ in range(6))
+    nps, goals, churn, renewal, arr, seats = (nan() for _ in range(6))
+    champion_left, sponsor_left = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    counts: dict[str, F] = defaultdict(zeros)
+
+    for s in sigs:
+        d = (s.day - first).days
+        p = s.payload
+        counts[s.type.value][d] += 1
+        t = s.type
+        if t is SignalType.usage_daily:
+            logins[d] += p["logins"]
+            users[d] = p["active_users"]
+            features[d] += p.get("feature_events", 0)
+            seen_usage[d] = True
+        elif t is SignalType.meeting:
+            (attended if p["status"] == "attended" else missed)[d] += 1
+        elif t is SignalType.nps_response:
+            nps[d] = p["score"]
+        elif t is SignalType.support_ticket:
+            tickets[d] += 1
+            urgent[d] += p["priority"] in ("urgent", "high")
+        elif t is SignalType.support_escalation:
+            escalations[d] += 1
+        elif t is SignalType.outcome_review:
+            goals[d] = p["goals_met_pct"]
+        elif t is SignalType.stakeholder_change and p["change"] == "left":
+            if p["role"] == "champion":
+                champion_left[d] = True
+            elif p["role"] == "exec_sponsor":
+                sponsor_left[d] = True
+        elif t is SignalType.churn_prediction:
+            churn[d] = p["probability"]
+        elif t is SignalType.contract_update:
+            if p.get("renewal_date"):
+                renewal[d] = (date.fromisoformat(str(p["renewal_date"])) - first).days
+            if p.get("arr") is not None:
+                arr[d] = p["arr"]
+            if p.get("seats") is not None:
+                seats[d] = p["seats"]
+        elif t is SignalType.expansion_interest:
+            interest[d] += 1
+
+    day_index = np.arange(n, dtype=np.float64)
+    out: dict[str, F] = {}
+    renewal_f = _ffill(renewal)
+    renewal_f = np.where(np.isnan(renewal_f), (account.renewal_date - first).days, renewal_f)
+    seats_f = _ffill(seats)
+    seats_f = np.where(np.isnan(seats_f), account.seats, seats_f)
+    arr_f = _ffill(arr)
+    arr_f = np.where(np.isnan(arr_f), account.arr, arr_f)
+    out["account.arr"] = arr_f
+    out["account.seats"] = seats_f
+    out["account.tenure_days"] = day_index + (first - account.customer_since).days
+    out["contract.arr"] = arr_f
+    out["contract.days_to_renewal"] = renewal_f - day_index
+
+    has_usage = bool(seen_usage.any())
+    if has_usage:
+        l30 = _roll(logins, 30)
+        out["usage.logins_7d"] = _roll(logins, 7)
+        out["usage.logins_30d"] = l30
+        out["usage.logins_change_30d_pct"] = _pct_change(l30, _lag(l30, 30))
+        users_f = _ffill(users)
+        with _quiet():
+            au = np.nanmean(np.lib.stride_tricks.sliding_window_view(
+                np.concatenate((np.full(6, NAN), users)), 7), axis=1)
+        au = np.where(np.isnan(au), users_f, au)
+        out["usage.active_users"] = au
+        out["usage.active_users_change_30d_pct"] = _pct_change(au, _lag(au, 30))
+        out["usage.seat_utilization_pct"] = au / seats_f * 100.0
+        out["usage.feature_events_30d"] = _roll(features, 30)
+        out["usage.days_since_last_login"] = _days_since(logins > 0)
+        out["expansion.usage_growth_pct"] = _pct_change(au, _lag(au, 90))
+    out["engagement.meetings_attended_90d"] = _roll(attended, 90)
+    out["engagement.meetings_missed_90d"] = _roll(missed, 90)
+    out["engagement.nps"] = _ffill(nps)
+    out["engagement.days_since_last_meeting"] = _days_since(attended > 0)
+    out["support.tickets_30d"] = _roll(tickets, 30)
+    out["support.urgent_tickets_30d"] = _roll(urgent, 30)
+    out["support.escalations_30d"] = _roll(escalations, 30)
+    out["support.escalations_90d"] = _roll(escalations, 90)
+    out["outcomes.goals_met_pct"] = _ffill(goals)
+    champ_days = _days_since(champion_left)
+    out["stakeholders.champion_changed_days_ago"] = champ_days
+    out["stakeholders.champion_changed"] = np.where(champ_days <= 90, 1.0, 0.0)
+    out["stakeholders.exec_sponsor_changed"] = np.where(_days_since(sponsor_left) <= 90, 1.0, 0.0)
+    churn_f = _ffill(churn)
+    out["churn.probability"] = churn_f
+    out["churn.probability_change_30d"] = churn_f - _lag(churn_f, 30)
+    out["expansion.interest_90d"] = _roll(interest, 90)
+
+    score, parts = _health(out, model, n)
+    out.update(parts)
+    out["health.score"] = score
+    for w in (7, 30, 90):
+        out[f"health.trend_{w}d"] = score - _lag(score, w)
+    out["engagement.change_30d"] = parts["health.engagement"] - _lag(parts["health.engagement"], 30)
+    exp = model.expansion
+    with np.errstate(invalid="ignore"):
+        signal = (out["expansion.interest_90d"] > 0)
+        if has_usage:
+            signal |= out["usage.seat_utilization_pct"] >= exp.seat_utilization_pct_at_least
+            signal |= out["expansion.usage_growth_pct"] >= exp.usage_growth_pct_at_least
+    out["expansion.signal"] = signal.astype(np.float64)
+
+    for fact in extra:
+        out[fact.key] = _extra(fact, out, counts, n)
+    bands = [None if s != s else model.band(float(s)) for s in score]
+    days = [first + timedelta(days=i) for i in range(n)]
+    return FactFrame(account, days, out, bands, dict(counts))
+
+
+def _health(out: dict[str, F], model: HealthModel, n: int) -> tuple[F, dict[str, F]]:
+    parts: dict[str, F] = {}
+    total, weight_sum = np.zeros(n), np.zeros(n)
+    weights = model.weights.model_dump()
+    for comp in COMPONENTS:
+        acc, wsum = np.zeros(n), np.zeros(n)
+        for m in model.components.get(comp, []):
+            values = out.get(m.metric)
+            if values is None:
+                continue
+            scaled = np.clip((values - m.bad) / (m.good - m.bad), 0.0, 1.0) * 100.0
+            present = ~np.isnan(scaled)
+            acc += np.where(present, scaled * m.weight, 0.0)
+            wsum += np.where(present, m.weight, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            comp_score = np.where(wsum > 0, acc / wsum, NAN)
+        parts[f"health.{comp}"] = comp_score
+        present = ~np.isnan(comp_score)
+        total += np.where(present, comp_score * weights[comp], 0.0)
+        weight_sum += np.where(present, weights[comp], 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        score = np.where(weight_sum > 0, total / weight_sum, NAN)
+    return np.round(score, 2), {k: np.round(v, 2) for k, v in parts.items()}
+
+
+def _extra(fact: DerivedFact, out: dict[str, F], counts: dict[str, F], n: int) -> F:
+    if isinstance(fact, WindowFact):
+        series = out.get(fact.fact, np.full(n, NAN))
+        if fact.direction == "fell":
+            return _window_extreme(series, fact.days, np.nanmax) - series
+        return series - _window_extreme(series, fact.days, np.nanmin)
+    assert isinstance(fact, SignalsFact)
+    sums = [_roll_partial(counts.get(t, np.zeros(n)), fact.days) for t in fact.types]
+    if fact.counting == "types":
+        return np.sum([s > 0 for s in sums], axis=0).astype(np.float64)
+    return np.sum(sums, axis=0).astype(np.float64)
+
+
+def _roll_partial(x: F, w: int) -> F:
+    """Like _roll, but counts what history there is: a signal seen is seen."""
+    cs = np.concatenate(([0.0], np.cumsum(x)))
+    lo = np.maximum(np.arange(len(x)) + 1 - w, 0)
+    return np.asarray(cs[np.arange(len(x)) + 1] - cs[lo], dtype=np.float64)
+
+
+def group_by_account(signals: Iterable[Signal]) -> dict[str, list[Signal]]:
+    out: dict[str, list[Signal]] = defaultdict(list)
+    for s in signals:
+        out[s.account_id].append(s)
+    return out

@@ -1,0 +1,163 @@
+"""The domain model: accounts and the signals that arrive about them."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+
+class Tier(StrEnum):
+    enterprise = "enterprise"
+    mid_market = "mid_market"
+    smb = "smb"
+
+
+class Account(BaseModel):
+    """An account as the CRM knows it. Facts about its health are derived, never stored here."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
+    name: str = Field(min_length=1)
+    tier: Tier
+    segment: str = "general"
+    region: str = "emea"
+    arr: float = Field(ge=0)
+    seats: int = Field(default=10, ge=1)
+    owner: str = Field(description="the owning CSM's user id")
+    manager: str = Field(description="the owning CSM's manager's user id")
+    renewal_date: date
+    customer_since: date
+    tenant: str = "default"
+    tags: tuple[str, ...] = ()
+    crm_ids: dict[str, str] = Field(
+        default_factory=dict, description="the account's id per connector, e.g. salesforce: 001..."
+    )
+
+
+class SignalType(StrEnum):
+    usage_daily = "usage_daily"
+    meeting = "meeting"
+    nps_response = "nps_response"
+    support_ticket = "support_ticket"
+    support_escalation = "support_escalation"
+    outcome_review = "outcome_review"
+    stakeholder_change = "stakeholder_change"
+    churn_prediction = "churn_prediction"
+    contract_update = "contract_update"
+    expansion_interest = "expansion_interest"
+
+
+class UsageDaily(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    logins: int = Field(ge=0)
+    active_users: int = Field(ge=0)
+    feature_events: int = Field(default=0, ge=0)
+
+
+class Meeting(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: str = Field(pattern="^(attended|missed|cancelled)$")
+    kind: str = "check_in"
+
+
+class NpsResponse(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    score: int = Field(ge=0, le=10)
+
+
+class SupportTicket(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    priority: str = Field(pattern="^(low|normal|high|urgent)$")
+    subject: str = ""
+
+
+class SupportEscalation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = ""
+
+
+class OutcomeReview(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    goals_met_pct: float = Field(ge=0, le=100)
+
+
+class StakeholderChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: str = Field(pattern="^(champion|exec_sponsor|admin)$")
+    change: str = Field(pattern="^(left|joined)$")
+    person: str = ""
+
+
+class ChurnPrediction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    probability: float = Field(ge=0, le=1)
+    model: str = "default"
+
+
+class ContractUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    renewal_date: date | None = None
+    arr: float | None = Field(default=None, ge=0)
+    seats: int | None = Field(default=None, ge=1)
+
+
+class ExpansionInterest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: str = "sales"
+    product: str = ""
+
+
+PAYLOADS: dict[SignalType, type[BaseModel]] = {
+    SignalType.usage_daily: UsageDaily,
+    SignalType.meeting: Meeting,
+    SignalType.nps_response: NpsResponse,
+    SignalType.support_ticket: SupportTicket,
+    SignalType.support_escalation: SupportEscalation,
+    SignalType.outcome_review: OutcomeReview,
+    SignalType.stakeholder_change: StakeholderChange,
+    SignalType.churn_prediction: ChurnPrediction,
+    SignalType.contract_update: ContractUpdate,
+    SignalType.expansion_interest: ExpansionInterest,
+}
+
+
+class Signal(BaseModel):
+    """Something that happened to an account. The payload is checked against its type."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: SignalType
+    account_id: str = Field(min_length=1, max_length=128)
+    occurred_at: AwareDatetime
+    payload: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str = Field(default="", max_length=200)
+
+    @model_validator(mode="after")
+    def _check_payload(self) -> Signal:
+        PAYLOADS[self.type].model_validate(self.payload)
+        if not self.idempotency_key:
+            # Deterministic: the same event delivered twice gets the same key.
+            digest = hashlib.sha256(
+                f"{self.type}|{self.account_id}|{self.occurred_at.isoformat()}|"
+                f"{sorted(self.payload.items())}".encode()
+            ).hexdigest()[:32]
+            object.__setattr__(self, "idempotency_key", digest)
+        return self
+
+    def typed_payload(self) -> BaseModel:
+        return PAYLOADS[self.type].model_validate(self.payload)
+
+    @property
+    def day(self) -> date:
+        return self.occurred_at.date()
+
+
+def utc_day_start(day: date) -> datetime:
+    from datetime import UTC, time
+
+    return datetime.combine(day, time(0, 0), tzinfo=UTC)

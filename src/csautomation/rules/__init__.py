@@ -1,0 +1,1 @@
+"""The YAML rule language, its compilation, and its two evaluation paths."""

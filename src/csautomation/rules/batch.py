@@ -1,0 +1,135 @@
+"""Vectorised evaluation over columns: scheduled sweeps and backtests.
+
+Compiled from the same condition trees as the streaming path, with the same meaning:
+numbers are float64 with NaN for missing; strings are dictionary codes with -1 for
+missing; booleans are float64 1/0/NaN; lists stay Python tuples (only `contains` reads them,
+once per distinct constant). Identical leaves across rules are computed once per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from csautomation.facts.catalog import FactType
+from csautomation.rules.ir import And, CompiledRule, Leaf, Node, Not, Or, fact_keys, fact_type, norm
+
+BoolArray = npt.NDArray[np.bool_]
+
+
+@dataclass
+class Columns:
+    """A batch of records, one array per fact key."""
+
+    size: int
+    numbers: dict[str, npt.NDArray[np.float64]] = field(default_factory=dict)
+    strings: dict[str, tuple[npt.NDArray[np.int32], dict[str, int]]] = field(default_factory=dict)
+    lists: dict[str, list[Any]] = field(default_factory=dict)
+
+    @classmethod
+    def from_records(cls, records: Sequence[dict[str, Any]], keys: Iterable[str]) -> Columns:
+        cols = cls(len(records))
+        for key in keys:
+            values = [norm(r.get(key)) for r in records]
+            cols.add(key, values)
+        return cols
+
+    def add(self, key: str, values: Sequence[Any] | npt.NDArray[Any]) -> None:
+        kind = fact_type(key)
+        if kind in (FactType.number, FactType.boolean):
+            if isinstance(values, np.ndarray) and values.dtype.kind == "f":
+                self.numbers[key] = values.astype(np.float64, copy=False)
+            else:
+                self.numbers[key] = np.array(
+                    [np.nan if v is None else float(v) for v in values], dtype=np.float64
+                )
+        elif kind == FactType.string:
+            if isinstance(values, tuple) and len(values) == 2 and isinstance(values[1], dict):
+                self.strings[key] = values  # already (codes, dictionary)
+                return
+            dictionary: dict[str, int] = {}
+            codes = np.fromiter(
+                (-1 if v is None else dictionary.setdefault(v, len(dictionary)) for v in values),
+                dtype=np.int32, count=len(values),
+            )
+            self.strings[key] = (codes, dictionary)
+        else:
+            self.lists[key] = [tuple(v) if v else None for v in values]
+
+
+class BatchEvaluator:
+    def __init__(self, rules: Iterable[CompiledRule]) -> None:
+        self.rules = list(rules)
+        self.keys = list(dict.fromkeys(k for r in self.rules for k in fact_keys(r.condition)))
+
+    def evaluate(self, cols: Columns) -> dict[str, BoolArray]:
+        """rule id -> boolean mask over the batch."""
+        cache: dict[Leaf, BoolArray] = {}
+        return {r.id: self._node(r.condition, cols, cache) for r in self.rules}
+
+    def _node(self, node: Node, cols: Columns, cache: dict[Leaf, BoolArray]) -> BoolArray:
+        if isinstance(node, Leaf):
+            hit = cache.get(node)
+            if hit is None:
+                hit = cache[node] = _leaf(node, cols)
+            return hit
+        if isinstance(node, Not):
+            return ~self._node(node.item, cols, cache)
+        parts = [self._node(i, cols, cache) for i in node.items]
+        out = parts[0].copy()
+        for p in parts[1:]:
+            if isinstance(node, And):
+                out &= p
+            else:
+                assert isinstance(node, Or)
+                out |= p
+        return out
+
+
+def _leaf(leaf: Leaf, cols: Columns) -> BoolArray:
+    op, value = leaf.op, leaf.value
+    if leaf.key in cols.strings:
+        codes, dictionary = cols.strings[leaf.key]
+        present = codes >= 0
+        if op == "exists":
+            return present
+        wanted = [dictionary[v] for v in (value if op in ("in", "not_in") else (value,))
+                  if v in dictionary]
+        hit = np.isin(codes, wanted) if wanted else np.zeros(cols.size, dtype=bool)
+        return hit if op in ("eq", "in") else (~hit & present)
+    if leaf.key in cols.lists:
+        items = cols.lists[leaf.key]
+        if op == "exists":
+            return np.fromiter((v is not None for v in items), dtype=bool, count=cols.size)
+        return np.fromiter((v is not None and value in v for v in items), dtype=bool,
+                           count=cols.size)
+    x = cols.numbers.get(leaf.key)
+    if x is None:  # no column: every record lacks the fact
+        return np.zeros(cols.size, dtype=bool)
+    if op == "exists":
+        return ~np.isnan(x)
+    if isinstance(value, bool):
+        value = 1.0 if value else 0.0
+    if op == "lt":
+        return x < value
+    if op == "lte":
+        return x <= value
+    if op == "gt":
+        return x > value
+    if op == "gte":
+        return x >= value
+    if op == "eq":
+        return x == value
+    if op == "ne":
+        return (x != value) & ~np.isnan(x)
+    if op == "between":
+        return (x >= value[0]) & (x <= value[1])
+    if op == "in":
+        return np.isin(x, np.array(value, dtype=np.float64))
+    if op == "not_in":
+        return ~np.isin(x, np.array(value, dtype=np.float64)) & ~np.isnan(x)
+    raise ValueError(f"unknown operator {op}")

@@ -1,0 +1,123 @@
+"""Streaming evaluation on durable_rules, and the rule set that reloads itself.
+
+How durable_rules is driven (see ../shared/RULE_ENGINES.md for the measurements):
+  * Each evaluation asserts the account's facts as one *fact* (not an event: events are
+    consumed by the first matching rule, facts fire every matching rule), drains every
+    action, then retracts the fact. So every rule that matches fires, exactly once.
+  * Each fact carries a fresh id: durable_rules de-duplicates facts by content.
+  * Rulesets hold at most `CHUNK` rules: larger ones overflow a fixed stack in its C rule
+    network and silently lose matches.
+  * Actions are never callbacks: we read the action queue and record rule names. A rule
+    whose condition can match durable_rules' own state object (`$nex` alone) is filtered
+    by fact id.
+  * One lock per evaluator: the C extension is not safe for concurrent asserts on a session.
+  * Reload builds new rulesets under a new generation name, swaps, then deletes the old.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+import durable_rules_engine as _dr
+
+from csautomation.errors import RuleEngineError
+from csautomation.rules.compile import ruleset_definition
+from csautomation.rules.ir import CompiledRule, fact_keys
+
+CHUNK = 40
+_generation = itertools.count()
+
+
+def encode(value: Any) -> str:
+    """JSON for durable_rules' parser, which rejects exponents (1e-06)."""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        text = repr(value)
+        return format(value, ".6f") if "e" in text else text
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(encode(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{json.dumps(k)}:{encode(v)}" for k, v in value.items()) + "}"
+    if value is None:
+        return "null"
+    raise TypeError(f"cannot encode {type(value).__name__} for durable_rules")
+
+
+class _Chunk:
+    def __init__(self, name: str, rules: list[CompiledRule]) -> None:
+        keys = list(dict.fromkeys(k for r in rules for k in fact_keys(r.condition)))
+        columns = {k: f"f{i}" for i, k in enumerate(keys)}
+        self.fields = [(k, f',"{col}":') for k, col in columns.items()]
+        self.rule_ids = [r.id for r in rules]
+        definition = encode(ruleset_definition(rules, columns))
+        try:
+            self.handle = _dr.create_ruleset(name, definition)
+        except _dr.error as exc:
+            raise RuleEngineError(f"durable_rules refused ruleset {name}: {exc}") from exc
+
+
+class StreamingEvaluator:
+    """Finds every rule whose condition holds for one record of facts."""
+
+    def __init__(self, rules: Iterable[CompiledRule], chunk: int = CHUNK) -> None:
+        rules = list(rules)
+        gen = next(_generation)
+        self._lock = threading.Lock()
+        self._ids = itertools.count()
+        self._chunks = [
+            _Chunk(f"csauto_g{gen}_c{i}", rules[start : start + chunk])
+            for i, start in enumerate(range(0, len(rules), chunk))
+        ]
+
+    def matching(self, record: dict[str, Any]) -> list[str]:
+        """Rule ids whose conditions hold; `record` maps fact keys to normalised values."""
+        out: list[str] = []
+        with self._lock:
+            for chunk in self._chunks:
+                fid = next(self._ids)
+                parts = [f'{{"sid":"0","id":"{fid}"']
+                for key, prefix in chunk.fields:
+                    value = record.get(key)
+                    if value is not None:
+                        parts.append(prefix + encode(value))
+                parts.append("}")
+                body = "".join(parts)
+                out.extend(self._run(chunk, body, f'"id":"{fid}"'))
+        return out
+
+    def _run(self, chunk: _Chunk, body: str, marker: str) -> list[str]:
+        handle = chunk.handle
+        try:
+            result = _dr.assert_fact(handle, body)
+            names: list[str] = []
+            if result[0] == 0:
+                state = result[1]
+                action = _dr.start_action_for_state(handle, state)
+                message = action[1] if action else None
+                while message:
+                    if marker in message:
+                        names.append(message[2 : message.index('"', 2)])
+                    message = _dr.complete_and_start_action(handle, state)
+            elif result[0] not in (1, 2, 3):
+                raise RuleEngineError(f"durable_rules returned {result[0]} for a fact")
+            _dr.retract_fact(handle, body)
+        except _dr.error as exc:
+            raise RuleEngineError(f"durable_rules failed on a fact: {exc}") from exc
+        return names
+
+    def close(self) -> None:
+        with self._lock:
+            for chunk in self._chunks:
+                _dr.delete_ruleset(chunk.handle)
+            self._chunks = []

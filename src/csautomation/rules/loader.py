@@ -1,0 +1,116 @@
+"""Load rule files: every problem reported with file:line:column, never a traceback."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from csautomation.errors import ConfigFileError, Problem
+from csautomation.rules import spec
+from csautomation.rules.ir import CompiledRule, compile_rule
+from csautomation.yamlsource import (
+    Document,
+    YamlSyntaxError,
+    load_file,
+    model_fields_of,
+    validation_problems,
+)
+
+KNOWN_FIELDS = model_fields_of(
+    spec.RuleFile, spec.Rule, spec.Trigger, spec.Scope, spec.Comparison, spec.WindowSpec,
+    spec.SignalsSpec, spec.StartPlaybook, spec.EscalateSpec, spec.TaskSpec,
+) | {"all", "any", "not", "window", "signals", "escalate", "create_task", "in"}
+
+TEST_DIR = "tests"
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    rules: tuple[CompiledRule, ...]
+    files: tuple[str, ...]
+    fingerprint: str
+    locations: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+    def by_id(self, rule_id: str) -> CompiledRule | None:
+        return next((r for r in self.rules if r.id == rule_id), None)
+
+    @property
+    def enabled(self) -> tuple[CompiledRule, ...]:
+        return tuple(r for r in self.rules if r.rule.enabled)
+
+
+def rule_files(paths: Sequence[Path]) -> list[Path]:
+    """YAML files under the given paths, skipping the `tests/` folders of rule test cases."""
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            out.extend(
+                p for p in sorted(path.rglob("*.y*ml"))
+                if p.suffix in (".yaml", ".yml") and TEST_DIR not in p.relative_to(path).parts
+            )
+        else:
+            out.append(path)
+    return out
+
+
+def fingerprint(files: Iterable[Path]) -> str:
+    digest = hashlib.sha256()
+    for f in files:
+        try:
+            st = f.stat()
+            digest.update(f"{f}|{st.st_mtime_ns}|{st.st_size}\n".encode())
+        except OSError:
+            digest.update(f"{f}|gone\n".encode())
+    return digest.hexdigest()
+
+
+def parse_document(doc: Document) -> tuple[list[spec.Rule], list[Problem]]:
+    if doc.data is None:
+        return [], [doc.problem((), "the file is empty; expected 'rules:' with a list of rules")]
+    if not isinstance(doc.data, dict):
+        return [], [doc.problem((), "expected a mapping with 'rules:' at the top of the file")]
+    try:
+        parsed = spec.RuleFile.model_validate(doc.data)
+    except ValidationError as exc:
+        return [], validation_problems(doc, exc, known_fields=KNOWN_FIELDS)
+    return list(parsed.rules), []
+
+
+def load_rules(paths: Sequence[Path]) -> RuleSet:
+    """Load and compile; raise ConfigFileError with every problem found in every file."""
+    files = rule_files(paths)
+    problems: list[Problem] = []
+    rules: list[CompiledRule] = []
+    seen: dict[str, tuple[str, int]] = {}
+    for path in files:
+        if not path.exists():
+            problems.append(Problem(str(path), 1, 1, "", "no such file or directory"))
+            continue
+        try:
+            doc = load_file(path)
+        except YamlSyntaxError as exc:
+            problems.append(exc.problem)
+            continue
+        parsed, found = parse_document(doc)
+        problems.extend(found)
+        for index, rule in enumerate(parsed):
+            line, _ = doc.position(("rules", index, "id"))
+            if rule.id in seen:
+                first_file, first_line = seen[rule.id]
+                problems.append(doc.problem(
+                    ("rules", index, "id"),
+                    f"duplicate rule id '{rule.id}' (also defined at {first_file}:{first_line})",
+                ))
+                continue
+            seen[rule.id] = (str(path), line)
+            rules.append(compile_rule(rule))
+    if not files:
+        problems.append(Problem(", ".join(str(p) for p in paths), 1, 1, "",
+                                "no rule files (*.yaml) found"))
+    if problems:
+        raise ConfigFileError(problems)
+    return RuleSet(tuple(rules), tuple(str(f) for f in files), fingerprint(files), seen)

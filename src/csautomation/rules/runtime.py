@@ -1,0 +1,179 @@
+"""The rule runtime: the current rule set (reloaded when files change), triggers,
+cooldowns and priority order around the streaming evaluator.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from csautomation.errors import ConfigFileError
+from csautomation.facts.derive import derive
+from csautomation.facts.health import HealthModel
+from csautomation.facts.model import Account, Signal
+from csautomation.rules.engine import StreamingEvaluator
+from csautomation.rules.explain import Explanation, explain
+from csautomation.rules.ir import CompiledRule, DerivedFact
+from csautomation.rules.loader import RuleSet, fingerprint, load_rules, rule_files
+
+log = logging.getLogger(__name__)
+
+SCHEDULE = "schedule"
+
+
+class CooldownStore(Protocol):
+    def last_fired(self, rule_id: str, account_id: str) -> datetime | None: ...
+
+    def record(self, rule_id: str, account_id: str, at: datetime) -> None: ...
+
+
+class MemoryCooldowns:
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str], datetime] = {}
+
+    def last_fired(self, rule_id: str, account_id: str) -> datetime | None:
+        return self._last.get((rule_id, account_id))
+
+    def record(self, rule_id: str, account_id: str, at: datetime) -> None:
+        self._last[(rule_id, account_id)] = at
+
+
+@dataclass(frozen=True)
+class Match:
+    rule: CompiledRule
+    account_id: str
+    at: datetime
+    explanation: Explanation
+
+    @property
+    def rule_id(self) -> str:
+        return self.rule.id
+
+    @property
+    def window(self) -> int:
+        """Index of the cooldown window `at` falls in; stable across re-evaluations."""
+        return int(self.at.timestamp() // self.rule.rule.cooldown.total_seconds())
+
+    def to_dict(self) -> dict[str, Any]:
+        r = self.rule.rule
+        return {
+            "rule_id": r.id, "rule_version": self.rule.version, "priority": r.priority.value,
+            "account_id": self.account_id, "at": self.at.isoformat(), "window": self.window,
+            "actions": [a.model_dump(mode="json", by_alias=True) for a in r.actions],
+            "explain": self.explanation.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    fired: tuple[Match, ...]
+    suppressed: tuple[Match, ...]  # matched, but inside the rule's cooldown for the account
+
+
+def triggered(rule: CompiledRule, trigger: str | None) -> bool:
+    """None evaluates every rule (dry runs); otherwise a signal type or SCHEDULE."""
+    t = rule.rule.trigger
+    if trigger is None:
+        return True
+    if trigger == SCHEDULE:
+        return t.schedule is not None
+    return any(kind.value == trigger for kind in t.on)
+
+
+class RuleRuntime:
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        model: HealthModel,
+        cooldowns: CooldownStore | None = None,
+        reload_interval: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.paths = list(paths)
+        self.model = model
+        self.cooldowns = cooldowns or MemoryCooldowns()
+        self.reload_interval = reload_interval
+        self.last_error: ConfigFileError | None = None
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._checked = clock()
+        self.ruleset = load_rules(self.paths)
+        self._evaluator = StreamingEvaluator(self.ruleset.enabled)
+
+    def reload_if_changed(self, force: bool = False) -> bool:
+        """Swap in the rule files' new contents; on errors keep serving the last good set."""
+        now = self._clock()
+        if not force and now - self._checked < self.reload_interval:
+            return False
+        self._checked = now
+        if not force and fingerprint(rule_files(self.paths)) == self.ruleset.fingerprint:
+            return False
+        try:
+            ruleset = load_rules(self.paths)
+        except ConfigFileError as exc:
+            self.last_error = exc
+            log.error("rule files changed but do not validate; keeping the previous rules:\n%s",
+                      exc)
+            return False
+        evaluator = StreamingEvaluator(ruleset.enabled)
+        with self._lock:
+            old, self._evaluator, self.ruleset = self._evaluator, evaluator, ruleset
+            self.last_error = None
+        old.close()
+        log.info("reloaded %d rules from %d files", len(ruleset.rules), len(ruleset.files))
+        return True
+
+    @property
+    def derived(self) -> tuple[DerivedFact, ...]:
+        seen: dict[str, DerivedFact] = {}
+        for r in self.ruleset.enabled:
+            for d in r.derived:
+                seen.setdefault(d.key, d)
+        return tuple(seen.values())
+
+    def evaluate_record(
+        self, account_id: str, record: dict[str, Any], at: datetime, trigger: str | None,
+        apply_cooldown: bool = True,
+    ) -> Evaluation:
+        self.reload_if_changed()
+        with self._lock:
+            ruleset: RuleSet = self.ruleset
+            names = set(self._evaluator.matching(record))
+        fired: list[Match] = []
+        suppressed: list[Match] = []
+        for rule in ruleset.enabled:
+            if rule.id not in names or not triggered(rule, trigger):
+                continue
+            why = explain(rule, record)
+            if not why.matched:  # both paths share one meaning; disagreement is a bug
+                log.error("durable_rules matched %s but explain does not: %s", rule.id, record)
+            match = Match(rule, account_id, at, why)
+            last = self.cooldowns.last_fired(rule.id, account_id) if apply_cooldown else None
+            if last is not None and at - last < rule.rule.cooldown:
+                suppressed.append(match)
+                continue
+            fired.append(match)
+            if apply_cooldown:
+                self.cooldowns.record(rule.id, account_id, at)
+        fired.sort(key=lambda m: (m.rule.rank, m.rule_id))
+        return Evaluation(tuple(fired), tuple(suppressed))
+
+    def record_for(self, account: Account, signals: Iterable[Signal], as_of: date) -> dict[str, Any]:
+        return derive(account, signals, as_of, self.model, self.derived).record()
+
+    def evaluate_account(
+        self, account: Account, signals: Iterable[Signal], at: datetime, trigger: str | None,
+        apply_cooldown: bool = True,
+    ) -> Evaluation:
+        self.reload_if_changed()
+        record = self.record_for(account, signals, at.date())
+        return self.evaluate_record(account.id, record, at, trigger, apply_cooldown)
+
+    def close(self) -> None:
+        self._evaluator.close()
