@@ -119,6 +119,19 @@ def rules_schema(output: Annotated[Path | None, typer.Option("--output", "-o")] 
         sys.stdout.write(text + "\n")
 
 
+@rules_app.command("facts")
+def rules_facts() -> None:
+    """List every fact a rule can read, with its type and meaning."""
+    from csautomation.facts.catalog import FACTS
+
+    table = Table(title="Facts")
+    for col in ("fact", "type", "meaning"):
+        table.add_column(col)
+    for d in FACTS.values():
+        table.add_row(d.path, d.type.value, d.description)
+    out.print(table)
+
+
 @rules_app.command("test")
 def rules_test(
     paths: Annotated[list[Path] | None, typer.Argument()] = None,
@@ -171,7 +184,7 @@ def rules_evaluate(
     day = _as_of(as_of, sigs)
     at = datetime.combine(day, time(23, 59), tzinfo=UTC)
     by_account = group_by_account(sigs)
-    matches = []
+    matches: list[Any] = []
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("evaluating", total=len(accs))
         for account in accs:

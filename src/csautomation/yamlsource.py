@@ -97,7 +97,7 @@ def _build(node: yaml.Node, path: PathKey, doc: Document) -> Any:
             if isinstance(key_node, yaml.ScalarNode) and key_node.tag == "tag:yaml.org,2002:bool":
                 key = key_node.value  # YAML 1.1 reads `on:` as True; as a key it is a name
             else:
-                key = _constructor.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+                key = _constructor.construct_object(key_node, deep=True)
             if not isinstance(key, str | int | float | bool) or key is None:
                 key = str(key)
             if key in out:
@@ -115,7 +115,7 @@ def _build(node: yaml.Node, path: PathKey, doc: Document) -> Any:
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_build(item, (*path, i), doc) for i, item in enumerate(node.value)]
-    return _constructor.construct_object(node, deep=True)  # type: ignore[no-untyped-call]
+    return _constructor.construct_object(node, deep=True)
 
 
 def describe(value: Any) -> str:

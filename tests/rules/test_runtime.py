@@ -129,3 +129,23 @@ def test_shipped_rules_load_and_each_has_a_version() -> None:
     ruleset = load_rules([Path(__file__).parents[2] / "rules"])
     assert len(ruleset.rules) >= 8
     assert len({r.version for r in ruleset.rules}) == len(ruleset.rules)
+
+
+def test_evaluations_leave_no_facts_behind() -> None:
+    from csautomation.rules import spec
+    from csautomation.rules.ir import compile_rule
+
+    compiled = [compile_rule(spec.Rule.model_validate({
+        "id": f"r{i}", "name": "n", "owner": "o", "priority": "low",
+        "trigger": {"on": ["usage_daily"]}, "conditions": c, "actions": [{"start_playbook": "p"}],
+    })) for i, c in enumerate(["health.score < 50", {"not": "churn.probability exists"}])]
+    ev = StreamingEvaluator(compiled, chunk=1)
+    try:
+        for score in range(100):
+            expected = {"r1"} | ({"r0"} if score < 50 else set())
+            assert set(ev.matching({"health.score": score})) == expected
+            # the same record again matches again: it was retracted, not de-duplicated
+            assert set(ev.matching({"health.score": score})) == expected
+        assert ev.pending_facts() == 0
+    finally:
+        ev.close()

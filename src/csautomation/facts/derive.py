@@ -8,8 +8,10 @@ identical facts. Too little history for a window gives a missing fact, never a m
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -75,18 +77,12 @@ def _window_extreme(x: F, days: int, fn: Any) -> F:
     return np.asarray(out, dtype=np.float64)
 
 
-class _quiet:
+@contextmanager
+def _quiet() -> Iterator[None]:
     """np.nanmax warns on all-NaN windows; those are simply missing facts."""
-
-    def __enter__(self) -> None:
-        import warnings
-
-        self._ctx = warnings.catch_warnings()
-        self._ctx.__enter__()
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc: object) -> None:
-        self._ctx.__exit__(*exc)
+        yield
 
 
 @dataclass
@@ -151,8 +147,12 @@ def _derive(
     account: Account, sigs: list[Signal], first: date, n: int, model: HealthModel,
     extra: Sequence[DerivedFact],
 ) -> FactFrame:
-    zeros = lambda: np.zeros(n)  # noqa: E731
-    nan = lambda: np.full(n, NAN)  # noqa: E731
+    def zeros() -> F:
+        return np.zeros(n)
+
+    def nan() -> F:
+        return np.full(n, NAN)
+
     logins, users, features, seen_usage = zeros(), nan(), zeros(), np.zeros(n, dtype=bool)
     attended, missed, tickets, urgent, escalations, interest = (zeros() for _ in range(6))
     nps, goals, churn, renewal, arr, seats = (nan() for _ in range(6))
@@ -289,20 +289,22 @@ def _health(out: dict[str, F], model: HealthModel, n: int) -> tuple[F, dict[str,
         weight_sum += np.where(present, weights[comp], 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         score = np.where(weight_sum > 0, total / weight_sum, NAN)
-    return np.round(score, 2), {k: np.round(v, 2) for k, v in parts.items()}
+    rounded = {k: np.round(v, 2).astype(np.float64) for k, v in parts.items()}
+    return np.round(score, 2).astype(np.float64), rounded
 
 
 def _extra(fact: DerivedFact, out: dict[str, F], counts: dict[str, F], n: int) -> F:
     if isinstance(fact, WindowFact):
         series = out.get(fact.fact, np.full(n, NAN))
         if fact.direction == "fell":
-            return _window_extreme(series, fact.days, np.nanmax) - series
-        return series - _window_extreme(series, fact.days, np.nanmin)
+            diff = _window_extreme(series, fact.days, np.nanmax) - series
+        else:
+            diff = series - _window_extreme(series, fact.days, np.nanmin)
+        return np.asarray(diff, dtype=np.float64)
     assert isinstance(fact, SignalsFact)
     sums = [_roll_partial(counts.get(t, np.zeros(n)), fact.days) for t in fact.types]
-    if fact.counting == "types":
-        return np.sum([s > 0 for s in sums], axis=0).astype(np.float64)
-    return np.sum(sums, axis=0).astype(np.float64)
+    stacked = np.array([s > 0 for s in sums] if fact.counting == "types" else sums)
+    return np.asarray(stacked.sum(axis=0), dtype=np.float64)
 
 
 def _roll_partial(x: F, w: int) -> F:

@@ -112,24 +112,22 @@ def _leaf(leaf: Leaf, cols: Columns) -> BoolArray:
         return np.zeros(cols.size, dtype=bool)
     if op == "exists":
         return ~np.isnan(x)
-    if isinstance(value, bool):
-        value = 1.0 if value else 0.0
-    if op == "lt":
-        return x < value
-    if op == "lte":
-        return x <= value
-    if op == "gt":
-        return x > value
-    if op == "gte":
-        return x >= value
-    if op == "eq":
-        return x == value
-    if op == "ne":
-        return (x != value) & ~np.isnan(x)
     if op == "between":
-        return (x >= value[0]) & (x <= value[1])
-    if op == "in":
-        return np.isin(x, np.array(value, dtype=np.float64))
-    if op == "not_in":
-        return ~np.isin(x, np.array(value, dtype=np.float64)) & ~np.isnan(x)
+        return np.asarray((x >= value[0]) & (x <= value[1]), dtype=bool)
+    if op in ("in", "not_in"):
+        hit = np.isin(x, np.array(value, dtype=np.float64))
+        return hit if op == "in" else ~hit & ~np.isnan(x)
+    v = float(value)  # booleans are stored as 1.0 / 0.0
+    if op == "lt":
+        return x < v
+    if op == "lte":
+        return x <= v
+    if op == "gt":
+        return x > v
+    if op == "gte":
+        return x >= v
+    if op == "eq":
+        return np.equal(x, v)
+    if op == "ne":
+        return np.not_equal(x, v) & ~np.isnan(x)
     raise ValueError(f"unknown operator {op}")

@@ -55,10 +55,7 @@ def encode(value: Any) -> str:
 
 
 class _Chunk:
-    def __init__(self, name: str, rules: list[CompiledRule]) -> None:
-        keys = list(dict.fromkeys(k for r in rules for k in fact_keys(r.condition)))
-        columns = {k: f"f{i}" for i, k in enumerate(keys)}
-        self.fields = [(k, f',"{col}":') for k, col in columns.items()]
+    def __init__(self, name: str, rules: list[CompiledRule], columns: dict[str, str]) -> None:
         self.rule_ids = [r.id for r in rules]
         definition = encode(ruleset_definition(rules, columns))
         try:
@@ -75,8 +72,11 @@ class StreamingEvaluator:
         gen = next(_generation)
         self._lock = threading.Lock()
         self._ids = itertools.count()
+        keys = list(dict.fromkeys(k for r in rules for k in fact_keys(r.condition)))
+        columns = {k: f"f{i}" for i, k in enumerate(keys)}
+        self._fields = [(k, f',"{col}":') for k, col in columns.items()]
         self._chunks = [
-            _Chunk(f"csauto_g{gen}_c{i}", rules[start : start + chunk])
+            _Chunk(f"csauto_g{gen}_c{i}", rules[start : start + chunk], columns)
             for i, start in enumerate(range(0, len(rules), chunk))
         ]
 
@@ -84,20 +84,23 @@ class StreamingEvaluator:
         """Rule ids whose conditions hold; `record` maps fact keys to normalised values."""
         out: list[str] = []
         with self._lock:
+            # One body for every chunk: ids only need to be unique within a ruleset.
+            fid = next(self._ids)
+            head = f'{{"sid":"0","id":"{fid}"'
+            parts = [head]
+            for key, prefix in self._fields:
+                value = record.get(key)
+                if value is not None:
+                    parts.append(prefix + _ENCODERS.get(type(value), encode)(value))
+            parts.append("}")
+            body = "".join(parts)
+            marker = f'"id":"{fid}"'
             for chunk in self._chunks:
-                fid = next(self._ids)
-                parts = [f'{{"sid":"0","id":"{fid}"']
-                for key, prefix in chunk.fields:
-                    value = record.get(key)
-                    if value is not None:
-                        parts.append(prefix + encode(value))
-                parts.append("}")
-                body = "".join(parts)
-                out.extend(self._run(chunk, body, f'"id":"{fid}"'))
+                out.extend(self._run(chunk.handle, body, head + "}", marker))
         return out
 
-    def _run(self, chunk: _Chunk, body: str, marker: str) -> list[str]:
-        handle = chunk.handle
+    @staticmethod
+    def _run(handle: int, body: str, key: str, marker: str) -> list[str]:
         try:
             result = _dr.assert_fact(handle, body)
             names: list[str] = []
@@ -109,15 +112,30 @@ class StreamingEvaluator:
                     if marker in message:
                         names.append(message[2 : message.index('"', 2)])
                     message = _dr.complete_and_start_action(handle, state)
-            elif result[0] not in (1, 2, 3):
-                raise RuleEngineError(f"durable_rules returned {result[0]} for a fact")
-            _dr.retract_fact(handle, body)
+            elif result[0] != 1:  # 1 is "no rule matched"
+                raise RuleEngineError(f"durable_rules returned code {result[0]} for a fact")
+            # Retracting by sid and id is enough (facts are keyed by id), and parses faster.
+            _dr.retract_fact(handle, key)
         except _dr.error as exc:
             raise RuleEngineError(f"durable_rules failed on a fact: {exc}") from exc
         return names
+
+    def pending_facts(self) -> int:
+        """Facts left in the engine's session (always 0 between evaluations)."""
+        with self._lock:
+            facts = [f for c in self._chunks for f in json.loads(_dr.get_facts(c.handle, "0"))]
+        return sum(1 for f in facts if "$s" not in f)  # "$s" is durable_rules' own state
 
     def close(self) -> None:
         with self._lock:
             for chunk in self._chunks:
                 _dr.delete_ruleset(chunk.handle)
             self._chunks = []
+
+
+_ENCODERS: dict[type, Any] = {
+    int: str,
+    str: lambda v: json.dumps(v, ensure_ascii=False),
+    float: encode,
+    bool: encode,
+}

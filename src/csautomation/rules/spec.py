@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from enum import StrEnum
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -27,6 +28,8 @@ from pydantic import (
     WithJsonSchema,
     model_validator,
 )
+
+from pydantic.types import JsonValue
 
 from csautomation.facts.catalog import FACTS, FactType, unknown_fact_message
 from csautomation.facts.model import SignalType, Tier
@@ -89,6 +92,10 @@ def _check_cron(value: str) -> str:
 Cron = Annotated[str, AfterValidator(_check_cron)]
 
 
+_ALL_FACTS: list[JsonValue] = [*sorted(FACTS)]
+_NUMBER_FACTS: list[JsonValue] = [p for p in _ALL_FACTS if FACTS[str(p)].type == FactType.number]
+
+
 class Priority(StrEnum):
     critical = "critical"
     high = "high"
@@ -121,7 +128,8 @@ def _is_number(v: Any) -> bool:
 class Comparison(Strict):
     """One comparison of a fact with a constant: exactly one operator."""
 
-    fact: str = Field(description="dotted fact path, e.g. health.score")
+    fact: str = Field(description="dotted fact path, e.g. health.score",
+                      json_schema_extra={"enum": _ALL_FACTS})
     lt: float | None = None
     lte: float | None = None
     gt: float | None = None
@@ -177,8 +185,11 @@ class Comparison(Strict):
         if op == "between" and value[0] > value[1]:
             raise ValueError(f"between [{value[0]}, {value[1]}]: the low bound is above the high")
         if op in ("eq", "ne", "in", "not_in"):
-            want = {FactType.number: _is_number, FactType.string: lambda v: isinstance(v, str),
-                    FactType.boolean: lambda v: isinstance(v, bool)}[ftype]
+            want: Callable[[Any], bool] = {
+                FactType.number: _is_number,
+                FactType.string: lambda v: isinstance(v, str),
+                FactType.boolean: lambda v: isinstance(v, bool),
+            }[ftype]
             bad = [v for v in values if not want(v)]
             if bad:
                 raise ValueError(f"'{self.fact}' is a {ftype} fact, but is compared with {bad[0]!r}")
@@ -201,7 +212,8 @@ CompactComparison = Annotated[
 
 
 class WindowSpec(Strict):
-    fact: str = Field(description="a numeric fact with daily history, e.g. health.score")
+    fact: str = Field(description="a numeric fact with daily history, e.g. health.score",
+                      json_schema_extra={"enum": _NUMBER_FACTS})
     fell_by: float | None = Field(default=None, gt=0, description="fell at least this much")
     rose_by: float | None = Field(default=None, gt=0, description="rose at least this much")
     within: Days
@@ -271,10 +283,11 @@ def _condition_kind(value: Any) -> str | None:
                 return kind
         return None
     if isinstance(value, BaseModel):
-        return {
+        kinds: dict[type, str] = {
             AllCondition: "all", AnyCondition: "any", NotCondition: "not",
             WindowCondition: "window", SignalsCondition: "signals", Comparison: "fact",
-        }.get(type(value))
+        }
+        return kinds.get(type(value))
     return None
 
 
@@ -345,9 +358,10 @@ def _action_kind(value: Any) -> str | None:
             if kind in value:
                 return kind
         return None
-    return {StartPlaybook: "start_playbook", Escalate: "escalate", CreateTask: "create_task"}.get(
-        type(value)
-    )
+    kinds: dict[type, str] = {
+        StartPlaybook: "start_playbook", Escalate: "escalate", CreateTask: "create_task"
+    }
+    return kinds.get(type(value))
 
 
 Action = Annotated[
