@@ -84,8 +84,12 @@ def condition(c: Any, record: dict[str, Any]) -> bool:
 
 def matches(rule: spec.Rule, record: dict[str, Any]) -> bool:
     sc = rule.scope
-    for key, allowed in (("account.tenant", sc.tenants), ("account.tier", [t.value for t in sc.tiers]),
-                         ("account.segment", sc.segments), ("account.region", sc.regions)):
+    for key, allowed in (
+        ("account.tenant", sc.tenants),
+        ("account.tier", [t.value for t in sc.tiers]),
+        ("account.segment", sc.segments),
+        ("account.region", sc.regions),
+    ):
         if allowed and _get(record, key) not in allowed:
             return False
     return condition(rule.conditions, record)

@@ -16,8 +16,11 @@ from rich.table import Table
 
 from csautomation.errors import ConfigFileError, CsAutomationError
 
-app = typer.Typer(help="csautomation: rule-based automation for Customer Success teams.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="csautomation: rule-based automation for Customer Success teams.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 rules_app = typer.Typer(help="Validate, test, dry-run and backtest rules.", no_args_is_help=True)
 sample_app = typer.Typer(help="The deterministic sample data set.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
@@ -29,8 +32,9 @@ err = Console(stderr=True, highlight=False)
 DATA_DIR = Path(".csauto/sample")
 RulesOpt = Annotated[list[Path] | None, typer.Option("--rules", help="rule files or folders")]
 AccountsOpt = Annotated[Path | None, typer.Option("--accounts", help="accounts JSONL")]
-SignalsOpt = Annotated[Path | None, typer.Option("--signals", "--history",
-                                                 help="signal history JSONL")]
+SignalsOpt = Annotated[
+    Path | None, typer.Option("--signals", "--history", help="signal history JSONL")
+]
 ModelOpt = Annotated[Path | None, typer.Option("--health-model", help="health model YAML")]
 AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="evaluate as of this date")]
 FormatOpt = Annotated[str, typer.Option("--format", help="table or json")]
@@ -85,8 +89,9 @@ def _as_of(value: str | None, signals: list[Any]) -> date:
         try:
             return date.fromisoformat(value)
         except ValueError:
-            raise typer.BadParameter(f"--as-of wants a date like 2026-11-01, got {value!r}") \
-                from None
+            raise typer.BadParameter(
+                f"--as-of wants a date like 2026-11-01, got {value!r}"
+            ) from None
     return max((s.day for s in signals), default=datetime.now(UTC).date())
 
 
@@ -99,8 +104,10 @@ def rules_validate(paths: Annotated[list[Path] | None, typer.Argument()] = None)
         ruleset = load_rules(_rule_paths(paths))
     except CsAutomationError as exc:
         _fail(exc)
-    out.print(f"[green]ok[/green] {len(ruleset.rules)} rules in {len(ruleset.files)} files "
-              f"({len(ruleset.enabled)} enabled)")
+    out.print(
+        f"[green]ok[/green] {len(ruleset.rules)} rules in {len(ruleset.files)} files "
+        f"({len(ruleset.enabled)} enabled)"
+    )
 
 
 @rules_app.command("schema")
@@ -169,8 +176,12 @@ def rules_test(
 
 @rules_app.command("evaluate")
 def rules_evaluate(
-    rules: RulesOpt = None, accounts: AccountsOpt = None, signals: SignalsOpt = None,
-    health_model: ModelOpt = None, as_of: AsOfOpt = None, fmt: FormatOpt = "table",
+    rules: RulesOpt = None,
+    accounts: AccountsOpt = None,
+    signals: SignalsOpt = None,
+    health_model: ModelOpt = None,
+    as_of: AsOfOpt = None,
+    fmt: FormatOpt = "table",
 ) -> None:
     """Dry run: which rules match which accounts now (no cooldowns, no side effects)."""
     from csautomation.facts.derive import group_by_account
@@ -188,8 +199,9 @@ def rules_evaluate(
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("evaluating", total=len(accs))
         for account in accs:
-            ev = runtime.evaluate_account(account, by_account.get(account.id, []), at, None,
-                                          apply_cooldown=False)
+            ev = runtime.evaluate_account(
+                account, by_account.get(account.id, []), at, None, apply_cooldown=False
+            )
             matches.extend(ev.fired)
             progress.advance(task)
     if fmt == "json":
@@ -222,8 +234,13 @@ def _passing_checks(node: Any) -> list[Any]:
 
 @rules_app.command("explain")
 def rules_explain(
-    rule: str, account: str, rules: RulesOpt = None, accounts: AccountsOpt = None,
-    signals: SignalsOpt = None, health_model: ModelOpt = None, as_of: AsOfOpt = None,
+    rule: str,
+    account: str,
+    rules: RulesOpt = None,
+    accounts: AccountsOpt = None,
+    signals: SignalsOpt = None,
+    health_model: ModelOpt = None,
+    as_of: AsOfOpt = None,
     fmt: FormatOpt = "text",
 ) -> None:
     """Why RULE does or does not match ACCOUNT: every fact read and every comparison."""
@@ -262,8 +279,12 @@ def rules_explain(
 @rules_app.command("backtest")
 def rules_backtest(
     since: Annotated[str, typer.Option("--since", help="how far back, e.g. 90d")] = "90d",
-    rules: RulesOpt = None, accounts: AccountsOpt = None, signals: SignalsOpt = None,
-    health_model: ModelOpt = None, as_of: AsOfOpt = None, fmt: FormatOpt = "table",
+    rules: RulesOpt = None,
+    accounts: AccountsOpt = None,
+    signals: SignalsOpt = None,
+    health_model: ModelOpt = None,
+    as_of: AsOfOpt = None,
+    fmt: FormatOpt = "table",
     include_disabled: Annotated[bool, typer.Option("--include-disabled")] = True,
 ) -> None:
     """Replay history day by day (no side effects): firings per rule per week, and overlap."""
@@ -285,38 +306,58 @@ def rules_backtest(
     chosen = list(ruleset.rules if include_disabled else ruleset.enabled)
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("deriving facts", total=len(accs))
-        result = backtest(accs, sigs, chosen, model, end, days,
-                          progress=lambda n: progress.advance(task, n))
+        result = backtest(
+            accs, sigs, chosen, model, end, days, progress=lambda n: progress.advance(task, n)
+        )
     if fmt == "json":
-        sys.stdout.write(json.dumps({
-            "start": result.start.isoformat(), "end": result.end.isoformat(),
-            "weeks": [w.isoformat() for w in result.weeks], "fires": result.fires,
-            "accounts": {r: sorted(a) for r, a in result.accounts_hit.items()},
-        }, indent=2) + "\n")
+        sys.stdout.write(
+            json.dumps(
+                {
+                    "start": result.start.isoformat(),
+                    "end": result.end.isoformat(),
+                    "weeks": [w.isoformat() for w in result.weeks],
+                    "fires": result.fires,
+                    "accounts": {r: sorted(a) for r, a in result.accounts_hit.items()},
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         return
     _print_backtest(result)
 
 
 def _print_backtest(result: Any) -> None:
-    table = Table(title=f"Backtest {result.start} to {result.end}: {result.accounts} accounts, "
-                        f"{result.account_days:,} account-days; firings per week (from Monday)")
-    table.add_column("rule")
-    for w in result.weeks:
-        table.add_column(w.strftime("%m-%d"), justify="right")
-    table.add_column("total", justify="right")
-    table.add_column("accounts", justify="right")
-    for rule_id in result.rules:
-        row = result.fires[rule_id]
-        table.add_row(rule_id, *[str(x) for x in row], str(sum(row)),
-                      str(len(result.accounts_hit[rule_id])))
-    out.print(table)
+    keys = {rule_id: f"R{i}" for i, rule_id in enumerate(result.rules, 1)}
+    legend = Table(
+        title=f"Backtest {result.start} to {result.end}: {result.accounts} accounts, "
+        f"{result.account_days:,} account-days"
+    )
+    for col, justify in (
+        ("", "left"),
+        ("rule", "left"),
+        ("firings", "right"),
+        ("accounts", "right"),
+    ):
+        legend.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for rule_id, key in keys.items():
+        legend.add_row(
+            key, rule_id, str(sum(result.fires[rule_id])), str(len(result.accounts_hit[rule_id]))
+        )
+    out.print(legend)
+    weekly = Table(title="Firings per rule per week (weeks from Monday)")
+    weekly.add_column("week of")
+    for key in keys.values():
+        weekly.add_column(key, justify="right")
+    for i, week in enumerate(result.weeks):
+        weekly.add_row(week.isoformat(), *[str(result.fires[r][i]) for r in result.rules])
+    out.print(weekly)
     overlap = Table(title="Overlap: accounts fired on by both rules in the period")
-    short = [r[:10] for r in result.rules]
     overlap.add_column("")
-    for s in short:
-        overlap.add_column(s, justify="right")
-    for a in result.rules:
-        overlap.add_row(a[:24], *[str(result.overlap(a, b)) for b in result.rules])
+    for key in keys.values():
+        overlap.add_column(key, justify="right")
+    for a, key in keys.items():
+        overlap.add_row(key, *[str(result.overlap(a, b)) for b in result.rules])
     out.print(overlap)
 
 
@@ -336,7 +377,8 @@ def sample_generate(
 
 @app.command("demo")
 def demo(
-    rules: RulesOpt = None, health_model: ModelOpt = None,
+    rules: RulesOpt = None,
+    health_model: ModelOpt = None,
 ) -> None:
     """The main job, for now: validate and test the shipped rules, then dry-run and backtest
     them over the sample data set."""
@@ -345,11 +387,20 @@ def demo(
     out.rule("2. rule test cases")
     rules_test(_rule_paths(rules), health_model)
     out.rule("3. evaluate the sample accounts now")
-    rules_evaluate(rules=rules, health_model=health_model, accounts=None, signals=None,
-                   as_of=None, fmt="table")
+    rules_evaluate(
+        rules=rules, health_model=health_model, accounts=None, signals=None, as_of=None, fmt="table"
+    )
     out.rule("4. backtest the last 90 days")
-    rules_backtest(since="90d", rules=rules, health_model=health_model, accounts=None,
-                   signals=None, as_of=None, fmt="table", include_disabled=True)
+    rules_backtest(
+        since="90d",
+        rules=rules,
+        health_model=health_model,
+        accounts=None,
+        signals=None,
+        as_of=None,
+        fmt="table",
+        include_disabled=True,
+    )
 
 
 def main() -> None:

@@ -8,13 +8,15 @@ Pydantic error locations are then turned into file:line:column without guessing.
 from __future__ import annotations
 
 import difflib
+import re
+import types
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Tag, ValidationError
 
 from csautomation.errors import Problem
 
@@ -54,6 +56,23 @@ def format_path(path: Iterable[str | int]) -> str:
     return out
 
 
+# PyYAML's wording for the usual slips, with what a person should look at.
+_YAML_HINTS = {
+    "mapping values are not allowed here": (
+        "check the indentation, and put quotes around a value that contains ': '"
+    ),
+    "found character '\\t' that cannot start any token": "indent with spaces, not tabs",
+    "expected <block end>": "check the indentation",
+}
+
+
+def _yaml_reason(reason: str) -> str:
+    for start, hint in _YAML_HINTS.items():
+        if reason.startswith(start):
+            return f"{reason} ({hint})"
+    return reason
+
+
 def load_text(text: str, file: str) -> Document:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -61,7 +80,12 @@ def load_text(text: str, file: str) -> Document:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         reason = exc.problem or str(exc)
-        raise YamlSyntaxError(Problem(file, line, column, "", f"YAML syntax error: {reason}")) from None
+        if exc.problem and exc.context and not exc.context.startswith("while "):
+            reason = f"{exc.context}, {exc.problem}"  # "expected a single document, but found..."
+        reason = _yaml_reason(reason)
+        raise YamlSyntaxError(
+            Problem(file, line, column, "", f"YAML syntax error: {reason}")
+        ) from None
     except yaml.YAMLError as exc:
         raise YamlSyntaxError(Problem(file, 1, 1, "", f"YAML syntax error: {exc}")) from None
     doc = Document(file=file, data=None)
@@ -72,11 +96,20 @@ def load_text(text: str, file: str) -> Document:
 
 
 def load_file(path: Path) -> Document:
+    raw = path.read_bytes()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
+        before = raw[: exc.start]
+        line, column = before.count(b"\n") + 1, exc.start - (before.rfind(b"\n") + 1) + 1
         raise YamlSyntaxError(
-            Problem(str(path), 1, 1, "", f"file is not UTF-8 text ({exc.reason})")
+            Problem(
+                str(path),
+                line,
+                column,
+                "",
+                f"file is not UTF-8 text ({exc.reason}); save it with UTF-8 encoding",
+            )
         ) from None
     return load_text(text, str(path))
 
@@ -91,8 +124,13 @@ def _build(node: yaml.Node, path: PathKey, doc: Document) -> Any:
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 raise YamlSyntaxError(
-                    Problem(doc.file, key_node.start_mark.line + 1, key_node.start_mark.column + 1,
-                            format_path(path), "YAML merge keys (<<) are not supported")
+                    Problem(
+                        doc.file,
+                        key_node.start_mark.line + 1,
+                        key_node.start_mark.column + 1,
+                        format_path(path),
+                        "YAML merge keys (<<) are not supported",
+                    )
                 )
             if isinstance(key_node, yaml.ScalarNode) and key_node.tag == "tag:yaml.org,2002:bool":
                 key = key_node.value  # YAML 1.1 reads `on:` as True; as a key it is a name
@@ -103,9 +141,13 @@ def _build(node: yaml.Node, path: PathKey, doc: Document) -> Any:
             if key in out:
                 first = doc.positions.get((*path, key), (0, 0))
                 raise YamlSyntaxError(
-                    Problem(doc.file, key_node.start_mark.line + 1, key_node.start_mark.column + 1,
-                            format_path((*path, str(key))),
-                            f"duplicate key '{key}' (first defined on line {first[0]})")
+                    Problem(
+                        doc.file,
+                        key_node.start_mark.line + 1,
+                        key_node.start_mark.column + 1,
+                        format_path((*path, str(key))),
+                        f"duplicate key '{key}' (first defined on line {first[0]})",
+                    )
                 )
             child = (*path, key if isinstance(key, str | int) else str(key))
             doc.positions[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
@@ -123,57 +165,170 @@ def describe(value: Any) -> str:
         return f"'{value}'"
     if value is None:
         return "nothing (null)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, dict):
-        return "a mapping"
+        keys = ", ".join(f"'{k}'" for k in list(value)[:3]) + (", ..." if len(value) > 3 else "")
+        return f"a mapping with {keys}" if value else "an empty mapping"
     if isinstance(value, list):
-        return "a list"
+        return "a list" if value else "an empty list"
     return repr(value)
 
 
-def _strip_tags(data: Any, loc: Sequence[str | int]) -> list[str | int]:
-    """Pydantic puts union tags and validator names in `loc`; keep only real data keys."""
+def _strip_tags(data: Any, loc: Sequence[str | int], keep_last: bool = False) -> list[str | int]:
+    """Pydantic puts union tags and validator names in `loc`; keep only real data keys.
+
+    With `keep_last`, the last part is a field name (unknown or missing) and is kept even
+    though the data has no value for it.
+    """
     out: list[str | int] = []
     node = data
-    for part in loc:
-        if isinstance(node, dict) and part in node:
+    for i, part in enumerate(loc):
+        present = (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        )
+        if present:
             out.append(part)
             node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        elif keep_last and i == len(loc) - 1 and isinstance(node, dict):
             out.append(part)
-            node = node[part]
-        elif isinstance(node, dict) and isinstance(part, str) and part not in node:
-            # an unknown field (extra_forbidden) or a missing one: keep the name if it is last
-            if part is loc[-1]:
-                out.append(part)
     return out
 
 
+def _step(tp: Any, part: str | int) -> Any:
+    """The type found at `part` inside `tp`, following pydantic's error locations."""
+    origin = get_origin(tp)
+    if origin is Annotated:
+        return _step(get_args(tp)[0], part)
+    if origin in (Union, types.UnionType):
+        members = get_args(tp)
+        for member in members:
+            if get_origin(member) is Annotated and any(
+                isinstance(m, Tag) and m.tag == part for m in get_args(member)[1:]
+            ):
+                return get_args(member)[0]
+        found = [t for t in (_step(m, part) for m in members) if t is not None]
+        return found[0] if len(found) == 1 else None
+    if origin is list and isinstance(part, int):
+        return get_args(tp)[0]
+    if origin is dict and isinstance(part, str):
+        return get_args(tp)[1]
+    if isinstance(tp, type) and issubclass(tp, BaseModel) and isinstance(part, str):
+        for name, info in tp.model_fields.items():
+            if part in (name, info.alias):
+                return info.annotation
+    return None
+
+
+def _model_at(model: type[BaseModel], loc: Sequence[str | int]) -> type[BaseModel] | None:
+    tp: Any = model
+    for part in loc:
+        tp = _step(tp, part)
+        if tp is None:
+            return None
+    while get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    if get_origin(tp) in (Union, types.UnionType):
+        classes = [t for t in get_args(tp) if t is not type(None)]
+        tp = classes[0] if len(classes) == 1 else None
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def _message(err: Any) -> str:
+    """Pydantic's message in words for a CS ops person, without type or class names."""
+    kind, ctx, found = err["type"], err.get("ctx") or {}, err.get("input")
+    if kind == "value_error" and "error" in ctx:
+        return str(ctx["error"])
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"expected a mapping (field: value), found {describe(found)}"
+    if kind in ("list_type", "tuple_type", "set_type"):
+        return f"expected a list, found {describe(found)}"
+    if kind == "too_short" and "min_length" in ctx:
+        n = ctx["min_length"]
+        return f"needs at least {n} item{'s' if n != 1 else ''}, found {describe(found)}"
+    if kind == "too_long" and "max_length" in ctx:
+        return f"takes at most {ctx['max_length']} items, found {len(found)}"
+    if kind in ("enum", "literal_error") and "expected" in ctx:
+        expected = re.sub(r"\b(True|False|None)\b", lambda m: m[1].lower(), str(ctx["expected"]))
+        options = re.findall(r"'([^']*)'", expected)
+        either = "one of " if " or " in expected else ""
+        msg = f"expected {either}{expected}, found {describe(found)}"
+        hint = (
+            difflib.get_close_matches(found, options, n=1, cutoff=0.6)
+            if isinstance(found, str)
+            else []
+        )
+        return msg + (f"; did you mean '{hint[0]}'?" if hint else "")
+    if kind in ("bool_type", "bool_parsing"):
+        return f"expected true or false, found {describe(found)}"
+    if kind in ("int_from_float", "int_parsing_size"):
+        return f"expected a whole number, found {describe(found)}"
+    if kind in ("float_type", "float_parsing", "int_type", "int_parsing"):
+        return f"expected a number, found {describe(found)}"
+    if kind in ("string_type", "string_unicode"):
+        return f"expected text, found {describe(found)}"
+    if kind == "string_too_short":
+        return "must not be empty" if found == "" else f"is too short, found {describe(found)}"
+    text = str(err["msg"])
+    text = re.sub(r"^Input should be ", "must be ", text)
+    return f"{_lower_first(text)}, found {describe(found)}"
+
+
 def validation_problems(
-    doc: Document, exc: ValidationError, prefix: PathKey = (), known_fields: Iterable[str] = ()
+    doc: Document,
+    exc: ValidationError,
+    prefix: PathKey = (),
+    known_fields: Iterable[str] = (),
+    model: type[BaseModel] | None = None,
 ) -> list[Problem]:
+    """Located problems for `exc`. With `model` (the validated class), an unknown field is
+    matched against the fields allowed where it stands; else against `known_fields`."""
     known = sorted(set(known_fields))
+    errors = exc.errors(include_url=False)
+    # a misspelt field is reported once, as "did you mean", not also as a missing field
+    misspelt: set[tuple[tuple[str | int, ...], str]] = set()
     problems = []
-    for err in exc.errors(include_url=False):
-        data_path = [*prefix, *_strip_tags(_at(doc.data, prefix), err["loc"])]
-        kind = err["type"]
-        found = err.get("input")
+    for err in errors:
+        kind, loc = err["type"], err["loc"]
+        data_path = [
+            *prefix,
+            *_strip_tags(
+                _at(doc.data, prefix), loc, keep_last=kind in ("extra_forbidden", "missing")
+            ),
+        ]
         if kind == "extra_forbidden":
-            name = str(data_path[-1]) if data_path else "?"
-            hint = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-            msg = f"unknown field '{name}'" + (f"; did you mean '{hint[0]}'?" if hint else "")
+            name = str(loc[-1])
+            here = _model_at(model, loc[:-1]) if model else None
+            choices = sorted(model_fields_of(here)) if here else known
+            hint = difflib.get_close_matches(
+                name, [c for c in choices if c != name], n=1, cutoff=0.6
+            )
+            if here and not hint and choices:
+                msg = f"unknown field '{name}'; expected one of: {', '.join(choices)}"
+            else:
+                msg = f"unknown field '{name}'" + (f"; did you mean '{hint[0]}'?" if hint else "")
+            if hint:
+                misspelt.add((tuple(data_path[:-1]), hint[0]))
         elif kind == "missing":
-            name = str(err["loc"][-1])
-            data_path.append(name)
-            msg = f"missing required field '{name}'"
-            data_path = data_path[:-1]
-            msg_path = [*data_path, name]
-            problems.append(Problem(doc.file, *doc.position(data_path), format_path(msg_path), msg))
+            msg = f"missing required field '{loc[-1]}'"
+            # located at the mapping that lacks it
+            named = bool(data_path) and data_path[-1] == loc[-1]
+            parent = data_path[:-1] if named else data_path
+            problems.append(
+                Problem(doc.file, *doc.position(parent), format_path([*parent, loc[-1]]), msg)
+            )
             continue
-        elif kind == "value_error":
-            msg = str(err["ctx"]["error"]) if "ctx" in err else err["msg"]
         else:
-            msg = f"{_lower_first(err['msg'])}, found {describe(found)}"
+            msg = _message(err)
         problems.append(Problem(doc.file, *doc.position(data_path), format_path(data_path), msg))
+    problems = [
+        p
+        for p in problems
+        if not (
+            p.message.startswith("missing required field ")
+            and any(p.field == format_path((*parent, name)) for parent, name in misspelt)
+        )
+    ]
     return _dedupe(problems)
 
 
@@ -187,13 +342,40 @@ def _at(data: Any, path: PathKey) -> Any:
     return data
 
 
+_EXPECTED = re.compile(r"^expected (.+), found (.+)$")
+
+
 def _dedupe(problems: list[Problem]) -> list[Problem]:
     seen: set[tuple[int, int, str]] = set()
-    out = []
+    out: list[Problem] = []
+    wanted: dict[int, list[str]] = {}
     for p in problems:
         key = (p.line, p.column, p.message)
-        if key not in seen:
-            seen.add(key)
+        if key in seen:
+            continue
+        seen.add(key)
+        # a value that fits none of several types ("a number or text") is one problem
+        m = _EXPECTED.match(p.message)
+        for i, q in enumerate(out):
+            n = _EXPECTED.match(q.message)
+            if (
+                m
+                and n
+                and (q.line, q.column, q.field) == (p.line, p.column, p.field)
+                and (m.group(2) == n.group(2))
+            ):
+                parts = wanted.setdefault(i, [n.group(1)])
+                parts.append(m.group(1))
+                either = (
+                    " or ".join(parts)
+                    if len(parts) == 2
+                    else (f"{', '.join(parts[:-1])}, or {parts[-1]}")
+                )
+                out[i] = Problem(
+                    q.file, q.line, q.column, q.field, f"expected {either}, found {m.group(2)}"
+                )
+                break
+        else:
             out.append(p)
     return out
 

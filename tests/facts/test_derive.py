@@ -19,16 +19,28 @@ ROOT = Path(__file__).parents[2]
 
 
 def account(**kw: Any) -> Account:
-    base: dict[str, Any] = dict(id="ACME", name="Acme", tier="enterprise", arr=100000, seats=50,
-                                owner="csm-01", manager="mgr-01", renewal_date=date(2027, 1, 15),
-                                customer_since=date(2023, 1, 1))
+    base: dict[str, Any] = dict(
+        id="ACME",
+        name="Acme",
+        tier="enterprise",
+        arr=100000,
+        seats=50,
+        owner="csm-01",
+        manager="mgr-01",
+        renewal_date=date(2027, 1, 15),
+        customer_since=date(2023, 1, 1),
+    )
     return Account.model_validate(base | kw)
 
 
 def sig(kind: str, days_ago: int, **payload: Any) -> Signal:
     day = END - timedelta(days=days_ago)
-    return Signal(type=kind, account_id="ACME", payload=payload,
-                  occurred_at=datetime.combine(day, time(12), tzinfo=UTC))
+    return Signal(
+        type=kind,
+        account_id="ACME",
+        payload=payload,
+        occurred_at=datetime.combine(day, time(12), tzinfo=UTC),
+    )
 
 
 def usage(days: range, logins: int, users: int) -> list[Signal]:
@@ -52,34 +64,53 @@ def test_too_little_history_gives_missing_not_made_up_facts() -> None:
 
 
 def test_health_weights_and_bands_come_from_the_model() -> None:
-    history = usage(range(89, -1, -1), 100, 45) + [sig("meeting", 5, status="attended"),
-                                                   sig("nps_response", 10, score=9)]
+    history = usage(range(89, -1, -1), 100, 45) + [
+        sig("meeting", 5, status="attended"),
+        sig("nps_response", 10, score=9),
+    ]
     default = load_health_model()
     rec = derive(account(), history, END, default).record()
-    parts = {c: rec[f"health.{c}"] for c in ("product_usage", "engagement",
-                                             "account_characteristics", "support")}
+    parts = {
+        c: rec[f"health.{c}"]
+        for c in ("product_usage", "engagement", "account_characteristics", "support")
+    }
     # no outcome review yet: that component is missing and the other weights renormalise
     assert "health.business_outcomes" not in rec
     weights = {"product_usage": 35, "engagement": 25, "account_characteristics": 15, "support": 5}
     expected = sum(parts[c] * w for c, w in weights.items()) / sum(weights.values())
     assert rec["health.score"] == pytest.approx(expected, abs=0.02)
     usage_only = HealthModel.model_validate(
-        default.model_dump() | {"weights": {"product_usage": 1, "engagement": 0,
-                                            "business_outcomes": 0, "account_characteristics": 0,
-                                            "support": 0}})
+        default.model_dump()
+        | {
+            "weights": {
+                "product_usage": 1,
+                "engagement": 0,
+                "business_outcomes": 0,
+                "account_characteristics": 0,
+                "support": 0,
+            }
+        }
+    )
     rec2 = derive(account(), history, END, usage_only).record()
     assert rec2["health.score"] == rec["health.product_usage"]
     assert rec2["health.band"] == usage_only.band(rec2["health.score"])
 
 
 def test_trends_windows_and_signal_counts() -> None:
-    history = (usage(range(119, 24, -1), 120, 40) + usage(range(24, -1, -1), 5, 3)
-               + [sig("support_escalation", 3), sig("stakeholder_change", 10, role="champion",
-                                                    change="left"),
-                  sig("support_escalation", 20)])
-    extra = [WindowFact("health.score", "fell", 30),
-             SignalsFact(("stakeholder_change", "support_escalation"), 14, "types"),
-             SignalsFact(("support_escalation",), 30, "occurrences")]
+    history = (
+        usage(range(119, 24, -1), 120, 40)
+        + usage(range(24, -1, -1), 5, 3)
+        + [
+            sig("support_escalation", 3),
+            sig("stakeholder_change", 10, role="champion", change="left"),
+            sig("support_escalation", 20),
+        ]
+    )
+    extra = [
+        WindowFact("health.score", "fell", 30),
+        SignalsFact(("stakeholder_change", "support_escalation"), 14, "types"),
+        SignalsFact(("support_escalation",), 30, "occurrences"),
+    ]
     frame = derive(account(), history, END, load_health_model(), extra)
     rec = frame.record()
     assert rec["health.trend_30d"] < -15
@@ -110,8 +141,11 @@ def test_shipped_health_model_is_the_packaged_default() -> None:
 
 def test_bad_health_model_names_file_line_and_field(tmp_path: Path) -> None:
     path = tmp_path / "health_model.yaml"
-    path.write_text("weights:\n  product_usage: lots\ncomponents:\n  usage:\n"
-                    "    - {metric: usage.logins_30, bad: 0, good: 1}\n", encoding="utf-8")
+    path.write_text(
+        "weights:\n  product_usage: lots\ncomponents:\n  usage:\n"
+        "    - {metric: usage.logins_30, bad: 0, good: 1}\n",
+        encoding="utf-8",
+    )
     with pytest.raises(ConfigFileError) as info:
         load_health_model(path)
     text = str(info.value)

@@ -5,29 +5,52 @@ from __future__ import annotations
 
 from typing import Any
 
-import reference
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import reference
 from csautomation.facts.catalog import FACTS, FactType
 from csautomation.rules import spec
 from csautomation.rules.batch import BatchEvaluator, Columns
 from csautomation.rules.engine import StreamingEvaluator
 from csautomation.rules.ir import compile_rule, norm
 
-NUMBER_FACTS = ["health.score", "usage.logins_change_30d_pct", "churn.probability",
-                "support.escalations_30d", "contract.days_to_renewal"]
+NUMBER_FACTS = [
+    "health.score",
+    "usage.logins_change_30d_pct",
+    "churn.probability",
+    "support.escalations_30d",
+    "contract.days_to_renewal",
+]
 STRING_FACTS = ["account.tier", "health.band", "account.segment", "account.tenant"]
 BOOL_FACTS = ["stakeholders.champion_changed", "expansion.signal"]
 LIST_FACTS = ["account.tags"]
-WORDS = {"account.tier": ["enterprise", "mid_market", "smb"], "health.band": ["green", "yellow", "red"],
-         "account.segment": ["saas", "retail", "it's \"quoted\"", "ünïcode"],
-         "account.tenant": ["default", "emea-partners"]}
+WORDS = {
+    "account.tier": ["enterprise", "mid_market", "smb"],
+    "health.band": ["green", "yellow", "red"],
+    "account.segment": ["saas", "retail", 'it\'s "quoted"', "ünïcode"],
+    "account.tenant": ["default", "emea-partners"],
+}
 TAGS = ["strategic", "reference", "at-risk"]
 NUMBERS = st.one_of(
     st.integers(-100, 100),
-    st.sampled_from([0.1, 0.2, 0.3, 0.30000000000000004, 0.6, 39.999999, 40.0, 40.0000001, -30.5,
-                     1e-6, 0.0000004, 2.5e-7, 1e7 + 0.5]),
+    st.sampled_from(
+        [
+            0.1,
+            0.2,
+            0.3,
+            0.30000000000000004,
+            0.6,
+            39.999999,
+            40.0,
+            40.0000001,
+            -30.5,
+            1e-6,
+            0.0000004,
+            2.5e-7,
+            1e7 + 0.5,
+        ]
+    ),
     st.floats(-1000, 1000, allow_nan=False).map(lambda f: round(f, 3)),
 )
 WINDOW_KEY = "window:health.score:fell:30d"
@@ -35,29 +58,65 @@ SIGNALS_KEY = "signals:types:14d:meeting,support_escalation"
 
 
 def comparisons() -> st.SearchStrategy[Any]:
-    num = st.builds(lambda f, op, v: {"fact": f, op: v}, st.sampled_from(NUMBER_FACTS),
-                    st.sampled_from(["lt", "lte", "gt", "gte", "eq", "ne"]), NUMBERS)
-    num_in = st.builds(lambda f, op, vs: {"fact": f, op: vs}, st.sampled_from(NUMBER_FACTS),
-                       st.sampled_from(["in", "not_in"]), st.lists(NUMBERS, min_size=1, max_size=3))
-    between = st.builds(lambda f, a, b: {"fact": f, "between": sorted([a, b])},
-                        st.sampled_from(NUMBER_FACTS), NUMBERS, NUMBERS)
-    strs = st.sampled_from(STRING_FACTS).flatmap(lambda f: st.one_of(
-        st.builds(lambda op, v: {"fact": f, op: v}, st.sampled_from(["eq", "ne"]),
-                  st.sampled_from(WORDS[f] + ["nope"])),
-        st.builds(lambda op, vs: {"fact": f, op: vs}, st.sampled_from(["in", "not_in"]),
-                  st.lists(st.sampled_from(WORDS[f] + ["nope"]), min_size=1, max_size=3)),
-    ))
-    bools = st.builds(lambda f, op, v: {"fact": f, op: v}, st.sampled_from(BOOL_FACTS),
-                      st.sampled_from(["eq", "ne"]), st.booleans())
+    num = st.builds(
+        lambda f, op, v: {"fact": f, op: v},
+        st.sampled_from(NUMBER_FACTS),
+        st.sampled_from(["lt", "lte", "gt", "gte", "eq", "ne"]),
+        NUMBERS,
+    )
+    num_in = st.builds(
+        lambda f, op, vs: {"fact": f, op: vs},
+        st.sampled_from(NUMBER_FACTS),
+        st.sampled_from(["in", "not_in"]),
+        st.lists(NUMBERS, min_size=1, max_size=3),
+    )
+    between = st.builds(
+        lambda f, a, b: {"fact": f, "between": sorted([a, b])},
+        st.sampled_from(NUMBER_FACTS),
+        NUMBERS,
+        NUMBERS,
+    )
+    strs = st.sampled_from(STRING_FACTS).flatmap(
+        lambda f: st.one_of(
+            st.builds(
+                lambda op, v: {"fact": f, op: v},
+                st.sampled_from(["eq", "ne"]),
+                st.sampled_from(WORDS[f] + ["nope"]),
+            ),
+            st.builds(
+                lambda op, vs: {"fact": f, op: vs},
+                st.sampled_from(["in", "not_in"]),
+                st.lists(st.sampled_from(WORDS[f] + ["nope"]), min_size=1, max_size=3),
+            ),
+        )
+    )
+    bools = st.builds(
+        lambda f, op, v: {"fact": f, op: v},
+        st.sampled_from(BOOL_FACTS),
+        st.sampled_from(["eq", "ne"]),
+        st.booleans(),
+    )
     lists = st.builds(lambda v: {"fact": "account.tags", "contains": v}, st.sampled_from(TAGS))
-    exists = st.builds(lambda f: f"{f} exists", st.sampled_from(NUMBER_FACTS + STRING_FACTS
-                                                                + BOOL_FACTS + LIST_FACTS))
-    compact = st.builds(lambda f, op, v: f"{f} {op} {v}", st.sampled_from(NUMBER_FACTS),
-                        st.sampled_from(["<", "<=", ">", ">=", "==", "!="]), st.integers(-50, 50))
-    window = st.builds(lambda v: {"window": {"fact": "health.score", "fell_by": v, "within": "30d"}},
-                       st.integers(1, 30))
-    signals = st.builds(lambda k: {"signals": {"of": ["support_escalation", "meeting"],
-                                               "at_least": k, "within": "14d"}}, st.integers(1, 2))
+    exists = st.builds(
+        lambda f: f"{f} exists",
+        st.sampled_from(NUMBER_FACTS + STRING_FACTS + BOOL_FACTS + LIST_FACTS),
+    )
+    compact = st.builds(
+        lambda f, op, v: f"{f} {op} {v}",
+        st.sampled_from(NUMBER_FACTS),
+        st.sampled_from(["<", "<=", ">", ">=", "==", "!="]),
+        st.integers(-50, 50),
+    )
+    window = st.builds(
+        lambda v: {"window": {"fact": "health.score", "fell_by": v, "within": "30d"}},
+        st.integers(1, 30),
+    )
+    signals = st.builds(
+        lambda k: {
+            "signals": {"of": ["support_escalation", "meeting"], "at_least": k, "within": "14d"}
+        },
+        st.integers(1, 2),
+    )
     return st.one_of(num, num_in, between, strs, bools, lists, exists, compact, window, signals)
 
 
@@ -73,16 +132,26 @@ conditions = st.recursive(
 
 
 def rule(i: int, cond: Any, tiers: list[str]) -> spec.Rule:
-    return spec.Rule.model_validate({
-        "id": f"r{i}", "name": f"rule {i}", "owner": "test", "priority": "high",
-        "trigger": {"on": ["usage_daily"]}, "scope": {"tiers": tiers}, "conditions": cond,
-        "actions": [{"start_playbook": "p"}],
-    })
+    return spec.Rule.model_validate(
+        {
+            "id": f"r{i}",
+            "name": f"rule {i}",
+            "owner": "test",
+            "priority": "high",
+            "trigger": {"on": ["usage_daily"]},
+            "scope": {"tiers": tiers},
+            "conditions": cond,
+            "actions": [{"start_playbook": "p"}],
+        }
+    )
 
 
 rules_strategy = st.lists(
-    st.tuples(conditions, st.lists(st.sampled_from(WORDS["account.tier"]), max_size=2, unique=True)),
-    min_size=1, max_size=6,
+    st.tuples(
+        conditions, st.lists(st.sampled_from(WORDS["account.tier"]), max_size=2, unique=True)
+    ),
+    min_size=1,
+    max_size=6,
 ).map(lambda items: [rule(i, c, t) for i, (c, t) in enumerate(items)])
 
 
@@ -90,14 +159,16 @@ def _maybe(s: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     return st.one_of(st.none(), s)
 
 
-records = st.fixed_dictionaries({
-    **{f: _maybe(NUMBERS) for f in NUMBER_FACTS},
-    **{f: _maybe(st.sampled_from(WORDS[f])) for f in STRING_FACTS},
-    **{f: _maybe(st.booleans()) for f in BOOL_FACTS},
-    "account.tags": _maybe(st.lists(st.sampled_from(TAGS), max_size=2, unique=True)),
-    WINDOW_KEY: _maybe(st.integers(0, 40)),
-    SIGNALS_KEY: _maybe(st.integers(0, 2)),
-})
+records = st.fixed_dictionaries(
+    {
+        **{f: _maybe(NUMBERS) for f in NUMBER_FACTS},
+        **{f: _maybe(st.sampled_from(WORDS[f])) for f in STRING_FACTS},
+        **{f: _maybe(st.booleans()) for f in BOOL_FACTS},
+        "account.tags": _maybe(st.lists(st.sampled_from(TAGS), max_size=2, unique=True)),
+        WINDOW_KEY: _maybe(st.integers(0, 40)),
+        SIGNALS_KEY: _maybe(st.integers(0, 2)),
+    }
+)
 
 
 def _clean(record: dict[str, Any]) -> dict[str, Any]:
@@ -106,7 +177,9 @@ def _clean(record: dict[str, Any]) -> dict[str, Any]:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rules_strategy, st.lists(records, min_size=1, max_size=12))
-def test_streaming_batch_and_reference_agree(rules: list[spec.Rule], recs: list[dict[str, Any]]) -> None:
+def test_streaming_batch_and_reference_agree(
+    rules: list[spec.Rule], recs: list[dict[str, Any]]
+) -> None:
     compiled = [compile_rule(r) for r in rules]
     clean = [_clean(r) for r in recs]
     streaming = StreamingEvaluator(compiled, chunk=4)

@@ -16,8 +16,13 @@ from csautomation.rules.runtime import SCHEDULE, RuleRuntime
 AT = datetime(2026, 11, 1, 12, tzinfo=UTC)
 
 
-def rule_yaml(rule_id: str, condition: str, priority: str = "high", cooldown: str = "7d",
-              on: str = "[usage_daily]") -> str:
+def rule_yaml(
+    rule_id: str,
+    condition: str,
+    priority: str = "high",
+    cooldown: str = "7d",
+    on: str = "[usage_daily]",
+) -> str:
     return textwrap.dedent(f"""\
       - id: {rule_id}
         name: {rule_id}
@@ -69,14 +74,18 @@ def test_cooldown_suppresses_repeats_per_account(tmp_path: Path, model) -> None:
 
 
 def test_triggers_select_rules(tmp_path: Path, model) -> None:  # type: ignore[no-untyped-def]
-    folder = write_rules(tmp_path / "rules",
-                         rule_yaml("on-usage", "health.score < 50"),
-                         rule_yaml("on-nps", "health.score < 50", on="[nps_response]"))
+    folder = write_rules(
+        tmp_path / "rules",
+        rule_yaml("on-usage", "health.score < 50"),
+        rule_yaml("on-nps", "health.score < 50", on="[nps_response]"),
+    )
     rt = RuleRuntime([folder], model)
     rec = {"health.score": 10}
     assert [m.rule_id for m in rt.evaluate_record("A", rec, AT, "nps_response").fired] == ["on-nps"]
     assert {m.rule_id for m in rt.evaluate_record("B", rec, AT, SCHEDULE).fired} == {
-        "on-usage", "on-nps"}
+        "on-usage",
+        "on-nps",
+    }
 
 
 def test_rule_files_reload_without_restart(tmp_path: Path, model) -> None:  # type: ignore[no-untyped-def]
@@ -105,16 +114,26 @@ def test_disabled_rules_do_not_fire(tmp_path: Path, model) -> None:  # type: ign
 
 def test_two_hundred_rules_lose_no_matches() -> None:
     # durable_rules loses matches above ~100 rules per ruleset; chunking keeps them all
-    folder_rules = [
-        f"health.score < {i % 50 + 10}" for i in range(200)
-    ]
+    folder_rules = [f"health.score < {i % 50 + 10}" for i in range(200)]
     from csautomation.rules import spec
     from csautomation.rules.ir import compile_rule
 
-    compiled = [compile_rule(spec.Rule.model_validate({
-        "id": f"r{i}", "name": "n", "owner": "o", "priority": "low",
-        "trigger": {"on": ["usage_daily"]}, "conditions": c, "actions": [{"start_playbook": "p"}],
-    })) for i, c in enumerate(folder_rules)]
+    compiled = [
+        compile_rule(
+            spec.Rule.model_validate(
+                {
+                    "id": f"r{i}",
+                    "name": "n",
+                    "owner": "o",
+                    "priority": "low",
+                    "trigger": {"on": ["usage_daily"]},
+                    "conditions": c,
+                    "actions": [{"start_playbook": "p"}],
+                }
+            )
+        )
+        for i, c in enumerate(folder_rules)
+    ]
     ev = StreamingEvaluator(compiled)
     try:
         for score in (5, 20, 45, 70):
@@ -135,10 +154,22 @@ def test_evaluations_leave_no_facts_behind() -> None:
     from csautomation.rules import spec
     from csautomation.rules.ir import compile_rule
 
-    compiled = [compile_rule(spec.Rule.model_validate({
-        "id": f"r{i}", "name": "n", "owner": "o", "priority": "low",
-        "trigger": {"on": ["usage_daily"]}, "conditions": c, "actions": [{"start_playbook": "p"}],
-    })) for i, c in enumerate(["health.score < 50", {"not": "churn.probability exists"}])]
+    compiled = [
+        compile_rule(
+            spec.Rule.model_validate(
+                {
+                    "id": f"r{i}",
+                    "name": "n",
+                    "owner": "o",
+                    "priority": "low",
+                    "trigger": {"on": ["usage_daily"]},
+                    "conditions": c,
+                    "actions": [{"start_playbook": "p"}],
+                }
+            )
+        )
+        for i, c in enumerate(["health.score < 50", {"not": "churn.probability exists"}])
+    ]
     ev = StreamingEvaluator(compiled, chunk=1)
     try:
         for score in range(100):

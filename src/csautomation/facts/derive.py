@@ -99,9 +99,13 @@ class FactFrame:
         """The flat fact record of day `i` (default: the last), normalised; missing omitted."""
         a = self.account
         rec: dict[str, Any] = {
-            "account.id": a.id, "account.name": a.name, "account.tier": a.tier.value,
-            "account.segment": a.segment, "account.region": a.region,
-            "account.tenant": a.tenant, "account.owner": a.owner,
+            "account.id": a.id,
+            "account.name": a.name,
+            "account.tier": a.tier.value,
+            "account.segment": a.segment,
+            "account.region": a.region,
+            "account.tenant": a.tenant,
+            "account.owner": a.owner,
         }
         if a.tags:
             rec["account.tags"] = list(a.tags)
@@ -118,8 +122,11 @@ class FactFrame:
 
     def slice(self, start: int) -> FactFrame:
         return FactFrame(
-            self.account, self.days[start:], {k: v[start:] for k, v in self.numbers.items()},
-            self.band[start:], {k: v[start:] for k, v in self.today_counts.items()},
+            self.account,
+            self.days[start:],
+            {k: v[start:] for k, v in self.numbers.items()},
+            self.band[start:],
+            {k: v[start:] for k, v in self.today_counts.items()},
         )
 
 
@@ -144,7 +151,11 @@ def derive(
 
 
 def _derive(
-    account: Account, sigs: list[Signal], first: date, n: int, model: HealthModel,
+    account: Account,
+    sigs: list[Signal],
+    first: date,
+    n: int,
+    model: HealthModel,
     extra: Sequence[DerivedFact],
 ) -> FactFrame:
     def zeros() -> F:
@@ -219,8 +230,12 @@ def _derive(
         out["usage.logins_change_30d_pct"] = _pct_change(l30, _lag(l30, 30))
         users_f = _ffill(users)
         with _quiet():
-            au = np.nanmean(np.lib.stride_tricks.sliding_window_view(
-                np.concatenate((np.full(6, NAN), users)), 7), axis=1)
+            au = np.nanmean(
+                np.lib.stride_tricks.sliding_window_view(
+                    np.concatenate((np.full(6, NAN), users)), 7
+                ),
+                axis=1,
+            )
         au = np.where(np.isnan(au), users_f, au)
         out["usage.active_users"] = au
         out["usage.active_users_change_30d_pct"] = _pct_change(au, _lag(au, 30))
@@ -254,7 +269,7 @@ def _derive(
     out["engagement.change_30d"] = parts["health.engagement"] - _lag(parts["health.engagement"], 30)
     exp = model.expansion
     with np.errstate(invalid="ignore"):
-        signal = (out["expansion.interest_90d"] > 0)
+        signal = out["expansion.interest_90d"] > 0
         if has_usage:
             signal |= out["usage.seat_utilization_pct"] >= exp.seat_utilization_pct_at_least
             signal |= out["expansion.usage_growth_pct"] >= exp.usage_growth_pct_at_least

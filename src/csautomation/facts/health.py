@@ -11,8 +11,13 @@ from csautomation.errors import ConfigFileError
 from csautomation.facts.catalog import FACTS, FactType, unknown_fact_message
 from csautomation.yamlsource import YamlSyntaxError, load_file, load_text, validation_problems
 
-COMPONENTS = ("product_usage", "engagement", "business_outcomes", "account_characteristics",
-              "support")
+COMPONENTS = (
+    "product_usage",
+    "engagement",
+    "business_outcomes",
+    "account_characteristics",
+    "support",
+)
 # Health facts are computed from these; a metric may not read them (no cycles).
 _DERIVED_FROM_HEALTH = ("health.", "engagement.change_30d", "expansion.signal")
 

@@ -21,8 +21,14 @@ from csautomation.facts.model import Account, Signal
 from csautomation.rules.batch import BatchEvaluator, Columns
 from csautomation.rules.ir import CompiledRule, DerivedFact
 
-STRING_KEYS = ("account.id", "account.tier", "account.segment", "account.region",
-               "account.tenant", "account.owner")
+STRING_KEYS = (
+    "account.id",
+    "account.tier",
+    "account.segment",
+    "account.region",
+    "account.tenant",
+    "account.owner",
+)
 
 
 @dataclass
@@ -69,8 +75,12 @@ def frames_to_columns(frames: Sequence[FactFrame], keys: Iterable[str]) -> Colum
             cols.add(key, [str(getattr(f.account, attr)) for f in frames for _ in range(days)])
         else:
             nan = np.full(days, np.nan)
-            cols.add(key, np.concatenate([f.numbers.get(key, nan) for f in frames])
-                     if frames else np.zeros(0))
+            cols.add(
+                key,
+                np.concatenate([f.numbers.get(key, nan) for f in frames])
+                if frames
+                else np.zeros(0),
+            )
     return cols
 
 
@@ -88,8 +98,16 @@ def backtest(
     by_account = group_by_account(signals)
     frames = []
     for account in accounts:
-        frames.append(derive(account, by_account.get(account.id, []), end, model,
-                             list(derived.values()), start=start))
+        frames.append(
+            derive(
+                account,
+                by_account.get(account.id, []),
+                end,
+                model,
+                list(derived.values()),
+                start=start,
+            )
+        )
         if progress:
             progress(1)
     evaluator = BatchEvaluator(rules)
@@ -98,14 +116,15 @@ def backtest(
     week0 = start - timedelta(days=start.weekday())
     weeks = [week0 + timedelta(weeks=i) for i in range((end - week0).days // 7 + 1)]
     week_of_day = np.array([((start + timedelta(days=d)) - week0).days // 7 for d in range(days)])
-    result = BacktestResult(start, end, n_acc, [r.id for r in rules], weeks,
-                            account_days=n_acc * days)
+    result = BacktestResult(
+        start, end, n_acc, [r.id for r in rules], weeks, account_days=n_acc * days
+    )
     for rule in rules:
         cond = masks[rule.id].reshape(n_acc, days)
         woke = _woke(rule, frames, start, end, days)
         ok = cond & woke
         cooldown = max(1, int(rule.rule.cooldown.total_seconds() // 86400))
-        last = np.full(n_acc, -10**9)
+        last = np.full(n_acc, -(10**9))
         fired = np.zeros((n_acc, days), dtype=bool)
         for d in range(days):
             f = ok[:, d] & (d - last >= cooldown)
@@ -117,8 +136,9 @@ def backtest(
     return result
 
 
-def _woke(rule: CompiledRule, frames: Sequence[FactFrame], start: date, end: date,
-          days: int) -> npt.NDArray[np.bool_]:
+def _woke(
+    rule: CompiledRule, frames: Sequence[FactFrame], start: date, end: date, days: int
+) -> npt.NDArray[np.bool_]:
     trig = rule.rule.trigger
     woke = np.zeros((len(frames), days), dtype=bool)
     for i, f in enumerate(frames):

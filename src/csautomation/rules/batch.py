@@ -54,7 +54,8 @@ class Columns:
             dictionary: dict[str, int] = {}
             codes = np.fromiter(
                 (-1 if v is None else dictionary.setdefault(v, len(dictionary)) for v in values),
-                dtype=np.int32, count=len(values),
+                dtype=np.int32,
+                count=len(values),
             )
             self.strings[key] = (codes, dictionary)
         else:
@@ -97,16 +98,20 @@ def _leaf(leaf: Leaf, cols: Columns) -> BoolArray:
         present = codes >= 0
         if op == "exists":
             return present
-        wanted = [dictionary[v] for v in (value if op in ("in", "not_in") else (value,))
-                  if v in dictionary]
+        wanted = [
+            dictionary[v]
+            for v in (value if op in ("in", "not_in") else (value,))
+            if v in dictionary
+        ]
         hit = np.isin(codes, wanted) if wanted else np.zeros(cols.size, dtype=bool)
         return hit if op in ("eq", "in") else (~hit & present)
     if leaf.key in cols.lists:
         items = cols.lists[leaf.key]
         if op == "exists":
             return np.fromiter((v is not None for v in items), dtype=bool, count=cols.size)
-        return np.fromiter((v is not None and value in v for v in items), dtype=bool,
-                           count=cols.size)
+        return np.fromiter(
+            (v is not None and value in v for v in items), dtype=bool, count=cols.size
+        )
     x = cols.numbers.get(leaf.key)
     if x is None:  # no column: every record lacks the fact
         return np.zeros(cols.size, dtype=bool)

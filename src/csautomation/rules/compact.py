@@ -24,6 +24,7 @@ _TOKEN = re.compile(
 )
 
 SYMBOLS = {"<": "lt", "<=": "lte", ">": "gt", ">=": "gte", "==": "eq", "!=": "ne"}
+_OPERATORS = "< <= > >= == != in, not in, between, contains, exists"
 
 
 class CompactSyntaxError(ValueError):
@@ -31,10 +32,18 @@ class CompactSyntaxError(ValueError):
 
 
 def _tokens(text: str) -> list[tuple[str, str, int]]:
-    pos, out = 0, []
+    pos, out = 0, list[tuple[str, str, int]]()
     text = text.rstrip()
     while pos < len(text):
         m = _TOKEN.match(text, pos)
+        if (not m or m.end() == pos) and len(out) == 1 and out[0][0] == "word":
+            # right after the fact path: an operator we do not know, such as '~' or '=<'
+            start = len(text) - len(text[pos:].lstrip())
+            bad = re.match(r"[^\s\w'\"\[\]]+|\S+", text[start:])
+            raise CompactSyntaxError(
+                f"unknown operator '{bad.group() if bad else text[start:]}' at character "
+                f"{start + 1} of '{text}'; use one of {_OPERATORS}"
+            )
         if not m or m.end() == pos:
             raise CompactSyntaxError(
                 f"cannot read {text[pos:].strip()[:20]!r} at character {pos + 1} of '{text}'"
@@ -78,8 +87,7 @@ def parse_compact(text: str) -> dict[str, Any]:
         op, values = tok, rest[1:]
     else:
         raise CompactSyntaxError(
-            f"unknown operator '{tok}' at character {col} of '{text}'; "
-            "use one of < <= > >= == != in, not in, between, contains, exists"
+            f"unknown operator '{tok}' at character {col} of '{text}'; use one of {_OPERATORS}"
         )
     if not values:
         raise CompactSyntaxError(f"'{text}' has no value after '{op}'")
@@ -91,8 +99,10 @@ def parse_compact(text: str) -> dict[str, Any]:
             or values[2][0] != "number"
         ):
             raise CompactSyntaxError(f"expected 'FACT between LOW and HIGH'; found '{text}'")
-        return {"fact": path, "between": [_scalar("number", values[0][1]),
-                                          _scalar("number", values[2][1])]}
+        return {
+            "fact": path,
+            "between": [_scalar("number", values[0][1]), _scalar("number", values[2][1])],
+        }
     if op in ("in", "not_in"):
         if values[0][1] != "[" or values[-1][1] != "]":
             raise CompactSyntaxError(f"expected a list in brackets after '{op}'; found '{text}'")

@@ -7,9 +7,19 @@ from typing import Any
 
 from csautomation.rules.ir import And, CompiledRule, Leaf, Node, Not, Or
 
-SYMBOL = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">=", "eq": "==", "ne": "!=",
-          "in": "in", "not_in": "not in", "between": "between", "exists": "exists",
-          "contains": "contains"}
+SYMBOL = {
+    "lt": "<",
+    "lte": "<=",
+    "gt": ">",
+    "gte": ">=",
+    "eq": "==",
+    "ne": "!=",
+    "in": "in",
+    "not_in": "not in",
+    "between": "between",
+    "exists": "exists",
+    "contains": "contains",
+}
 
 
 def leaf_holds(op: str, actual: Any, value: Any) -> bool:
@@ -54,9 +64,13 @@ class Check:
         shown = "missing" if self.actual is None else repr(self.actual)
         if self.op == "exists":
             return f"{self.fact} exists (value: {shown})"
-        expected = (f"{self.expected[0]} and {self.expected[1]}" if self.op == "between"
-                    else list(self.expected) if isinstance(self.expected, tuple)
-                    else repr(self.expected))
+        expected = (
+            f"{self.expected[0]} and {self.expected[1]}"
+            if self.op == "between"
+            else list(self.expected)
+            if isinstance(self.expected, tuple)
+            else repr(self.expected)
+        )
         return f"{self.fact} {SYMBOL[self.op]} {expected} (value: {shown})"
 
 
@@ -71,8 +85,15 @@ class ExplainNode:
         if self.check is not None:
             c = self.check
             expected = list(c.expected) if isinstance(c.expected, tuple) else c.expected
-            return {"check": {"fact": c.fact, "op": c.op, "expected": expected,
-                              "actual": c.actual, "result": c.result}}
+            return {
+                "check": {
+                    "fact": c.fact,
+                    "op": c.op,
+                    "expected": expected,
+                    "actual": c.actual,
+                    "result": c.result,
+                }
+            }
         return {self.kind: [ch.to_dict() for ch in self.children], "result": self.result}
 
 
@@ -85,8 +106,13 @@ class Explanation:
     facts: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rule_id": self.rule_id, "rule_version": self.rule_version,
-                "matched": self.matched, "facts": self.facts, "conditions": self.tree.to_dict()}
+        return {
+            "rule_id": self.rule_id,
+            "rule_version": self.rule_version,
+            "matched": self.matched,
+            "facts": self.facts,
+            "conditions": self.tree.to_dict(),
+        }
 
     def render(self) -> str:
         verdict = "MATCHES" if self.matched else "does not match"

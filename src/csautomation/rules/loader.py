@@ -21,8 +21,16 @@ from csautomation.yamlsource import (
 )
 
 KNOWN_FIELDS = model_fields_of(
-    spec.RuleFile, spec.Rule, spec.Trigger, spec.Scope, spec.Comparison, spec.WindowSpec,
-    spec.SignalsSpec, spec.StartPlaybook, spec.EscalateSpec, spec.TaskSpec,
+    spec.RuleFile,
+    spec.Rule,
+    spec.Trigger,
+    spec.Scope,
+    spec.Comparison,
+    spec.WindowSpec,
+    spec.SignalsSpec,
+    spec.StartPlaybook,
+    spec.EscalateSpec,
+    spec.TaskSpec,
 ) | {"all", "any", "not", "window", "signals", "escalate", "create_task", "in"}
 
 TEST_DIR = "tests"
@@ -49,7 +57,8 @@ def rule_files(paths: Sequence[Path]) -> list[Path]:
     for path in paths:
         if path.is_dir():
             out.extend(
-                p for p in sorted(path.rglob("*.y*ml"))
+                p
+                for p in sorted(path.rglob("*.y*ml"))
                 if p.suffix in (".yaml", ".yml") and TEST_DIR not in p.relative_to(path).parts
             )
         else:
@@ -76,7 +85,7 @@ def parse_document(doc: Document) -> tuple[list[spec.Rule], list[Problem]]:
     try:
         parsed = spec.RuleFile.model_validate(doc.data)
     except ValidationError as exc:
-        return [], validation_problems(doc, exc, known_fields=KNOWN_FIELDS)
+        return [], validation_problems(doc, exc, known_fields=KNOWN_FIELDS, model=spec.RuleFile)
     return list(parsed.rules), []
 
 
@@ -101,16 +110,20 @@ def load_rules(paths: Sequence[Path]) -> RuleSet:
             line, _ = doc.position(("rules", index, "id"))
             if rule.id in seen:
                 first_file, first_line = seen[rule.id]
-                problems.append(doc.problem(
-                    ("rules", index, "id"),
-                    f"duplicate rule id '{rule.id}' (also defined at {first_file}:{first_line})",
-                ))
+                problems.append(
+                    doc.problem(
+                        ("rules", index, "id"),
+                        f"duplicate rule id '{rule.id}' "
+                        f"(also defined at {first_file}:{first_line})",
+                    )
+                )
                 continue
             seen[rule.id] = (str(path), line)
             rules.append(compile_rule(rule))
     if not files:
-        problems.append(Problem(", ".join(str(p) for p in paths), 1, 1, "",
-                                "no rule files (*.yaml) found"))
+        problems.append(
+            Problem(", ".join(str(p) for p in paths), 1, 1, "", "no rule files (*.yaml) found")
+        )
     if problems:
         raise ConfigFileError(problems)
     return RuleSet(tuple(rules), tuple(str(f) for f in files), fingerprint(files), seen)

@@ -63,8 +63,12 @@ class Match:
     def to_dict(self) -> dict[str, Any]:
         r = self.rule.rule
         return {
-            "rule_id": r.id, "rule_version": self.rule.version, "priority": r.priority.value,
-            "account_id": self.account_id, "at": self.at.isoformat(), "window": self.window,
+            "rule_id": r.id,
+            "rule_version": self.rule.version,
+            "priority": r.priority.value,
+            "account_id": self.account_id,
+            "at": self.at.isoformat(),
+            "window": self.window,
             "actions": [a.model_dump(mode="json", by_alias=True) for a in r.actions],
             "explain": self.explanation.to_dict(),
         }
@@ -118,8 +122,9 @@ class RuleRuntime:
             ruleset = load_rules(self.paths)
         except ConfigFileError as exc:
             self.last_error = exc
-            log.error("rule files changed but do not validate; keeping the previous rules:\n%s",
-                      exc)
+            log.error(
+                "rule files changed but do not validate; keeping the previous rules:\n%s", exc
+            )
             return False
         evaluator = StreamingEvaluator(ruleset.enabled)
         with self._lock:
@@ -138,7 +143,11 @@ class RuleRuntime:
         return tuple(seen.values())
 
     def evaluate_record(
-        self, account_id: str, record: dict[str, Any], at: datetime, trigger: str | None,
+        self,
+        account_id: str,
+        record: dict[str, Any],
+        at: datetime,
+        trigger: str | None,
         apply_cooldown: bool = True,
     ) -> Evaluation:
         self.reload_if_changed()
@@ -164,11 +173,17 @@ class RuleRuntime:
         fired.sort(key=lambda m: (m.rule.rank, m.rule_id))
         return Evaluation(tuple(fired), tuple(suppressed))
 
-    def record_for(self, account: Account, signals: Iterable[Signal], as_of: date) -> dict[str, Any]:
+    def record_for(
+        self, account: Account, signals: Iterable[Signal], as_of: date
+    ) -> dict[str, Any]:
         return derive(account, signals, as_of, self.model, self.derived).record()
 
     def evaluate_account(
-        self, account: Account, signals: Iterable[Signal], at: datetime, trigger: str | None,
+        self,
+        account: Account,
+        signals: Iterable[Signal],
+        at: datetime,
+        trigger: str | None,
         apply_cooldown: bool = True,
     ) -> Evaluation:
         self.reload_if_changed()

@@ -11,9 +11,9 @@ A rule file holds `rules:`, a list of rules. A condition is one of:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from enum import StrEnum
-from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -28,7 +28,6 @@ from pydantic import (
     WithJsonSchema,
     model_validator,
 )
-
 from pydantic.types import JsonValue
 
 from csautomation.facts.catalog import FACTS, FactType, unknown_fact_message
@@ -37,6 +36,7 @@ from csautomation.rules.compact import parse_compact
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(m|h|d|w)\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_SPELLED = re.compile(r"^\s*(\d+)\s*(min|minutes?|hours?|hrs?|days?|weeks?|wks?)\s*$", re.I)
 
 
 def parse_duration(value: Any) -> timedelta:
@@ -46,9 +46,14 @@ def parse_duration(value: Any) -> timedelta:
         m = _DURATION.match(value)
         if m and int(m.group(1)) > 0:
             return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
-    raise ValueError(
-        f"expected a duration such as 30m, 12h, 14d or 2w, found {value!r}"
-    )
+        if m:
+            raise ValueError(f"a duration must be longer than zero, found {value!r}")
+    hint = ""
+    if isinstance(value, int) and not isinstance(value, bool):
+        hint = f"; add a unit, e.g. {value}d"
+    elif isinstance(value, str) and (spelled := _SPELLED.match(value)):
+        hint = f"; write {spelled.group(1)}{spelled.group(2)[0].lower()}"
+    raise ValueError(f"expected a duration such as 30m, 12h, 14d or 2w, found {value!r}{hint}")
 
 
 def format_duration(value: timedelta) -> str:
@@ -63,8 +68,13 @@ Duration = Annotated[
     timedelta,
     BeforeValidator(parse_duration),
     PlainSerializer(format_duration, return_type=str),
-    WithJsonSchema({"type": "string", "pattern": r"^\d+\s*(m|h|d|w)$",
-                    "description": "a duration: 30m, 12h, 14d or 2w"}),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^\d+\s*(m|h|d|w)$",
+            "description": "a duration: 30m, 12h, 14d or 2w",
+        }
+    ),
 ]
 
 
@@ -85,7 +95,10 @@ def _check_cron(value: str) -> str:
     try:
         CronTrigger.from_crontab(value, timezone="UTC")
     except ValueError as exc:
-        raise ValueError(f"invalid cron expression '{value}': {exc}") from None
+        raise ValueError(
+            f"invalid cron expression '{value}' (minute hour day-of-month month day-of-week, "
+            f"in UTC): {exc}"
+        ) from None
     return value
 
 
@@ -112,6 +125,7 @@ class Strict(BaseModel):
 
 Scalar = float | int | bool | str
 NUMBER_OPS = ("lt", "lte", "gt", "gte")
+_SYMBOL = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">=", "eq": "==", "ne": "!="}
 OPS = ("lt", "lte", "gt", "gte", "eq", "ne", "in", "not_in", "between", "exists", "contains")
 OPS_BY_TYPE: dict[FactType, tuple[str, ...]] = {
     FactType.number: ("lt", "lte", "gt", "gte", "eq", "ne", "in", "not_in", "between", "exists"),
@@ -128,8 +142,9 @@ def _is_number(v: Any) -> bool:
 class Comparison(Strict):
     """One comparison of a fact with a constant: exactly one operator."""
 
-    fact: str = Field(description="dotted fact path, e.g. health.score",
-                      json_schema_extra={"enum": _ALL_FACTS})
+    fact: str = Field(
+        description="dotted fact path, e.g. health.score", json_schema_extra={"enum": _ALL_FACTS}
+    )
     lt: float | None = None
     lte: float | None = None
     gt: float | None = None
@@ -147,9 +162,15 @@ class Comparison(Strict):
     def _numbers_stay_numbers(cls, data: Any) -> Any:
         # YAML gives bools for yes/no; a bool where a number is compared is a mistake.
         if isinstance(data, dict):
+            bounds = data.get("between")
+            if "between" in data and not (isinstance(bounds, list | tuple) and len(bounds) == 2):
+                raise ValueError(f"'between' takes two numbers, [low, high]; found {bounds!r}")
             for op in NUMBER_OPS:
                 if isinstance(data.get(op), bool):
-                    raise ValueError(f"'{op}' compares numbers, found {data[op]!r}")
+                    raise ValueError(
+                        f"'{op}' compares numbers, found {str(data[op]).lower()} "
+                        "(YAML reads yes/no and on/off as true/false)"
+                    )
         return data
 
     @property
@@ -178,12 +199,15 @@ class Comparison(Strict):
         op, value = given[0], self.value
         if op not in OPS_BY_TYPE[ftype]:
             raise ValueError(
-                f"'{op}' does not apply to '{self.fact}', a {ftype} fact; "
+                f"'{op}'{f' ({_SYMBOL[op]})' if op in _SYMBOL else ''} does not apply to "
+                f"'{self.fact}', a {ftype} fact; "
                 f"use one of {', '.join(OPS_BY_TYPE[ftype])}"
             )
         values = value if op in ("in", "not_in") else [value]
         if op == "between" and value[0] > value[1]:
-            raise ValueError(f"between [{value[0]}, {value[1]}]: the low bound is above the high")
+            raise ValueError(
+                f"between {value[0]:g} and {value[1]:g}: the low bound is above the high one"
+            )
         if op in ("eq", "ne", "in", "not_in"):
             want: Callable[[Any], bool] = {
                 FactType.number: _is_number,
@@ -192,7 +216,9 @@ class Comparison(Strict):
             }[ftype]
             bad = [v for v in values if not want(v)]
             if bad:
-                raise ValueError(f"'{self.fact}' is a {ftype} fact, but is compared with {bad[0]!r}")
+                raise ValueError(
+                    f"'{self.fact}' is a {ftype} fact, but is compared with {bad[0]!r}"
+                )
         return self
 
 
@@ -205,15 +231,22 @@ def _compact(value: Any) -> Any:
 CompactComparison = Annotated[
     Comparison,
     BeforeValidator(_compact),
-    WithJsonSchema({"type": "string", "description": "compact form, e.g. 'health.score < 40'",
-                    "pattern": r"^\s*[a-z_]+\.[a-z0-9_]+\s*(<|<=|>|>=|==|!=|in|not in|between|"
-                               r"contains|exists)"}),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "description": "compact form, e.g. 'health.score < 40'",
+            "pattern": r"^\s*[a-z_]+\.[a-z0-9_]+\s*(<|<=|>|>=|==|!=|in|not in|between|"
+            r"contains|exists)",
+        }
+    ),
 ]
 
 
 class WindowSpec(Strict):
-    fact: str = Field(description="a numeric fact with daily history, e.g. health.score",
-                      json_schema_extra={"enum": _NUMBER_FACTS})
+    fact: str = Field(
+        description="a numeric fact with daily history, e.g. health.score",
+        json_schema_extra={"enum": _NUMBER_FACTS},
+    )
     fell_by: float | None = Field(default=None, gt=0, description="fell at least this much")
     rose_by: float | None = Field(default=None, gt=0, description="rose at least this much")
     within: Days
@@ -249,9 +282,7 @@ class SignalsSpec(Strict):
         if len(set(self.of)) != len(self.of):
             raise ValueError("'of' lists a signal type twice")
         if self.counting == "types" and self.at_least > len(self.of):
-            raise ValueError(
-                f"at_least {self.at_least} of {len(self.of)} types can never hold"
-            )
+            raise ValueError(f"at_least {self.at_least} of {len(self.of)} types can never hold")
         return self
 
 
@@ -274,41 +305,52 @@ class NotCondition(Strict):
 _KINDS = ("all", "any", "not", "window", "signals", "fact")
 
 
+def _tag(kind: str | None) -> str | None:
+    """Union tags appear in pydantic error locations next to real keys ('window', 'window');
+    a tag that cannot be a key lets yamlsource tell them apart."""
+    return f"<{kind}>" if kind else None
+
+
 def _condition_kind(value: Any) -> str | None:
     if isinstance(value, str):
-        return "fact"
+        return _tag("fact")
     if isinstance(value, dict):
-        for kind in _KINDS:
-            if kind in value:
-                return kind
-        return None
+        # none, or two kinds in one mapping ({all: ..., any: ...}): not a condition
+        found = [kind for kind in _KINDS if kind in value]
+        return _tag(found[0]) if len(found) == 1 else None
     if isinstance(value, BaseModel):
         kinds: dict[type, str] = {
-            AllCondition: "all", AnyCondition: "any", NotCondition: "not",
-            WindowCondition: "window", SignalsCondition: "signals", Comparison: "fact",
+            AllCondition: "all",
+            AnyCondition: "any",
+            NotCondition: "not",
+            WindowCondition: "window",
+            SignalsCondition: "signals",
+            Comparison: "fact",
         }
-        return kinds.get(type(value))
+        return _tag(kinds.get(type(value)))
     return None
 
 
 Condition = Annotated[
-    Annotated[AllCondition, Tag("all")]
-    | Annotated[AnyCondition, Tag("any")]
-    | Annotated[NotCondition, Tag("not")]
-    | Annotated[WindowCondition, Tag("window")]
-    | Annotated[SignalsCondition, Tag("signals")]
-    | Annotated[CompactComparison, Tag("fact")],
+    Annotated[AllCondition, Tag("<all>")]
+    | Annotated[AnyCondition, Tag("<any>")]
+    | Annotated[NotCondition, Tag("<not>")]
+    | Annotated[WindowCondition, Tag("<window>")]
+    | Annotated[SignalsCondition, Tag("<signals>")]
+    | Annotated[CompactComparison, Tag("<fact>")],
     Discriminator(
         _condition_kind,
         custom_error_type="condition",
         custom_error_message="a condition is a comparison such as 'health.score < 40', "
-        "or a mapping with one of: all, any, not, fact, window, signals",
+        "or a mapping with one of: all, any, not, fact, window, signals (one per mapping)",
     ),
 ]
 
 
 class Trigger(Strict):
-    on: list[SignalType] = Field(default_factory=list, description="signal types that wake the rule")
+    on: list[SignalType] = Field(
+        default_factory=list, description="signal types that wake the rule"
+    )
     schedule: Cron | None = Field(default=None, description="cron expression (UTC) for sweeps")
 
     @model_validator(mode="after")
@@ -354,30 +396,48 @@ class CreateTask(Strict):
 
 def _action_kind(value: Any) -> str | None:
     if isinstance(value, dict):
-        for kind in ("start_playbook", "escalate", "create_task"):
-            if kind in value:
-                return kind
-        return None
+        found = [kind for kind in ("start_playbook", "escalate", "create_task") if kind in value]
+        return _tag(found[0]) if len(found) == 1 else None
     kinds: dict[type, str] = {
-        StartPlaybook: "start_playbook", Escalate: "escalate", CreateTask: "create_task"
+        StartPlaybook: "start_playbook",
+        Escalate: "escalate",
+        CreateTask: "create_task",
     }
-    return kinds.get(type(value))
+    return _tag(kinds.get(type(value)))
 
 
 Action = Annotated[
-    Annotated[StartPlaybook, Tag("start_playbook")]
-    | Annotated[Escalate, Tag("escalate")]
-    | Annotated[CreateTask, Tag("create_task")],
+    Annotated[StartPlaybook, Tag("<start_playbook>")]
+    | Annotated[Escalate, Tag("<escalate>")]
+    | Annotated[CreateTask, Tag("<create_task>")],
     Discriminator(
         _action_kind,
         custom_error_type="action",
-        custom_error_message="an action is one of: start_playbook, escalate, create_task",
+        custom_error_message="an action is one of: start_playbook, escalate, create_task "
+        "(one per list item)",
     ),
 ]
 
 
+_RULE_ID = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+
+def _check_rule_id(value: str) -> str:
+    if not re.fullmatch(_RULE_ID, value):
+        raise ValueError(
+            f"a rule id uses lower-case letters, digits, '-' and '_' only (no spaces, at most "
+            f"64 characters), e.g. 'usage-decline'; found {value!r}"
+        )
+    return value
+
+
+RuleId = Annotated[
+    str, AfterValidator(_check_rule_id), WithJsonSchema({"type": "string", "pattern": _RULE_ID})
+]
+
+
 class Rule(Strict):
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="stable id, kebab-case")
+    id: RuleId = Field(description="stable id, kebab-case")
     name: str = Field(min_length=1)
     description: str = ""
     owner: str = Field(min_length=1, description="who answers for this rule")

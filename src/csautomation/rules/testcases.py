@@ -113,8 +113,14 @@ class CaseResult:
 
 def default_account(**overrides: Any) -> Account:
     base: dict[str, Any] = {
-        "id": "TEST", "name": "Test Account", "tier": "enterprise", "arr": 120000, "seats": 50,
-        "owner": "csm-01", "manager": "mgr-01", "renewal_date": date(2027, 6, 1),
+        "id": "TEST",
+        "name": "Test Account",
+        "tier": "enterprise",
+        "arr": 120000,
+        "seats": 50,
+        "owner": "csm-01",
+        "manager": "mgr-01",
+        "renewal_date": date(2027, 6, 1),
         "customer_since": date(2023, 1, 1),
     }
     return Account.model_validate(base | overrides)
@@ -125,11 +131,15 @@ def history_signals(history: History, account_id: str) -> list[Signal]:
     for i, hs in enumerate(history.signals):
         for ago in hs.days():
             day = history.as_of - timedelta(days=ago)
-            out.append(Signal(
-                type=hs.type, account_id=account_id, payload=hs.payload,
-                occurred_at=datetime.combine(day, time(12), tzinfo=UTC),
-                idempotency_key=f"test:{i}:{ago}",
-            ))
+            out.append(
+                Signal(
+                    type=hs.type,
+                    account_id=account_id,
+                    payload=hs.payload,
+                    occurred_at=datetime.combine(day, time(12), tzinfo=UTC),
+                    idempotency_key=f"test:{i}:{ago}",
+                )
+            )
     return out
 
 
@@ -174,9 +184,15 @@ def run_case(ruleset: RuleSet, model: HealthModel, file: str, line: int, case: C
     batch_hit = bool(batch.evaluate(Columns.from_records([record], batch.keys))[rule.id][0])
     why = explain(rule, record)
     if not (stream_hit == batch_hit == why.matched):
-        return CaseResult(file, line, case, False,
-                          f"evaluation paths disagree: durable_rules={stream_hit}, "
-                          f"batch={batch_hit}, explain={why.matched}", why)
+        return CaseResult(
+            file,
+            line,
+            case,
+            False,
+            f"evaluation paths disagree: durable_rules={stream_hit}, "
+            f"batch={batch_hit}, explain={why.matched}",
+            why,
+        )
     fires = stream_hit and (case.trigger is None or triggered(rule, case.trigger))
     want = case.expect == "fires"
     if fires == want:

@@ -1,0 +1,1 @@
+"""The deterministic sample data set used by the demo, backtests and benchmarks."""
