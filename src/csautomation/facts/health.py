@@ -111,4 +111,4 @@ def load_health_model(path: Path | None = None) -> HealthModel:
     try:
         return HealthModel.model_validate(doc.data or {})
     except ValidationError as exc:
-        raise ConfigFileError(validation_problems(doc, exc)) from None
+        raise ConfigFileError(validation_problems(doc, exc, model=HealthModel)) from None
