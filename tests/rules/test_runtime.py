@@ -5,10 +5,13 @@ from __future__ import annotations
 import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from csautomation.facts.health import load_health_model
+from csautomation.rules import spec
+from csautomation.rules.ir import CompiledRule, compile_rule
 from csautomation.rules.engine import StreamingEvaluator
 from csautomation.rules.loader import load_rules
 from csautomation.rules.runtime import SCHEDULE, RuleRuntime
@@ -40,6 +43,26 @@ def write_rules(folder: Path, *rules: str, name: str = "r.yaml") -> Path:
     body = "rules:\n" + "".join(textwrap.indent(r, "  ") for r in rules)
     (folder / name).write_text(body, encoding="utf-8")
     return folder
+
+
+def compiled_rules(conditions: list[Any]) -> list[CompiledRule]:
+    """Rules r0, r1, ... with the given conditions, compiled."""
+    return [
+        compile_rule(
+            spec.Rule.model_validate(
+                {
+                    "id": f"r{i}",
+                    "name": "n",
+                    "owner": "o",
+                    "priority": "low",
+                    "trigger": {"on": ["usage_daily"]},
+                    "conditions": c,
+                    "actions": [{"start_playbook": "p"}],
+                }
+            )
+        )
+        for i, c in enumerate(conditions)
+    ]
 
 
 @pytest.fixture
@@ -114,26 +137,7 @@ def test_disabled_rules_do_not_fire(tmp_path: Path, model) -> None:  # type: ign
 
 def test_two_hundred_rules_lose_no_matches() -> None:
     # durable_rules loses matches above ~100 rules per ruleset; chunking keeps them all
-    folder_rules = [f"health.score < {i % 50 + 10}" for i in range(200)]
-    from csautomation.rules import spec
-    from csautomation.rules.ir import compile_rule
-
-    compiled = [
-        compile_rule(
-            spec.Rule.model_validate(
-                {
-                    "id": f"r{i}",
-                    "name": "n",
-                    "owner": "o",
-                    "priority": "low",
-                    "trigger": {"on": ["usage_daily"]},
-                    "conditions": c,
-                    "actions": [{"start_playbook": "p"}],
-                }
-            )
-        )
-        for i, c in enumerate(folder_rules)
-    ]
+    compiled = compiled_rules([f"health.score < {i % 50 + 10}" for i in range(200)])
     ev = StreamingEvaluator(compiled)
     try:
         for score in (5, 20, 45, 70):
@@ -151,25 +155,7 @@ def test_shipped_rules_load_and_each_has_a_version() -> None:
 
 
 def test_evaluations_leave_no_facts_behind() -> None:
-    from csautomation.rules import spec
-    from csautomation.rules.ir import compile_rule
-
-    compiled = [
-        compile_rule(
-            spec.Rule.model_validate(
-                {
-                    "id": f"r{i}",
-                    "name": "n",
-                    "owner": "o",
-                    "priority": "low",
-                    "trigger": {"on": ["usage_daily"]},
-                    "conditions": c,
-                    "actions": [{"start_playbook": "p"}],
-                }
-            )
-        )
-        for i, c in enumerate(["health.score < 50", {"not": "churn.probability exists"}])
-    ]
+    compiled = compiled_rules(["health.score < 50", {"not": "churn.probability exists"}])
     ev = StreamingEvaluator(compiled, chunk=1)
     try:
         for score in range(100):
