@@ -11,8 +11,8 @@ import pytest
 
 from csautomation.facts.health import load_health_model
 from csautomation.rules import spec
-from csautomation.rules.ir import CompiledRule, compile_rule
 from csautomation.rules.engine import StreamingEvaluator
+from csautomation.rules.ir import CompiledRule, compile_rule
 from csautomation.rules.loader import load_rules
 from csautomation.rules.runtime import SCHEDULE, RuleRuntime
 
