@@ -22,8 +22,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 rules_app = typer.Typer(help="Validate, test, dry-run and backtest rules.", no_args_is_help=True)
+playbooks_app = typer.Typer(help="Validate playbooks (workflows/).", no_args_is_help=True)
 sample_app = typer.Typer(help="The deterministic sample data set.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
+app.add_typer(playbooks_app, name="playbooks")
 app.add_typer(sample_app, name="sample")
 
 out = Console(highlight=False)
@@ -359,6 +361,35 @@ def _print_backtest(result: Any) -> None:
     for a, key in keys.items():
         overlap.add_row(key, *[str(result.overlap(a, b)) for b in result.rules])
     out.print(overlap)
+
+
+@playbooks_app.command("validate")
+def playbooks_validate(paths: Annotated[list[Path] | None, typer.Argument()] = None) -> None:
+    """Check playbook files; every problem is printed as file:line:column."""
+    from csautomation.playbooks.loader import load_playbooks
+
+    try:
+        playbooks = load_playbooks(paths or [Path("workflows")])
+    except CsAutomationError as exc:
+        _fail(exc)
+    for pb in playbooks.values():
+        out.print(f"[green]ok[/green] {pb.id} (version {pb.version}, {len(pb.steps)} steps)")
+
+
+@playbooks_app.command("schema")
+def playbooks_schema(output: Annotated[Path | None, typer.Option("--output", "-o")] = None) -> None:
+    """Print (or write) the JSON Schema of playbook files."""
+    from csautomation.playbooks.spec import PlaybookFile
+
+    schema = PlaybookFile.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "csautomation playbook file"
+    text = json.dumps(schema, indent=2)
+    if output:
+        output.write_text(text + "\n", encoding="utf-8")
+        out.print(f"wrote {output}")
+    else:
+        sys.stdout.write(text + "\n")
 
 
 @sample_app.command("generate")

@@ -1,0 +1,1 @@
+"""Intervention playbooks: the YAML language of workflows/, validated before anything runs."""

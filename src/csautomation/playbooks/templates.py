@@ -1,0 +1,38 @@
+"""Sandboxed Jinja2 templates for task subjects, descriptions and notifications.
+
+Templates are data: they render in Jinja2's SandboxedEnvironment with StrictUndefined, so a
+template cannot reach Python internals and a misspelt variable is an error, not a blank.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+
+_ENV = SandboxedEnvironment(
+    undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False
+)
+
+
+class TemplateProblem(ValueError):
+    pass
+
+
+def check(source: str) -> str:
+    """Parse a template; raise TemplateProblem with Jinja's reason and line."""
+    try:
+        _ENV.parse(source)
+    except TemplateError as exc:
+        line = getattr(exc, "lineno", None)
+        where = f" (template line {line})" if line else ""
+        raise TemplateProblem(f"template does not parse{where}: {exc.message}") from None
+    return source
+
+
+def render(source: str, context: dict[str, Any]) -> str:
+    try:
+        return _ENV.from_string(source).render(context)
+    except TemplateError as exc:
+        raise TemplateProblem(f"template failed: {exc.message}") from None
