@@ -30,7 +30,7 @@ SCHEDULE = "schedule"
 class CooldownStore(Protocol):
     def last_fired(self, rule_id: str, account_id: str) -> datetime | None: ...
 
-    def record(self, rule_id: str, account_id: str, at: datetime) -> None: ...
+    def record(self, match: Match) -> None: ...
 
 
 class MemoryCooldowns:
@@ -40,8 +40,8 @@ class MemoryCooldowns:
     def last_fired(self, rule_id: str, account_id: str) -> datetime | None:
         return self._last.get((rule_id, account_id))
 
-    def record(self, rule_id: str, account_id: str, at: datetime) -> None:
-        self._last[(rule_id, account_id)] = at
+    def record(self, match: Match) -> None:
+        self._last[(match.rule_id, match.account_id)] = match.at
 
 
 @dataclass(frozen=True)
@@ -169,7 +169,7 @@ class RuleRuntime:
                 continue
             fired.append(match)
             if apply_cooldown:
-                self.cooldowns.record(rule.id, account_id, at)
+                self.cooldowns.record(match)
         fired.sort(key=lambda m: (m.rule.rank, m.rule_id))
         return Evaluation(tuple(fired), tuple(suppressed))
 

@@ -1,0 +1,1 @@
+"""Persistence: SQLModel tables and repositories; SQLite by default, PostgreSQL by URL."""

@@ -1,0 +1,196 @@
+"""Repositories over the tables. No engine is built at import time: `Store(url)` builds it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import event, func
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, SQLModel, col, create_engine, select
+
+from csautomation.facts.model import Account, Signal
+from csautomation.rules.runtime import Match
+from csautomation.store.tables import AccountRow, RuleFiringRow, SignalRow
+
+DEFAULT_URL = "sqlite:///.csauto/csauto.db"
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(conn: Any, _record: Any) -> None:
+            # WAL: readers do not block the writer; synchronous=FULL keeps commits durable.
+            cur = conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA busy_timeout=5000")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite returns naive datetimes; everything we store is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class Store:
+    def __init__(self, url: str = DEFAULT_URL) -> None:
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+            from pathlib import Path
+
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.engine = make_engine(url)
+
+    def create_all(self) -> None:
+        SQLModel.metadata.create_all(self.engine)
+
+    def session(self) -> Session:
+        return Session(self.engine)
+
+    # accounts ---------------------------------------------------------------------------
+    def upsert_accounts(self, accounts: Iterable[Account]) -> int:
+        n = 0
+        with self.session() as s:
+            for a in accounts:
+                row = s.get(AccountRow, a.id)
+                data = a.model_dump(mode="json")
+                if row is None:
+                    s.add(AccountRow(id=a.id, tenant=a.tenant, data=data))
+                else:
+                    row.tenant, row.data = a.tenant, data
+                    s.add(row)
+                n += 1
+            s.commit()
+        return n
+
+    def account(self, account_id: str) -> Account | None:
+        with self.session() as s:
+            row = s.get(AccountRow, account_id)
+            return Account.model_validate(row.data) if row else None
+
+    # signals ----------------------------------------------------------------------------
+    def add_signal(self, signal: Signal) -> bool:
+        """Store durably; False when the idempotency key was already stored."""
+        with self.session() as s:
+            s.add(_signal_row(signal))
+            try:
+                s.commit()
+            except IntegrityError:
+                return False
+        return True
+
+    def add_signals(self, signals: Sequence[Signal]) -> int:
+        """Bulk store, skipping keys already stored; returns how many were new."""
+        keys = [sig.idempotency_key for sig in signals]
+        with self.session() as s:
+            known = set()
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                known |= set(
+                    s.exec(
+                        select(SignalRow.idempotency_key).where(
+                            col(SignalRow.idempotency_key).in_(chunk)
+                        )
+                    ).all()
+                )
+            fresh = {
+                sig.idempotency_key: sig for sig in signals if sig.idempotency_key not in known
+            }
+            s.add_all(_signal_row(sig) for sig in fresh.values())
+            s.commit()
+        return len(fresh)
+
+    def signals_for(self, account_id: str) -> list[Signal]:
+        with self.session() as s:
+            rows = s.exec(
+                select(SignalRow)
+                .where(SignalRow.account_id == account_id)
+                .order_by(col(SignalRow.occurred_at))
+            ).all()
+        return [
+            Signal(
+                type=r.type,
+                account_id=r.account_id,
+                occurred_at=_aware(r.occurred_at),
+                payload=r.payload,
+                idempotency_key=r.idempotency_key,
+            )
+            for r in rows
+        ]
+
+    # rule firings and cooldowns ---------------------------------------------------------
+    def record_firing(
+        self,
+        rule_id: str,
+        rule_version: str,
+        account_id: str,
+        window: int,
+        priority: str,
+        at: datetime,
+        explain: dict[str, Any],
+    ) -> bool:
+        """Idempotent per (rule, account, cooldown window); False when already recorded."""
+        with self.session() as s:
+            s.add(
+                RuleFiringRow(
+                    rule_id=rule_id,
+                    rule_version=rule_version,
+                    account_id=account_id,
+                    window=window,
+                    priority=priority,
+                    fired_at=at,
+                    explain=explain,
+                )
+            )
+            try:
+                s.commit()
+            except IntegrityError:
+                return False
+        return True
+
+    def last_fired(self, rule_id: str, account_id: str) -> datetime | None:
+        with self.session() as s:
+            value = s.exec(
+                select(func.max(RuleFiringRow.fired_at)).where(
+                    RuleFiringRow.rule_id == rule_id, RuleFiringRow.account_id == account_id
+                )
+            ).one()
+        return _aware(value) if value else None
+
+
+class SqlCooldowns:
+    """The rule runtime's CooldownStore, kept in the rule_firings table."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def last_fired(self, rule_id: str, account_id: str) -> datetime | None:
+        return self.store.last_fired(rule_id, account_id)
+
+    def record(self, match: Match) -> None:
+        self.store.record_firing(
+            match.rule_id,
+            match.rule.version,
+            match.account_id,
+            match.window,
+            match.rule.rule.priority.value,
+            match.at,
+            match.explanation.to_dict(),
+        )
+
+
+def _signal_row(sig: Signal) -> SignalRow:
+    return SignalRow(
+        idempotency_key=sig.idempotency_key,
+        account_id=sig.account_id,
+        type=sig.type.value,
+        occurred_at=sig.occurred_at,
+        payload=sig.payload,
+    )

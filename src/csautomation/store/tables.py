@@ -1,0 +1,59 @@
+"""The tables. Timestamps are timezone-aware UTC; payloads and explains are JSON."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(index: bool = False) -> Any:
+    return Field(
+        default_factory=utcnow,
+        sa_column=Column(DateTime(timezone=True), index=index, nullable=False),
+    )
+
+
+class AccountRow(SQLModel, table=True):
+    __tablename__ = "accounts"
+    id: str = Field(primary_key=True, max_length=128)
+    tenant: str = Field(index=True, max_length=128)
+    data: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    updated_at: datetime = _ts()
+
+
+class SignalRow(SQLModel, table=True):
+    """Every accepted signal, stored before it is acknowledged (invariant 1)."""
+
+    __tablename__ = "signals"
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(max_length=200, unique=True)
+    account_id: str = Field(index=True, max_length=128)
+    type: str = Field(max_length=64)
+    occurred_at: datetime = Field(
+        sa_column=Column(DateTime(timezone=True), nullable=False, index=True)
+    )
+    payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    received_at: datetime = _ts()
+    evaluated_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class RuleFiringRow(SQLModel, table=True):
+    """A rule that fired for an account in a cooldown window, with its explain."""
+
+    __tablename__ = "rule_firings"
+    __table_args__ = (UniqueConstraint("rule_id", "account_id", "window"),)
+    id: int | None = Field(default=None, primary_key=True)
+    rule_id: str = Field(max_length=64, index=True)
+    rule_version: str = Field(max_length=32)
+    account_id: str = Field(max_length=128, index=True)
+    window: int
+    priority: str = Field(max_length=16)
+    fired_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    explain: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
