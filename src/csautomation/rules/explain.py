@@ -150,6 +150,11 @@ def _walk(node: Node, record: dict[str, Any], facts: dict[str, Any]) -> ExplainN
     return ExplainNode("any", any(c.result for c in children), children)
 
 
+def holds(node: Node, record: dict[str, Any]) -> bool:
+    """Whether a condition tree holds for a record (used by playbooks on fresh facts)."""
+    return _walk(node, record, {}).result
+
+
 def explain(rule: CompiledRule, record: dict[str, Any]) -> Explanation:
     facts: dict[str, Any] = {}
     tree = _walk(rule.condition, record, facts)

@@ -24,8 +24,10 @@ from pydantic import (
     Discriminator,
     Field,
     PlainSerializer,
+    SerializerFunctionWrapHandler,
     Tag,
     WithJsonSchema,
+    model_serializer,
     model_validator,
 )
 from pydantic.types import JsonValue
@@ -163,7 +165,7 @@ class Comparison(Strict):
         # YAML gives bools for yes/no; a bool where a number is compared is a mistake.
         if isinstance(data, dict):
             bounds = data.get("between")
-            if "between" in data and not (isinstance(bounds, list | tuple) and len(bounds) == 2):
+            if bounds is not None and not (isinstance(bounds, list | tuple) and len(bounds) == 2):
                 raise ValueError(f"'between' takes two numbers, [low, high]; found {bounds!r}")
             for op in NUMBER_OPS:
                 if isinstance(data.get(op), bool):
@@ -172,6 +174,11 @@ class Comparison(Strict):
                         "(YAML reads yes/no and on/off as true/false)"
                     )
         return data
+
+    @model_serializer(mode="wrap")
+    def _only_the_operator(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # {fact, op} only: a dump reads like the YAML and validates back (e.g. in workflows).
+        return {k: v for k, v in handler(self).items() if v is not None}
 
     @property
     def op(self) -> str:

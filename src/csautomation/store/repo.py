@@ -13,7 +13,7 @@ from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from csautomation.facts.model import Account, Signal
 from csautomation.rules.runtime import Match
-from csautomation.store.tables import AccountRow, RuleFiringRow, SignalRow
+from csautomation.store.tables import AccountRow, LocalTaskRow, RuleFiringRow, SignalRow
 
 DEFAULT_URL = "sqlite:///.csauto/csauto.db"
 
@@ -163,6 +163,37 @@ class Store:
                 )
             ).one()
         return _aware(value) if value else None
+
+
+def create_local_task(store: Store, row: LocalTaskRow) -> tuple[int, bool]:
+    """Insert once per idempotency key; returns (task id, whether it was created now)."""
+    with store.session() as s:
+        existing = s.exec(
+            select(LocalTaskRow).where(LocalTaskRow.idempotency_key == row.idempotency_key)
+        ).first()
+        if existing is not None and existing.id is not None:
+            return existing.id, False
+        s.add(row)
+        try:
+            s.commit()
+        except IntegrityError:  # a concurrent retry won the race: same task
+            s.rollback()
+            again = s.exec(
+                select(LocalTaskRow).where(LocalTaskRow.idempotency_key == row.idempotency_key)
+            ).one()
+            assert again.id is not None
+            return again.id, False
+        s.refresh(row)
+        assert row.id is not None
+        return row.id, True
+
+
+def local_tasks(store: Store, workflow_id: str | None = None) -> list[LocalTaskRow]:
+    with store.session() as s:
+        q = select(LocalTaskRow)
+        if workflow_id is not None:
+            q = q.where(LocalTaskRow.workflow_id == workflow_id)
+        return list(s.exec(q.order_by(col(LocalTaskRow.id))).all())
 
 
 class SqlCooldowns:

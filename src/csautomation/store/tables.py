@@ -57,3 +57,22 @@ class RuleFiringRow(SQLModel, table=True):
     priority: str = Field(max_length=16)
     fired_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     explain: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+
+
+class LocalTaskRow(SQLModel, table=True):
+    """Tasks and notifications of the built-in `local` connector (the embedded CRM)."""
+
+    __tablename__ = "local_tasks"
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(max_length=300, unique=True)
+    kind: str = Field(default="task", max_length=16)  # task, notification, account_update
+    workflow_id: str = Field(max_length=300, index=True)
+    step_id: str = Field(max_length=64)
+    account_id: str = Field(max_length=128, index=True)
+    assignee: str = Field(default="", max_length=128, index=True)
+    subject: str = ""
+    description: str = ""
+    priority: str = Field(default="medium", max_length=16)
+    status: str = Field(default="open", max_length=16)
+    due_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    created_at: datetime = _ts()

@@ -1,0 +1,1 @@
+"""Activity classes: the one place where I/O and connector errors meet workflows."""

@@ -1,0 +1,63 @@
+"""Workflow and activity payloads. Inputs carry ids and validated definitions, never secrets."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from csautomation.playbooks.spec import Playbook
+
+
+class PlaybookInput(BaseModel):
+    playbook: Playbook
+    playbook_version: str
+    account_id: str
+    rule_id: str = ""
+    rule_version: str = ""
+    explain: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class StepRecord(BaseModel):
+    step_id: str
+    kind: str
+    started_at: datetime
+    ended_at: datetime | None = None
+    result: str = ""
+
+
+class PlaybookResult(BaseModel):
+    outcome: str
+    steps: list[StepRecord]
+
+
+class FactsInput(BaseModel):
+    account_id: str
+
+
+class TaskInput(BaseModel):
+    idempotency_key: str  # workflow id + step id: one task however often this is retried
+    workflow_id: str
+    step_id: str
+    account_id: str
+    connector: str | None
+    assignee: str
+    subject: str
+    description: str
+    due_at: datetime
+    priority: str
+    context: dict[str, Any]
+
+
+class TaskResult(BaseModel):
+    task_id: str
+    created: bool
+
+
+class EscalationInput(BaseModel):
+    account_id: str
+    severity: str
+    reason: str
+    source_workflow_id: str
