@@ -112,20 +112,24 @@ def rules_validate(paths: Annotated[list[Path] | None, typer.Argument()] = None)
     )
 
 
+def _write_schema(model: Any, title: str, output: Path | None) -> None:
+    schema = model.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = title
+    text = json.dumps(schema, indent=2) + "\n"
+    if output:
+        output.write_text(text, encoding="utf-8")
+        out.print(f"wrote {output}")
+    else:
+        sys.stdout.write(text)
+
+
 @rules_app.command("schema")
 def rules_schema(output: Annotated[Path | None, typer.Option("--output", "-o")] = None) -> None:
     """Print (or write) the JSON Schema of rule files, for editor autocompletion."""
     from csautomation.rules.spec import RuleFile
 
-    schema = RuleFile.model_json_schema(by_alias=True)
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "csautomation rule file"
-    text = json.dumps(schema, indent=2)
-    if output:
-        output.write_text(text + "\n", encoding="utf-8")
-        out.print(f"wrote {output}")
-    else:
-        sys.stdout.write(text + "\n")
+    _write_schema(RuleFile, "csautomation rule file", output)
 
 
 @rules_app.command("facts")
@@ -381,15 +385,7 @@ def playbooks_schema(output: Annotated[Path | None, typer.Option("--output", "-o
     """Print (or write) the JSON Schema of playbook files."""
     from csautomation.playbooks.spec import PlaybookFile
 
-    schema = PlaybookFile.model_json_schema(by_alias=True)
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "csautomation playbook file"
-    text = json.dumps(schema, indent=2)
-    if output:
-        output.write_text(text + "\n", encoding="utf-8")
-        out.print(f"wrote {output}")
-    else:
-        sys.stdout.write(text + "\n")
+    _write_schema(PlaybookFile, "csautomation playbook file", output)
 
 
 @sample_app.command("generate")
