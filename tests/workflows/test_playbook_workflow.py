@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import sysconfig
 import uuid
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,84 +14,31 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from csautomation.activities.playbook import PlaybookActivities
-from csautomation.facts.health import load_health_model
-from csautomation.facts.model import Account, Signal
-from csautomation.playbooks.loader import load_playbooks
 from csautomation.store.repo import Store, local_tasks
-from csautomation.workflows.playbook import EscalationWorkflow, PlaybookWorkflow
+from csautomation.workflows.playbook import PlaybookWorkflow
 from csautomation.workflows.types import PlaybookInput
-
-ROOT = Path(__file__).parents[2]
-TODAY = date(2026, 11, 1)
-PLAYBOOKS = load_playbooks([ROOT / "workflows"])
+from playbook_support import make_store, make_worker, playbook_input, server_path
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def env() -> AsyncIterator[WorkflowEnvironment]:
-    server = os.path.join(sysconfig.get_path("scripts"), "temporal-test-server")
     async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=server, data_converter=pydantic_data_converter
+        test_server_existing_path=server_path(), data_converter=pydantic_data_converter
     ) as e:
         yield e
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
-    s = Store(f"sqlite:///{tmp_path}/csauto.db")
-    s.create_all()
-    s.upsert_accounts(
-        [
-            Account(
-                id="ACME",
-                name="Acme Corp",
-                tier="enterprise",
-                arr=2e5,
-                seats=40,
-                owner="csm-01",
-                manager="mgr-01",
-                renewal_date=date(2027, 2, 1),
-                customer_since=date(2022, 1, 1),
-            )
-        ]
-    )
-    signals = []
-    for back in range(90, -1, -1):
-        logins = 100 if back > 30 else 30
-        signals.append(
-            Signal(
-                type="usage_daily",
-                account_id="ACME",
-                occurred_at=datetime.combine(TODAY - timedelta(days=back), time(9), tzinfo=UTC),
-                payload={"logins": logins, "active_users": logins // 4},
-            )
-        )
-    s.add_signals(signals)
-    return s
+    return make_store(tmp_path)
 
 
 def worker(env: WorkflowEnvironment, store: Store, queue: str) -> Worker:
-    acts = PlaybookActivities(
-        store, load_health_model(), clock=lambda: datetime.combine(TODAY, time(12), tzinfo=UTC)
-    )
-    return Worker(
-        env.client,
-        task_queue=queue,
-        workflows=[PlaybookWorkflow, EscalationWorkflow],
-        activities=acts.all(),
-        activity_executor=ThreadPoolExecutor(4),
-    )
+    return make_worker(env, store, queue)
 
 
-def inp(playbook: str = "usage-recovery") -> PlaybookInput:
-    pb = PLAYBOOKS[playbook]
-    return PlaybookInput(
-        playbook=pb,
-        playbook_version=pb.version,
-        account_id="ACME",
-        rule_id="usage-decline",
-        rule_version="abc",
-    )
+def inp() -> PlaybookInput:
+    return playbook_input()
 
 
 @pytest.mark.asyncio(loop_scope="module")

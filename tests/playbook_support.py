@@ -1,0 +1,88 @@
+"""Shared set-up for playbook workflow tests and for recording replay histories."""
+
+from __future__ import annotations
+
+import os
+import sysconfig
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from csautomation.activities.playbook import PlaybookActivities
+from csautomation.facts.health import load_health_model
+from csautomation.facts.model import Account, Signal
+from csautomation.playbooks.loader import load_playbooks
+from csautomation.store.repo import Store
+from csautomation.workflows.playbook import EscalationWorkflow, PlaybookWorkflow
+from csautomation.workflows.types import PlaybookInput
+
+ROOT = Path(__file__).parents[1]
+TODAY = date(2026, 11, 1)
+PLAYBOOKS = load_playbooks([ROOT / "workflows"])
+HISTORIES = Path(__file__).parent / "workflows" / "histories"
+
+
+def server_path() -> str:
+    return os.path.join(sysconfig.get_path("scripts"), "temporal-test-server")
+
+
+def make_store(folder: Path) -> Store:
+    """ACME, whose logins fell from 100 to 30 a day a month ago."""
+    s = Store(f"sqlite:///{folder}/csauto.db")
+    s.create_all()
+    s.upsert_accounts(
+        [
+            Account(
+                id="ACME",
+                name="Acme Corp",
+                tier="enterprise",
+                arr=2e5,
+                seats=40,
+                owner="csm-01",
+                manager="mgr-01",
+                renewal_date=date(2027, 2, 1),
+                customer_since=date(2022, 1, 1),
+            )
+        ]
+    )
+    signals = []
+    for back in range(90, -1, -1):
+        logins = 100 if back > 30 else 30
+        at = datetime.combine(TODAY - timedelta(days=back), time(9), tzinfo=UTC)
+        signals.append(
+            Signal(
+                type="usage_daily",
+                account_id="ACME",
+                occurred_at=at,
+                payload={"logins": logins, "active_users": logins // 4},
+            )
+        )
+    s.add_signals(signals)
+    return s
+
+
+def make_worker(env: WorkflowEnvironment, store: Store, queue: str) -> Worker:
+    acts = PlaybookActivities(
+        store, load_health_model(), clock=lambda: datetime.combine(TODAY, time(12), tzinfo=UTC)
+    )
+    return Worker(
+        env.client,
+        task_queue=queue,
+        workflows=[PlaybookWorkflow, EscalationWorkflow],
+        activities=acts.all(),
+        activity_executor=ThreadPoolExecutor(4),
+    )
+
+
+def playbook_input(playbook: str = "usage-recovery", account: str = "ACME") -> PlaybookInput:
+    pb = PLAYBOOKS[playbook]
+    return PlaybookInput(
+        playbook=pb,
+        playbook_version=pb.version,
+        account_id=account,
+        rule_id="usage-decline",
+        rule_version="abc",
+    )

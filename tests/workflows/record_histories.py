@@ -1,0 +1,54 @@
+"""Record one history per shipped playbook for the replay test.
+
+Run after a deliberate, versioned change to the playbook workflow or a shipped playbook:
+    .venv/bin/python tests/workflows/record_histories.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+from pathlib import Path
+
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from csautomation.workflows.playbook import PlaybookWorkflow  # noqa: E402
+from playbook_support import (  # noqa: E402
+    HISTORIES,
+    PLAYBOOKS,
+    make_store,
+    make_worker,
+    playbook_input,
+    server_path,
+)
+
+
+async def main() -> None:
+    HISTORIES.mkdir(parents=True, exist_ok=True)
+    async with await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=server_path(), data_converter=pydantic_data_converter
+    ) as env:
+        with tempfile.TemporaryDirectory() as tmp:
+            store = make_store(Path(tmp))
+            async with make_worker(env, store, "record"):
+                for playbook_id in sorted(PLAYBOOKS):
+                    wf_id = f"playbook:recorded:ACME:{playbook_id}"
+                    handle = await env.client.start_workflow(
+                        PlaybookWorkflow.run,
+                        playbook_input(playbook_id),
+                        id=wf_id,
+                        task_queue="record",
+                    )
+                    result = await handle.result()
+                    history = await handle.fetch_history()
+                    path = HISTORIES / f"{playbook_id}.json"
+                    path.write_text(history.to_json(), encoding="utf-8")
+                    print(f"{path}: outcome {result.outcome}, {len(result.steps)} steps")
+            store.engine.dispose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
