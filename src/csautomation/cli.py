@@ -15,6 +15,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from csautomation.errors import ConfigFileError, CsAutomationError
+from csautomation.runtime.commands import register as register_runtime
 
 app = typer.Typer(
     help="csautomation: rule-based automation for Customer Success teams.",
@@ -27,6 +28,7 @@ sample_app = typer.Typer(help="The deterministic sample data set.", no_args_is_h
 app.add_typer(rules_app, name="rules")
 app.add_typer(playbooks_app, name="playbooks")
 app.add_typer(sample_app, name="sample")
+register_runtime(app)
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -400,34 +402,6 @@ def sample_generate(
 
     acc, sig = write_sample(out_dir, n_accounts=accounts, days=days, seed=seed)
     out.print(f"wrote {acc} and {sig}")
-
-
-@app.command("demo")
-def demo(
-    rules: RulesOpt = None,
-    health_model: ModelOpt = None,
-) -> None:
-    """The main job, for now: validate and test the shipped rules, then dry-run and backtest
-    them over the sample data set."""
-    out.rule("1. validate rules")
-    rules_validate(_rule_paths(rules))
-    out.rule("2. rule test cases")
-    rules_test(_rule_paths(rules), health_model)
-    out.rule("3. evaluate the sample accounts now")
-    rules_evaluate(
-        rules=rules, health_model=health_model, accounts=None, signals=None, as_of=None, fmt="table"
-    )
-    out.rule("4. backtest the last 90 days")
-    rules_backtest(
-        since="90d",
-        rules=rules,
-        health_model=health_model,
-        accounts=None,
-        signals=None,
-        as_of=None,
-        fmt="table",
-        include_disabled=True,
-    )
 
 
 def main() -> None:

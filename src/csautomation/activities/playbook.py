@@ -1,7 +1,13 @@
-"""Activities of the playbook workflow, built with their dependencies."""
+"""Activities of the playbook workflow, built with their dependencies.
+
+This is the one place where connector and template problems become ApplicationError: a
+problem no retry can fix (unknown account, broken template) is non-retryable; everything
+else is retried by the workflow's retry policy.
+"""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -9,12 +15,28 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from csautomation.connectors.base import FieldUpdate, NotifyRequest, Receipt, TaskRequest
+from csautomation.connectors.local import LocalCrm
+from csautomation.connectors.registry import Connectors, UnknownConnectorError
 from csautomation.facts.derive import derive
 from csautomation.facts.health import HealthModel
+from csautomation.facts.model import Account
 from csautomation.playbooks.templates import TemplateProblem, render
-from csautomation.store.repo import Store, create_local_task
-from csautomation.store.tables import LocalTaskRow
-from csautomation.workflows.types import FactsInput, TaskInput, TaskResult
+from csautomation.store.outbox import finish_run
+from csautomation.store.repo import Store
+from csautomation.workflows.types import (
+    ActionResult,
+    FactsInput,
+    NotifyInput,
+    RunOutcome,
+    TaskInput,
+    UpdateInput,
+)
+
+
+def local_connectors(store: Store) -> Connectors:
+    """The embedded default: every capability served by the local CRM in our store."""
+    return Connectors({"local": LocalCrm(store)}, default="local", fallback="local")
 
 
 class PlaybookActivities:
@@ -23,87 +45,112 @@ class PlaybookActivities:
         store: Store,
         model: HealthModel,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        connectors: Connectors | None = None,
     ) -> None:
         self.store = store
         self.model = model
         self.clock = clock
+        self.connectors = connectors or local_connectors(store)
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[Any, Account, dict[str, Any]]] = {}
 
-    def _facts(self, account_id: str) -> dict[str, Any]:
+    def _account(self, account_id: str) -> Account:
         account = self.store.account(account_id)
         if account is None:
             raise ApplicationError(
                 f"no account '{account_id}'", non_retryable=True, type="UnknownAccount"
             )
-        return derive(
-            account, self.store.signals_for(account_id), self.clock().date(), self.model
-        ).record()
+        return account
+
+    def _facts(self, account: Account) -> dict[str, Any]:
+        """Fresh facts: derived again only when the day or the account's signals change, so
+        the goal checks of many waiting playbooks cost an index look-up each."""
+        key = (account.id, self.clock().date(), self.store.signals_version(account.id))
+        with self._lock:
+            hit = self._cache.get(account.id)
+        if hit is not None and hit[0] == key and hit[1] == account:
+            return dict(hit[2])
+        facts = derive(account, self.store.signals_for(account.id), key[1], self.model).record()
+        with self._lock:
+            self._cache[account.id] = (key, account, facts)
+        return dict(facts)
+
+    def _render(self, source: str, context: dict[str, Any]) -> str:
+        try:
+            return render(source, context)
+        except TemplateProblem as exc:
+            raise ApplicationError(str(exc), non_retryable=True, type="TemplateError") from None
+
+    def _context(self, account: Account, extra: dict[str, Any]) -> dict[str, Any]:
+        return {"account": account.model_dump(mode="json"), "facts": self._facts(account), **extra}
+
+    @staticmethod
+    def _result(receipt: Receipt) -> ActionResult:
+        return ActionResult(
+            connector=receipt.connector, record_id=receipt.record_id, created=receipt.created
+        )
 
     @activity.defn(name="read_account_facts")
     def read_account_facts(self, inp: FactsInput) -> dict[str, Any]:
-        return self._facts(inp.account_id)
+        return self._facts(self._account(inp.account_id))
 
     @activity.defn(name="create_task")
-    def create_task(self, inp: TaskInput) -> TaskResult:
-        account = self.store.account(inp.account_id)
-        if account is None:
-            raise ApplicationError(
-                f"no account '{inp.account_id}'", non_retryable=True, type="UnknownAccount"
-            )
-        context = {
-            "account": account.model_dump(mode="json"),
-            "facts": self._facts(inp.account_id),
-            **inp.context,
-        }
-        try:
-            subject = render(inp.subject, context)
-            description = render(inp.description, context)
-        except TemplateProblem as exc:
-            raise ApplicationError(str(exc), non_retryable=True, type="TemplateError") from None
-        assignee = account.owner if inp.assignee == "owner" else account.manager
-        task_id, created = create_local_task(
-            self.store,
-            LocalTaskRow(
-                idempotency_key=inp.idempotency_key,
-                workflow_id=inp.workflow_id,
-                step_id=inp.step_id,
-                account_id=inp.account_id,
-                assignee=assignee,
-                subject=subject,
-                description=description,
-                priority=inp.priority,
-                due_at=inp.due_at,
-            ),
+    def create_task(self, inp: TaskInput) -> ActionResult:
+        account = self._account(inp.account_id)
+        context = self._context(account, inp.context)
+        request = TaskRequest(
+            idempotency_key=inp.idempotency_key,
+            workflow_id=inp.workflow_id,
+            step_id=inp.step_id,
+            account=account,
+            assignee=account.owner if inp.assignee == "owner" else account.manager,
+            subject=self._render(inp.subject, context),
+            description=self._render(inp.description, context),
+            due_at=inp.due_at,
+            priority=inp.priority,
         )
-        return TaskResult(task_id=str(task_id), created=created)
+        return self._result(self._connector("tasks", inp.connector).create_task(request))
 
     @activity.defn(name="notify")
-    def notify(self, payload: dict[str, Any]) -> str:
-        return self._record("notification", payload)
+    def notify(self, inp: NotifyInput) -> ActionResult:
+        account = self._account(inp.account_id)
+        request = NotifyRequest(
+            idempotency_key=inp.idempotency_key,
+            workflow_id=inp.workflow_id,
+            step_id=inp.step_id,
+            account=account,
+            channel=inp.channel,
+            text=self._render(inp.template, self._context(account, inp.context)),
+        )
+        return self._result(self._connector("notifier", inp.channel).notify(request))
 
     @activity.defn(name="update_account")
-    def update_account(self, payload: dict[str, Any]) -> str:
-        return self._record("account_update", payload)
-
-    def _record(self, kind: str, payload: dict[str, Any]) -> str:
-        key = str(payload["idempotency_key"])
-        account = self.store.account(str(payload["account_id"]))
-        text = payload.get("template", "")
-        if account is not None and text:
-            text = render(
-                text, {"account": account.model_dump(mode="json"), "facts": self._facts(account.id)}
-            )
-        task_id, _ = create_local_task(
-            self.store,
-            LocalTaskRow(
-                idempotency_key=key,
-                kind=kind,
-                workflow_id=key.rsplit(":", 1)[0],
-                step_id=key.rsplit(":", 1)[-1],
-                account_id=str(payload["account_id"]),
-                subject=text or f"{payload.get('field')} = {payload.get('value')}",
-            ),
+    def update_account(self, inp: UpdateInput) -> ActionResult:
+        request = FieldUpdate(
+            idempotency_key=inp.idempotency_key,
+            workflow_id=inp.workflow_id,
+            step_id=inp.step_id,
+            account=self._account(inp.account_id),
+            field=inp.field,
+            value=inp.value,
         )
-        return str(task_id)
+        return self._result(self._connector("records", inp.connector).update_account(request))
+
+    @activity.defn(name="record_run_outcome")
+    def record_run_outcome(self, inp: RunOutcome) -> None:
+        finish_run(self.store, inp.workflow_id, inp.outcome, datetime.now(UTC))
+
+    def _connector(self, capability: str, name: str | None) -> Any:
+        try:
+            return getattr(self.connectors, capability)(name)
+        except UnknownConnectorError as exc:
+            raise ApplicationError(str(exc), non_retryable=True, type="UnknownConnector") from None
 
     def all(self) -> list[Callable[..., Any]]:
-        return [self.read_account_facts, self.create_task, self.notify, self.update_account]
+        return [
+            self.read_account_facts,
+            self.create_task,
+            self.notify,
+            self.update_account,
+            self.record_run_outcome,
+        ]

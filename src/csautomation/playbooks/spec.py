@@ -129,7 +129,7 @@ class Step(Strict):
 
 class Goal(Strict):
     condition: Condition
-    check_every: Duration = timedelta(hours=12)
+    check_every: Duration = timedelta(days=1)
 
 
 class Playbook(Strict):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -80,14 +80,18 @@ class Evaluation:
     suppressed: tuple[Match, ...]  # matched, but inside the rule's cooldown for the account
 
 
-def triggered(rule: CompiledRule, trigger: str | None) -> bool:
-    """None evaluates every rule (dry runs); otherwise a signal type or SCHEDULE."""
+Trigger = str | Collection[str] | None
+
+
+def triggered(rule: CompiledRule, trigger: Trigger) -> bool:
+    """None evaluates every rule (dry runs); otherwise signal types and/or SCHEDULE."""
     t = rule.rule.trigger
     if trigger is None:
         return True
-    if trigger == SCHEDULE:
-        return t.schedule is not None
-    return any(kind.value == trigger for kind in t.on)
+    kinds = {trigger} if isinstance(trigger, str) else set(trigger)
+    if SCHEDULE in kinds and t.schedule is not None:
+        return True
+    return any(kind.value in kinds for kind in t.on)
 
 
 class RuleRuntime:
@@ -147,10 +151,13 @@ class RuleRuntime:
         account_id: str,
         record: dict[str, Any],
         at: datetime,
-        trigger: str | None,
+        trigger: Trigger,
         apply_cooldown: bool = True,
+        cooldowns: CooldownStore | None = None,
     ) -> Evaluation:
+        """`cooldowns` overrides the runtime's store for this call (a batch's own view)."""
         self.reload_if_changed()
+        store = cooldowns or self.cooldowns
         with self._lock:
             ruleset: RuleSet = self.ruleset
             names = set(self._evaluator.matching(record))
@@ -163,13 +170,13 @@ class RuleRuntime:
             if not why.matched:  # both paths share one meaning; disagreement is a bug
                 log.error("durable_rules matched %s but explain does not: %s", rule.id, record)
             match = Match(rule, account_id, at, why)
-            last = self.cooldowns.last_fired(rule.id, account_id) if apply_cooldown else None
+            last = store.last_fired(rule.id, account_id) if apply_cooldown else None
             if last is not None and at - last < rule.rule.cooldown:
                 suppressed.append(match)
                 continue
             fired.append(match)
             if apply_cooldown:
-                self.cooldowns.record(match)
+                store.record(match)
         fired.sort(key=lambda m: (m.rule.rank, m.rule_id))
         return Evaluation(tuple(fired), tuple(suppressed))
 
@@ -183,12 +190,13 @@ class RuleRuntime:
         account: Account,
         signals: Iterable[Signal],
         at: datetime,
-        trigger: str | None,
+        trigger: Trigger,
         apply_cooldown: bool = True,
+        cooldowns: CooldownStore | None = None,
     ) -> Evaluation:
         self.reload_if_changed()
         record = self.record_for(account, signals, at.date())
-        return self.evaluate_record(account.id, record, at, trigger, apply_cooldown)
+        return self.evaluate_record(account.id, record, at, trigger, apply_cooldown, cooldowns)
 
     def close(self) -> None:
         self._evaluator.close()

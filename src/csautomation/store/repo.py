@@ -11,9 +11,14 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
-from csautomation.facts.model import Account, Signal
+from csautomation.facts.model import Account, Signal, SignalType
 from csautomation.rules.runtime import Match
-from csautomation.store.tables import AccountRow, LocalTaskRow, RuleFiringRow, SignalRow
+from csautomation.store.tables import (
+    AccountRow,
+    LocalTaskRow,
+    RuleFiringRow,
+    SignalRow,
+)
 
 DEFAULT_URL = "sqlite:///.csauto/csauto.db"
 
@@ -107,22 +112,39 @@ class Store:
             s.commit()
         return len(fresh)
 
+    def signals_version(self, account_id: str) -> tuple[int, int]:
+        """(count, newest row id) of an account's signals: changes whenever one is added."""
+        with self.session() as s:
+            n, newest = s.exec(
+                select(func.count(), func.max(SignalRow.id)).where(
+                    SignalRow.account_id == account_id
+                )
+            ).one()
+        return int(n), int(newest or 0)
+
     def signals_for(self, account_id: str) -> list[Signal]:
+        """An account's signals, oldest first. Rows were validated when they were stored,
+        so they are rebuilt without validating again (this is the hot read of evaluation)."""
         with self.session() as s:
             rows = s.exec(
-                select(SignalRow)
+                select(
+                    SignalRow.type,
+                    SignalRow.occurred_at,
+                    SignalRow.payload,
+                    SignalRow.idempotency_key,
+                )
                 .where(SignalRow.account_id == account_id)
                 .order_by(col(SignalRow.occurred_at))
             ).all()
         return [
-            Signal(
-                type=r.type,
-                account_id=r.account_id,
-                occurred_at=_aware(r.occurred_at),
-                payload=r.payload,
-                idempotency_key=r.idempotency_key,
+            Signal.model_construct(
+                type=SignalType(kind),
+                account_id=account_id,
+                occurred_at=_aware(occurred_at),
+                payload=dict(payload),
+                idempotency_key=key,
             )
-            for r in rows
+            for kind, occurred_at, payload, key in rows
         ]
 
     # rule firings and cooldowns ---------------------------------------------------------
@@ -135,8 +157,13 @@ class Store:
         priority: str,
         at: datetime,
         explain: dict[str, Any],
+        actions: Sequence[dict[str, Any]] = (),
     ) -> bool:
-        """Idempotent per (rule, account, cooldown window); False when already recorded."""
+        """Idempotent per (rule, account, cooldown window); False when already recorded.
+
+        The row is also the dispatch outbox: `dispatched_at` stays empty until every
+        workflow its actions call for has been started.
+        """
         with self.session() as s:
             s.add(
                 RuleFiringRow(
@@ -147,6 +174,7 @@ class Store:
                     priority=priority,
                     fired_at=at,
                     explain=explain,
+                    actions=list(actions),
                 )
             )
             try:
@@ -214,6 +242,7 @@ class SqlCooldowns:
             match.rule.rule.priority.value,
             match.at,
             match.explanation.to_dict(),
+            [a.model_dump(mode="json", by_alias=True) for a in match.rule.rule.actions],
         )
 
 

@@ -57,6 +57,11 @@ class RuleFiringRow(SQLModel, table=True):
     priority: str = Field(max_length=16)
     fired_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     explain: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    # the rule's actions as they were when it fired: the dispatch outbox needs nothing else
+    actions: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
+    dispatched_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), index=True)
+    )
 
 
 class LocalTaskRow(SQLModel, table=True):
@@ -76,3 +81,23 @@ class LocalTaskRow(SQLModel, table=True):
     status: str = Field(default="open", max_length=16)
     due_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     created_at: datetime = _ts()
+
+
+class PlaybookRunRow(SQLModel, table=True):
+    """The index of workflows started from rule firings: one row per deterministic id."""
+
+    __tablename__ = "playbook_runs"
+    workflow_id: str = Field(primary_key=True, max_length=300)
+    run_id: str | None = Field(default=None, max_length=64)
+    kind: str = Field(default="playbook", max_length=16)  # playbook or escalation
+    firing_id: int | None = Field(default=None, index=True)
+    rule_id: str = Field(default="", max_length=64, index=True)
+    playbook_id: str = Field(default="", max_length=64, index=True)
+    playbook_version: str = Field(default="", max_length=32)
+    account_id: str = Field(default="", max_length=128, index=True)
+    priority: str = Field(default="", max_length=16)
+    task_queue: str = Field(default="", max_length=64)
+    status: str = Field(default="running", max_length=16, index=True)
+    outcome: str = Field(default="", max_length=64)
+    started_at: datetime = _ts()
+    closed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))

@@ -7,7 +7,7 @@ activity; conditions are evaluated here with the pure rule-language evaluator.
 
 from __future__ import annotations
 
-import contextlib
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -21,10 +21,13 @@ with workflow.unsafe.imports_passed_through():
     from csautomation.workflows.types import (
         EscalationInput,
         FactsInput,
+        NotifyInput,
         PlaybookInput,
         PlaybookResult,
+        RunOutcome,
         StepRecord,
         TaskInput,
+        UpdateInput,
     )
 
 TIMEOUT = timedelta(seconds=30)
@@ -41,7 +44,14 @@ class EscalationWorkflow:
 
     @workflow.run
     async def run(self, inp: EscalationInput) -> str:
-        return f"opened:{inp.severity}"
+        outcome = f"opened:{inp.severity}"
+        await workflow.execute_local_activity(
+            "record_run_outcome",
+            RunOutcome(workflow_id=workflow.info().workflow_id, outcome=outcome),
+            start_to_close_timeout=TIMEOUT,
+            retry_policy=RETRY,
+        )
+        return outcome
 
 
 @workflow.defn
@@ -78,7 +88,8 @@ class PlaybookWorkflow:
         return self._history
 
     async def _facts(self, account_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await workflow.execute_activity(
+        # a local activity: a short read, recorded as a marker, no extra server round trip
+        result: dict[str, Any] = await workflow.execute_local_activity(
             "read_account_facts",
             FactsInput(account_id=account_id),
             result_type=dict,
@@ -91,29 +102,69 @@ class PlaybookWorkflow:
         goal = inp.playbook.goal
         return goal is not None and _eval(goal.condition, await self._facts(inp.account_id))
 
-    async def _sleep(self, inp: PlaybookInput, duration: timedelta) -> bool:
-        """Sleep, checking the goal; True when the goal ended the run or it was cancelled."""
+    async def _wait(
+        self,
+        inp: PlaybookInput,
+        duration: timedelta,
+        done: Callable[[], bool] | None = None,
+        condition: Any = None,
+        every: timedelta | None = None,
+    ) -> str | None:
+        """Wait up to `duration` (scaled) for `done()` or `condition`, checking the goal.
+
+        Returns "cancelled", "goal_met", "done", or None when the time ran out. One facts
+        read per tick serves both the goal and the condition.
+        """
         goal = inp.playbook.goal
-        end = workflow.now() + duration
-        while workflow.now() < end:
-            step = min(end - workflow.now(), goal.check_every) if goal else end - workflow.now()
-            with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(lambda: self._cancelled, timeout=step)
-            if self._cancelled or await self._goal_met(inp):
-                return True
-        return False
+        scale = inp.time_scale
+        end = workflow.now() + duration * scale
+        intervals = [goal.check_every] if goal is not None else []
+        if condition is not None and every is not None:
+            intervals.append(every)
+        tick = min(intervals) * scale if intervals else None
+        check = condition is not None
+        while True:
+            if check and (goal is not None or condition is not None):
+                facts = await self._facts(inp.account_id)
+                if goal is not None and _eval(goal.condition, facts):
+                    return "goal_met"
+                if condition is not None and _eval(condition, facts):
+                    return "done"
+            check = True
+            remaining = end - workflow.now()
+            if remaining <= timedelta(0):
+                return None
+            try:
+                await workflow.wait_condition(
+                    lambda: self._cancelled or (done is not None and done()),
+                    timeout=min(remaining, tick) if tick is not None else remaining,
+                )
+            except TimeoutError:
+                continue
+            return "cancelled" if self._cancelled else "done"
 
     @workflow.run
     async def run(self, inp: PlaybookInput) -> PlaybookResult:
+        outcome = await self._steps(inp)
+        self._current = ""
+        await workflow.execute_local_activity(
+            "record_run_outcome",
+            RunOutcome(workflow_id=workflow.info().workflow_id, outcome=outcome),
+            start_to_close_timeout=TIMEOUT,
+            retry_policy=RETRY,
+        )
+        return PlaybookResult(outcome=outcome, steps=self._history)
+
+    async def _steps(self, inp: PlaybookInput) -> str:
         steps = inp.playbook.steps
         index = {s.id: i for i, s in enumerate(steps)}
         i = 0
         while i < len(steps):
             await workflow.wait_condition(lambda: not self._paused or self._cancelled)
             if self._cancelled:
-                return self._finish("cancelled")
+                return "cancelled"
             if await self._goal_met(inp):
-                return self._finish("goal_met")
+                return "goal_met"
             step = steps[i]
             self._current = step.id
             record = StepRecord(step_id=step.id, kind=step.kind, started_at=workflow.now())
@@ -121,17 +172,14 @@ class PlaybookWorkflow:
             jump = await self._run_step(inp, step)
             record.ended_at = workflow.now()
             record.result = jump or "continue"
-            if jump == "complete" or (step.complete is not None):
-                outcome = step.complete.outcome if step.complete is not None else "completed"
-                return self._finish(outcome)
+            if step.complete is not None:
+                return step.complete.outcome
+            if jump == "complete":
+                return "completed"
             if jump in ("goal_met", "cancelled"):
-                return self._finish(jump)
+                return jump
             i = index[jump] if jump and jump in index else i + 1
-        return self._finish("completed")
-
-    def _finish(self, outcome: str) -> PlaybookResult:
-        self._current = ""
-        return PlaybookResult(outcome=outcome, steps=self._history)
+        return "completed"
 
     async def _run_step(self, inp: PlaybookInput, step: Step) -> str | None:
         wf_id = workflow.info().workflow_id
@@ -161,27 +209,18 @@ class PlaybookWorkflow:
             )
             return None
         if step.wait is not None:
-            ended = await self._sleep(inp, step.wait)
-            return ("cancelled" if self._cancelled else "goal_met") if ended else None
+            ended = await self._wait(inp, step.wait)
+            return ended if ended in ("cancelled", "goal_met") else None
         if step.wait_for is not None:
             w = step.wait_for
-            if w.task_completed is not None:
-                ref = w.task_completed
-                try:
-                    await workflow.wait_condition(
-                        lambda: ref in self._completed or self._cancelled, timeout=w.timeout
-                    )
-                except TimeoutError:
-                    return w.on_timeout
-                return "cancelled" if self._cancelled else None
-            deadline = workflow.now() + w.timeout
-            while True:
-                if _eval(w.condition, await self._facts(inp.account_id)):
-                    return None
-                if workflow.now() >= deadline:
-                    return w.on_timeout
-                if await self._sleep(inp, min(w.check_every, deadline - workflow.now())):
-                    return "cancelled" if self._cancelled else "goal_met"
+            ref = w.task_completed
+            if ref is not None:
+                ended = await self._wait(inp, w.timeout, done=lambda: ref in self._completed)
+            else:
+                ended = await self._wait(inp, w.timeout, condition=w.condition, every=w.check_every)
+            if ended is None:
+                return w.on_timeout
+            return ended if ended in ("cancelled", "goal_met") else None
         if step.branch is not None:
             b = step.branch
             ok = _eval(b.if_, await self._facts(inp.account_id))
@@ -199,19 +238,43 @@ class PlaybookWorkflow:
                 id=f"escalation:{inp.account_id}:{wf_id}:{step.id}",
             )
             return None
-        if step.notify is not None or step.update_account is not None:
-            name = "notify" if step.notify is not None else "update_account"
-            payload = step.notify or step.update_account
-            assert payload is not None
+        context = {
+            "rule": {"id": inp.rule_id, "version": inp.rule_version},
+            "params": inp.params,
+            "explain": inp.explain,
+        }
+        if step.notify is not None:
             await workflow.execute_activity(
-                name,
-                {
-                    "idempotency_key": f"{wf_id}:{step.id}",
-                    "account_id": inp.account_id,
-                    **payload.model_dump(mode="json"),
-                },
+                "notify",
+                NotifyInput(
+                    idempotency_key=f"{wf_id}:{step.id}",
+                    workflow_id=wf_id,
+                    step_id=step.id,
+                    account_id=inp.account_id,
+                    channel=step.notify.channel,
+                    template=step.notify.template,
+                    context=context,
+                ),
                 start_to_close_timeout=TIMEOUT,
                 retry_policy=RETRY,
             )
             return None
+        if step.update_account is not None:
+            u = step.update_account
+            await workflow.execute_activity(
+                "update_account",
+                UpdateInput(
+                    idempotency_key=f"{wf_id}:{step.id}",
+                    workflow_id=wf_id,
+                    step_id=step.id,
+                    account_id=inp.account_id,
+                    connector=u.connector,
+                    field=u.field,
+                    value=u.value,
+                ),
+                start_to_close_timeout=TIMEOUT,
+                retry_policy=RETRY,
+            )
+            return None
+        return None
         return None

@@ -18,6 +18,8 @@ class PlaybookInput(BaseModel):
     rule_version: str = ""
     explain: dict[str, Any] = Field(default_factory=dict)
     params: dict[str, Any] = Field(default_factory=dict)
+    # multiplies every wait, timeout and check interval; the demo runs a day in a second
+    time_scale: float = Field(default=1.0, gt=0, le=1)
 
 
 class StepRecord(BaseModel):
@@ -61,3 +63,34 @@ class EscalationInput(BaseModel):
     severity: str
     reason: str
     source_workflow_id: str
+
+
+class RunOutcome(BaseModel):
+    workflow_id: str
+    outcome: str
+
+
+class NotifyInput(BaseModel):
+    idempotency_key: str
+    workflow_id: str
+    step_id: str
+    account_id: str
+    channel: str
+    template: str
+    context: dict[str, Any] = Field(default_factory=dict)
+
+
+class UpdateInput(BaseModel):
+    idempotency_key: str
+    workflow_id: str
+    step_id: str
+    account_id: str
+    connector: str | None
+    field: str
+    value: str | int | float | bool | None
+
+
+class ActionResult(BaseModel):
+    connector: str
+    record_id: str
+    created: bool

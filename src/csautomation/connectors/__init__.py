@@ -1,0 +1,1 @@
+"""Connectors: one interface per capability, one module per vendor."""

@@ -1,0 +1,51 @@
+"""Which connector serves a step: the one it names, else the default for the capability."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from csautomation.connectors.base import NotifyConnector, RecordConnector, TaskConnector
+
+log = logging.getLogger(__name__)
+
+
+class UnknownConnectorError(LookupError):
+    pass
+
+
+class Connectors:
+    """Connectors by id. `fallback` (the embedded default) serves names that are not
+    configured, with a warning, so the shipped playbooks run before any vendor is set up."""
+
+    def __init__(self, by_name: Mapping[str, Any], default: str, fallback: str | None) -> None:
+        self.by_name = dict(by_name)
+        self.default = default
+        self.fallback = fallback
+        self._warned: set[str] = set()
+
+    def _get(self, name: str | None) -> Any:
+        key = name or self.default
+        if key in self.by_name:
+            return self.by_name[key]
+        if self.fallback is None:
+            raise UnknownConnectorError(
+                f"no connector '{key}' is configured (known: {', '.join(sorted(self.by_name))})"
+            )
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning("connector '%s' is not configured; using '%s'", key, self.fallback)
+        return self.by_name[self.fallback]
+
+    def tasks(self, name: str | None) -> TaskConnector:
+        c: TaskConnector = self._get(name)
+        return c
+
+    def notifier(self, name: str | None) -> NotifyConnector:
+        c: NotifyConnector = self._get(name)
+        return c
+
+    def records(self, name: str | None) -> RecordConnector:
+        c: RecordConnector = self._get(name)
+        return c

@@ -1,0 +1,1 @@
+"""Processes: the Temporal dev server, workers, the signal pipeline, and the demo."""

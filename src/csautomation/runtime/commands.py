@@ -1,0 +1,358 @@
+"""The `csauto` commands that run processes: demo, dev, worker, pipeline, tasks, signals.
+
+Every command builds its settings once (CSAUTO_* environment variables, then options) and
+turns configuration problems into a clear message and exit code 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from csautomation.errors import ConfigFileError, CsAutomationError
+from csautomation.settings import Settings
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+T = TypeVar("T")
+
+tasks_app = typer.Typer(help="Tasks of the built-in local CRM.", no_args_is_help=True)
+signals_app = typer.Typer(help="Store signals for evaluation.", no_args_is_help=True)
+runs_app = typer.Typer(help="The index of playbook and escalation runs.", no_args_is_help=True)
+
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="default: CSAUTO_DATA_DIR")]
+DbOpt = Annotated[str | None, typer.Option("--database-url", help="default: CSAUTO_DATABASE_URL")]
+AddressOpt = Annotated[
+    str | None, typer.Option("--temporal-address", help="default: CSAUTO_TEMPORAL_ADDRESS")
+]
+QueuesOpt = Annotated[
+    str, typer.Option("--queues", help="comma-separated priorities: critical,high,normal,low")
+]
+
+
+def _fail(exc: Exception) -> None:
+    if isinstance(exc, ConfigFileError):
+        for p in exc.problems:
+            err.print(f"[red]error[/red] {p}", soft_wrap=True)
+        err.print(f"{len(exc.problems)} problem(s) found")
+    else:
+        err.print(f"[red]error[/red] {exc}", soft_wrap=True)
+    raise typer.Exit(1)
+
+
+async def _stoppable(factory: Callable[[], Awaitable[T]]) -> T:
+    """SIGTERM cancels the main task, so servers and workers shut down as on Ctrl-C."""
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    return await factory()
+
+
+def _run(factory: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine to completion; Ctrl-C ends it quietly, our errors end it clearly."""
+    try:
+        return asyncio.run(_stoppable(factory))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        err.print("stopped")
+        raise typer.Exit(130) from None
+    except (CsAutomationError, ValueError) as exc:
+        _fail(exc)
+        raise  # unreachable: _fail exits
+
+
+def _settings(
+    data_dir: Path | None = None, db: str | None = None, address: str | None = None
+) -> Settings:
+    s = Settings()
+    update: dict[str, Any] = {}
+    if data_dir is not None:
+        update["data_dir"] = data_dir
+        if db is None:
+            update["database_url"] = f"sqlite:///{data_dir}/csauto.db"
+    if db is not None:
+        update["database_url"] = db
+    if address is not None:
+        update["temporal_address"] = address
+    return s.model_copy(update=update)
+
+
+def _config(settings: Settings) -> tuple[Any, dict[str, Any], Any]:
+    from csautomation.facts.health import load_health_model
+    from csautomation.playbooks.loader import load_playbooks
+    from csautomation.rules.loader import load_rules
+
+    path = settings.health_model_path
+    if path is None and Path("health_model.yaml").exists():
+        path = Path("health_model.yaml")
+    try:
+        model = load_health_model(path)
+        playbooks = load_playbooks([settings.playbooks_path])
+        ruleset = load_rules([settings.rules_path])
+    except CsAutomationError as exc:
+        _fail(exc)
+    from csautomation.rules.spec import StartPlaybook
+
+    wanted = {
+        a.start_playbook
+        for r in ruleset.rules
+        for a in r.rule.actions
+        if isinstance(a, StartPlaybook)
+    }
+    missing = sorted(wanted - set(playbooks))
+    if missing:
+        err.print(f"[red]error[/red] rules start playbooks that do not exist: {', '.join(missing)}")
+        raise typer.Exit(1)
+    return model, playbooks, ruleset
+
+
+def _store(settings: Settings) -> Any:
+    from csautomation.store.repo import Store
+
+    store = Store(settings.database_url)
+    store.create_all()
+    return store
+
+
+def demo(
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="wiped and rebuilt each run")] = Path(
+        ".csauto/demo"
+    ),
+    day_seconds: Annotated[
+        float, typer.Option("--day-seconds", help="how long one playbook day lasts")
+    ] = 1.0,
+    complete_share: Annotated[
+        float, typer.Option("--complete-share", help="share of tasks the CSMs complete")
+    ] = 0.6,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="keep the Temporal UI up after the summary")
+    ] = False,
+) -> None:
+    """The main job: sample signals through the shipped rules into Temporal playbooks and
+    local CRM tasks, on the bundled dev server, ending with a summary."""
+    from csautomation.runtime.demo import DemoOptions, print_summary, run_demo
+
+    if not 0 < day_seconds <= 86400 or not 0 <= complete_share <= 1:
+        err.print("--day-seconds must be in (0, 86400] and --complete-share in [0, 1]")
+        raise typer.Exit(2)
+    settings = _settings()
+    model, playbooks, ruleset = _config(settings)
+    out.rule("csautomation demo")
+    out.print(
+        f"{len(ruleset.enabled)} rules and {len(playbooks)} playbooks validated; "
+        f"one playbook day lasts {day_seconds:g} s"
+    )
+    opts = DemoOptions(
+        data_dir=data_dir,
+        sample_dir=settings.data_dir / "sample",
+        rule_paths=[settings.rules_path],
+        playbooks=playbooks,
+        model=model,
+        day_seconds=day_seconds,
+        complete_share=complete_share,
+        serve=serve,
+    )
+    result = _run(lambda: run_demo(opts, out))
+    out.rule("summary")
+    print_summary(result, out, data_dir)
+
+
+def worker(
+    queues: QueuesOpt = "critical,high,normal,low",
+    address: AddressOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """A Temporal worker for the given priority queues (more urgent queues served first)."""
+    from csautomation.activities.playbook import PlaybookActivities
+    from csautomation.dispatcher import queue_names
+    from csautomation.runtime.server import connect
+    from csautomation.runtime.worker import build_workers
+
+    settings = _settings(db=database_url, address=address)
+    model, _, _ = _config(settings)
+    names = queue_names([q.strip() for q in queues.split(",") if q.strip()])
+
+    async def main() -> None:
+        client = await connect(settings.temporal_address, settings.temporal_namespace)
+        workers = build_workers(client, PlaybookActivities(_store(settings), model), names)
+        out.print(f"worker on {settings.temporal_address}: {', '.join(names)}")
+        await asyncio.gather(*(w.run() for w in workers))
+
+    logging.basicConfig(level=logging.INFO)
+    _run(main)
+
+
+def pipeline(address: AddressOpt = None, database_url: DbOpt = None) -> None:
+    """Evaluate stored signals and start the workflows their firings call for, until stopped."""
+    from csautomation.rules.runtime import RuleRuntime
+    from csautomation.runtime.pipeline import Pipeline
+    from csautomation.runtime.server import connect
+    from csautomation.store.repo import SqlCooldowns
+
+    settings = _settings(db=database_url, address=address)
+    model, playbooks, _ = _config(settings)
+
+    async def main() -> None:
+        client = await connect(settings.temporal_address, settings.temporal_namespace)
+        store = _store(settings)
+        runtime = RuleRuntime([settings.rules_path], model, cooldowns=SqlCooldowns(store))
+        out.print(f"pipeline: {settings.database_url} -> {settings.temporal_address}")
+        await Pipeline(store, runtime, playbooks, client).run_forever()
+
+    logging.basicConfig(level=logging.INFO)
+    _run(main)
+
+
+def dev(
+    data_dir: DataDirOpt = None, load_sample: Annotated[bool, typer.Option("--load-sample")] = False
+) -> None:
+    """Everything in one process: the bundled Temporal dev server (SQLite in the data
+    folder), a worker for every queue, and the signal pipeline. Ctrl-C stops it."""
+    from csautomation.activities.playbook import PlaybookActivities
+    from csautomation.rules.runtime import RuleRuntime
+    from csautomation.runtime.pipeline import Pipeline
+    from csautomation.runtime.server import start_dev_server
+    from csautomation.runtime.worker import build_workers
+    from csautomation.store.outbox import mark_all_evaluated
+    from csautomation.store.repo import SqlCooldowns
+
+    settings = _settings(data_dir=data_dir)
+    model, playbooks, _ = _config(settings)
+
+    async def main() -> None:
+        store = _store(settings)
+        if load_sample:
+            from csautomation.runtime.demo import load_sample as read_sample
+
+            accounts, signals = read_sample(settings.data_dir / "sample")
+            store.upsert_accounts(accounts)
+            store.add_signals(signals)
+            mark_all_evaluated(store)
+        server = await start_dev_server(settings.data_dir)
+        runtime = RuleRuntime([settings.rules_path], model, cooldowns=SqlCooldowns(store))
+        try:
+            client = server.env.client
+            workers = build_workers(client, PlaybookActivities(store, model))
+            out.print(f"Temporal {server.address}, UI {server.ui_url}")
+            out.print(f"store {settings.database_url}; signals added with `csauto signals add`")
+            await asyncio.gather(
+                *(w.run() for w in workers),
+                Pipeline(store, runtime, playbooks, client).run_forever(),
+            )
+        finally:
+            await server.env.shutdown()
+            runtime.close()
+
+    logging.basicConfig(level=logging.INFO)
+    _run(main)
+
+
+@signals_app.command("add")
+def signals_add(
+    account: str,
+    type_: Annotated[str, typer.Argument(metavar="TYPE")],
+    payload: Annotated[str, typer.Option("--payload", help="JSON object")] = "{}",
+    key: Annotated[str | None, typer.Option("--key", help="idempotency key")] = None,
+    database_url: DbOpt = None,
+) -> None:
+    """Store one signal durably; a running pipeline evaluates it within a second."""
+    from datetime import UTC, datetime
+
+    from pydantic import ValidationError
+
+    from csautomation.facts.model import Signal
+
+    try:
+        body = json.loads(payload)
+        fields: dict[str, Any] = {
+            "type": type_,
+            "account_id": account,
+            "occurred_at": datetime.now(UTC),
+            "payload": body,
+        }
+        if key:
+            fields["idempotency_key"] = key
+        signal = Signal.model_validate(fields)
+    except json.JSONDecodeError as exc:
+        err.print(f"--payload is not JSON: {exc.msg} (column {exc.colno})")
+        raise typer.Exit(1) from None
+    except ValidationError as exc:
+        for e in exc.errors(include_url=False):
+            err.print(f"{'.'.join(map(str, e['loc'])) or 'signal'}: {e['msg']}")
+        raise typer.Exit(1) from None
+    fresh = _store(_settings(db=database_url)).add_signal(signal)
+    out.print(("stored " if fresh else "already stored ") + signal.idempotency_key)
+
+
+@tasks_app.command("list")
+def tasks_list(
+    assignee: Annotated[str | None, typer.Option("--assignee")] = None,
+    status: Annotated[str | None, typer.Option("--status", help="open or done")] = "open",
+    database_url: DbOpt = None,
+) -> None:
+    """Tasks in the local CRM."""
+    from csautomation.store.repo import local_tasks
+
+    table = Table()
+    for c in ("id", "assignee", "account", "subject", "due", "status"):
+        table.add_column(c)
+    for t in local_tasks(_store(_settings(db=database_url))):
+        if t.kind != "task" or (assignee and t.assignee != assignee):
+            continue
+        if status and t.status != status:
+            continue
+        due = t.due_at.date().isoformat() if t.due_at else ""
+        table.add_row(str(t.id), t.assignee, t.account_id, t.subject, due, t.status)
+    out.print(table)
+
+
+@tasks_app.command("complete")
+def tasks_complete(task_id: int, address: AddressOpt = None, database_url: DbOpt = None) -> None:
+    """Mark a local task done and tell its playbook (completion sync)."""
+    from csautomation.runtime.server import connect
+    from csautomation.runtime.tasks import complete_task
+
+    settings = _settings(db=database_url, address=address)
+
+    async def main() -> Any:
+        client = await connect(settings.temporal_address, settings.temporal_namespace)
+        return await complete_task(client, _store(settings), task_id)
+
+    row = _run(main)
+    if row is None:
+        err.print(f"no task {task_id} in the local CRM")
+        raise typer.Exit(1)
+    out.print(f"task {task_id} done; signalled {row.workflow_id}")
+
+
+@runs_app.command("list")
+def runs_list(
+    status: Annotated[str | None, typer.Option("--status")] = None, database_url: DbOpt = None
+) -> None:
+    """Workflows started from rule firings, with their status and outcome."""
+    from csautomation.store.outbox import runs
+
+    table = Table()
+    for c in ("workflow id", "queue", "status", "outcome", "started"):
+        table.add_column(c)
+    for r in runs(_store(_settings(db=database_url)), status):
+        table.add_row(r.workflow_id, r.task_queue, r.status, r.outcome, r.started_at.isoformat())
+    out.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)
+    app.command("dev")(dev)
+    app.command("worker")(worker)
+    app.command("pipeline")(pipeline)
+    app.add_typer(tasks_app, name="tasks")
+    app.add_typer(signals_app, name="signals")
+    app.add_typer(runs_app, name="runs")

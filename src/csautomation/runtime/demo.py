@@ -1,0 +1,295 @@
+"""`csauto demo`: the whole system on embedded defaults, from signals to CRM tasks.
+
+1. A fresh data folder: SQLite store and the bundled Temporal dev server's SQLite database.
+2. The sample data set: accounts and 180 days of signals. All days but the last are loaded
+   as history (context for facts); the last day's signals then arrive one by one through
+   the live path: stored durably, evaluated by the shipped rules, dispatched to workflows.
+3. Workers serve the four priority queues; the playbooks create tasks in the local CRM.
+4. Waits are shortened, not skipped: every playbook runs with `time_scale` so that one
+   playbook day lasts `day_seconds` (1 s by default; the dev server's timers tick in whole
+   seconds). Facts stay as of the sample's last day. Simulated CSMs complete a share of
+   their tasks a playbook day after they were created, signalling the playbook as the
+   local CRM's completion sync does; the others time out and escalate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import statistics
+import zlib
+from collections import Counter
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from temporalio.client import Client
+
+from csautomation.activities.playbook import PlaybookActivities
+from csautomation.datafiles import read_jsonl
+from csautomation.facts.health import HealthModel
+from csautomation.facts.model import Account, Signal
+from csautomation.playbooks.spec import Playbook
+from csautomation.rules.runtime import RuleRuntime
+from csautomation.runtime.pipeline import Pipeline
+from csautomation.runtime.server import start_dev_server
+from csautomation.runtime.tasks import complete_task
+from csautomation.runtime.worker import build_workers
+from csautomation.store.outbox import (
+    firings_per_rule,
+    mark_all_evaluated,
+    open_tasks,
+    runs,
+    tasks_per_assignee,
+    undispatched_firings,
+)
+from csautomation.store.repo import SqlCooldowns, Store, local_tasks
+
+DAY = 86400.0
+
+
+@dataclass
+class DemoOptions:
+    data_dir: Path
+    sample_dir: Path
+    rule_paths: Sequence[Path]
+    playbooks: dict[str, Playbook]
+    model: HealthModel
+    day_seconds: float = 1.0
+    complete_share: float = 0.6
+    timeout: float = 900.0
+    serve: bool = False
+
+
+@dataclass
+class DemoResult:
+    signals: int
+    firings: dict[str, int]
+    runs_by_status: Counter[str]
+    outcomes: Counter[str]
+    tasks_per_csm: dict[str, int]
+    notifications: int
+    first_task_latency: list[float] = field(default_factory=list)
+    ui_url: str = ""
+    elapsed: float = 0.0
+
+
+def load_sample(sample_dir: Path) -> tuple[list[Account], list[Signal]]:
+    acc, sig = sample_dir / "accounts.jsonl", sample_dir / "signals.jsonl"
+    if not (acc.exists() and sig.exists()):
+        from csautomation.sample.generate import write_sample
+
+        write_sample(sample_dir)
+    return read_jsonl(acc, Account), read_jsonl(sig, Signal)
+
+
+@contextlib.asynccontextmanager
+async def _background(*coros: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    tasks = [asyncio.create_task(c) for c in coros]
+    try:
+        yield
+    finally:
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+
+
+async def _csms(
+    client: Client, store: Store, share: float, after: timedelta, done: set[int]
+) -> None:
+    """Simulated CSMs: each task is completed, or not, by a fixed draw on its key."""
+    while True:
+        now = datetime.now(UTC)
+        for task in await asyncio.to_thread(open_tasks, store):
+            assert task.id is not None
+            if task.id in done:
+                continue
+            created = (
+                task.created_at if task.created_at.tzinfo else task.created_at.replace(tzinfo=UTC)
+            )
+            if now - created < after:
+                continue
+            done.add(task.id)
+            if zlib.crc32(task.idempotency_key.encode()) % 1000 < share * 1000:
+                await complete_task(client, store, task.id)
+        await asyncio.sleep(0.25)
+
+
+async def run_demo(opts: DemoOptions, console: Console) -> DemoResult:
+    started = datetime.now(UTC)
+    if opts.data_dir.exists():
+        shutil.rmtree(opts.data_dir)
+    opts.data_dir.mkdir(parents=True)
+    store = Store(f"sqlite:///{opts.data_dir}/csauto.db")
+    store.create_all()
+
+    console.print(f"loading the sample data set from {opts.sample_dir}/ ...")
+    accounts, signals = await asyncio.to_thread(load_sample, opts.sample_dir)
+    last_day = max(s.day for s in signals)
+    history = [s for s in signals if s.day < last_day]
+    today = sorted((s for s in signals if s.day == last_day), key=lambda s: s.occurred_at)
+    await asyncio.to_thread(store.upsert_accounts, accounts)
+    await asyncio.to_thread(store.add_signals, history)
+    await asyncio.to_thread(mark_all_evaluated, store)
+    console.print(
+        f"{len(accounts)} accounts, {len(history):,} signals of history up to {last_day}; "
+        f"{len(today)} signals arrive on {last_day}"
+    )
+
+    as_of = datetime.combine(last_day, time(23, 59), tzinfo=UTC)
+    runtime = RuleRuntime(list(opts.rule_paths), opts.model, cooldowns=SqlCooldowns(store))
+    console.print(f"starting the Temporal dev server (SQLite in {opts.data_dir}) ...")
+    server = await start_dev_server(opts.data_dir)
+    env, ui_url = server.env, server.ui_url
+    try:
+        result = await _run(opts, console, store, runtime, env.client, as_of, today, ui_url)
+        if opts.serve:
+            console.print(f"serving the Temporal UI at {ui_url}; press Ctrl-C to stop")
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.Event().wait()
+    finally:
+        await env.shutdown()
+        runtime.close()
+        store.engine.dispose()
+    result.elapsed = (datetime.now(UTC) - started).total_seconds()
+    return result
+
+
+async def _run(
+    opts: DemoOptions,
+    console: Console,
+    store: Store,
+    runtime: RuleRuntime,
+    client: Client,
+    as_of: datetime,
+    today: list[Signal],
+    ui_url: str,
+) -> DemoResult:
+    activities = PlaybookActivities(store, opts.model, clock=lambda: as_of)
+    pipeline = Pipeline(store, runtime, opts.playbooks, client, time_scale=opts.day_seconds / DAY)
+    workers = build_workers(client, activities)
+    ingested: dict[str, datetime] = {}
+    async with contextlib.AsyncExitStack() as stack:
+        for w in workers:
+            await stack.enter_async_context(w)
+        await stack.enter_async_context(
+            _background(
+                pipeline.run_forever(poll=0.5),
+                _csms(
+                    client,
+                    store,
+                    opts.complete_share,
+                    timedelta(seconds=opts.day_seconds),
+                    set(),
+                ),
+            )
+        )
+        with Progress(
+            TextColumn("{task.description:<22}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            p_sig = progress.add_task("signals evaluated", total=len(today))
+            p_start = progress.add_task("workflows started", total=None)
+            p_done = progress.add_task("workflows completed", total=None)
+            fresh = 0
+            for sig in today:  # the day's signals arrive, each stored before it counts
+                if await asyncio.to_thread(pipeline.add_signal, sig):
+                    fresh += 1
+                    ingested.setdefault(sig.account_id, datetime.now(UTC))
+            progress.update(p_sig, total=fresh)
+            deadline = asyncio.get_running_loop().time() + opts.timeout
+            while True:
+                all_runs = await asyncio.to_thread(runs, store)
+                closed = sum(1 for r in all_runs if r.status != "running")
+                outbox = await asyncio.to_thread(undispatched_firings, store, 1)
+                progress.update(p_sig, completed=pipeline.counts.evaluated)
+                progress.update(p_start, completed=len(all_runs), total=len(all_runs) or None)
+                progress.update(p_done, completed=closed, total=len(all_runs) or None)
+                settled = pipeline.counts.evaluated >= fresh and not outbox
+                if settled and closed == len(all_runs):
+                    break
+                if asyncio.get_running_loop().time() > deadline:
+                    console.print(f"[yellow]stopped waiting after {opts.timeout:.0f} s[/yellow]")
+                    break
+                await asyncio.sleep(0.25)
+    all_runs = runs(store)
+    tasks = [t for t in local_tasks(store) if t.kind == "task"]
+    first: dict[str, datetime] = {}
+    for t in tasks:
+        created = t.created_at if t.created_at.tzinfo else t.created_at.replace(tzinfo=UTC)
+        if t.account_id not in first or created < first[t.account_id]:
+            first[t.account_id] = created
+    latency = [(first[a] - ingested[a]).total_seconds() for a in first if a in ingested]
+    return DemoResult(
+        signals=len(today),
+        firings=firings_per_rule(store),
+        runs_by_status=Counter(f"{r.kind}:{r.status}" for r in all_runs),
+        outcomes=Counter(r.outcome for r in all_runs if r.kind == "playbook" and r.outcome),
+        tasks_per_csm=tasks_per_assignee(store),
+        notifications=sum(1 for t in local_tasks(store) if t.kind == "notification"),
+        first_task_latency=latency,
+        ui_url=ui_url,
+    )
+
+
+def print_summary(result: DemoResult, console: Console, data_dir: Path) -> None:
+    fired = Table(title="Rules fired")
+    fired.add_column("rule")
+    fired.add_column("firings", justify="right")
+    for rule_id, n in sorted(result.firings.items(), key=lambda kv: (-kv[1], kv[0])):
+        fired.add_row(rule_id, str(n))
+    fired.add_row("[bold]total[/bold]", f"[bold]{sum(result.firings.values())}[/bold]")
+    console.print(fired)
+
+    wf = Table(title="Workflows")
+    wf.add_column("kind")
+    wf.add_column("started", justify="right")
+    wf.add_column("completed", justify="right")
+    wf.add_column("still running", justify="right")
+    for kind in ("playbook", "escalation"):
+        total = sum(n for k, n in result.runs_by_status.items() if k.startswith(kind + ":"))
+        running = result.runs_by_status.get(f"{kind}:running", 0)
+        wf.add_row(kind, str(total), str(total - running), str(running))
+    console.print(wf)
+
+    outcomes = Table(title="Playbook outcomes")
+    outcomes.add_column("outcome")
+    outcomes.add_column("runs", justify="right")
+    for outcome, n in result.outcomes.most_common():
+        outcomes.add_row(outcome, str(n))
+    console.print(outcomes)
+
+    csm = Table(title="Tasks created per CSM (local CRM)")
+    csm.add_column("CSM")
+    csm.add_column("tasks", justify="right")
+    for who, n in sorted(result.tasks_per_csm.items()):
+        csm.add_row(who, str(n))
+    csm.add_row("[bold]total[/bold]", f"[bold]{sum(result.tasks_per_csm.values())}[/bold]")
+    console.print(csm)
+
+    if result.first_task_latency:
+        lat = sorted(result.first_task_latency)
+        p95 = lat[min(len(lat) - 1, int(0.95 * len(lat)))]
+        console.print(
+            f"signal stored -> first task created: p50 {statistics.median(lat):.2f} s, "
+            f"p95 {p95:.2f} s over {len(lat)} accounts"
+        )
+    console.print(
+        f"{result.signals} signals, {sum(result.firings.values())} firings, "
+        f"{result.notifications} notifications, in {result.elapsed:.0f} s"
+    )
+    console.print(
+        f"Temporal UI: {result.ui_url}/namespaces/default/workflows (while the server runs). "
+        f"To look at these runs later: csauto dev --data-dir {data_dir}"
+    )

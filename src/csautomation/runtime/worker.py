@@ -1,0 +1,169 @@
+"""Workers for the priority task queues, sharing one pool of slots that favours urgency.
+
+Each priority has its own task queue (critical, high, normal, low) and its own Temporal
+worker, so a backlog on one queue never sits in front of another's tasks. The workers share
+one slot pool per slot type, and a queue may hold at most its ceiling of that pool: low
+work can use half the worker, normal three quarters, high nine tenths, critical all of it.
+A flood of low-priority sweeps therefore always leaves room for a critical alert, and when
+a slot frees up the most urgent waiting queue gets it first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from temporalio.client import Client
+from temporalio.worker import (
+    CustomSlotSupplier,
+    PollerBehaviorSimpleMaximum,
+    SlotMarkUsedContext,
+    SlotPermit,
+    SlotReleaseContext,
+    SlotReserveContext,
+    Worker,
+    WorkerTuner,
+)
+
+from csautomation.activities.playbook import PlaybookActivities
+from csautomation.dispatcher import QUEUES
+from csautomation.workflows.playbook import EscalationWorkflow, PlaybookWorkflow
+
+# share of the pool a queue may hold, by queue
+CEILINGS = {
+    QUEUES["critical"]: 1.0,
+    QUEUES["high"]: 0.9,
+    QUEUES["medium"]: 0.75,
+    QUEUES["low"]: 0.5,
+}
+RANK = {q: i for i, q in enumerate(QUEUES.values())}
+
+
+@dataclass
+class _Permit(SlotPermit):
+    queue: str
+
+
+class PrioritySlots(CustomSlotSupplier):
+    """One pool of `size` slots shared by the priority queues' workers (see module doc)."""
+
+    def __init__(self, size: int, ceilings: Mapping[str, float] = CEILINGS) -> None:
+        self.size = size
+        self.limits = {q: max(1, int(size * share)) for q, share in ceilings.items()}
+        self.used = 0
+        self._lock = threading.Lock()
+        self._waiters: list[tuple[int, int, str, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+
+    def _limit(self, queue: str) -> int:
+        return self.limits.get(queue, self.size)
+
+    def _take(self, queue: str) -> _Permit | None:
+        if self.used < self._limit(queue):
+            self.used += 1
+            return _Permit(queue)
+        return None
+
+    async def reserve_slot(self, ctx: SlotReserveContext) -> SlotPermit:
+        queue = ctx.task_queue
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            permit = self._take(queue) if not self._waiters else None
+            if permit is not None:
+                return permit
+            fut: asyncio.Future[None] = loop.create_future()
+            heapq.heappush(self._waiters, (RANK.get(queue, 0), next(self._seq), queue, fut))
+        try:
+            await fut  # resolved with the slot already counted as ours
+        except asyncio.CancelledError:
+            with self._lock:
+                if fut.done() and not fut.cancelled():
+                    self.used -= 1  # granted while we were being cancelled: give it back
+                self._waiters = [w for w in self._waiters if w[3] is not fut]
+                heapq.heapify(self._waiters)
+            self._grant()
+            raise
+        return _Permit(queue)
+
+    def try_reserve_slot(self, ctx: SlotReserveContext) -> SlotPermit | None:
+        with self._lock:
+            return None if self._waiters else self._take(ctx.task_queue)
+
+    def mark_slot_used(self, ctx: SlotMarkUsedContext) -> None:
+        pass
+
+    def release_slot(self, ctx: SlotReleaseContext) -> None:  # noqa: ARG002
+        with self._lock:
+            self.used -= 1
+        self._grant()
+
+    def _grant(self) -> None:
+        """Hand free slots to waiters, most urgent first, each within its ceiling."""
+        with self._lock:
+            kept: list[tuple[int, int, str, asyncio.Future[None]]] = []
+            while self._waiters:
+                item = heapq.heappop(self._waiters)
+                _, _, queue, fut = item
+                if fut.done():
+                    continue
+                if self.used < self._limit(queue):
+                    self.used += 1
+                    fut.get_loop().call_soon_threadsafe(_resolve, fut, self)
+                else:
+                    kept.append(item)
+            for item in kept:
+                heapq.heappush(self._waiters, item)
+
+
+def _resolve(fut: asyncio.Future[None], pool: PrioritySlots) -> None:
+    if fut.done():  # cancelled meanwhile: the slot we counted goes back
+        with pool._lock:
+            pool.used -= 1
+        pool._grant()
+    else:
+        fut.set_result(None)
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    # idle pollers hold reserved slots too: keep pollers few and pools large beside them
+    workflow_slots: int = 200
+    activity_slots: int = 64
+    local_activity_slots: int = 64
+    pollers: int = 2
+
+
+def build_workers(
+    client: Client,
+    activities: PlaybookActivities,
+    queues: Sequence[str] = tuple(QUEUES.values()),
+    config: WorkerConfig | None = None,
+) -> list[Worker]:
+    """One worker per queue, sharing slot pools and one thread pool for activities."""
+    cfg = config or WorkerConfig()
+    tuner = WorkerTuner.create_composite(
+        workflow_supplier=PrioritySlots(cfg.workflow_slots),
+        activity_supplier=PrioritySlots(cfg.activity_slots),
+        local_activity_supplier=PrioritySlots(cfg.local_activity_slots),
+        nexus_supplier=PrioritySlots(4),
+    )
+    # the pools bound how many activities run at once, so the threads never queue
+    executor = ThreadPoolExecutor(cfg.activity_slots + cfg.local_activity_slots)
+    return [
+        Worker(
+            client,
+            task_queue=queue,
+            workflows=[PlaybookWorkflow, EscalationWorkflow],
+            activities=activities.all(),
+            activity_executor=executor,
+            tuner=tuner,
+            workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(cfg.pollers),
+            activity_task_poller_behavior=PollerBehaviorSimpleMaximum(cfg.pollers),
+        )
+        for queue in queues
+    ]

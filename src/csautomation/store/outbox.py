@@ -1,0 +1,281 @@
+"""The two outboxes between a stored signal and a started workflow, and the runs index.
+
+    signals (evaluated_at empty)  --evaluate-->  rule_firings (dispatched_at empty)
+    rule_firings                  --dispatch-->  Temporal workflows + playbook_runs
+
+Each arrow is idempotent (unique firing per rule, account and window; deterministic
+workflow ids) and its row is marked done only after the work it stands for is durable, so a
+crash anywhere is healed by running the arrow again (invariant 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from csautomation.facts.model import Signal
+from csautomation.store.repo import Store, _aware
+from csautomation.store.tables import LocalTaskRow, PlaybookRunRow, RuleFiringRow, SignalRow
+
+
+@dataclass(frozen=True)
+class PendingSignal:
+    row_id: int
+    signal: Signal
+    received_at: datetime
+
+
+def pending_signals(store: Store, limit: int = 1000) -> list[PendingSignal]:
+    """Signals stored but not yet evaluated, oldest first."""
+    with store.session() as s:
+        rows = s.exec(
+            select(SignalRow)
+            .where(col(SignalRow.evaluated_at).is_(None))
+            .order_by(col(SignalRow.id))
+            .limit(limit)
+        ).all()
+    out = []
+    for r in rows:
+        assert r.id is not None
+        sig = Signal(
+            type=r.type,
+            account_id=r.account_id,
+            occurred_at=_aware(r.occurred_at),
+            payload=r.payload,
+            idempotency_key=r.idempotency_key,
+        )
+        out.append(PendingSignal(r.id, sig, _aware(r.received_at)))
+    return out
+
+
+def mark_evaluated(store: Store, row_ids: Iterable[int], at: datetime | None = None) -> None:
+    ids = list(row_ids)
+    when = at or datetime.now(UTC)
+    with store.session() as s:
+        for start in range(0, len(ids), 500):
+            s.exec(
+                update(SignalRow)
+                .where(col(SignalRow.id).in_(ids[start : start + 500]))
+                .values(evaluated_at=when)
+            )
+        s.commit()
+
+
+def commit_evaluation(
+    store: Store, firings: Sequence[dict[str, Any]], signal_ids: Sequence[int], at: datetime
+) -> int:
+    """One transaction for a whole evaluation pass: the firings it produced enter the
+    dispatch outbox (a firing already recorded for its rule, account and window is kept
+    as it is) and its signals are marked evaluated. Returns how many firings were new."""
+    with store.session() as s:
+        new = 0
+        if firings:
+            dialect = s.get_bind().dialect.name
+            insert: Any
+            if dialect == "postgresql":
+                from sqlalchemy.dialects.postgresql import insert
+            else:
+                from sqlalchemy.dialects.sqlite import insert
+            table = RuleFiringRow.__table__  # type: ignore[attr-defined]
+            result = s.exec(insert(table).values(list(firings)).on_conflict_do_nothing())
+            new = int(result.rowcount or 0)
+        ids = list(signal_ids)
+        for start in range(0, len(ids), 500):
+            s.exec(
+                update(SignalRow)
+                .where(col(SignalRow.id).in_(ids[start : start + 500]))
+                .values(evaluated_at=at)
+            )
+        s.commit()
+    return new
+
+
+def mark_all_evaluated(store: Store, at: datetime | None = None) -> int:
+    """History imported in bulk is context for facts, not news: nothing to evaluate."""
+    with store.session() as s:
+        result = s.exec(
+            update(SignalRow)
+            .where(col(SignalRow.evaluated_at).is_(None))
+            .values(evaluated_at=at or datetime.now(UTC))
+        )
+        s.commit()
+        return int(result.rowcount or 0)
+
+
+def undispatched_firings(store: Store, limit: int = 500) -> list[RuleFiringRow]:
+    """The dispatch outbox, most urgent first (critical before low), then oldest first."""
+    rank = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+    with store.session() as s:
+        rows = list(
+            s.exec(
+                select(RuleFiringRow)
+                .where(col(RuleFiringRow.dispatched_at).is_(None))
+                .order_by(col(RuleFiringRow.id))
+                .limit(limit)
+            ).all()
+        )
+    return sorted(rows, key=lambda r: (rank.get(r.priority, 9), r.id or 0))
+
+
+@dataclass(frozen=True)
+class RunStart:
+    workflow_id: str
+    run_id: str | None
+    kind: str
+    rule_id: str
+    playbook_id: str
+    playbook_version: str
+    account_id: str
+    priority: str
+    task_queue: str
+
+
+def index_runs(store: Store, firing_id: int, planned: Sequence[RunStart]) -> None:
+    """Index the runs a firing is about to start, before they start. Each statement is
+    order-independent: a row that `finish_run` created first keeps its status and gains
+    the firing's details."""
+    for r in planned:
+        details = {
+            "kind": r.kind,
+            "firing_id": firing_id,
+            "rule_id": r.rule_id,
+            "playbook_id": r.playbook_id,
+            "playbook_version": r.playbook_version,
+            "account_id": r.account_id,
+            "priority": r.priority,
+            "task_queue": r.task_queue,
+        }
+        _insert_or(store, r.workflow_id, details, {"status": "running"}, fill_only=True)
+
+
+def mark_dispatched(
+    store: Store, firing_id: int, runs: Sequence[RunStart], at: datetime | None = None
+) -> None:
+    """Record the started runs' ids and close the firing's outbox entry, in one transaction."""
+    when = at or datetime.now(UTC)
+    with store.session() as s:
+        for r in runs:
+            if r.run_id is not None:
+                s.exec(
+                    update(PlaybookRunRow)
+                    .where(
+                        col(PlaybookRunRow.workflow_id) == r.workflow_id,
+                        col(PlaybookRunRow.run_id).is_(None),
+                    )
+                    .values(run_id=r.run_id)
+                )
+        s.exec(
+            update(RuleFiringRow)
+            .where(col(RuleFiringRow.id) == firing_id, col(RuleFiringRow.dispatched_at).is_(None))
+            .values(dispatched_at=when)
+        )
+        s.commit()
+
+
+def finish_run(store: Store, workflow_id: str, outcome: str, at: datetime) -> None:
+    """Called by the workflow's last activity, possibly before the dispatcher's own writes
+    land: every write here and there touches only its own columns."""
+    status = "cancelled" if outcome == "cancelled" else "completed"
+    closed = {"status": status, "outcome": outcome, "closed_at": at}
+    kind = workflow_id.split(":", 1)[0]
+    _insert_or(store, workflow_id, {"kind": kind}, closed, fill_only=False)
+
+
+def _insert_or(
+    store: Store, workflow_id: str, details: dict[str, Any], state: dict[str, Any], fill_only: bool
+) -> None:
+    """Insert the row, or update it: `details` only where still empty when `fill_only`
+    (the dispatcher's view), `state` always when not `fill_only` (the workflow's view)."""
+    with store.session() as s:
+        if s.get(PlaybookRunRow, workflow_id) is None:
+            s.add(PlaybookRunRow(workflow_id=workflow_id, **details, **state))
+            try:
+                s.commit()
+                return
+            except IntegrityError:  # the other writer inserted it meanwhile
+                s.rollback()
+        key = col(PlaybookRunRow.workflow_id) == workflow_id
+        if fill_only:
+            s.exec(
+                update(PlaybookRunRow)
+                .where(key, col(PlaybookRunRow.rule_id) == "")
+                .values(**details)
+            )
+        else:
+            s.exec(update(PlaybookRunRow).where(key).values(**state))
+        s.commit()
+
+
+def runs(store: Store, status: str | None = None) -> list[PlaybookRunRow]:
+    with store.session() as s:
+        q = select(PlaybookRunRow)
+        if status is not None:
+            q = q.where(PlaybookRunRow.status == status)
+        return list(s.exec(q.order_by(col(PlaybookRunRow.started_at))).all())
+
+
+def run_counts(store: Store) -> dict[str, int]:
+    """Runs per status (running, completed, cancelled)."""
+    with store.session() as s:
+        rows = s.exec(
+            select(PlaybookRunRow.status, func.count()).group_by(col(PlaybookRunRow.status))
+        ).all()
+    return {status: int(n) for status, n in rows}
+
+
+def firings_per_rule(store: Store) -> dict[str, int]:
+    with store.session() as s:
+        rows = s.exec(
+            select(RuleFiringRow.rule_id, func.count()).group_by(col(RuleFiringRow.rule_id))
+        ).all()
+    return {rule_id: int(n) for rule_id, n in rows}
+
+
+def tasks_per_assignee(store: Store, kind: str = "task") -> dict[str, int]:
+    with store.session() as s:
+        rows = s.exec(
+            select(LocalTaskRow.assignee, func.count())
+            .where(LocalTaskRow.kind == kind)
+            .group_by(col(LocalTaskRow.assignee))
+        ).all()
+    return {assignee: int(n) for assignee, n in rows}
+
+
+def open_tasks(store: Store, limit: int = 1000) -> list[LocalTaskRow]:
+    with store.session() as s:
+        return list(
+            s.exec(
+                select(LocalTaskRow)
+                .where(LocalTaskRow.kind == "task", LocalTaskRow.status == "open")
+                .order_by(col(LocalTaskRow.id))
+                .limit(limit)
+            ).all()
+        )
+
+
+def complete_local_task(store: Store, task_id: int) -> LocalTaskRow | None:
+    """Mark a local task done; returns it (its workflow must then be signalled), or None."""
+    with store.session() as s:
+        row = s.get(LocalTaskRow, task_id)
+        if row is None or row.kind != "task":
+            return None
+        if row.status != "done":
+            row.status = "done"
+            s.add(row)
+            s.commit()
+            s.refresh(row)
+        return row
+
+
+def run_summary(store: Store) -> dict[str, Any]:
+    return {
+        "firings": firings_per_rule(store),
+        "runs": run_counts(store),
+        "tasks": tasks_per_assignee(store),
+    }
