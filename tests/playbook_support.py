@@ -30,14 +30,15 @@ def server_path() -> str:
 
 
 def make_store(folder: Path) -> Store:
-    """ACME, whose logins fell from 100 to 30 a day a month ago."""
+    """ACME, whose logins fell from 100 to 30 a day a month ago; BETA, the same, with three
+    support escalations in the last two weeks."""
     s = Store(f"sqlite:///{folder}/csauto.db")
     s.create_all()
     s.upsert_accounts(
         [
             Account(
-                id="ACME",
-                name="Acme Corp",
+                id=account_id,
+                name=name,
                 tier="enterprise",
                 arr=2e5,
                 seats=40,
@@ -46,22 +47,38 @@ def make_store(folder: Path) -> Store:
                 renewal_date=date(2027, 2, 1),
                 customer_since=date(2022, 1, 1),
             )
+            for account_id, name in (("ACME", "Acme Corp"), ("BETA", "Beta Labs"))
         ]
     )
     signals = []
-    for back in range(90, -1, -1):
-        logins = 100 if back > 30 else 30
-        at = datetime.combine(TODAY - timedelta(days=back), time(9), tzinfo=UTC)
+    for account_id in ("ACME", "BETA"):
+        for back in range(90, -1, -1):
+            logins = 100 if back > 30 else 30
+            at = datetime.combine(TODAY - timedelta(days=back), time(9), tzinfo=UTC)
+            signals.append(
+                Signal(
+                    type="usage_daily",
+                    account_id=account_id,
+                    occurred_at=at,
+                    payload={"logins": logins, "active_users": logins // 4},
+                )
+            )
+    for back in (12, 7, 2):
+        at = datetime.combine(TODAY - timedelta(days=back), time(15), tzinfo=UTC)
         signals.append(
             Signal(
-                type="usage_daily",
-                account_id="ACME",
+                type="support_escalation",
+                account_id="BETA",
                 occurred_at=at,
-                payload={"logins": logins, "active_users": logins // 4},
+                payload={"reason": "outage"},
             )
         )
     s.add_signals(signals)
     return s
+
+
+# the account each shipped playbook is recorded against, so that it runs its steps
+RECORDED_ACCOUNT = {"support-recovery": "BETA"}
 
 
 def make_worker(env: WorkflowEnvironment, store: Store, queue: str) -> Worker:

@@ -19,6 +19,7 @@ from csautomation.workflows.playbook import PlaybookWorkflow  # noqa: E402
 from playbook_support import (  # noqa: E402
     HISTORIES,
     PLAYBOOKS,
+    RECORDED_ACCOUNT,
     make_store,
     make_worker,
     playbook_input,
@@ -35,10 +36,11 @@ async def main() -> None:
             store = make_store(Path(tmp))
             async with make_worker(env, store, "record"):
                 for playbook_id in sorted(PLAYBOOKS):
-                    wf_id = f"playbook:recorded:ACME:{playbook_id}"
+                    account = RECORDED_ACCOUNT.get(playbook_id, "ACME")
+                    wf_id = f"playbook:recorded:{account}:{playbook_id}"
                     handle = await env.client.start_workflow(
                         PlaybookWorkflow.run,
-                        playbook_input(playbook_id),
+                        playbook_input(playbook_id, account),
                         id=wf_id,
                         task_queue="record",
                     )

@@ -17,12 +17,14 @@ from temporalio.workflow import NondeterminismError
 
 from csautomation.workflows.playbook import EscalationWorkflow, PlaybookWorkflow
 from csautomation.workflows.types import PlaybookInput, PlaybookResult
-from playbook_support import HISTORIES, PLAYBOOKS
+from playbook_support import HISTORIES, PLAYBOOKS, RECORDED_ACCOUNT
 
 
 def histories() -> list[WorkflowHistory]:
     return [
-        WorkflowHistory.from_json(f"playbook:recorded:ACME:{p.stem}", p.read_text())
+        WorkflowHistory.from_json(
+            f"playbook:recorded:{RECORDED_ACCOUNT.get(p.stem, 'ACME')}:{p.stem}", p.read_text()
+        )
         for p in sorted(HISTORIES.glob("*.json"))
     ]
 
