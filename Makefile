@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/csauto demo
+	$(BIN)/csauto demo $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -239,3 +239,33 @@ def test_bad_data_file_names_the_line(tmp_path: Path, data: tuple[str, str]) -> 
         "rules", "evaluate", "--rules", RULES, "--accounts", accounts, "--signals", str(broken)
     )
     assert code == 1 and f"{broken}:3" in output and "type" in output
+
+
+def test_signals_add_stores_once_and_explains_bad_input(tmp_path: Path) -> None:
+    db = ["--database-url", f"sqlite:///{tmp_path}/csauto.db"]
+    payload = '{"logins": 3, "active_users": 1}'
+    args = ["signals", "add", "ACME", "usage_daily", "--payload", payload, "--key", "k-1"]
+    code, text = run(*args, *db)
+    assert code == 0 and "stored k-1" in text
+    code, text = run(*args, *db)  # the same delivery again changes nothing
+    assert code == 0 and "already stored k-1" in text
+    code, text = run("signals", "add", "ACME", "usage_daily", "--payload", "{logins: 3", *db)
+    assert code == 1 and "--payload is not JSON" in text
+    code, text = run("signals", "add", "ACME", "usage_dialy", "--payload", payload, *db)
+    assert code == 1 and text.startswith("type:") and "Traceback" not in text
+    code, text = run("signals", "add", "ACME", "usage_daily", "--payload", '{"logins": -1}', *db)
+    assert code == 1 and "logins" in text
+
+
+def test_tasks_complete_of_an_unknown_task_is_a_clear_error(tmp_path: Path) -> None:
+    code, text = run(
+        "tasks",
+        "complete",
+        "42",
+        "--database-url",
+        f"sqlite:///{tmp_path}/csauto.db",
+        "--temporal-address",
+        "127.0.0.1:1",
+    )
+    assert code == 1
+    assert "cannot reach Temporal at 127.0.0.1:1 (connection refused)" in text

@@ -3,8 +3,9 @@
     CsAutomationError
      ├── ConfigError            a configuration file cannot be used
      │    └── ConfigFileError   ... with one or more located problems (file:line:column)
-     └── RuleError              a rule cannot be evaluated
-          └── RuleEngineError   durable_rules refused a ruleset or a fact
+     ├── RuleError              a rule cannot be evaluated
+     │    └── RuleEngineError   durable_rules refused a ruleset or a fact
+     └── ServiceUnavailableError  Temporal (or another service we need) does not answer
 
 Every located problem is a `Problem`: file, line, column, the field path inside the
 document, and a message written for a CS ops person ("expected a number, found 'forty'").
@@ -52,3 +53,7 @@ class RuleError(CsAutomationError):
 
 class RuleEngineError(RuleError):
     """durable_rules refused a ruleset or a fact."""
+
+
+class ServiceUnavailableError(CsAutomationError):
+    """A service we need (the Temporal server, say) does not answer."""

@@ -135,13 +135,18 @@ def demo(
     serve: Annotated[
         bool, typer.Option("--serve", help="keep the Temporal UI up after the summary")
     ] = False,
+    accounts: Annotated[
+        int, typer.Option("--accounts", help="sample size (500: the shared sample data set)")
+    ] = 500,
 ) -> None:
     """The main job: sample signals through the shipped rules into Temporal playbooks and
     local CRM tasks, on the bundled dev server, ending with a summary."""
     from csautomation.runtime.demo import DemoOptions, print_summary, run_demo
 
-    if not 0 < day_seconds <= 86400 or not 0 <= complete_share <= 1:
-        err.print("--day-seconds must be in (0, 86400] and --complete-share in [0, 1]")
+    if not 0 < day_seconds <= 86400 or not 0 <= complete_share <= 1 or accounts < 1:
+        err.print(
+            "--day-seconds must be in (0, 86400], --complete-share in [0, 1], --accounts >= 1"
+        )
         raise typer.Exit(2)
     settings = _settings()
     model, playbooks, ruleset = _config(settings)
@@ -152,7 +157,10 @@ def demo(
     )
     opts = DemoOptions(
         data_dir=data_dir,
-        sample_dir=settings.data_dir / "sample",
+        sample_dir=(
+            settings.data_dir / "sample" if accounts == 500 else data_dir / f"sample-{accounts}"
+        ),
+        accounts=accounts,
         rule_paths=[settings.rules_path],
         playbooks=playbooks,
         model=model,

@@ -61,6 +61,7 @@ class DemoOptions:
     rule_paths: Sequence[Path]
     playbooks: dict[str, Playbook]
     model: HealthModel
+    accounts: int = 500
     day_seconds: float = 1.0
     complete_share: float = 0.6
     timeout: float = 900.0
@@ -80,12 +81,12 @@ class DemoResult:
     elapsed: float = 0.0
 
 
-def load_sample(sample_dir: Path) -> tuple[list[Account], list[Signal]]:
+def load_sample(sample_dir: Path, accounts: int = 500) -> tuple[list[Account], list[Signal]]:
     acc, sig = sample_dir / "accounts.jsonl", sample_dir / "signals.jsonl"
     if not (acc.exists() and sig.exists()):
         from csautomation.sample.generate import write_sample
 
-        write_sample(sample_dir)
+        write_sample(sample_dir, n_accounts=accounts)
     return read_jsonl(acc, Account), read_jsonl(sig, Signal)
 
 
@@ -132,7 +133,7 @@ async def run_demo(opts: DemoOptions, console: Console) -> DemoResult:
     store.create_all()
 
     console.print(f"loading the sample data set from {opts.sample_dir}/ ...")
-    accounts, signals = await asyncio.to_thread(load_sample, opts.sample_dir)
+    accounts, signals = await asyncio.to_thread(load_sample, opts.sample_dir, opts.accounts)
     last_day = max(s.day for s in signals)
     history = [s for s in signals if s.day < last_day]
     today = sorted((s for s in signals if s.day == last_day), key=lambda s: s.occurred_at)
@@ -270,7 +271,7 @@ def print_summary(result: DemoResult, console: Console, data_dir: Path) -> None:
         outcomes.add_row(outcome, str(n))
     console.print(outcomes)
 
-    csm = Table(title="Tasks created per CSM (local CRM)")
+    csm = Table(title="Tasks per CSM", caption="in the local CRM")
     csm.add_column("CSM")
     csm.add_column("tasks", justify="right")
     for who, n in sorted(result.tasks_per_csm.items()):

@@ -14,7 +14,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from csautomation.errors import ConfigError
+from csautomation.errors import ConfigError, ServiceUnavailableError
 
 # WAL with synchronous=normal roughly doubles the dev server's throughput (TEMPORAL_NOTES.md)
 SQLITE_PRAGMAS = ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
@@ -83,6 +83,13 @@ async def start_dev_server(
 
 
 async def connect(address: str, namespace: str = "default") -> Client:
-    return await Client.connect(
-        address, namespace=namespace, data_converter=pydantic_data_converter
-    )
+    try:
+        return await Client.connect(
+            address, namespace=namespace, data_converter=pydantic_data_converter
+        )
+    except RuntimeError as exc:  # the SDK's bridge reports connection failures this way
+        reason = "connection refused" if "refused" in str(exc).lower() else str(exc)[:200]
+        raise ServiceUnavailableError(
+            f"cannot reach Temporal at {address} ({reason}); start one with `csauto dev`, "
+            "or set CSAUTO_TEMPORAL_ADDRESS"
+        ) from None
