@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CSAUTO_", extra="ignore")
 
-    database_url: str = "sqlite:///.csauto/csauto.db"
+    # default: SQLite in the data folder
+    database_url: str = ""
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
     data_dir: Path = Path(".csauto")
     rules_path: Path = Path("rules")
     playbooks_path: Path = Path("workflows")
     health_model_path: Path | None = None
+
+    @model_validator(mode="after")
+    def _default_database(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir}/csauto.db"
+        return self

@@ -72,17 +72,14 @@ def _run(factory: Callable[[], Awaitable[T]]) -> T:
 def _settings(
     data_dir: Path | None = None, db: str | None = None, address: str | None = None
 ) -> Settings:
-    s = Settings()
-    update: dict[str, Any] = {}
+    given: dict[str, Any] = {}
     if data_dir is not None:
-        update["data_dir"] = data_dir
-        if db is None:
-            update["database_url"] = f"sqlite:///{data_dir}/csauto.db"
+        given["data_dir"] = data_dir
     if db is not None:
-        update["database_url"] = db
+        given["database_url"] = db
     if address is not None:
-        update["temporal_address"] = address
-    return s.model_copy(update=update)
+        given["temporal_address"] = address
+    return Settings(**given)  # options win over CSAUTO_* variables
 
 
 def _config(settings: Settings) -> tuple[Any, dict[str, Any], Any]:
@@ -168,6 +165,7 @@ def demo(
         complete_share=complete_share,
         serve=serve,
     )
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     result = _run(lambda: run_demo(opts, out))
     out.rule("summary")
     print_summary(result, out, data_dir)

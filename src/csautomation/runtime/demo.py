@@ -38,7 +38,7 @@ from csautomation.facts.model import Account, Signal
 from csautomation.playbooks.spec import Playbook
 from csautomation.rules.runtime import RuleRuntime
 from csautomation.runtime.pipeline import Pipeline
-from csautomation.runtime.server import start_dev_server
+from csautomation.runtime.server import quiet_runtime, start_dev_server
 from csautomation.runtime.tasks import complete_task
 from csautomation.runtime.worker import build_workers
 from csautomation.store.outbox import (
@@ -148,7 +148,7 @@ async def run_demo(opts: DemoOptions, console: Console) -> DemoResult:
     as_of = datetime.combine(last_day, time(23, 59), tzinfo=UTC)
     runtime = RuleRuntime(list(opts.rule_paths), opts.model, cooldowns=SqlCooldowns(store))
     console.print(f"starting the Temporal dev server (SQLite in {opts.data_dir}) ...")
-    server = await start_dev_server(opts.data_dir)
+    server = await start_dev_server(opts.data_dir, runtime=quiet_runtime())
     env, ui_url = server.env, server.ui_url
     try:
         result = await _run(opts, console, store, runtime, env.client, as_of, today, ui_url)

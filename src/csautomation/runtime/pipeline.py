@@ -86,7 +86,7 @@ class Pipeline:
         client: Client,
         queues: Mapping[str, str] = QUEUES,
         time_scale: float = 1.0,
-        batch: int = 200,
+        batch: int = 50,
     ) -> None:
         self.store = store
         self.runtime = runtime

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.testing import WorkflowEnvironment
 
 from csautomation.errors import ConfigError, ServiceUnavailableError
@@ -59,11 +60,26 @@ class DevServer:
     ui_url: str  # empty without the UI
 
 
+def quiet_runtime() -> Runtime:
+    """An SDK runtime that logs errors only: for the demo, whose overload warnings (slow
+    workflow tasks while hundreds of playbooks start at once) are expected."""
+    return Runtime(
+        telemetry=TelemetryConfig(
+            logging=LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))
+        )
+    )
+
+
 async def start_dev_server(
-    data_dir: Path, port: int | None = 7233, ui_port: int | None = 8233, ui: bool = True
+    data_dir: Path,
+    port: int | None = 7233,
+    ui_port: int | None = 8233,
+    ui: bool = True,
+    runtime: Runtime | None = None,
 ) -> DevServer:
     """The Temporal dev server with its UI, persisting to SQLite in `data_dir`. Ports that
-    are taken (another dev server, say) are replaced by free ones; read them off the result."""
+    are taken (another dev server, say) are replaced by free ones; read them off the result.
+    Its client (`.env.client`) and the workers built on it use `runtime`."""
     data_dir.mkdir(parents=True, exist_ok=True)
     if port is None or not port_free(port):
         port = free_port()
@@ -78,6 +94,7 @@ async def start_dev_server(
         port=port,
         ui=ui,
         ui_port=ui_port if ui else None,
+        runtime=runtime,
     )
     return DevServer(env, f"127.0.0.1:{port}", f"http://localhost:{ui_port}" if ui else "")
 
