@@ -83,8 +83,8 @@ def commit_evaluation(
             else:
                 from sqlalchemy.dialects.sqlite import insert
             table = RuleFiringRow.__table__  # type: ignore[attr-defined]
-            result = s.exec(insert(table).values(list(firings)).on_conflict_do_nothing())
-            new = int(result.rowcount or 0)
+            stmt = insert(table).values(list(firings)).on_conflict_do_nothing()
+            new = len(s.exec(stmt.returning(table.c.id)).all())
         ids = list(signal_ids)
         for start in range(0, len(ids), 500):
             s.exec(
