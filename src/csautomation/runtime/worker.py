@@ -2,10 +2,11 @@
 
 Each priority has its own task queue (critical, high, normal, low) and its own Temporal
 worker, so a backlog on one queue never sits in front of another's tasks. The workers share
-one slot pool per slot type, and a queue may hold at most its ceiling of that pool: low
-work can use half the worker, normal three quarters, high nine tenths, critical all of it.
-A flood of low-priority sweeps therefore always leaves room for a critical alert, and when
-a slot frees up the most urgent waiting queue gets it first.
+one slot pool per slot type, with a ceiling per queue on the slots held by that queue and
+the less urgent ones: low work can fill half the pool, normal and low three quarters, high
+and below nine tenths, critical all of it. A flood of low-priority sweeps therefore always
+leaves room for a critical alert, and when a slot frees up the most urgent waiting queue
+gets it first.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import heapq
 import itertools
 import threading
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -44,38 +46,48 @@ CEILINGS = {
 RANK = {q: i for i, q in enumerate(QUEUES.values())}
 
 
-@dataclass
+@dataclass(eq=False)
 class _Permit(SlotPermit):
     queue: str
 
 
 class PrioritySlots(CustomSlotSupplier):
-    """One pool of `size` slots shared by the priority queues' workers (see module doc)."""
+    """One pool of `size` slots shared by the priority queues' workers (see module doc).
+
+    A queue may reserve a slot while the pool has one free and the slots held by it and by
+    the less urgent queues stay under its ceiling: low's own reservations under half the
+    pool, normal's and low's under three quarters, and so on. The more urgent queues' idle
+    pollers therefore never shut a less urgent queue out, and whatever low holds, a quarter
+    of the pool is left for high and critical. A reservation held back waits; when a slot
+    frees up, the most urgent waiter that may take it gets it. A waiter never blocks a queue
+    that may reserve now.
+    """
 
     def __init__(self, size: int, ceilings: Mapping[str, float] = CEILINGS) -> None:
         self.size = size
         self.limits = {q: max(1, int(size * share)) for q, share in ceilings.items()}
-        self.used = 0
+        self.reserved = 0  # permits out, idle (a poller waiting for work) or busy
+        self.held: Counter[str] = Counter()  # permits out per queue
         self._lock = threading.Lock()
         self._waiters: list[tuple[int, int, str, asyncio.Future[None]]] = []
         self._seq = itertools.count()
 
-    def _limit(self, queue: str) -> int:
-        return self.limits.get(queue, self.size)
+    def _may_take(self, queue: str) -> bool:
+        rank = RANK.get(queue, 0)
+        below = sum(n for q, n in self.held.items() if RANK.get(q, 0) >= rank)
+        return self.reserved < self.size and below < self.limits.get(queue, self.size)
 
-    def _take(self, queue: str) -> _Permit | None:
-        if self.used < self._limit(queue):
-            self.used += 1
-            return _Permit(queue)
-        return None
+    def _count(self, queue: str, n: int) -> None:
+        self.reserved += n
+        self.held[queue] += n
 
     async def reserve_slot(self, ctx: SlotReserveContext) -> SlotPermit:
         queue = ctx.task_queue
         loop = asyncio.get_running_loop()
         with self._lock:
-            permit = self._take(queue) if not self._waiters else None
-            if permit is not None:
-                return permit
+            if self._may_take(queue):
+                self._count(queue, 1)
+                return _Permit(queue)
             fut: asyncio.Future[None] = loop.create_future()
             heapq.heappush(self._waiters, (RANK.get(queue, 0), next(self._seq), queue, fut))
         try:
@@ -83,7 +95,7 @@ class PrioritySlots(CustomSlotSupplier):
         except asyncio.CancelledError:
             with self._lock:
                 if fut.done() and not fut.cancelled():
-                    self.used -= 1  # granted while we were being cancelled: give it back
+                    self._count(queue, -1)  # granted while we were being cancelled: give back
                 self._waiters = [w for w in self._waiters if w[3] is not fut]
                 heapq.heapify(self._waiters)
             self._grant()
@@ -92,14 +104,18 @@ class PrioritySlots(CustomSlotSupplier):
 
     def try_reserve_slot(self, ctx: SlotReserveContext) -> SlotPermit | None:
         with self._lock:
-            return None if self._waiters else self._take(ctx.task_queue)
+            if not self._may_take(ctx.task_queue):
+                return None
+            self._count(ctx.task_queue, 1)
+            return _Permit(ctx.task_queue)
 
     def mark_slot_used(self, ctx: SlotMarkUsedContext) -> None:
         pass
 
-    def release_slot(self, ctx: SlotReleaseContext) -> None:  # noqa: ARG002
+    def release_slot(self, ctx: SlotReleaseContext) -> None:
+        permit = ctx.permit
         with self._lock:
-            self.used -= 1
+            self._count(permit.queue if isinstance(permit, _Permit) else "", -1)
         self._grant()
 
     def _grant(self) -> None:
@@ -111,19 +127,19 @@ class PrioritySlots(CustomSlotSupplier):
                 _, _, queue, fut = item
                 if fut.done():
                     continue
-                if self.used < self._limit(queue):
-                    self.used += 1
-                    fut.get_loop().call_soon_threadsafe(_resolve, fut, self)
+                if self._may_take(queue):
+                    self._count(queue, 1)
+                    fut.get_loop().call_soon_threadsafe(_resolve, fut, self, queue)
                 else:
                     kept.append(item)
             for item in kept:
                 heapq.heappush(self._waiters, item)
 
 
-def _resolve(fut: asyncio.Future[None], pool: PrioritySlots) -> None:
+def _resolve(fut: asyncio.Future[None], pool: PrioritySlots, queue: str) -> None:
     if fut.done():  # cancelled meanwhile: the slot we counted goes back
         with pool._lock:
-            pool.used -= 1
+            pool._count(queue, -1)
         pool._grant()
     else:
         fut.set_result(None)
