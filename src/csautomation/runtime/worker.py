@@ -162,6 +162,14 @@ def build_workers(
 ) -> list[Worker]:
     """One worker per queue, sharing slot pools and one thread pool for activities."""
     cfg = config or WorkerConfig()
+    # idle pollers hold reservations; a pool they could fill leaves none for running work
+    floor = 2 * cfg.pollers * len(queues)
+    for name, size in (("workflow", cfg.workflow_slots), ("activity", cfg.activity_slots)):
+        if size < floor:
+            raise ValueError(
+                f"{name}_slots={size} is too small for {len(queues)} queues with "
+                f"{cfg.pollers} pollers each: give at least {floor}"
+            )
     tuner = WorkerTuner.create_composite(
         workflow_supplier=PrioritySlots(cfg.workflow_slots),
         activity_supplier=PrioritySlots(cfg.activity_slots),

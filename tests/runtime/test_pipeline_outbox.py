@@ -1,0 +1,111 @@
+"""From a stored signal to a started workflow, exactly once, across duplicates and crashes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, time
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from csautomation.dispatcher import Firing, plan, start
+from csautomation.facts.health import load_health_model
+from csautomation.facts.model import Signal
+from csautomation.rules.runtime import RuleRuntime
+from csautomation.runtime.pipeline import Pipeline
+from csautomation.store.outbox import mark_all_evaluated, runs, undispatched_firings
+from csautomation.store.repo import SqlCooldowns, Store
+from playbook_support import PLAYBOOKS, ROOT, TODAY, make_store, server_path
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    async with await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=server_path(), data_converter=pydantic_data_converter
+    ) as e:
+        yield e
+
+
+def pipeline(store: Store, env: WorkflowEnvironment) -> Pipeline:
+    """A fresh pipeline, as after a restart: nothing but the store carries over."""
+    runtime = RuleRuntime([ROOT / "rules"], load_health_model(), cooldowns=SqlCooldowns(store))
+    return Pipeline(store, runtime, PLAYBOOKS, env.client)
+
+
+def todays_signal() -> Signal:
+    return Signal(
+        type="usage_daily",
+        account_id="ACME",
+        occurred_at=datetime.combine(TODAY, time(18), tzinfo=UTC),
+        payload={"logins": 30, "active_users": 7},
+        idempotency_key="acme-today",
+    )
+
+
+def usage_runs(store: Store) -> list[tuple[str, str | None]]:
+    return [
+        (r.workflow_id, r.run_id)
+        for r in runs(store)
+        if r.workflow_id.startswith("playbook:usage-decline:usage-recovery:ACME:")
+    ]
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_signal_delivered_twice_starts_its_playbook_once(
+    env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    store = make_store(tmp_path)
+    mark_all_evaluated(store)  # the history is context, not news
+    p = pipeline(store, env)
+    assert p.add_signal(todays_signal()) is True
+    assert p.add_signal(todays_signal()) is False  # the same delivery again
+    evaluated, dispatched = await p.run_once()
+    assert evaluated == 1 and dispatched >= 1  # usage-decline, and red-health with it
+    assert await p.run_once() == (0, 0)
+    started = usage_runs(store)
+    assert len(started) == 1 and started[0][1] is not None
+    handle = env.client.get_workflow_handle(started[0][0])
+    assert (await handle.describe()).run_id == started[0][1]
+    assert undispatched_firings(store) == []
+    p.runtime.close()
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_crash_between_evaluation_and_dispatch_starts_the_workflow_once(
+    env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    store = make_store(tmp_path)
+    mark_all_evaluated(store)
+    first = pipeline(store, env)
+    first.add_signal(todays_signal())
+    assert first.evaluate_pending() == 1  # ... and the process dies before dispatching
+    first.runtime.close()
+    [row] = [r for r in undispatched_firings(store) if r.rule_id == "usage-decline"]
+    assert row.dispatched_at is None
+
+    # a second crash: this time after the workflow started, before the outbox knew
+    second = pipeline(store, env)
+    firing = Firing(
+        rule_id=row.rule_id,
+        rule_version=row.rule_version,
+        account_id=row.account_id,
+        window=row.window,
+        priority=row.priority,
+        at=row.fired_at,
+        actions=tuple(row.actions),
+        explain=row.explain,
+    )
+    started = [await start(env.client, p) for p in plan(firing, PLAYBOOKS)]
+    second.runtime.close()
+
+    third = pipeline(store, env)
+    pending = len(undispatched_firings(store))
+    assert await third.run_once() == (0, pending)
+    assert undispatched_firings(store) == []
+    [(wf_id, run_id)] = usage_runs(store)
+    assert run_id == started[0].run_id  # the run the crashed attempt started, not a second
+    assert wf_id == started[0].workflow_id
+    third.runtime.close()
