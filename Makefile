@@ -29,6 +29,7 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/rules.py
+	$(BIN)/python bench/playbooks.py
 
 clean:
 	rm -rf $(VENV) .csauto .pytest_cache .mypy_cache .ruff_cache
