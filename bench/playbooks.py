@@ -522,6 +522,19 @@ async def raw_latency(client: Client, n: int, rate: float, tag: str) -> tuple[La
 # ---- main ---------------------------------------------------------------------------------------
 
 
+def speed_check() -> float:
+    """ms to compile the playbook workflow module (the sandbox does it for every run here,
+    with no bytecode cache): a yardstick for how fast this shared machine is right now."""
+    path = root() / "src" / "csautomation" / "workflows" / "playbook.py"
+    source = path.read_text()
+    times = []
+    for _ in range(20):
+        t = time.perf_counter()
+        compile(source, str(path), "exec")
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1000
+
+
 def versions() -> str:
     try:
         server = subprocess.run(
@@ -542,7 +555,8 @@ async def run(args: argparse.Namespace, core: CoreWarnings) -> int:
     )
     print(
         "dev server: SQLite (WAL, synchronous=normal) in a temporary folder; workers, pipeline "
-        "and load generator share this process"
+        f"and load generator share this process; speed check {speed_check():.2f} ms, load "
+        f"average {os.getloadavg()[0]:.2f}"
     )
     t_all = time.perf_counter()
     folder = Path(tempfile.mkdtemp(prefix="bench-playbooks-"))
