@@ -65,6 +65,7 @@ from csautomation.rules.runtime import RuleRuntime
 from csautomation.runtime.pipeline import Pipeline
 from csautomation.runtime.server import dev_server_path, start_dev_server
 from csautomation.runtime.worker import build_workers
+from csautomation.store.facts import FactsReader
 from csautomation.store.outbox import mark_all_evaluated
 from csautomation.store.repo import SqlCooldowns, Store, local_tasks
 from csautomation.store.tables import LocalTaskRow, PlaybookRunRow, RuleFiringRow, SignalRow
@@ -462,8 +463,11 @@ async def signal_latency(
     The workers are left running: shutting down `build_workers`' workers hangs now and then
     inside the SDK (see `run`), so the process ends without that shutdown."""
     runtime = RuleRuntime([root() / "rules"], model, cooldowns=SqlCooldowns(store))
-    pipeline = Pipeline(store, runtime, playbooks, client)
-    workers = build_workers(client, PlaybookActivities(store, model, clock=lambda: AS_OF))
+    facts = FactsReader(store, model)  # shared, as `csauto dev` shares it
+    pipeline = Pipeline(store, runtime, playbooks, client, facts=facts)
+    workers = build_workers(
+        client, PlaybookActivities(store, model, clock=lambda: AS_OF, facts=facts)
+    )
     expected = 0
     for w in workers:
         await w.__aenter__()
@@ -685,7 +689,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=100, help="starts in flight (A, B)")
     ap.add_argument("--repeat", type=int, default=2, help="interleaved start rounds (A, B)")
     ap.add_argument("--rates", default="10,20", help="signals/s offered (C), accounts split")
-    ap.add_argument("--peer", type=int, default=200, help="raw SDK latency samples per rate")
+    ap.add_argument("--peer", type=int, default=150, help="raw SDK latency samples per rate")
     ap.add_argument("--settle", type=float, default=60.0, help="s to wait for a phase's tasks")
     ap.add_argument("--strict", action="store_true", help="exit 1 when a goal is not met")
     ap.add_argument("--watchdog", type=float, default=600.0, help="s before dumping and exiting")

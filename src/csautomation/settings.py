@@ -19,6 +19,9 @@ class Settings(BaseSettings):
     rules_path: Path = Path("rules")
     playbooks_path: Path = Path("workflows")
     health_model_path: Path | None = None
+    # run workflow code in Temporal's sandbox in production workers too (slower; the tests
+    # and replays always do)
+    workflow_sandbox: bool = False
 
     @model_validator(mode="after")
     def _default_database(self) -> Settings:

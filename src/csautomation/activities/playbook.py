@@ -7,7 +7,6 @@ else is retried by the workflow's retry policy.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -18,10 +17,10 @@ from temporalio.exceptions import ApplicationError
 from csautomation.connectors.base import FieldUpdate, NotifyRequest, Receipt, TaskRequest
 from csautomation.connectors.local import LocalCrm
 from csautomation.connectors.registry import Connectors, UnknownConnectorError
-from csautomation.facts.derive import derive
 from csautomation.facts.health import HealthModel
 from csautomation.facts.model import Account
 from csautomation.playbooks.templates import TemplateProblem, render
+from csautomation.store.facts import FactsReader
 from csautomation.store.outbox import finish_run
 from csautomation.store.repo import Store
 from csautomation.workflows.types import (
@@ -46,13 +45,14 @@ class PlaybookActivities:
         model: HealthModel,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         connectors: Connectors | None = None,
+        facts: FactsReader | None = None,
     ) -> None:
         self.store = store
         self.model = model
         self.clock = clock
         self.connectors = connectors or local_connectors(store)
-        self._lock = threading.Lock()
-        self._cache: dict[str, tuple[Any, Account, dict[str, Any]]] = {}
+        # shared with the pipeline in one process, the facts it derived are read from memory
+        self.facts = facts or FactsReader(store, model)
 
     def _account(self, account_id: str) -> Account:
         account = self.store.account(account_id)
@@ -65,15 +65,7 @@ class PlaybookActivities:
     def _facts(self, account: Account) -> dict[str, Any]:
         """Fresh facts: derived again only when the day or the account's signals change, so
         the goal checks of many waiting playbooks cost an index look-up each."""
-        key = (account.id, self.clock().date(), self.store.signals_version(account.id))
-        with self._lock:
-            hit = self._cache.get(account.id)
-        if hit is not None and hit[0] == key and hit[1] == account:
-            return dict(hit[2])
-        facts = derive(account, self.store.signals_for(account.id), key[1], self.model).record()
-        with self._lock:
-            self._cache[account.id] = (key, account, facts)
-        return dict(facts)
+        return self.facts.record(account, self.clock().date())
 
     def _render(self, source: str, context: dict[str, Any]) -> str:
         try:

@@ -6,9 +6,10 @@ template cannot reach Python internals and a misspelt variable is an error, not 
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 _ENV = SandboxedEnvironment(
@@ -31,8 +32,14 @@ def check(source: str) -> str:
     return source
 
 
+@functools.lru_cache(maxsize=1024)
+def _compiled(source: str) -> Template:
+    """Compiling costs ten times rendering; a playbook's few templates are compiled once."""
+    return _ENV.from_string(source)
+
+
 def render(source: str, context: dict[str, Any]) -> str:
     try:
-        return _ENV.from_string(source).render(context)
+        return _compiled(source).render(context)
     except TemplateError as exc:
         raise TemplateProblem(f"template failed: {exc.message}") from None

@@ -180,7 +180,7 @@ def worker(
     from csautomation.activities.playbook import PlaybookActivities
     from csautomation.dispatcher import queue_names
     from csautomation.runtime.server import connect
-    from csautomation.runtime.worker import build_workers
+    from csautomation.runtime.worker import WorkerConfig, build_workers
 
     settings = _settings(db=database_url, address=address)
     model, _, _ = _config(settings)
@@ -188,7 +188,12 @@ def worker(
 
     async def main() -> None:
         client = await connect(settings.temporal_address, settings.temporal_namespace)
-        workers = build_workers(client, PlaybookActivities(_store(settings), model), names)
+        workers = build_workers(
+            client,
+            PlaybookActivities(_store(settings), model),
+            names,
+            WorkerConfig(sandboxed=settings.workflow_sandbox),
+        )
         out.print(f"worker on {settings.temporal_address}: {', '.join(names)}")
         await asyncio.gather(*(w.run() for w in workers))
 
@@ -226,7 +231,8 @@ def dev(
     from csautomation.rules.runtime import RuleRuntime
     from csautomation.runtime.pipeline import Pipeline
     from csautomation.runtime.server import start_dev_server
-    from csautomation.runtime.worker import build_workers
+    from csautomation.runtime.worker import WorkerConfig, build_workers
+    from csautomation.store.facts import FactsReader
     from csautomation.store.outbox import mark_all_evaluated
     from csautomation.store.repo import SqlCooldowns
 
@@ -246,12 +252,17 @@ def dev(
         runtime = RuleRuntime([settings.rules_path], model, cooldowns=SqlCooldowns(store))
         try:
             client = server.env.client
-            workers = build_workers(client, PlaybookActivities(store, model))
+            facts = FactsReader(store, model)  # one derivation serves rules and playbooks
+            workers = build_workers(
+                client,
+                PlaybookActivities(store, model, facts=facts),
+                config=WorkerConfig(sandboxed=settings.workflow_sandbox),
+            )
             out.print(f"Temporal {server.address}, UI {server.ui_url}")
             out.print(f"store {settings.database_url}; signals added with `csauto signals add`")
             await asyncio.gather(
                 *(w.run() for w in workers),
-                Pipeline(store, runtime, playbooks, client).run_forever(),
+                Pipeline(store, runtime, playbooks, client, facts=facts).run_forever(),
             )
         finally:
             await server.env.shutdown()

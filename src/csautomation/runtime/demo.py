@@ -41,6 +41,7 @@ from csautomation.runtime.pipeline import Pipeline
 from csautomation.runtime.server import quiet_runtime, start_dev_server
 from csautomation.runtime.tasks import complete_task
 from csautomation.runtime.worker import build_workers
+from csautomation.store.facts import FactsReader
 from csautomation.store.outbox import (
     firings_per_rule,
     mark_all_evaluated,
@@ -174,8 +175,11 @@ async def _run(
     today: list[Signal],
     ui_url: str,
 ) -> DemoResult:
-    activities = PlaybookActivities(store, opts.model, clock=lambda: as_of)
-    pipeline = Pipeline(store, runtime, opts.playbooks, client, time_scale=opts.day_seconds / DAY)
+    facts = FactsReader(store, opts.model)  # one derivation serves rules and playbooks
+    activities = PlaybookActivities(store, opts.model, clock=lambda: as_of, facts=facts)
+    pipeline = Pipeline(
+        store, runtime, opts.playbooks, client, time_scale=opts.day_seconds / DAY, facts=facts
+    )
     workers = build_workers(client, activities)
     ingested: dict[str, datetime] = {}
     async with contextlib.AsyncExitStack() as stack:

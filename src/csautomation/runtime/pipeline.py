@@ -5,6 +5,10 @@ derivation however many signals arrived) and dispatches every undispatched firin
 safe to run again at any point, by this process after a crash or by another process:
 firings are unique per rule, account and cooldown window, workflow ids are deterministic,
 and rows are marked done only after their work is durable.
+
+`run_forever()` runs the two arrows as two loops, so that evaluation never waits for
+workflow starts in flight, and each dispatch pass writes its runs index and its marks in
+one transaction each, whatever the number of firings it carries.
 """
 
 from __future__ import annotations
@@ -13,23 +17,24 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from temporalio.client import Client
 
-from csautomation.dispatcher import QUEUES, Firing, UnknownPlaybookError, plan, start
+from csautomation.dispatcher import QUEUES, Firing, Planned, UnknownPlaybookError, plan, start
 from csautomation.facts.model import Signal
 from csautomation.playbooks.spec import Playbook
 from csautomation.rules.runtime import Match, RuleRuntime
+from csautomation.store.facts import FactsReader
 from csautomation.store.outbox import (
     PendingSignal,
     RunStart,
     commit_evaluation,
-    index_runs,
-    mark_dispatched,
+    index_firings,
+    mark_firings,
     pending_signals,
     undispatched_firings,
 )
@@ -40,15 +45,16 @@ log = logging.getLogger(__name__)
 
 
 class _BatchCooldowns:
-    """A pass's view of cooldowns: the store's firings plus this pass's, written at the end."""
+    """A pass's view of cooldowns: the store's firings for the pass's accounts, read in one
+    query, plus this pass's own, written at the end."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, store: Store, account_ids: Collection[str]) -> None:
+        self.stored = store.last_firings(account_ids)
         self.fired: dict[tuple[str, str], Match] = {}
 
     def last_fired(self, rule_id: str, account_id: str) -> datetime | None:
         mine = self.fired.get((rule_id, account_id))
-        return mine.at if mine is not None else self.store.last_fired(rule_id, account_id)
+        return mine.at if mine is not None else self.stored.get((rule_id, account_id))
 
     def record(self, match: Match) -> None:
         self.fired[(match.rule_id, match.account_id)] = match
@@ -87,6 +93,7 @@ class Pipeline:
         queues: Mapping[str, str] = QUEUES,
         time_scale: float = 1.0,
         batch: int = 50,
+        facts: FactsReader | None = None,
     ) -> None:
         self.store = store
         self.runtime = runtime
@@ -95,8 +102,11 @@ class Pipeline:
         self.queues = queues
         self.time_scale = time_scale
         self.batch = batch
+        # share it with the activities in one process: they then read the facts derived here
+        self.facts = facts or FactsReader(store, runtime.model)
         self.counts = Counts()
-        self.wake = asyncio.Event()
+        self.wake = asyncio.Event()  # signals stored
+        self._fired = asyncio.Event()  # firings committed
 
     def add_signal(self, signal: Signal) -> bool:
         """Store durably, then wake the loop; False for a duplicate idempotency key."""
@@ -117,7 +127,7 @@ class Pipeline:
         by_account: dict[str, list[PendingSignal]] = defaultdict(list)
         for p in pending:
             by_account[p.signal.account_id].append(p)
-        batch = _BatchCooldowns(self.store)
+        batch = _BatchCooldowns(self.store, by_account)
         for account_id, items in by_account.items():
             self._evaluate_account(account_id, items, batch)
         commit_evaluation(self.store, batch.rows(), [p.row_id for p in pending], datetime.now(UTC))
@@ -140,63 +150,45 @@ class Pipeline:
         # the newest signal's time: the same batch always evaluates at the same moment
         at = max(p.signal.occurred_at for p in items)
         triggers = {p.signal.type.value for p in items}
-        history = self.store.signals_for(account_id)
-        self.runtime.evaluate_account(account, history, at, triggers, cooldowns=batch)
+        self.runtime.reload_if_changed()
+        record = self.facts.record(account, at.date(), self.runtime.derived)
+        self.runtime.evaluate_record(account_id, record, at, triggers, cooldowns=batch)
 
     # dispatch ---------------------------------------------------------------------------
     async def dispatch_pending(self) -> int:
+        """Start the workflows of every undispatched firing: index their runs (one
+        transaction), start them, most urgent first and many in flight, then record the
+        run ids and close the firings (one transaction). Returns how many were dispatched."""
         rows = await asyncio.to_thread(undispatched_firings, self.store)
-        if not rows:
+        planned: dict[int, tuple[list[Planned], list[RunStart]]] = {}
+        for row in rows:
+            assert row.id is not None
+            try:
+                plans = plan(_firing(row), self.playbooks, self.queues, self.time_scale)
+            except UnknownPlaybookError as exc:  # stays in the outbox until the playbook exists
+                log.error("firing %d not dispatched: %s", row.id, exc)
+                continue
+            planned[row.id] = (plans, [_run_start(row, p) for p in plans])
+        if not planned:
             return 0
-        # starts are network-bound: keep many in flight, most urgent first
-        sem = asyncio.Semaphore(64)
-
-        async def one(row: RuleFiringRow) -> None:
-            async with sem:
-                await self._dispatch(row)
-
-        await asyncio.gather(*(one(r) for r in rows))
-        return len(rows)
-
-    async def _dispatch(self, row: RuleFiringRow) -> None:
-        assert row.id is not None
-        firing = Firing(
-            rule_id=row.rule_id,
-            rule_version=row.rule_version,
-            account_id=row.account_id,
-            window=row.window,
-            priority=row.priority,
-            at=row.fired_at,
-            actions=tuple(row.actions),
-            explain=row.explain,
-            id=row.id,
-        )
-        try:
-            planned = plan(firing, self.playbooks, self.queues, self.time_scale)
-        except UnknownPlaybookError as exc:  # stays in the outbox until the playbook exists
-            log.error("firing %d not dispatched: %s", row.id, exc)
-            return
-        runs = [
-            RunStart(
-                workflow_id=p.workflow_id,
-                run_id=None,
-                kind=p.kind,
-                rule_id=row.rule_id,
-                playbook_id=p.playbook_id,
-                playbook_version=p.playbook_version,
-                account_id=row.account_id,
-                priority=row.priority,
-                task_queue=p.task_queue,
-            )
-            for p in planned
-        ]
         # index first: a run that finishes at once then always finds its row to close
-        await asyncio.to_thread(index_runs, self.store, row.id, runs)
-        started = [await start(self.client, p) for p in planned]
-        runs = [replace(r, run_id=s.run_id) for r, s in zip(runs, started, strict=True)]
-        await asyncio.to_thread(mark_dispatched, self.store, row.id, runs, datetime.now(UTC))
-        self.counts.dispatched += 1
-        self.counts.started += sum(1 for s in started if s.run_id is not None)
+        await asyncio.to_thread(
+            index_firings, self.store, {fid: runs for fid, (_, runs) in planned.items()}
+        )
+        sem = asyncio.Semaphore(64)  # starts are network-bound: keep many in flight
+
+        async def one(plans: list[Planned], runs: list[RunStart]) -> list[RunStart]:
+            async with sem:
+                started = [await start(self.client, p) for p in plans]
+            return [replace(r, run_id=s.run_id) for r, s in zip(runs, started, strict=True)]
+
+        done = await asyncio.gather(*(one(plans, runs) for plans, runs in planned.values()))
+        await asyncio.to_thread(
+            mark_firings, self.store, dict(zip(planned, done, strict=True)), datetime.now(UTC)
+        )
+        self.counts.dispatched += len(done)
+        self.counts.started += sum(1 for runs in done for r in runs if r.run_id is not None)
+        return len(done)
 
     # loop -------------------------------------------------------------------------------
     async def run_once(self) -> tuple[int, int]:
@@ -205,17 +197,63 @@ class Pipeline:
         return evaluated, dispatched
 
     async def run_forever(self, poll: float = 1.0) -> None:
-        """Drain both outboxes whenever woken (a signal stored by this process) or every
-        `poll` seconds (signals stored by other processes)."""
+        """Drain both outboxes whenever woken (a signal stored by this process, a firing
+        committed by its evaluation) or every `poll` seconds (rows written by other
+        processes), evaluation and dispatch each in its own loop."""
+        await asyncio.gather(
+            self._loop(self.evaluate_pending_async, self.wake, self._fired, poll),
+            self._loop(self.dispatch_pending, self._fired, None, poll),
+        )
+
+    async def evaluate_pending_async(self) -> int:
+        return await asyncio.to_thread(self.evaluate_pending)
+
+    @staticmethod
+    async def _loop(
+        step: Callable[[], Awaitable[int]],
+        wake: asyncio.Event,
+        then: asyncio.Event | None,
+        poll: float,
+    ) -> None:
         while True:
-            self.wake.clear()
+            wake.clear()
             try:
-                evaluated, dispatched = await self.run_once()
+                n = await step()
             except Exception:  # a process edge: log, keep the rows, try again
                 log.exception("pipeline pass failed; retrying")
-                evaluated = dispatched = 0
+                n = 0
                 await asyncio.sleep(poll)
-            if evaluated or dispatched:
+            if n:
+                if then is not None:
+                    then.set()
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=poll)
+                await asyncio.wait_for(wake.wait(), timeout=poll)
+
+
+def _firing(row: RuleFiringRow) -> Firing:
+    return Firing(
+        rule_id=row.rule_id,
+        rule_version=row.rule_version,
+        account_id=row.account_id,
+        window=row.window,
+        priority=row.priority,
+        at=row.fired_at,
+        actions=tuple(row.actions),
+        explain=row.explain,
+        id=row.id,
+    )
+
+
+def _run_start(row: RuleFiringRow, p: Planned) -> RunStart:
+    return RunStart(
+        workflow_id=p.workflow_id,
+        run_id=None,
+        kind=p.kind,
+        rule_id=row.rule_id,
+        playbook_id=p.playbook_id,
+        playbook_version=p.playbook_version,
+        account_id=row.account_id,
+        priority=row.priority,
+        task_queue=p.task_queue,
+    )

@@ -28,9 +28,11 @@ from temporalio.worker import (
     SlotPermit,
     SlotReleaseContext,
     SlotReserveContext,
+    UnsandboxedWorkflowRunner,
     Worker,
     WorkerTuner,
 )
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from csautomation.activities.playbook import PlaybookActivities
 from csautomation.dispatcher import QUEUES
@@ -152,6 +154,11 @@ class WorkerConfig:
     activity_slots: int = 64
     local_activity_slots: int = 64
     pollers: int = 2
+    # The sandbox re-checks workflow code on every activation at a large CPU cost (it
+    # re-enters its import machinery for each payload: about 70% of signal -> task latency
+    # at 10 signals/s in bench/playbooks). The tests and every replay run the same workflow
+    # code sandboxed, so production workers run it without: see docs/benchmarks.md.
+    sandboxed: bool = False
 
 
 def build_workers(
@@ -178,6 +185,7 @@ def build_workers(
     )
     # the pools bound how many activities run at once, so the threads never queue
     executor = ThreadPoolExecutor(cfg.activity_slots + cfg.local_activity_slots)
+    runner = SandboxedWorkflowRunner() if cfg.sandboxed else UnsandboxedWorkflowRunner()
     return [
         Worker(
             client,
@@ -186,6 +194,7 @@ def build_workers(
             activities=activities.all(),
             activity_executor=executor,
             tuner=tuner,
+            workflow_runner=runner,
             workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(cfg.pollers),
             activity_task_poller_behavior=PollerBehaviorSimpleMaximum(cfg.pollers),
         )

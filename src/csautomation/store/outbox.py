@@ -10,17 +10,17 @@ crash anywhere is healed by running the arrow again (invariant 1).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 
 from csautomation.facts.model import Signal
-from csautomation.store.repo import Store, _aware
+from csautomation.store.repo import Store, _aware, table, upsert
 from csautomation.store.tables import LocalTaskRow, PlaybookRunRow, RuleFiringRow, SignalRow
 
 
@@ -33,16 +33,13 @@ class PendingSignal:
 
 def pending_signals(store: Store, limit: int = 1000) -> list[PendingSignal]:
     """Signals stored but not yet evaluated, oldest first."""
-    with store.session() as s:
-        rows = s.exec(
-            select(SignalRow)
-            .where(col(SignalRow.evaluated_at).is_(None))
-            .order_by(col(SignalRow.id))
-            .limit(limit)
+    t = table(SignalRow)
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            sa_select(t).where(t.c.evaluated_at.is_(None)).order_by(t.c.id).limit(limit)
         ).all()
     out = []
     for r in rows:
-        assert r.id is not None
         sig = Signal(
             type=r.type,
             account_id=r.account_id,
@@ -73,26 +70,20 @@ def commit_evaluation(
     """One transaction for a whole evaluation pass: the firings it produced enter the
     dispatch outbox (a firing already recorded for its rule, account and window is kept
     as it is) and its signals are marked evaluated. Returns how many firings were new."""
-    with store.session() as s:
+    with store.engine.begin() as conn:
         new = 0
         if firings:
-            dialect = s.get_bind().dialect.name
-            insert: Any
-            if dialect == "postgresql":
-                from sqlalchemy.dialects.postgresql import insert
-            else:
-                from sqlalchemy.dialects.sqlite import insert
-            table = RuleFiringRow.__table__  # type: ignore[attr-defined]
-            stmt = insert(table).values(list(firings)).on_conflict_do_nothing()
-            new = len(s.exec(stmt.returning(table.c.id)).all())
+            t = table(RuleFiringRow)
+            stmt = upsert(conn, t).values(list(firings)).on_conflict_do_nothing()
+            new = len(conn.execute(stmt.returning(t.c.id)).all())
+        signals = table(SignalRow)
         ids = list(signal_ids)
         for start in range(0, len(ids), 500):
-            s.exec(
-                update(SignalRow)
-                .where(col(SignalRow.id).in_(ids[start : start + 500]))
+            conn.execute(
+                update(signals)
+                .where(signals.c.id.in_(ids[start : start + 500]))
                 .values(evaluated_at=at)
             )
-        s.commit()
     return new
 
 
@@ -137,45 +128,64 @@ class RunStart:
 
 
 def index_runs(store: Store, firing_id: int, planned: Sequence[RunStart]) -> None:
-    """Index the runs a firing is about to start, before they start. Each statement is
-    order-independent: a row that `finish_run` created first keeps its status and gains
-    the firing's details."""
-    for r in planned:
-        details = {
-            "kind": r.kind,
-            "firing_id": firing_id,
-            "rule_id": r.rule_id,
-            "playbook_id": r.playbook_id,
-            "playbook_version": r.playbook_version,
-            "account_id": r.account_id,
-            "priority": r.priority,
-            "task_queue": r.task_queue,
-        }
-        _insert_or(store, r.workflow_id, details, {"status": "running"}, fill_only=True)
+    index_firings(store, {firing_id: planned})
+
+
+def index_firings(store: Store, batch: Mapping[int, Sequence[RunStart]]) -> None:
+    """Index the runs some firings are about to start, before they start, in one
+    transaction. Each write is order-independent: a row that `finish_run` created first
+    keeps its status and gains the firing's details."""
+    t = table(PlaybookRunRow)
+    now = datetime.now(UTC)
+    with store.engine.begin() as conn:
+        for firing_id, planned in batch.items():
+            for r in planned:
+                details = {
+                    "kind": r.kind,
+                    "firing_id": firing_id,
+                    "rule_id": r.rule_id,
+                    "playbook_id": r.playbook_id,
+                    "playbook_version": r.playbook_version,
+                    "account_id": r.account_id,
+                    "priority": r.priority,
+                    "task_queue": r.task_queue,
+                }
+                conn.execute(
+                    upsert(conn, t)
+                    .values(workflow_id=r.workflow_id, status="running", started_at=now, **details)
+                    .on_conflict_do_update(
+                        index_elements=[t.c.workflow_id], set_=details, where=t.c.rule_id == ""
+                    )
+                )
 
 
 def mark_dispatched(
     store: Store, firing_id: int, runs: Sequence[RunStart], at: datetime | None = None
 ) -> None:
-    """Record the started runs' ids and close the firing's outbox entry, in one transaction."""
+    mark_firings(store, {firing_id: runs}, at)
+
+
+def mark_firings(
+    store: Store, batch: Mapping[int, Sequence[RunStart]], at: datetime | None = None
+) -> None:
+    """Record the started runs' ids and close the firings' outbox entries, in one
+    transaction."""
     when = at or datetime.now(UTC)
-    with store.session() as s:
-        for r in runs:
-            if r.run_id is not None:
-                s.exec(
-                    update(PlaybookRunRow)
-                    .where(
-                        col(PlaybookRunRow.workflow_id) == r.workflow_id,
-                        col(PlaybookRunRow.run_id).is_(None),
+    run, firing = table(PlaybookRunRow), table(RuleFiringRow)
+    with store.engine.begin() as conn:
+        for firing_id, runs in batch.items():
+            for r in runs:
+                if r.run_id is not None:
+                    conn.execute(
+                        update(run)
+                        .where(run.c.workflow_id == r.workflow_id, run.c.run_id.is_(None))
+                        .values(run_id=r.run_id)
                     )
-                    .values(run_id=r.run_id)
-                )
-        s.exec(
-            update(RuleFiringRow)
-            .where(col(RuleFiringRow.id) == firing_id, col(RuleFiringRow.dispatched_at).is_(None))
-            .values(dispatched_at=when)
-        )
-        s.commit()
+            conn.execute(
+                update(firing)
+                .where(firing.c.id == firing_id, firing.c.dispatched_at.is_(None))
+                .values(dispatched_at=when)
+            )
 
 
 def finish_run(store: Store, workflow_id: str, outcome: str, at: datetime) -> None:
@@ -183,33 +193,18 @@ def finish_run(store: Store, workflow_id: str, outcome: str, at: datetime) -> No
     land: every write here and there touches only its own columns."""
     status = "cancelled" if outcome == "cancelled" else "completed"
     closed = {"status": status, "outcome": outcome, "closed_at": at}
-    kind = workflow_id.split(":", 1)[0]
-    _insert_or(store, workflow_id, {"kind": kind}, closed, fill_only=False)
-
-
-def _insert_or(
-    store: Store, workflow_id: str, details: dict[str, Any], state: dict[str, Any], fill_only: bool
-) -> None:
-    """Insert the row, or update it: `details` only where still empty when `fill_only`
-    (the dispatcher's view), `state` always when not `fill_only` (the workflow's view)."""
-    with store.session() as s:
-        if s.get(PlaybookRunRow, workflow_id) is None:
-            s.add(PlaybookRunRow(workflow_id=workflow_id, **details, **state))
-            try:
-                s.commit()
-                return
-            except IntegrityError:  # the other writer inserted it meanwhile
-                s.rollback()
-        key = col(PlaybookRunRow.workflow_id) == workflow_id
-        if fill_only:
-            s.exec(
-                update(PlaybookRunRow)
-                .where(key, col(PlaybookRunRow.rule_id) == "")
-                .values(**details)
+    t = table(PlaybookRunRow)
+    with store.engine.begin() as conn:
+        conn.execute(
+            upsert(conn, t)
+            .values(
+                workflow_id=workflow_id,
+                kind=workflow_id.split(":", 1)[0],
+                started_at=datetime.now(UTC),
+                **closed,
             )
-        else:
-            s.exec(update(PlaybookRunRow).where(key).values(**state))
-        s.commit()
+            .on_conflict_do_update(index_elements=[t.c.workflow_id], set_=closed)
+        )
 
 
 def runs(store: Store, status: str | None = None) -> list[PlaybookRunRow]:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event, func
-from sqlalchemy.engine import Engine
+from sqlalchemy import Table, event, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, SQLModel, col, create_engine, select
+from sqlmodel import Session, SQLModel, col, create_engine
+from sqlmodel import select as orm_select
 
 from csautomation.facts.model import Account, Signal, SignalType
 from csautomation.rules.runtime import Match
@@ -40,6 +42,20 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+def upsert(conn: Connection, table: Table) -> Any:
+    """INSERT ... ON CONFLICT for the connection's dialect (SQLite and PostgreSQL)."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def table(model: type[SQLModel]) -> Table:
+    """A model's table, for Core statements: the hot paths skip the ORM's unit of work."""
+    t = model.__table__  # type: ignore[attr-defined]
+    assert isinstance(t, Table)
+    return t
+
+
 def _aware(value: datetime) -> datetime:
     """SQLite returns naive datetimes; everything we store is UTC."""
     return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -55,6 +71,10 @@ class Store:
 
     def create_all(self) -> None:
         SQLModel.metadata.create_all(self.engine)
+        # indexes added since a table was created (migrations come with Alembic)
+        for t in SQLModel.metadata.sorted_tables:
+            for index in t.indexes:
+                index.create(self.engine, checkfirst=True)
 
     def session(self) -> Session:
         return Session(self.engine)
@@ -76,20 +96,20 @@ class Store:
         return n
 
     def account(self, account_id: str) -> Account | None:
-        with self.session() as s:
-            row = s.get(AccountRow, account_id)
-            return Account.model_validate(row.data) if row else None
+        t = table(AccountRow)
+        with self.engine.connect() as conn:
+            data = conn.execute(select(t.c.data).where(t.c.id == account_id)).scalar()
+        return Account.model_validate(data) if data is not None else None
 
     # signals ----------------------------------------------------------------------------
     def add_signal(self, signal: Signal) -> bool:
-        """Store durably; False when the idempotency key was already stored."""
-        with self.session() as s:
-            s.add(_signal_row(signal))
-            try:
-                s.commit()
-            except IntegrityError:
-                return False
-        return True
+        """Store durably (committed when this returns); False when the idempotency key was
+        already stored."""
+        t = table(SignalRow)
+        values = _signal_row(signal).model_dump(exclude={"id"})
+        with self.engine.begin() as conn:
+            stmt = upsert(conn, t).values(**values).on_conflict_do_nothing()
+            return conn.execute(stmt.returning(t.c.id)).first() is not None
 
     def add_signals(self, signals: Sequence[Signal]) -> int:
         """Bulk store, skipping keys already stored; returns how many were new."""
@@ -100,7 +120,7 @@ class Store:
                 chunk = keys[start : start + 500]
                 known |= set(
                     s.exec(
-                        select(SignalRow.idempotency_key).where(
+                        orm_select(SignalRow.idempotency_key).where(
                             col(SignalRow.idempotency_key).in_(chunk)
                         )
                     ).all()
@@ -112,14 +132,15 @@ class Store:
             s.commit()
         return len(fresh)
 
-    def signals_version(self, account_id: str) -> tuple[int, int]:
-        """(count, newest row id) of an account's signals: changes whenever one is added."""
-        with self.session() as s:
-            n, newest = s.exec(
-                select(func.count(), func.max(SignalRow.id)).where(
-                    SignalRow.account_id == account_id
-                )
-            ).one()
+    def signals_version(self, account_id: str, up_to: int | None = None) -> tuple[int, int]:
+        """(count, newest row id) of an account's signals (with row ids up to `up_to`):
+        changes whenever one is added."""
+        t = table(SignalRow)
+        q = select(func.count(), func.max(t.c.id)).where(t.c.account_id == account_id)
+        if up_to is not None:
+            q = q.where(t.c.id <= up_to)
+        with self.engine.connect() as conn:
+            n, newest = conn.execute(q).one()
         return int(n), int(newest or 0)
 
     def signals_for(self, account_id: str) -> list[Signal]:
@@ -127,7 +148,7 @@ class Store:
         so they are rebuilt without validating again (this is the hot read of evaluation)."""
         with self.session() as s:
             rows = s.exec(
-                select(
+                orm_select(
                     SignalRow.type,
                     SignalRow.occurred_at,
                     SignalRow.payload,
@@ -186,39 +207,46 @@ class Store:
     def last_fired(self, rule_id: str, account_id: str) -> datetime | None:
         with self.session() as s:
             value = s.exec(
-                select(func.max(RuleFiringRow.fired_at)).where(
+                orm_select(func.max(RuleFiringRow.fired_at)).where(
                     RuleFiringRow.rule_id == rule_id, RuleFiringRow.account_id == account_id
                 )
             ).one()
         return _aware(value) if value else None
 
+    def last_firings(self, account_ids: Collection[str]) -> dict[tuple[str, str], datetime]:
+        """When each rule last fired for each of the accounts: (rule, account) -> time."""
+        ids = list(account_ids)
+        out: dict[tuple[str, str], datetime] = {}
+        t = table(RuleFiringRow)
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                rows = conn.execute(
+                    select(t.c.rule_id, t.c.account_id, func.max(t.c.fired_at))
+                    .where(t.c.account_id.in_(ids[start : start + 500]))
+                    .group_by(t.c.rule_id, t.c.account_id)
+                ).all()
+                out.update({(r, a): _aware(at) for r, a, at in rows if at is not None})
+        return out
+
 
 def create_local_task(store: Store, row: LocalTaskRow) -> tuple[int, bool]:
     """Insert once per idempotency key; returns (task id, whether it was created now)."""
-    with store.session() as s:
-        existing = s.exec(
-            select(LocalTaskRow).where(LocalTaskRow.idempotency_key == row.idempotency_key)
-        ).first()
-        if existing is not None and existing.id is not None:
-            return existing.id, False
-        s.add(row)
-        try:
-            s.commit()
-        except IntegrityError:  # a concurrent retry won the race: same task
-            s.rollback()
-            again = s.exec(
-                select(LocalTaskRow).where(LocalTaskRow.idempotency_key == row.idempotency_key)
-            ).one()
-            assert again.id is not None
-            return again.id, False
-        s.refresh(row)
-        assert row.id is not None
-        return row.id, True
+    t = table(LocalTaskRow)
+    values = row.model_dump(exclude={"id"})
+    with store.engine.begin() as conn:
+        stmt = upsert(conn, t).values(**values).on_conflict_do_nothing()
+        created = conn.execute(stmt.returning(t.c.id)).scalar()
+        if created is None:  # a retry, or a concurrent one that won: the same task
+            existing = conn.execute(
+                select(t.c.id).where(t.c.idempotency_key == row.idempotency_key)
+            ).scalar_one()
+            return int(existing), False
+        return int(created), True
 
 
 def local_tasks(store: Store, workflow_id: str | None = None) -> list[LocalTaskRow]:
     with store.session() as s:
-        q = select(LocalTaskRow)
+        q = orm_select(LocalTaskRow)
         if workflow_id is not None:
             q = q.where(LocalTaskRow.workflow_id == workflow_id)
         return list(s.exec(q.order_by(col(LocalTaskRow.id))).all())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -32,6 +32,8 @@ class SignalRow(SQLModel, table=True):
     """Every accepted signal, stored before it is acknowledged (invariant 1)."""
 
     __tablename__ = "signals"
+    # the evaluation outbox: pending rows found without reading the whole history
+    __table_args__ = (Index("ix_signals_pending", "evaluated_at", "id"),)
     id: int | None = Field(default=None, primary_key=True)
     idempotency_key: str = Field(max_length=200, unique=True)
     account_id: str = Field(index=True, max_length=128)
