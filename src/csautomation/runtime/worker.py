@@ -154,10 +154,10 @@ class WorkerConfig:
     activity_slots: int = 64
     local_activity_slots: int = 64
     pollers: int = 2
-    # The sandbox re-checks workflow code on every activation at a large CPU cost (it
-    # re-enters its import machinery for each payload: about 70% of signal -> task latency
-    # at 10 signals/s in bench/playbooks). The tests and every replay run the same workflow
-    # code sandboxed, so production workers run it without: see docs/benchmarks.md.
+    # The sandbox runs every activation, and every payload's serialization context, through
+    # exec inside its import machinery: at 10 signals/s it took signal -> task p95 from
+    # about 0.6 s to 10 s (docs/benchmarks.md). The tests and every replay run the same
+    # workflow code sandboxed, so production workers run it without by default.
     sandboxed: bool = False
 
 
