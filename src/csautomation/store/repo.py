@@ -112,25 +112,28 @@ class Store:
             return conn.execute(stmt.returning(t.c.id)).first() is not None
 
     def add_signals(self, signals: Sequence[Signal]) -> int:
-        """Bulk store, skipping keys already stored; returns how many were new."""
-        keys = [sig.idempotency_key for sig in signals]
-        with self.session() as s:
-            known = set()
-            for start in range(0, len(keys), 500):
-                chunk = keys[start : start + 500]
-                known |= set(
-                    s.exec(
-                        orm_select(SignalRow.idempotency_key).where(
-                            col(SignalRow.idempotency_key).in_(chunk)
-                        )
-                    ).all()
-                )
-            fresh = {
-                sig.idempotency_key: sig for sig in signals if sig.idempotency_key not in known
+        """Bulk store in one transaction, skipping keys already stored; returns how many
+        were new."""
+        t = table(SignalRow)
+        now = datetime.now(UTC)
+        fresh = {
+            sig.idempotency_key: {
+                "idempotency_key": sig.idempotency_key,
+                "account_id": sig.account_id,
+                "type": sig.type.value,
+                "occurred_at": sig.occurred_at,
+                "payload": sig.payload,
+                "received_at": now,
             }
-            s.add_all(_signal_row(sig) for sig in fresh.values())
-            s.commit()
-        return len(fresh)
+            for sig in signals
+        }
+        rows = list(fresh.values())
+        new = 0
+        with self.engine.begin() as conn:
+            stmt = upsert(conn, t).on_conflict_do_nothing().returning(t.c.id)
+            for start in range(0, len(rows), 2000):
+                new += len(conn.execute(stmt, rows[start : start + 2000]).all())
+        return new
 
     def signals_version(self, account_id: str, up_to: int | None = None) -> tuple[int, int]:
         """(count, newest row id) of an account's signals (with row ids up to `up_to`):
