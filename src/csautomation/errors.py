@@ -5,6 +5,14 @@
      │    └── ConfigFileError   ... with one or more located problems (file:line:column)
      ├── RuleError              a rule cannot be evaluated
      │    └── RuleEngineError   durable_rules refused a ruleset or a fact
+     ├── ConnectorError         a vendor call failed (connector, operation, retryable, ...)
+     │    ├── ConnectorValidationError  the vendor refused the request (4xx): never retried
+     │    ├── ConnectorNotFoundError    a record or endpoint does not exist: never retried
+     │    ├── ConnectorAuthError        credentials refused (401/403): refreshed once, then
+     │    │                             retried; missing credentials are never retried
+     │    ├── ConnectorRateLimitedError 429: retried after `retry_after`
+     │    └── ConnectorUnavailableError 5xx, timeouts, resets: retried with backoff
+     │         └── CircuitOpenError     the connector's breaker is open: no call was made
      └── ServiceUnavailableError  Temporal (or another service we need) does not answer
 
 Every located problem is a `Problem`: file, line, column, the field path inside the
@@ -57,3 +65,54 @@ class RuleEngineError(RuleError):
 
 class ServiceUnavailableError(CsAutomationError):
     """A service we need (the Temporal server, say) does not answer."""
+
+
+class ConnectorError(CsAutomationError):
+    """A vendor call failed. The message is safe to log and store: it never holds a
+    secret (connectors redact what they pass on from the vendor)."""
+
+    retryable = True
+
+    def __init__(
+        self,
+        connector: str,
+        operation: str,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        self.connector = connector
+        self.operation = operation
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+        if retryable is not None:
+            self.retryable = retryable
+        code = f" (HTTP {status})" if status is not None else ""
+        super().__init__(f"{connector} {operation}{code}: {message}")
+
+
+class ConnectorValidationError(ConnectorError):
+    retryable = False
+
+
+class ConnectorNotFoundError(ConnectorError):
+    retryable = False
+
+
+class ConnectorAuthError(ConnectorError):
+    retryable = True
+
+
+class ConnectorRateLimitedError(ConnectorError):
+    retryable = True
+
+
+class ConnectorUnavailableError(ConnectorError):
+    retryable = True
+
+
+class CircuitOpenError(ConnectorUnavailableError):
+    retryable = True

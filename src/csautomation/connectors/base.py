@@ -75,3 +75,32 @@ class RecordConnector(Protocol):
     name: str
 
     def update_account(self, request: FieldUpdate) -> Receipt: ...
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A task or ticket the vendor reports done, keyed back to the step that created it."""
+
+    record_id: str
+    idempotency_key: str  # workflow id + ":" + step id, as sent at creation
+    completed_at: datetime
+
+
+@runtime_checkable
+class CompletionSource(Protocol):
+    """Completion sync: what was completed at the vendor since a moment."""
+
+    name: str
+
+    def completed_since(self, since: datetime) -> list[Completion]: ...
+
+
+@runtime_checkable
+class Checkable(Protocol):
+    """`csauto connectors check`: verify configuration and credentials against the live
+    service with one cheap authenticated call; return what was verified, or raise a
+    ConnectorError saying what is wrong."""
+
+    name: str
+
+    def check(self) -> str: ...

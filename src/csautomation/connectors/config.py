@@ -1,0 +1,179 @@
+"""The schema of connectors/*.yaml: which vendor serves which capability, how to reach it,
+how hard to retry it, and where its credentials are. Credentials are never in the file:
+only the names of the environment variables that hold them (invariant 7).
+
+    connector:
+      id: salesforce
+      type: salesforce
+      default_for: [tasks, records]
+      auth: {method: password, username_env: SF_USERNAME, password_env: SF_PASSWORD,
+             client_id_env: SF_CLIENT_ID, client_secret_env: SF_CLIENT_SECRET}
+      owners: {csm-01: 005000000000001AAA}
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import timedelta
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from csautomation.errors import ConnectorAuthError
+from csautomation.rules.spec import Duration
+
+EnvName = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]*$", max_length=128),
+    Field(description="the NAME of an environment variable, never the secret itself"),
+]
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
+
+
+class Capability(StrEnum):
+    tasks = "tasks"
+    records = "records"
+    tickets = "tickets"
+    notify = "notify"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Retry(Strict):
+    """Temporal's retry policy for this connector's actions: exponential backoff with
+    jitter, bounded attempts; a vendor's Retry-After overrides the next delay."""
+
+    initial: Duration = timedelta(seconds=1)
+    maximum: Duration = timedelta(minutes=5)
+    backoff: float = Field(default=2.0, ge=1.0, le=10.0)
+    attempts: int = Field(default=8, ge=1, le=100)
+
+
+class Breaker(Strict):
+    """Opens after `failures` consecutive failures; after `reset_after` one probe call is
+    let through (half-open): success closes it, failure opens it again."""
+
+    failures: int = Field(default=5, ge=1, le=1000)
+    reset_after: Duration = timedelta(seconds=30)
+
+
+class RateLimit(Strict):
+    per_second: float = Field(gt=0, le=10_000)
+    burst: int = Field(default=10, ge=1, le=10_000)
+
+
+class Common(Strict):
+    id: Slug
+    enabled: bool = True
+    description: str = ""
+    default_for: list[Capability] = Field(default_factory=list)
+    timeout: Duration = timedelta(seconds=10)
+    retry: Retry = Retry()
+    breaker: Breaker = Breaker()
+    rate_limit: RateLimit | None = None
+    # our CSM and manager ids -> the vendor's user ids
+    owners: dict[str, str] = Field(default_factory=dict)
+    # our priorities -> the vendor's values
+    priorities: dict[str, str] = Field(default_factory=dict)
+
+
+class LocalConfig(Common):
+    type: Literal["local"]
+
+
+class SalesforceAuth(Strict):
+    method: Literal["password", "jwt", "session"]
+    username_env: EnvName | None = None
+    password_env: EnvName | None = None
+    client_id_env: EnvName | None = None
+    client_secret_env: EnvName | None = None
+    private_key_env: EnvName | None = None  # JWT: the PEM key itself, from the environment
+    session_id_env: EnvName | None = None
+    instance_url_env: EnvName | None = None
+
+
+class SalesforceConfig(Common):
+    type: Literal["salesforce"]
+    login_url: str = "https://login.salesforce.com"
+    api_version: str = Field(default="59.0", pattern=r"^\d+\.\d$")
+    auth: SalesforceAuth
+    # an External ID field on Task that holds our idempotency key: upsert creates once
+    idempotency_field: str = Field(default="Csauto_Key__c", pattern=r"^\w+__c$")
+    # the field on Account that holds our account id (WhatId is looked up by it)
+    account_field: str = Field(default="Csauto_Account_Id__c", pattern=r"^\w+$")
+    task_status: str = "Not Started"
+    rate_limit: RateLimit | None = RateLimit(per_second=20, burst=25)
+
+
+class ZendeskAuth(Strict):
+    email_env: EnvName
+    token_env: EnvName
+
+
+class ZendeskConfig(Common):
+    type: Literal["zendesk"]
+    subdomain: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    url: str | None = None  # instead of the subdomain: a proxy, or a test server
+    auth: ZendeskAuth
+    # organisations are found by this external_id: our account id
+    group_id: int | None = None
+    rate_limit: RateLimit | None = RateLimit(per_second=10, burst=20)
+
+
+class HubSpotAuth(Strict):
+    token_env: EnvName  # a private app's access token
+
+
+class HubSpotConfig(Common):
+    type: Literal["hubspot"]
+    url: str = "https://api.hubapi.com"
+    auth: HubSpotAuth
+    # a unique task property holding our idempotency key, and the company property
+    # holding our account id
+    idempotency_property: str = "csauto_key"
+    account_property: str = "csauto_account_id"
+    rate_limit: RateLimit | None = RateLimit(per_second=10, burst=10)
+
+
+class SlackConfig(Common):
+    type: Literal["slack"]
+    webhook_url_env: EnvName  # an incoming webhook's URL is itself a secret
+    rate_limit: RateLimit | None = RateLimit(per_second=1, burst=5)
+
+
+class WebhookConfig(Common):
+    type: Literal["webhook"]
+    url: str
+    secret_env: EnvName  # signs the body with HMAC-SHA256
+    signature_header: str = "X-Csauto-Signature"
+    timestamp_header: str = "X-Csauto-Timestamp"
+
+
+ConnectorConfig = Annotated[
+    LocalConfig | SalesforceConfig | ZendeskConfig | HubSpotConfig | SlackConfig | WebhookConfig,
+    Field(discriminator="type"),
+]
+
+
+class ConnectorFile(Strict):
+    connector: ConnectorConfig
+
+
+def secret(connector: str, name: str | None, env: Mapping[str, str] | None = None) -> str:
+    """The value of the environment variable `name`; a clear, non-retryable error (naming
+    the variable, never a value) when it is not set."""
+    source = os.environ if env is None else env
+    if not name:
+        raise ConnectorAuthError(
+            connector, "credentials", "no credential is configured", retryable=False
+        )
+    value = source.get(name, "")
+    if not value:
+        raise ConnectorAuthError(
+            connector, "credentials", f"environment variable {name} is not set", retryable=False
+        )
+    return value
