@@ -88,12 +88,12 @@ def vendor_message(body: Any) -> str:
         if isinstance(details, Mapping):
             for field, issues in details.items():
                 for issue in issues if isinstance(issues, list) else [issues]:
-                    text = issue.get("description") if isinstance(issue, Mapping) else issue
-                    parts.append(f"{field}: {text}")
+                    said = issue.get("description") if isinstance(issue, Mapping) else issue
+                    parts.append(f"{field}: {said}")
         if not parts and "category" in body:
             parts.append(str(body["category"]))
-    text = "; ".join(p for p in parts if p) or json.dumps(body)[:MAX_MESSAGE]
-    return text[:MAX_MESSAGE]
+    joined = "; ".join(p for p in parts if p) or json.dumps(body)[:MAX_MESSAGE]
+    return joined[:MAX_MESSAGE]
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
