@@ -1,0 +1,192 @@
+"""A circuit breaker and a rate limit per connector, around every vendor call.
+
+    closed --(N consecutive failures)--> open --(reset_after)--> half-open
+    half-open --(the probe succeeds)--> closed;  --(it fails)--> open again
+
+While open, a call is not made: it fails at once with `CircuitOpenError`, whose
+`retry_after` is the time left before the next probe, so Temporal's retry waits for the
+vendor instead of hammering it. Only failures that say the vendor is unwell count
+(unavailable, timeouts, resets, rate limits); a validation error is the request's fault.
+
+The rate limit is a token bucket at the vendor's published rate: a call waits for a token
+(up to the call's timeout), so a burst of playbooks is spread out rather than refused.
+
+Both live in the worker process; each state change is reported to `on_change` (the store
+keeps the latest per connector for `csauto connectors status`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from csautomation.connectors.config import Breaker, RateLimit
+from csautomation.errors import (
+    CircuitOpenError,
+    ConnectorError,
+    ConnectorRateLimitedError,
+    ConnectorUnavailableError,
+)
+
+T = TypeVar("T")
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class BreakerState:
+    connector: str
+    state: str  # closed, open, half_open
+    failures: int  # consecutive
+    opened_at: float | None  # clock time
+    last_error: str
+
+
+class CircuitBreaker:
+    def __init__(
+        self,
+        connector: str,
+        config: Breaker,
+        clock: Clock = time.monotonic,
+        on_change: Callable[[BreakerState], None] | None = None,
+    ) -> None:
+        self.connector = connector
+        self.threshold = config.failures
+        self.reset_after = config.reset_after.total_seconds()
+        self.clock = clock
+        self.on_change = on_change
+        self._lock = threading.Lock()
+        self._state = "closed"
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._probing = False
+        self._last_error = ""
+
+    def snapshot(self) -> BreakerState:
+        with self._lock:
+            return self._snapshot()
+
+    def _snapshot(self) -> BreakerState:
+        return BreakerState(
+            self.connector, self._state, self._failures, self._opened_at, self._last_error
+        )
+
+    def before(self, operation: str) -> None:
+        """Let a call through, or raise CircuitOpenError."""
+        with self._lock:
+            if self._state == "closed":
+                return
+            assert self._opened_at is not None
+            left = self._opened_at + self.reset_after - self.clock()
+            if self._state == "open" and left <= 0:
+                self._state = "half_open"
+                self._probing = False
+            if self._state == "half_open" and not self._probing:
+                self._probing = True  # this call is the probe
+                changed = self._snapshot()
+            else:
+                raise CircuitOpenError(
+                    self.connector,
+                    operation,
+                    f"circuit open after {self._failures} consecutive failures "
+                    f"(last: {self._last_error}); next probe in {max(left, 0):.0f} s",
+                    retry_after=max(left, 1.0),
+                )
+        self._notify(changed)
+
+    def success(self) -> None:
+        with self._lock:
+            changed = self._state != "closed" or self._failures > 0
+            self._state, self._failures, self._opened_at, self._probing = "closed", 0, None, False
+            snap = self._snapshot()
+        if changed:
+            self._notify(snap)
+
+    def failure(self, exc: ConnectorError) -> None:
+        if not isinstance(exc, (ConnectorUnavailableError, ConnectorRateLimitedError)):
+            self.success()  # the vendor answered (it refused the request): it is up
+            return
+        if isinstance(exc, CircuitOpenError):
+            return
+        with self._lock:
+            self._failures += 1
+            self._last_error = str(exc)[:300]
+            opened = self._state == "half_open" or (
+                self._state == "closed" and self._failures >= self.threshold
+            )
+            if opened:
+                self._state, self._opened_at, self._probing = "open", self.clock(), False
+            snap = self._snapshot()
+        if opened:
+            self._notify(snap)
+
+    def _notify(self, snap: BreakerState) -> None:
+        if self.on_change is not None:
+            self.on_change(snap)
+
+
+class TokenBucket:
+    def __init__(
+        self,
+        config: RateLimit,
+        clock: Clock = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.rate = config.per_second
+        self.capacity = float(config.burst)
+        self.clock = clock
+        self.sleep = sleep
+        self._tokens = self.capacity
+        self._at = clock()
+        self._lock = threading.Lock()
+
+    def acquire(self, timeout: float) -> bool:
+        """Take a token, waiting up to `timeout` seconds; False when none came in time."""
+        deadline = self.clock() + timeout
+        while True:
+            with self._lock:
+                now = self.clock()
+                self._tokens = min(self.capacity, self._tokens + (now - self._at) * self.rate)
+                self._at = now
+                if self._tokens >= 1 - 1e-9:  # float dust is not worth a wait
+                    self._tokens = max(0.0, self._tokens - 1)
+                    return True
+                wait = max((1 - self._tokens) / self.rate, 0.001)
+            if now + wait > deadline:
+                return False
+            self.sleep(wait)
+
+
+class Guard:
+    """The breaker and the rate limit of one connector, around each of its calls."""
+
+    def __init__(
+        self,
+        connector: str,
+        breaker: CircuitBreaker,
+        bucket: TokenBucket | None = None,
+        wait_limit: float = 30.0,
+    ) -> None:
+        self.connector = connector
+        self.breaker = breaker
+        self.bucket = bucket
+        self.wait_limit = wait_limit
+
+    def call(self, operation: str, fn: Callable[[], T]) -> T:
+        self.breaker.before(operation)
+        if self.bucket is not None and not self.bucket.acquire(self.wait_limit):
+            raise ConnectorRateLimitedError(
+                self.connector,
+                operation,
+                "our own rate limit for this vendor is exhausted",
+                retry_after=1.0,
+            )
+        try:
+            result = fn()
+        except ConnectorError as exc:
+            self.breaker.failure(exc)
+            raise
+        self.breaker.success()
+        return result

@@ -1,0 +1,89 @@
+"""The circuit breaker and the rate limit, on an injected clock."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from csautomation.connectors.config import Breaker, RateLimit
+from csautomation.connectors.resilience import BreakerState, CircuitBreaker, Guard, TokenBucket
+from csautomation.errors import (
+    CircuitOpenError,
+    ConnectorUnavailableError,
+    ConnectorValidationError,
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def down() -> None:
+    raise ConnectorUnavailableError("crm", "create_task", "HTTP 503", status=503)
+
+
+def test_the_breaker_opens_at_its_threshold_probes_once_and_closes() -> None:
+    clock = Clock()
+    changes: list[BreakerState] = []
+    breaker = CircuitBreaker(
+        "crm", Breaker(failures=3, reset_after=timedelta(seconds=30)), clock, changes.append
+    )
+    guard = Guard("crm", breaker)
+    calls = 0
+
+    def vendor() -> str:
+        nonlocal calls
+        calls += 1
+        down()
+        return "never"
+
+    for _ in range(3):
+        with pytest.raises(ConnectorUnavailableError):
+            guard.call("create_task", vendor)
+    assert breaker.snapshot().state == "open" and calls == 3
+    with pytest.raises(CircuitOpenError) as caught:
+        guard.call("create_task", vendor)
+    assert calls == 3  # no call was made while open
+    assert caught.value.retry_after == pytest.approx(30.0)
+    clock.now += 31
+    with pytest.raises(ConnectorUnavailableError) as probe:
+        guard.call("create_task", vendor)  # the probe fails: open again
+    assert not isinstance(probe.value, CircuitOpenError) and calls == 4
+    assert breaker.snapshot().state == "open"
+    clock.now += 31
+    assert guard.call("create_task", lambda: "ok") == "ok"
+    assert breaker.snapshot().state == "closed"
+    assert [c.state for c in changes] == ["open", "half_open", "open", "half_open", "closed"]
+
+
+def test_only_one_probe_goes_through_while_half_open() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker("crm", Breaker(failures=1, reset_after=timedelta(seconds=5)), clock)
+    breaker.failure(ConnectorUnavailableError("crm", "op", "x"))
+    clock.now += 6
+    breaker.before("op")  # the probe
+    with pytest.raises(CircuitOpenError):
+        breaker.before("op")
+
+
+def test_a_refused_request_does_not_count_against_the_vendor() -> None:
+    breaker = CircuitBreaker("crm", Breaker(failures=1), Clock())
+    breaker.failure(ConnectorValidationError("crm", "op", "bad field", status=400))
+    assert breaker.snapshot().state == "closed"
+
+
+def test_the_rate_limit_spreads_a_burst_at_the_vendor_rate() -> None:
+    clock = Clock()
+    bucket = TokenBucket(RateLimit(per_second=10, burst=5), clock, clock.sleep)
+    start = clock.now
+    assert all(bucket.acquire(timeout=10) for _ in range(25))
+    assert clock.now - start == pytest.approx(2.0)  # 5 at once, then 20 at 10/s
+    assert bucket.acquire(timeout=0.01) is False
