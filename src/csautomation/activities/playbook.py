@@ -8,7 +8,7 @@ else is retried by the workflow's retry policy.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio import activity
@@ -17,14 +17,17 @@ from temporalio.exceptions import ApplicationError
 from csautomation.connectors.base import FieldUpdate, NotifyRequest, Receipt, TaskRequest
 from csautomation.connectors.local import LocalCrm
 from csautomation.connectors.registry import Connectors, UnknownConnectorError
+from csautomation.errors import ConnectorError
 from csautomation.facts.health import HealthModel
 from csautomation.facts.model import Account
 from csautomation.playbooks.templates import TemplateProblem, render
+from csautomation.store.deadletters import DeadLetter, record_dead_letter
 from csautomation.store.facts import FactsReader
 from csautomation.store.outbox import finish_run
 from csautomation.store.repo import Store
 from csautomation.workflows.types import (
     ActionResult,
+    DeadLetterInput,
     FactsInput,
     NotifyInput,
     RunOutcome,
@@ -101,7 +104,8 @@ class PlaybookActivities:
             due_at=inp.due_at,
             priority=inp.priority,
         )
-        return self._result(self._connector("tasks", inp.connector).create_task(request))
+        connector = self._connector("tasks", inp.connector)
+        return self._result(_vendor(lambda: connector.create_task(request)))
 
     @activity.defn(name="notify")
     def notify(self, inp: NotifyInput) -> ActionResult:
@@ -114,7 +118,8 @@ class PlaybookActivities:
             channel=inp.channel,
             text=self._render(inp.template, self._context(account, inp.context)),
         )
-        return self._result(self._connector("notifier", inp.channel).notify(request))
+        connector = self._connector("notifier", inp.channel)
+        return self._result(_vendor(lambda: connector.notify(request)))
 
     @activity.defn(name="update_account")
     def update_account(self, inp: UpdateInput) -> ActionResult:
@@ -126,7 +131,12 @@ class PlaybookActivities:
             field=inp.field,
             value=inp.value,
         )
-        return self._result(self._connector("records", inp.connector).update_account(request))
+        connector = self._connector("records", inp.connector)
+        return self._result(_vendor(lambda: connector.update_account(request)))
+
+    @activity.defn(name="record_dead_letter")
+    def record_dead_letter(self, inp: DeadLetterInput) -> int:
+        return record_dead_letter(self.store, DeadLetter(**inp.model_dump()))
 
     @activity.defn(name="record_run_outcome")
     def record_run_outcome(self, inp: RunOutcome) -> None:
@@ -145,4 +155,28 @@ class PlaybookActivities:
             self.notify,
             self.update_account,
             self.record_run_outcome,
+            self.record_dead_letter,
         ]
+
+
+def _vendor(call: Callable[[], Receipt]) -> Receipt:
+    """The one place a connector's failure becomes Temporal's: the vendor's refusals are
+    non-retryable (straight to the dead-letter store), a Retry-After sets the next delay,
+    and the attempt number travels with it for the dead-letter entry."""
+    try:
+        return call()
+    except ConnectorError as exc:
+        wait = exc.retry_after
+        raise ApplicationError(
+            str(exc),
+            {
+                "connector": exc.connector,
+                "operation": exc.operation,
+                "status": exc.status,
+                "retry_after": wait,
+                "attempt": activity.info().attempt,
+            },
+            type=type(exc).__name__,
+            non_retryable=not exc.retryable,
+            next_retry_delay=timedelta(seconds=wait) if wait else None,
+        ) from None

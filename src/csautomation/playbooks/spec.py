@@ -111,6 +111,9 @@ class Step(Strict):
     escalate: EscalateStep | None = None
     update_account: UpdateAccount | None = None
     complete: Complete | None = None
+    # an action that ends in the dead-letter store: go on with the next step, or pause the
+    # playbook until it is re-driven (`csauto dlq retry`) or resumed
+    on_failure: Literal["continue", "pause"] = "continue"
 
     @model_validator(mode="after")
     def _one_kind(self) -> Step:
@@ -143,7 +146,9 @@ class Playbook(Strict):
 
     @property
     def version(self) -> str:
-        canonical = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
+        # defaults left out: a field added to the language later keeps every version
+        data = self.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+        canonical = json.dumps(data, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 

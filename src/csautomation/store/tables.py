@@ -103,3 +103,26 @@ class PlaybookRunRow(SQLModel, table=True):
     outcome: str = Field(default="", max_length=64)
     started_at: datetime = _ts()
     closed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class DeadLetterRow(SQLModel, table=True):
+    """An action that exhausted its retries or failed for good, with everything needed to
+    re-drive it through the same idempotency key (invariant 5). Payloads hold ids and
+    rendered values, never secrets."""
+
+    __tablename__ = "dead_letters"
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(max_length=300, unique=True)  # workflow id + step id
+    workflow_id: str = Field(max_length=300, index=True)
+    step_id: str = Field(max_length=64)
+    action: str = Field(max_length=32)  # the activity: create_task, notify, update_account
+    connector: str = Field(default="", max_length=64, index=True)
+    account_id: str = Field(default="", max_length=128, index=True)
+    payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    errors: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
+    attempts: int = 0
+    first_failure: datetime = _ts()
+    last_failure: datetime = _ts()
+    status: str = Field(default="open", max_length=16, index=True)  # open, redriven, discarded
+    record_id: str = Field(default="", max_length=128)  # the vendor's, once re-driven
+    resolved_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))

@@ -13,12 +13,14 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from csautomation.playbooks.spec import Step
     from csautomation.rules.explain import holds
     from csautomation.rules.ir import lower
     from csautomation.workflows.types import (
+        DeadLetterInput,
         EscalationInput,
         FactsInput,
         NotifyInput,
@@ -31,7 +33,16 @@ with workflow.unsafe.imports_passed_through():
     )
 
 TIMEOUT = timedelta(seconds=30)
+# our own store (facts, outcomes, dead letters): retried until it answers
 RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1))
+# a vendor action: bounded, then the dead-letter store (a vendor's Retry-After, passed on as
+# the activity's next_retry_delay, overrides the backoff)
+ACTION_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=5),
+    maximum_attempts=8,
+)
 
 
 def _eval(condition: Any, facts: dict[str, Any]) -> bool:
@@ -62,10 +73,16 @@ class PlaybookWorkflow:
         self._paused = False
         self._current = ""
         self._history: list[StepRecord] = []
+        self._redriven: set[str] = set()
 
     @workflow.signal
     def task_completed(self, step_id: str) -> None:
         self._completed.add(step_id)
+
+    @workflow.signal
+    def redriven(self, step_id: str) -> None:
+        """A dead-lettered action of this run was re-driven: a paused run goes on."""
+        self._redriven.add(step_id)
 
     @workflow.signal
     def cancel(self) -> None:
@@ -171,7 +188,7 @@ class PlaybookWorkflow:
             self._history.append(record)
             jump = await self._run_step(inp, step)
             record.ended_at = workflow.now()
-            record.result = jump or "continue"
+            record.result = jump or record.result or "continue"
             if step.complete is not None:
                 return step.complete.outcome
             if jump == "complete":
@@ -185,8 +202,11 @@ class PlaybookWorkflow:
         wf_id = workflow.info().workflow_id
         if step.create_task is not None:
             t = step.create_task
-            await workflow.execute_activity(
+            return await self._action(
+                inp,
+                step,
                 "create_task",
+                t.connector,
                 TaskInput(
                     idempotency_key=f"{wf_id}:{step.id}",
                     workflow_id=wf_id,
@@ -204,10 +224,7 @@ class PlaybookWorkflow:
                         "explain": inp.explain,
                     },
                 ),
-                start_to_close_timeout=TIMEOUT,
-                retry_policy=RETRY,
             )
-            return None
         if step.wait is not None:
             ended = await self._wait(inp, step.wait)
             return ended if ended in ("cancelled", "goal_met") else None
@@ -244,8 +261,11 @@ class PlaybookWorkflow:
             "explain": inp.explain,
         }
         if step.notify is not None:
-            await workflow.execute_activity(
+            return await self._action(
+                inp,
+                step,
                 "notify",
+                step.notify.channel,
                 NotifyInput(
                     idempotency_key=f"{wf_id}:{step.id}",
                     workflow_id=wf_id,
@@ -255,14 +275,14 @@ class PlaybookWorkflow:
                     template=step.notify.template,
                     context=context,
                 ),
-                start_to_close_timeout=TIMEOUT,
-                retry_policy=RETRY,
             )
-            return None
         if step.update_account is not None:
             u = step.update_account
-            await workflow.execute_activity(
+            return await self._action(
+                inp,
+                step,
                 "update_account",
+                u.connector,
                 UpdateInput(
                     idempotency_key=f"{wf_id}:{step.id}",
                     workflow_id=wf_id,
@@ -272,9 +292,66 @@ class PlaybookWorkflow:
                     field=u.field,
                     value=u.value,
                 ),
-                start_to_close_timeout=TIMEOUT,
-                retry_policy=RETRY,
+            )
+        return None
+
+    async def _action(
+        self, inp: PlaybookInput, step: Step, name: str, connector: str | None, arg: Any
+    ) -> str | None:
+        """Run a vendor action; when it fails for good, record it in the dead-letter store
+        and go on, or pause until it is re-driven, as the step says."""
+        try:
+            await workflow.execute_activity(
+                name, arg, start_to_close_timeout=TIMEOUT, retry_policy=ACTION_RETRY
             )
             return None
+        except ActivityError as err:
+            errors = _chain(err)
+        attempt = next((e["details"].get("attempt", 0) for e in errors if e["details"]), 0)
+        await workflow.execute_local_activity(
+            "record_dead_letter",
+            DeadLetterInput(
+                idempotency_key=arg.idempotency_key,
+                workflow_id=arg.workflow_id,
+                step_id=step.id,
+                action=name,
+                connector=connector or "",
+                account_id=inp.account_id,
+                payload=arg.model_dump(mode="json"),
+                errors=errors,
+                attempts=int(attempt) or 1,
+                first_failure=self._history[-1].started_at,
+                last_failure=workflow.now(),
+            ),
+            start_to_close_timeout=TIMEOUT,
+            retry_policy=RETRY,
+        )
+        self._history[-1].result = "dead_letter"
+        if step.on_failure == "pause":
+            self._paused = True
+            await workflow.wait_condition(
+                lambda: step.id in self._redriven or not self._paused or self._cancelled
+            )
+            self._paused = False
+            if self._cancelled:
+                return "cancelled"
         return None
-        return None
+
+
+def _chain(err: BaseException) -> list[dict[str, Any]]:
+    """The failure and its causes, outermost first, as plain data."""
+    out: list[dict[str, Any]] = []
+    cur: BaseException | None = err
+    while cur is not None and len(out) < 10:
+        details: dict[str, Any] = {}
+        kind = type(cur).__name__
+        retryable = True
+        if isinstance(cur, ApplicationError):
+            kind = cur.type or kind
+            retryable = not cur.non_retryable
+            if cur.details and isinstance(cur.details[0], dict):
+                details = dict(cur.details[0])
+        message = cur.message if isinstance(cur, FailureError) else str(cur)
+        out.append({"type": kind, "message": message, "retryable": retryable, "details": details})
+        cur = cur.cause if isinstance(cur, FailureError) else None
+    return out

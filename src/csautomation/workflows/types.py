@@ -94,3 +94,19 @@ class ActionResult(BaseModel):
     connector: str
     record_id: str
     created: bool
+
+
+class DeadLetterInput(BaseModel):
+    """An action that failed for good: what the dead-letter store keeps to re-drive it."""
+
+    idempotency_key: str
+    workflow_id: str
+    step_id: str
+    action: str  # the activity name
+    connector: str
+    account_id: str
+    payload: dict[str, Any]  # the activity's input, as it was sent
+    errors: list[dict[str, Any]]  # outermost first: type, message, retryable, details
+    attempts: int
+    first_failure: datetime  # when the step started; its first attempt failed after it
+    last_failure: datetime

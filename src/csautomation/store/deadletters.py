@@ -1,0 +1,79 @@
+"""The dead-letter store: failed actions, kept until they are re-driven or discarded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, update
+
+from csautomation.store.repo import Store, table, upsert
+from csautomation.store.tables import DeadLetterRow
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    idempotency_key: str
+    workflow_id: str
+    step_id: str
+    action: str
+    connector: str
+    account_id: str
+    payload: dict[str, Any]
+    errors: list[dict[str, Any]]
+    attempts: int
+    first_failure: datetime
+    last_failure: datetime
+
+
+def record_dead_letter(store: Store, dl: DeadLetter) -> int:
+    """One open entry per action (workflow id + step): recording it again, as a retried
+    workflow task does, updates it instead of adding a second."""
+    t = table(DeadLetterRow)
+    values = {**dl.__dict__, "status": "open"}
+    with store.engine.begin() as conn:
+        conn.execute(
+            upsert(conn, t)
+            .values(**values)
+            .on_conflict_do_update(
+                index_elements=[t.c.idempotency_key],
+                set_={
+                    "errors": dl.errors,
+                    "attempts": dl.attempts,
+                    "last_failure": dl.last_failure,
+                    "payload": dl.payload,
+                    "status": "open",
+                },
+            )
+        )
+        row_id = conn.execute(
+            select(t.c.id).where(t.c.idempotency_key == dl.idempotency_key)
+        ).scalar_one()
+    return int(row_id)
+
+
+def dead_letters(store: Store, status: str | None = "open") -> list[DeadLetterRow]:
+    t = table(DeadLetterRow)
+    q = select(t).order_by(t.c.id)
+    if status is not None:
+        q = q.where(t.c.status == status)
+    with store.engine.connect() as conn:
+        return [DeadLetterRow.model_validate(dict(r._mapping)) for r in conn.execute(q)]
+
+
+def dead_letter(store: Store, row_id: int) -> DeadLetterRow | None:
+    with store.session() as s:
+        return s.get(DeadLetterRow, row_id)
+
+
+def resolve(store: Store, row_id: int, status: str, record_id: str = "") -> bool:
+    """Close an open entry as redriven (with the vendor's record id) or discarded."""
+    t = table(DeadLetterRow)
+    with store.engine.begin() as conn:
+        done = conn.execute(
+            update(t)
+            .where(t.c.id == row_id, t.c.status == "open")
+            .values(status=status, record_id=record_id, resolved_at=datetime.now(UTC))
+        )
+    return bool(done.rowcount)
