@@ -16,6 +16,7 @@ from rich.table import Table
 
 from csautomation.errors import ConfigFileError, CsAutomationError
 from csautomation.runtime.commands import register as register_runtime
+from csautomation.runtime.ops import register as register_ops
 
 app = typer.Typer(
     help="csautomation: rule-based automation for Customer Success teams.",
@@ -29,6 +30,7 @@ app.add_typer(rules_app, name="rules")
 app.add_typer(playbooks_app, name="playbooks")
 app.add_typer(sample_app, name="sample")
 register_runtime(app)
+register_ops(app)
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)

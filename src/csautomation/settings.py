@@ -18,6 +18,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".csauto")
     rules_path: Path = Path("rules")
     playbooks_path: Path = Path("workflows")
+    connectors_path: Path = Path("connectors")
     health_model_path: Path | None = None
     # run workflow code in Temporal's sandbox in production workers too (slower; the tests
     # and replays always do)

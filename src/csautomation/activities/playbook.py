@@ -174,7 +174,7 @@ def _vendor(call: Callable[[], Receipt]) -> Receipt:
                 "operation": exc.operation,
                 "status": exc.status,
                 "retry_after": wait,
-                "attempt": activity.info().attempt,
+                "attempt": activity.info().attempt if activity.in_activity() else 0,
             },
             type=type(exc).__name__,
             non_retryable=not exc.retryable,

@@ -14,19 +14,71 @@ only the names of the environment variables that hold them (invariant 7).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 from csautomation.errors import ConnectorAuthError
-from csautomation.rules.spec import Duration
+
+_SHORT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_SIZES = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _short(value: object) -> object:
+    if isinstance(value, timedelta):
+        return value
+    m = _SHORT.match(value) if isinstance(value, str) else None
+    if m is None or float(m.group(1)) <= 0:
+        raise ValueError(f"expected a duration such as 500ms, 10s, 5m or 1h, found {value!r}")
+    return timedelta(seconds=float(m.group(1)) * _SIZES[m.group(2)])
+
+
+def _format(value: timedelta) -> str:
+    return f"{value.total_seconds():g}s"
+
+
+def _id(value: object) -> object:
+    """A vendor's numeric user id written without quotes is still an id."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+# timeouts and backoffs are seconds, not days
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_short),
+    PlainSerializer(_format, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": r"^\d+(\.\d+)?(ms|s|m|h|d)$"}),
+]
+
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
+
+
+def _env_name(value: object) -> object:
+    """A credential field names a variable; anything else may be the secret itself, so the
+    error never repeats it (invariant 7)."""
+    if isinstance(value, str) and _ENV_NAME.match(value):
+        return value
+    raise ValueError(
+        "must be the NAME of an environment variable (upper case, e.g. SF_PASSWORD), never "
+        "the secret itself; the value given is not shown"
+    )
+
 
 EnvName = Annotated[
     str,
-    StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]*$", max_length=128),
+    BeforeValidator(_env_name),
     Field(description="the NAME of an environment variable, never the secret itself"),
 ]
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
@@ -76,7 +128,7 @@ class Common(Strict):
     breaker: Breaker = Breaker()
     rate_limit: RateLimit | None = None
     # our CSM and manager ids -> the vendor's user ids
-    owners: dict[str, str] = Field(default_factory=dict)
+    owners: dict[str, Annotated[str, BeforeValidator(_id)]] = Field(default_factory=dict)
     # our priorities -> the vendor's values
     priorities: dict[str, str] = Field(default_factory=dict)
 

@@ -19,14 +19,21 @@ class Connectors:
     """Connectors by id. `fallback` (the embedded default) serves names that are not
     configured, with a warning, so the shipped playbooks run before any vendor is set up."""
 
-    def __init__(self, by_name: Mapping[str, Any], default: str, fallback: str | None) -> None:
+    def __init__(
+        self,
+        by_name: Mapping[str, Any],
+        default: str,
+        fallback: str | None,
+        defaults: Mapping[str, str] | None = None,
+    ) -> None:
         self.by_name = dict(by_name)
         self.default = default
         self.fallback = fallback
+        self.defaults = dict(defaults or {})  # capability -> connector id
         self._warned: set[str] = set()
 
-    def _get(self, name: str | None) -> Any:
-        key = name or self.default
+    def _get(self, name: str | None, capability: str = "") -> Any:
+        key = name or self.defaults.get(capability, self.default)
         if key in self.by_name:
             return self.by_name[key]
         if self.fallback is None:
@@ -39,13 +46,13 @@ class Connectors:
         return self.by_name[self.fallback]
 
     def tasks(self, name: str | None) -> TaskConnector:
-        c: TaskConnector = self._get(name)
+        c: TaskConnector = self._get(name, "tasks")
         return c
 
     def notifier(self, name: str | None) -> NotifyConnector:
-        c: NotifyConnector = self._get(name)
+        c: NotifyConnector = self._get(name, "notify")
         return c
 
     def records(self, name: str | None) -> RecordConnector:
-        c: RecordConnector = self._get(name)
+        c: RecordConnector = self._get(name, "records")
         return c

@@ -119,6 +119,23 @@ def _store(settings: Settings) -> Any:
     return store
 
 
+def _connectors(settings: Settings, store: Any) -> Any:
+    """The configured connectors (connectors/), each breaker reporting to the store."""
+    from csautomation.connectors.loader import build_connectors, load_connectors
+    from csautomation.connectors.resilience import BreakerState
+    from csautomation.store.deadletters import save_breaker
+
+    try:
+        configs = load_connectors([settings.connectors_path])
+    except CsAutomationError as exc:
+        _fail(exc)
+
+    def report(state: BreakerState) -> None:
+        save_breaker(store, state.connector, state.state, state.failures, state.last_error)
+
+    return build_connectors(configs, store, on_change=report)
+
+
 def demo(
     data_dir: Annotated[Path, typer.Option("--data-dir", help="wiped and rebuilt each run")] = Path(
         ".csauto/demo"
@@ -188,9 +205,10 @@ def worker(
 
     async def main() -> None:
         client = await connect(settings.temporal_address, settings.temporal_namespace)
+        store = _store(settings)
         workers = build_workers(
             client,
-            PlaybookActivities(_store(settings), model),
+            PlaybookActivities(store, model, connectors=_connectors(settings, store)),
             names,
             WorkerConfig(sandboxed=settings.workflow_sandbox),
         )
@@ -255,7 +273,9 @@ def dev(
             facts = FactsReader(store, model)  # one derivation serves rules and playbooks
             workers = build_workers(
                 client,
-                PlaybookActivities(store, model, facts=facts),
+                PlaybookActivities(
+                    store, model, facts=facts, connectors=_connectors(settings, store)
+                ),
                 config=WorkerConfig(sandboxed=settings.workflow_sandbox),
             )
             out.print(f"Temporal {server.address}, UI {server.ui_url}")

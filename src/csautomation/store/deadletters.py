@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from csautomation.store.repo import Store, table, upsert
-from csautomation.store.tables import DeadLetterRow
+from csautomation.store.tables import ConnectorStateRow, DeadLetterRow
 
 
 @dataclass(frozen=True)
@@ -77,3 +77,27 @@ def resolve(store: Store, row_id: int, status: str, record_id: str = "") -> bool
             .values(status=status, record_id=record_id, resolved_at=datetime.now(UTC))
         )
     return bool(done.rowcount)
+
+
+def save_breaker(store: Store, connector: str, state: str, failures: int, error: str) -> None:
+    """Keep a breaker's latest state for `csauto connectors status` (any process)."""
+    t = table(ConnectorStateRow)
+    values = {
+        "state": state,
+        "failures": failures,
+        "last_error": error,
+        "updated_at": datetime.now(UTC),
+    }
+    with store.engine.begin() as conn:
+        conn.execute(
+            upsert(conn, t)
+            .values(connector=connector, **values)
+            .on_conflict_do_update(index_elements=[t.c.connector], set_=values)
+        )
+
+
+def breaker_states(store: Store) -> dict[str, ConnectorStateRow]:
+    t = table(ConnectorStateRow)
+    with store.engine.connect() as conn:
+        rows = [ConnectorStateRow.model_validate(dict(r._mapping)) for r in conn.execute(select(t))]
+    return {r.connector: r for r in rows}

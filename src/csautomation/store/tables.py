@@ -126,3 +126,14 @@ class DeadLetterRow(SQLModel, table=True):
     status: str = Field(default="open", max_length=16, index=True)  # open, redriven, discarded
     record_id: str = Field(default="", max_length=128)  # the vendor's, once re-driven
     resolved_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class ConnectorStateRow(SQLModel, table=True):
+    """The latest breaker state each worker process reported, per connector."""
+
+    __tablename__ = "connector_states"
+    connector: str = Field(primary_key=True, max_length=64)
+    state: str = Field(default="closed", max_length=16)
+    failures: int = 0
+    last_error: str = ""
+    updated_at: datetime = _ts()

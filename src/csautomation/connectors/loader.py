@@ -1,0 +1,134 @@
+"""Load connectors/*.yaml and build the connectors they describe, each behind its breaker
+and rate limit. Problems come with file:line:column, never a traceback."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from csautomation.connectors.config import (
+    Capability,
+    ConnectorConfig,
+    ConnectorFile,
+    LocalConfig,
+)
+from csautomation.connectors.local import LocalCrm
+from csautomation.connectors.registry import Connectors
+from csautomation.connectors.resilience import BreakerState, CircuitBreaker, Guard, TokenBucket
+from csautomation.errors import ConfigFileError, Problem
+from csautomation.rules.loader import rule_files
+from csautomation.store.repo import Store
+from csautomation.yamlsource import YamlSyntaxError, load_file, validation_problems
+
+# type -> "module:Class", imported only when a connector of that type is configured
+VENDORS = {
+    "salesforce": "csautomation.connectors.salesforce:SalesforceCrm",
+    "zendesk": "csautomation.connectors.zendesk:ZendeskTicketing",
+    "hubspot": "csautomation.connectors.hubspot:HubSpotCrm",
+    "slack": "csautomation.connectors.slack:SlackNotifier",
+    "webhook": "csautomation.connectors.webhook:WebhookNotifier",
+}
+
+
+def load_connectors(paths: Sequence[Path]) -> dict[str, ConnectorConfig]:
+    """Connector configurations by id; raise ConfigFileError listing every problem."""
+    problems: list[Problem] = []
+    out: dict[str, ConnectorConfig] = {}
+    where: dict[str, str] = {}
+    for path in rule_files(paths):
+        try:
+            doc = load_file(path)
+        except YamlSyntaxError as exc:
+            problems.append(exc.problem)
+            continue
+        if not isinstance(doc.data, dict):
+            problems.append(doc.problem((), "expected a mapping with 'connector:' at the top"))
+            continue
+        try:
+            config = ConnectorFile.model_validate(doc.data).connector
+        except ValidationError as exc:
+            problems.extend(validation_problems(doc, exc, model=ConnectorFile))
+            continue
+        if config.id in out:
+            problems.append(
+                doc.problem(
+                    ("connector", "id"),
+                    f"duplicate connector id '{config.id}' (also in {where[config.id]})",
+                )
+            )
+            continue
+        out[config.id] = config
+        where[config.id] = str(path)
+    enabled = [c for c in out.values() if c.enabled]
+    for capability in Capability:
+        claim = [c.id for c in enabled if capability in c.default_for]
+        if len(claim) > 1:
+            problems.append(
+                Problem(
+                    where[claim[1]],
+                    1,
+                    1,
+                    "connector.default_for",
+                    f"'{capability.value}' has two default connectors: {', '.join(claim)}",
+                )
+            )
+    if problems:
+        raise ConfigFileError(problems)
+    return out
+
+
+def vendor(config: ConnectorConfig, env: Mapping[str, str], verify: str | bool) -> Any:
+    """The bare connector (no breaker) for a configuration."""
+    if isinstance(config, LocalConfig):
+        raise TypeError("the local connector needs the store: use build_connectors")
+    module, _, cls = VENDORS[config.type].partition(":")
+    return getattr(importlib.import_module(module), cls)(config, env=env, verify=verify)
+
+
+class Guarded:
+    """A connector behind its breaker and rate limit; the capabilities it lacks raise
+    AttributeError, as the bare connector would."""
+
+    def __init__(self, inner: Any, guard: Guard) -> None:
+        self.inner = inner
+        self.guard = guard
+        self.name: str = inner.name
+
+    def __getattr__(self, op: str) -> Callable[..., Any]:
+        fn = getattr(self.inner, op)
+        if op in ("check",):
+            checked: Callable[..., Any] = fn  # verification is not counted against the vendor
+            return checked
+        return lambda *args, **kw: self.guard.call(op, lambda: fn(*args, **kw))
+
+
+def build_connectors(
+    configs: Mapping[str, ConnectorConfig],
+    store: Store,
+    env: Mapping[str, str] | None = None,
+    verify: str | bool = True,
+    on_change: Callable[[BreakerState], None] | None = None,
+) -> Connectors:
+    """The enabled connectors, each guarded; the built-in `local` one always, as the
+    default for any capability no enabled connector claims."""
+    source = os.environ if env is None else env
+    by_name: dict[str, Any] = {"local": LocalCrm(store)}
+    defaults: dict[str, str] = {}
+    for config in configs.values():
+        if not config.enabled:
+            continue
+        if isinstance(config, LocalConfig):
+            by_name[config.id] = LocalCrm(store)
+        else:
+            breaker = CircuitBreaker(config.id, config.breaker, on_change=on_change)
+            bucket = TokenBucket(config.rate_limit) if config.rate_limit else None
+            guard = Guard(config.id, breaker, bucket, wait_limit=config.timeout.total_seconds())
+            by_name[config.id] = Guarded(vendor(config, source, verify), guard)
+        for capability in config.default_for:
+            defaults[capability.value] = config.id
+    return Connectors(by_name, default="local", fallback="local", defaults=defaults)
