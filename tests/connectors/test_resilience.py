@@ -87,3 +87,12 @@ def test_the_rate_limit_spreads_a_burst_at_the_vendor_rate() -> None:
     assert all(bucket.acquire(timeout=10) for _ in range(25))
     assert clock.now - start == pytest.approx(2.0)  # 5 at once, then 20 at 10/s
     assert bucket.acquire(timeout=0.01) is False
+
+
+def test_backoff_grows_is_capped_and_jittered() -> None:
+    from csautomation.activities.playbook import backoff
+    from csautomation.connectors.config import Retry
+
+    policy = Retry(initial=timedelta(seconds=1), maximum=timedelta(seconds=30), backoff=2.0)
+    assert [backoff(policy, a, 0.0) for a in (1, 2, 3, 6, 10)] == [1, 2, 4, 30, 30]
+    assert backoff(policy, 3, 0.999) == pytest.approx(4 * 0.8, rel=1e-3)

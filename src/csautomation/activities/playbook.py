@@ -7,6 +7,7 @@ else is retried by the workflow's retry policy.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,6 +16,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from csautomation.connectors.base import FieldUpdate, NotifyRequest, Receipt, TaskRequest
+from csautomation.connectors.config import Retry
 from csautomation.connectors.local import LocalCrm
 from csautomation.connectors.registry import Connectors, UnknownConnectorError
 from csautomation.errors import ConnectorError
@@ -105,7 +107,7 @@ class PlaybookActivities:
             priority=inp.priority,
         )
         connector = self._connector("tasks", inp.connector)
-        return self._result(_vendor(lambda: connector.create_task(request)))
+        return self._result(_vendor(lambda: connector.create_task(request), _retry(connector)))
 
     @activity.defn(name="notify")
     def notify(self, inp: NotifyInput) -> ActionResult:
@@ -119,7 +121,7 @@ class PlaybookActivities:
             text=self._render(inp.template, self._context(account, inp.context)),
         )
         connector = self._connector("notifier", inp.channel)
-        return self._result(_vendor(lambda: connector.notify(request)))
+        return self._result(_vendor(lambda: connector.notify(request), _retry(connector)))
 
     @activity.defn(name="update_account")
     def update_account(self, inp: UpdateInput) -> ActionResult:
@@ -132,7 +134,7 @@ class PlaybookActivities:
             value=inp.value,
         )
         connector = self._connector("records", inp.connector)
-        return self._result(_vendor(lambda: connector.update_account(request)))
+        return self._result(_vendor(lambda: connector.update_account(request), _retry(connector)))
 
     @activity.defn(name="record_dead_letter")
     def record_dead_letter(self, inp: DeadLetterInput) -> int:
@@ -159,24 +161,41 @@ class PlaybookActivities:
         ]
 
 
-def _vendor(call: Callable[[], Receipt]) -> Receipt:
-    """The one place a connector's failure becomes Temporal's: the vendor's refusals are
-    non-retryable (straight to the dead-letter store), a Retry-After sets the next delay,
-    and the attempt number travels with it for the dead-letter entry."""
+def _retry(connector: Any) -> Retry:
+    config = getattr(connector, "config", None)
+    return getattr(config, "retry", None) or Retry()
+
+
+def backoff(policy: Retry, attempt: int, jitter: float) -> float:
+    """Seconds before the attempt after `attempt`: exponential, capped, with up to 20%
+    jitter (`jitter` in [0, 1)) so that retries of many playbooks do not arrive together."""
+    base = policy.initial.total_seconds() * policy.backoff ** max(attempt - 1, 0)
+    return min(base, policy.maximum.total_seconds()) * (1 - 0.2 * jitter)
+
+
+def _vendor(call: Callable[[], Receipt], policy: Retry) -> Receipt:
+    """The one place a connector's failure becomes Temporal's, under the connector's own
+    retry policy: the vendor's refusals are non-retryable (straight to the dead-letter
+    store); other failures wait the policy's backoff, or the vendor's Retry-After, until
+    the policy's attempts are spent. The attempt number travels with the failure for the
+    dead-letter entry."""
     try:
         return call()
     except ConnectorError as exc:
-        wait = exc.retry_after
+        attempt = activity.info().attempt if activity.in_activity() else 1
+        spent = exc.retryable and attempt >= policy.attempts
+        wait = exc.retry_after or backoff(policy, attempt, random.random())
+        message = str(exc) + (f" (gave up after {attempt} attempts)" if spent else "")
         raise ApplicationError(
-            str(exc),
+            message,
             {
                 "connector": exc.connector,
                 "operation": exc.operation,
                 "status": exc.status,
-                "retry_after": wait,
-                "attempt": activity.info().attempt if activity.in_activity() else 0,
+                "retry_after": exc.retry_after,
+                "attempt": attempt,
             },
             type=type(exc).__name__,
-            non_retryable=not exc.retryable,
-            next_retry_delay=timedelta(seconds=wait) if wait else None,
+            non_retryable=spent or not exc.retryable,
+            next_retry_delay=timedelta(seconds=wait),
         ) from None

@@ -98,6 +98,7 @@ class Guarded:
         self.inner = inner
         self.guard = guard
         self.name: str = inner.name
+        self.config = getattr(inner, "config", None)  # its retry policy, for the activities
 
     def __getattr__(self, op: str) -> Callable[..., Any]:
         fn = getattr(self.inner, op)

@@ -35,13 +35,14 @@ with workflow.unsafe.imports_passed_through():
 TIMEOUT = timedelta(seconds=30)
 # our own store (facts, outcomes, dead letters): retried until it answers
 RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1))
-# a vendor action: bounded, then the dead-letter store (a vendor's Retry-After, passed on as
-# the activity's next_retry_delay, overrides the backoff)
+# a vendor action: the activity applies its connector's own policy (connectors/*.yaml:
+# backoff with jitter, the vendor's Retry-After, bounded attempts) through each failure's
+# next_retry_delay and non_retryable; this is only the outer bound, for unexpected errors
 ACTION_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=5),
-    maximum_attempts=8,
+    maximum_attempts=20,
 )
 
 
