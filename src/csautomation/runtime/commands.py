@@ -136,6 +136,19 @@ def _connectors(settings: Settings, store: Any) -> Any:
     return build_connectors(configs, store, on_change=report)
 
 
+async def _sync_forever(client: Any, store: Any, connectors: Any, every: float = 60.0) -> None:
+    """Completion sync once a minute (the scheduler takes this over with issue 6)."""
+    from csautomation.runtime.sync import sync_completions
+
+    log = logging.getLogger("csautomation.sync")
+    while True:
+        try:
+            await sync_completions(client, store, connectors)
+        except Exception:  # a process edge: log and go on with the next pass
+            log.exception("completion sync failed")
+        await asyncio.sleep(every)
+
+
 def demo(
     data_dir: Annotated[Path, typer.Option("--data-dir", help="wiped and rebuilt each run")] = Path(
         ".csauto/demo"
@@ -271,11 +284,10 @@ def dev(
         try:
             client = server.env.client
             facts = FactsReader(store, model)  # one derivation serves rules and playbooks
+            connectors = _connectors(settings, store)
             workers = build_workers(
                 client,
-                PlaybookActivities(
-                    store, model, facts=facts, connectors=_connectors(settings, store)
-                ),
+                PlaybookActivities(store, model, facts=facts, connectors=connectors),
                 config=WorkerConfig(sandboxed=settings.workflow_sandbox),
             )
             out.print(f"Temporal {server.address}, UI {server.ui_url}")
@@ -283,6 +295,7 @@ def dev(
             await asyncio.gather(
                 *(w.run() for w in workers),
                 Pipeline(store, runtime, playbooks, client, facts=facts).run_forever(),
+                _sync_forever(client, store, connectors),
             )
         finally:
             await server.env.shutdown()

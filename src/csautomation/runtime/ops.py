@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from csautomation.connectors.loader import build_connectors
 from csautomation.errors import ConnectorError, CsAutomationError
 from csautomation.runtime.commands import DbOpt, _config, _fail, _settings, _store, err, out
 
@@ -112,6 +113,29 @@ def status(database_url: DbOpt = None) -> None:
     out.print(table)
 
 
+@connectors_app.command("sync")
+def sync(database_url: DbOpt = None) -> None:
+    """One completion-sync pass: tasks completed at the vendors move their playbooks on
+    (`csauto dev` runs one a minute)."""
+    from csautomation.runtime.server import connect
+    from csautomation.runtime.sync import sync_completions
+
+    settings = _settings(db=database_url)
+    store = _store(settings)
+    connectors = build_connectors(_configs(settings), store)
+
+    async def main() -> int:
+        client = await connect(settings.temporal_address, settings.temporal_namespace)
+        return await sync_completions(client, store, connectors)
+
+    try:
+        told = asyncio.run(main())
+    except CsAutomationError as exc:
+        _fail(exc)
+        return
+    out.print(f"{told} playbook(s) told of completed tasks")
+
+
 @dlq_app.command("list")
 def dlq_list(
     all_: Annotated[bool, typer.Option("--all", help="also re-driven and discarded")] = False,
@@ -170,7 +194,6 @@ def dlq_retry(
     """Re-drive failed actions through the same idempotency key, so a vendor that did
     receive an earlier attempt keeps one record; a paused playbook is then resumed."""
     from csautomation.activities.playbook import PlaybookActivities
-    from csautomation.connectors.loader import build_connectors
     from csautomation.store.deadletters import dead_letters, record_dead_letter, resolve
 
     if (row_id is None) == (not all_):

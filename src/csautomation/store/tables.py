@@ -137,3 +137,11 @@ class ConnectorStateRow(SQLModel, table=True):
     failures: int = 0
     last_error: str = ""
     updated_at: datetime = _ts()
+
+
+class SyncCursorRow(SQLModel, table=True):
+    """Completion sync: up to when each connector's completed tasks have been read."""
+
+    __tablename__ = "sync_cursors"
+    connector: str = Field(primary_key=True, max_length=64)
+    synced_until: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

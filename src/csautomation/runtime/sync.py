@@ -1,0 +1,77 @@
+"""Completion sync: tasks and tickets that CSMs complete in their CRM move their playbooks
+on. Each connector that can report completions (`CompletionSource`) is polled from its
+cursor; every completion is signalled to the playbook that created the record, found by
+the idempotency key the record carries (workflow id + ":" + step id). Signals are
+idempotent in effect (a step completed twice is completed), so an overlap is harmless:
+the cursor moves back by `overlap` to catch records the vendor reports late.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from csautomation.connectors.base import CompletionSource
+from csautomation.connectors.registry import Connectors
+from csautomation.errors import ConnectorError
+from csautomation.store.repo import Store, table, upsert
+from csautomation.store.tables import SyncCursorRow
+
+log = logging.getLogger(__name__)
+
+
+def cursor(store: Store, connector: str, default: datetime) -> datetime:
+    t = table(SyncCursorRow)
+    with store.engine.connect() as conn:
+        value = conn.execute(select(t.c.synced_until).where(t.c.connector == connector)).scalar()
+    if not isinstance(value, datetime):
+        return default
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def move_cursor(store: Store, connector: str, until: datetime) -> None:
+    t = table(SyncCursorRow)
+    with store.engine.begin() as conn:
+        conn.execute(
+            upsert(conn, t)
+            .values(connector=connector, synced_until=until)
+            .on_conflict_do_update(index_elements=[t.c.connector], set_={"synced_until": until})
+        )
+
+
+async def sync_completions(
+    client: Client,
+    store: Store,
+    connectors: Connectors,
+    now: datetime | None = None,
+    overlap: timedelta = timedelta(minutes=5),
+    first_look_back: timedelta = timedelta(days=1),
+) -> int:
+    """Signal every completion reported since each connector's cursor; returns how many
+    playbooks were told. A connector that fails keeps its cursor (and is tried again)."""
+    at = now or datetime.now(UTC)
+    told = 0
+    for name, connector in connectors.by_name.items():
+        if not isinstance(connector, CompletionSource) or name == "local":
+            continue
+        since = cursor(store, name, at - first_look_back) - overlap
+        try:
+            done = connector.completed_since(since)
+        except ConnectorError as exc:
+            log.warning("completion sync from %s failed: %s", name, exc)
+            continue
+        for c in done:
+            workflow_id, _, step_id = c.idempotency_key.rpartition(":")
+            if not workflow_id:
+                continue
+            try:
+                await client.get_workflow_handle(workflow_id).signal("task_completed", step_id)
+                told += 1
+            except RPCError:  # the playbook closed meanwhile: nothing waits for it
+                continue
+        move_cursor(store, name, at)
+    return told
