@@ -1,0 +1,135 @@
+"""A vendor hard down: its breaker opens at the threshold and calls stop, every action ends
+in the dead-letter store, and after recovery a re-drive creates each record once."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from csautomation.activities.playbook import PlaybookActivities
+from csautomation.connectors.base import Receipt, TaskRequest
+from csautomation.connectors.config import Breaker, LocalConfig, Retry
+from csautomation.connectors.loader import Guarded
+from csautomation.connectors.registry import Connectors
+from csautomation.connectors.resilience import CircuitBreaker, Guard
+from csautomation.errors import ConnectorUnavailableError
+from csautomation.facts.health import load_health_model
+from csautomation.playbooks.spec import Playbook
+from csautomation.runtime.ops import redrive
+from csautomation.store.deadletters import dead_letters, resolve
+from csautomation.workflows.playbook import EscalationWorkflow, PlaybookWorkflow
+from csautomation.workflows.types import PlaybookInput
+from playbook_support import TODAY, make_store, server_path
+
+RUNS = 20
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    async with await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=server_path(), data_converter=pydantic_data_converter
+    ) as e:
+        yield e
+
+
+class Vendor:
+    """A CRM keyed on the idempotency key, as an external-id upsert is; `up` switches it."""
+
+    name = "crm"
+
+    def __init__(self) -> None:
+        self.config = LocalConfig(id="crm", type="local", retry=Retry(attempts=4))
+        self.up = False
+        self.calls = 0
+        self.records: dict[str, str] = {}
+        self.lock = threading.Lock()
+
+    def create_task(self, request: TaskRequest) -> Receipt:
+        with self.lock:
+            self.calls += 1
+            if not self.up:
+                raise ConnectorUnavailableError("crm", "create_task", "HTTP 503", status=503)
+            known = request.idempotency_key in self.records
+            if not known:
+                self.records[request.idempotency_key] = f"T-{len(self.records) + 1}"
+            return Receipt("crm", self.records[request.idempotency_key], not known)
+
+
+PLAYBOOK = Playbook.model_validate(
+    {
+        "id": "down",
+        "name": "Vendor down",
+        "owner": "cs-ops",
+        "steps": [
+            {"id": "call", "create_task": {"assignee": "owner", "subject": "Call"}},
+            {"id": "done", "complete": {"outcome": "done"}},
+        ],
+    }
+)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_dead_vendor_is_not_hammered_and_every_action_is_redriven_once(
+    env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    store = make_store(tmp_path)
+    vendor = Vendor()
+    breaker = CircuitBreaker("crm", Breaker(failures=5, reset_after=timedelta(hours=1)))
+    crm = Guarded(vendor, Guard("crm", breaker))
+    acts = PlaybookActivities(
+        store,
+        load_health_model(),
+        clock=lambda: datetime.combine(TODAY, time(12), tzinfo=UTC),
+        connectors=Connectors({"crm": crm}, default="crm", fallback=None),
+    )
+    queue = f"down-{uuid.uuid4()}"
+    async with Worker(
+        env.client,
+        task_queue=queue,
+        workflows=[PlaybookWorkflow, EscalationWorkflow],
+        activities=acts.all(),
+        activity_executor=ThreadPoolExecutor(8),
+    ):
+        handles = [
+            await env.client.start_workflow(
+                PlaybookWorkflow.run,
+                PlaybookInput(playbook=PLAYBOOK, playbook_version="v", account_id="ACME"),
+                id=f"playbook:down:{i}:{uuid.uuid4()}",
+                task_queue=queue,
+            )
+            for i in range(RUNS)
+        ]
+        # one at a time: the test server's time-skipping lock is not for concurrent waits
+        results = [await h.result() for h in handles]
+    assert all(r.outcome == "done" for r in results)  # on_failure: continue
+    assert breaker.snapshot().state == "open"
+    assert vendor.calls == 5  # the threshold; every later attempt stopped at the breaker
+    letters = dead_letters(store)
+    assert len(letters) == RUNS
+    assert {d.workflow_id for d in letters} == {h.id for h in handles}
+    assert all(d.attempts == 4 for d in letters)  # the connector's own retry policy
+    assert {d.errors[-1]["type"] for d in letters} <= {
+        "ConnectorUnavailableError",
+        "CircuitOpenError",
+    }
+
+    vendor.up = True
+    breaker.success()  # the vendor is back (a probe would find it so after reset_after)
+    for d in letters:
+        assert d.id is not None
+        record = redrive(acts, d.action, d.payload)
+        resolve(store, d.id, "redriven", record)
+    assert len(vendor.records) == RUNS
+    for d in letters:  # a second re-drive (say, a retry after a lost answer) adds nothing
+        redrive(acts, d.action, d.payload)
+    assert len(vendor.records) == RUNS and dead_letters(store) == []
