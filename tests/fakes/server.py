@@ -187,7 +187,10 @@ class FakeServer:
         self.ca.issue_cert("127.0.0.1", "localhost").configure_cert(ctx)
         server.socket = ctx.wrap_socket(server.socket, server_side=True)
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+        # a short poll: shutdown() waits for the loop to look at its flag
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
