@@ -18,6 +18,7 @@ Messages keep the vendor's own words (they say what to fix), with any secret rem
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -33,6 +34,11 @@ from csautomation.errors import (
 )
 
 MAX_MESSAGE = 500
+
+
+def tls(verify: str | bool) -> ssl.SSLContext | bool:
+    """httpx wants an SSLContext for a CA file (a path string is deprecated)."""
+    return ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
 
 
 def retry_after(headers: Mapping[str, str] | None, now: datetime | None = None) -> float | None:

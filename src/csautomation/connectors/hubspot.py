@@ -9,7 +9,6 @@ settles it. Completion sync searches completed tasks modified since a moment.
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +17,7 @@ import httpx
 
 from csautomation.connectors.base import Completion, Receipt, TaskRequest
 from csautomation.connectors.config import HubSpotConfig, secret
-from csautomation.connectors.http import classify_status, classify_transport
+from csautomation.connectors.http import classify_status, classify_transport, tls
 from csautomation.errors import ConnectorNotFoundError, ConnectorValidationError
 from csautomation.facts.model import Account
 
@@ -47,11 +46,6 @@ def parse_time(value: str) -> datetime:
 
 def eq(prop: str, value: str) -> dict[str, str]:
     return {"propertyName": prop, "operator": "EQ", "value": value}
-
-
-def tls(verify: str | bool) -> ssl.SSLContext | bool:
-    """httpx wants an SSLContext for a CA file (a path string is deprecated)."""
-    return ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
 
 
 class HubSpotCrm:

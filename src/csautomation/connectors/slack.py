@@ -12,7 +12,6 @@ errors as plain text too (`invalid_payload` 400, `no_service` 404, `channel_not_
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
@@ -20,7 +19,7 @@ import httpx
 
 from csautomation.connectors.base import NotifyRequest, Receipt
 from csautomation.connectors.config import SlackConfig, secret
-from csautomation.connectors.http import classify_status, classify_transport
+from csautomation.connectors.http import classify_status, classify_transport, tls
 from csautomation.errors import ConnectorAuthError
 
 
@@ -28,11 +27,6 @@ def url_secrets(url: str) -> list[str]:
     """The URL and its parts that identify the webhook, for redaction."""
     path = urlsplit(url).path
     return [url, path, path.rstrip("/").rsplit("/", 1)[-1]]
-
-
-def tls(verify: str | bool) -> ssl.SSLContext | bool:
-    """httpx wants an SSLContext for a CA file (a path string is deprecated)."""
-    return ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
 
 
 class SlackNotifier:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import ssl
 import time
 from collections.abc import Callable, Mapping
 
@@ -24,7 +23,7 @@ import httpx
 
 from csautomation.connectors.base import NotifyRequest, Receipt
 from csautomation.connectors.config import WebhookConfig, secret
-from csautomation.connectors.http import classify_status, classify_transport
+from csautomation.connectors.http import classify_status, classify_transport, tls
 
 PREFIX = "sha256="
 
@@ -55,11 +54,6 @@ def verify_signature(
     if abs((time.time() if now is None else now) - sent) > tolerance:
         return False
     return hmac.compare_digest(sign(secret, sent, body), signature)
-
-
-def tls(verify: str | bool) -> ssl.SSLContext | bool:
-    """httpx wants an SSLContext for a CA file (a path string is deprecated)."""
-    return ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
 
 
 class WebhookNotifier:
