@@ -26,6 +26,7 @@ from csautomation.playbooks.templates import TemplateProblem, render
 from csautomation.store.deadletters import DeadLetter, record_dead_letter
 from csautomation.store.facts import FactsReader
 from csautomation.store.outbox import finish_run
+from csautomation.store.receipts import keep_receipt, receipt_for
 from csautomation.store.repo import Store
 from csautomation.workflows.types import (
     ActionResult,
@@ -107,7 +108,7 @@ class PlaybookActivities:
             priority=inp.priority,
         )
         connector = self._connector("tasks", inp.connector)
-        return self._result(_vendor(lambda: connector.create_task(request), _retry(connector)))
+        return self._once(inp.idempotency_key, connector, lambda: connector.create_task(request))
 
     @activity.defn(name="notify")
     def notify(self, inp: NotifyInput) -> ActionResult:
@@ -121,7 +122,7 @@ class PlaybookActivities:
             text=self._render(inp.template, self._context(account, inp.context)),
         )
         connector = self._connector("notifier", inp.channel)
-        return self._result(_vendor(lambda: connector.notify(request), _retry(connector)))
+        return self._once(inp.idempotency_key, connector, lambda: connector.notify(request))
 
     @activity.defn(name="update_account")
     def update_account(self, inp: UpdateInput) -> ActionResult:
@@ -134,7 +135,19 @@ class PlaybookActivities:
             value=inp.value,
         )
         connector = self._connector("records", inp.connector)
-        return self._result(_vendor(lambda: connector.update_account(request), _retry(connector)))
+        return self._once(inp.idempotency_key, connector, lambda: connector.update_account(request))
+
+    def _once(self, key: str, connector: Any, call: Callable[[], Receipt]) -> ActionResult:
+        """Call the vendor unless an earlier attempt's receipt is kept; keep this one. The
+        local connector deduplicates in its own table and needs no receipt."""
+        if isinstance(connector, LocalCrm):
+            return self._result(_vendor(call, _retry(connector)))
+        known = receipt_for(self.store, key)
+        if known is not None:
+            return self._result(known)
+        receipt = _vendor(call, _retry(connector))
+        keep_receipt(self.store, key, receipt)
+        return self._result(receipt)
 
     @activity.defn(name="record_dead_letter")
     def record_dead_letter(self, inp: DeadLetterInput) -> int:

@@ -145,3 +145,15 @@ class SyncCursorRow(SQLModel, table=True):
     __tablename__ = "sync_cursors"
     connector: str = Field(primary_key=True, max_length=64)
     synced_until: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class ReceiptRow(SQLModel, table=True):
+    """What a vendor answered for an action, by idempotency key: when an attempt's vendor
+    call succeeded but its completion never reached Temporal (a worker crash, a timeout),
+    the retry finds the receipt here and calls nobody."""
+
+    __tablename__ = "receipts"
+    idempotency_key: str = Field(primary_key=True, max_length=300)
+    connector: str = Field(max_length=64)
+    record_id: str = Field(max_length=128)
+    created_at: datetime = _ts()
