@@ -1,0 +1,220 @@
+"""Zendesk Support tickets through `zenpy`, with an agent's email and API token.
+
+Exactly once per idempotency key: the key is the ticket's `external_id`, and a look-up by
+it (`GET /api/v2/tickets.json?external_id=`) comes before every create. Completion sync
+reads the time-based incremental ticket export for solved and closed tickets.
+
+zenpy is told not to wait or retry, because Temporal owns retries: on a 429 it would sleep
+for Retry-After and ask again, inside the activity. A response hook turns a 429 into an
+`APIException` before zenpy sees it, and the session we pass has no urllib3 retries (zenpy
+mounts a three-retry adapter only on sessions it builds itself).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import quote, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from zenpy import Zenpy
+from zenpy.lib.api_objects import Comment, Ticket
+from zenpy.lib.exception import APIException, RatelimitBudgetExceeded, ZenpyException
+
+from csautomation.connectors.base import Completion, Receipt, TaskRequest
+from csautomation.connectors.config import ZendeskConfig, secret
+from csautomation.connectors.http import classify_status, classify_transport
+from csautomation.errors import ConnectorAuthError, ConnectorValidationError
+
+PRIORITIES = {"critical": "urgent", "high": "high", "medium": "normal", "low": "low"}
+DONE = ("solved", "closed")
+
+T = TypeVar("T")
+
+
+def zendesk_time(moment: datetime) -> str:
+    """Zendesk's datetime form: UTC, seconds, 'Z'. A naive datetime is taken as UTC."""
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def _refuse_rate_limit(response: requests.Response, **_kwargs: Any) -> None:
+    """zenpy sleeps on a 429's Retry-After and asks again; raise first, with the response."""
+    if response.status_code == 429:
+        raise APIException("rate limited", response=response)
+
+
+class _Session(requests.Session):
+    """requests lets REQUESTS_CA_BUNDLE override a session's `verify`; a CA file or False
+    given to the connector must win (True still honours the environment's bundle)."""
+
+    def merge_environment_settings(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        settings: dict[str, Any] = super().merge_environment_settings(*args, **kwargs)
+        if self.verify is not True:
+            settings["verify"] = self.verify
+        return settings
+
+
+class ZendeskTicketing:
+    def __init__(
+        self, config: ZendeskConfig, env: Mapping[str, str] | None = None, verify: str | bool = True
+    ) -> None:
+        self.config = config
+        self.name = config.id
+        self._env = env
+        self._verify = verify
+        self._client: Any = None  # zenpy.Zenpy, built on first use
+        self._secrets: tuple[str, ...] = ()
+
+    def _where(self) -> tuple[str, str]:
+        """zenpy builds `https://{subdomain}.{domain}/api/v2`: split a URL's host at its
+        first dot (`https://127.0.0.1:8443` is subdomain `127`, domain `0.0.1:8443`)."""
+        if self.config.url is None:
+            if not self.config.subdomain:
+                raise ConnectorValidationError(
+                    self.name, "configure", "set either subdomain or url for Zendesk"
+                )
+            return self.config.subdomain, "zendesk.com"
+        parts = urlsplit(self.config.url)
+        subdomain, dot, domain = parts.netloc.partition(".")
+        if parts.scheme != "https" or parts.path.strip("/") or not dot or not subdomain:
+            raise ConnectorValidationError(
+                self.name,
+                "configure",
+                f"url must be https://host[:port] with a dotted host, found {self.config.url}",
+            )
+        return subdomain, domain
+
+    def _zenpy(self) -> Any:
+        if self._client is None:
+            email = secret(self.name, self.config.auth.email_env, self._env)
+            token = secret(self.name, self.config.auth.token_env, self._env)
+            subdomain, domain = self._where()
+            session = _Session()
+            session.verify = self._verify
+            session.mount("https://", HTTPAdapter(max_retries=0))
+            session.hooks["response"].append(_refuse_rate_limit)
+            self._secrets = (token, email)
+            self._client = Zenpy(
+                subdomain=subdomain,
+                domain=domain,
+                email=email,
+                token=token,
+                session=session,
+                timeout=self.config.timeout.total_seconds(),
+                proactive_ratelimit=None,
+                ratelimit_budget=0,  # should a 429 slip past the hook: raise, never sleep
+                disable_cache=True,  # a cached ticket would hide its new status
+            )
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.users.session.close()
+            self._client = None
+
+    def _call(self, operation: str, action: Callable[[Any], T]) -> T:
+        """Run `action(zenpy)`; every failure leaves here as a ConnectorError, with the
+        token and email redacted. zenpy's generators call the API while iterated, so
+        `action` must consume them."""
+        client = self._zenpy()
+        secrets = self._secrets
+        try:
+            return action(client)
+        except APIException as exc:
+            resp = exc.response
+            if resp is None:
+                raise classify_transport(self.name, operation, exc, secrets) from None
+            raise classify_status(
+                self.name, operation, resp.status_code, resp.headers, resp.text, secrets
+            ) from None
+        except RatelimitBudgetExceeded as exc:
+            raise classify_status(self.name, operation, 429, None, str(exc), secrets) from None
+        except requests.HTTPError as exc:  # an error status whose body is not JSON
+            resp = exc.response
+            status = resp.status_code if resp is not None else 502
+            text = resp.text if resp is not None else ""
+            headers = resp.headers if resp is not None else None
+            raise classify_status(self.name, operation, status, headers, text, secrets) from None
+        except requests.RequestException as exc:  # timeouts, resets, refusals, TLS
+            raise classify_transport(self.name, operation, exc, secrets) from exc
+        except (ZenpyException, ValueError) as exc:  # a 2xx that is not Zendesk's JSON
+            raise classify_transport(self.name, operation, exc, secrets) from exc
+
+    def _existing(self, key: str) -> str | None:
+        def look(zd: Any) -> list[Any]:
+            # zenpy puts query values into the URL unencoded: encode them here
+            return list(zd.tickets(external_id=quote(key, safe="")))
+
+        hits = [t for t in self._call("create_task", look) if t.external_id == key]
+        return str(hits[0].id) if hits else None
+
+    def _organization(self, account_id: str) -> int | None:
+        def look(zd: Any) -> list[Any]:
+            # not organizations.external(): zenpy appends its paging to that URL's query
+            return list(zd.organizations(external_id=quote(account_id, safe="")))
+
+        hits = [o for o in self._call("create_task", look) if o.external_id == account_id]
+        return int(hits[0].id) if hits else None
+
+    def _ticket(self, request: TaskRequest, organization: int | None) -> Ticket:
+        level = request.priority.lower()
+        fields: dict[str, Any] = {
+            "subject": request.subject,
+            # a private note: the account's health is for agents, not for requesters
+            "comment": Comment(body=request.description, public=False),
+            "external_id": request.idempotency_key,
+            "type": "task",
+            "due_at": zendesk_time(request.due_at),
+            "priority": self.config.priorities.get(level) or PRIORITIES.get(level, "normal"),
+        }
+        owner = self.config.owners.get(request.assignee)
+        if owner is not None:
+            if not owner.isdigit():
+                raise ConnectorValidationError(
+                    self.name, "create_task", f"owners: '{owner}' is not a Zendesk user id"
+                )
+            fields["assignee_id"] = int(owner)
+        if self.config.group_id is not None:
+            fields["group_id"] = self.config.group_id
+        if organization is not None:
+            fields["organization_id"] = organization
+        return Ticket(**fields)
+
+    def create_task(self, request: TaskRequest) -> Receipt:
+        found = self._existing(request.idempotency_key)
+        if found is not None:
+            return Receipt(self.name, found, created=False)
+        ticket = self._ticket(request, self._organization(request.account.id))
+        made = self._call("create_task", lambda zd: zd.tickets.create(ticket))
+        # Zendesk answers a create with the ticket and its audit: zenpy's TicketAudit
+        made = getattr(made, "ticket", made)
+        return Receipt(self.name, str(made.id), created=True)
+
+    def completed_since(self, since: datetime) -> list[Completion]:
+        start = since.replace(tzinfo=UTC) if since.tzinfo is None else since
+
+        def export(zd: Any) -> list[Any]:
+            return list(zd.tickets.incremental(start_time=start, paginate_by_time=True))
+
+        done: dict[str, Completion] = {}
+        for ticket in self._call("completed_since", export):
+            if ticket.status not in DONE or not ticket.external_id:
+                continue  # open, or a ticket someone made by hand
+            when = parse_time(ticket.updated_at)
+            done[str(ticket.id)] = Completion(str(ticket.id), ticket.external_id, when)
+        return list(done.values())
+
+    def check(self) -> str:
+        me = self._call("check", lambda zd: zd.users.me())
+        if me is None or me.id is None:
+            raise ConnectorAuthError(
+                self.name, "check", "Zendesk answered as an anonymous user: credentials ignored"
+            )
+        return f"authenticated as {me.name} <{me.email}>"

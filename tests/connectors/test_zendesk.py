@@ -1,0 +1,237 @@
+"""ZendeskTicketing through the real zenpy against a fake Zendesk over HTTPS: shapes,
+exactly-once creates, completion sync, error mapping and injected faults."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from csautomation.connectors.base import TaskRequest
+from csautomation.connectors.config import ZendeskConfig
+from csautomation.connectors.zendesk import ZendeskTicketing
+from csautomation.errors import (
+    ConnectorAuthError,
+    ConnectorError,
+    ConnectorRateLimitedError,
+    ConnectorUnavailableError,
+    ConnectorValidationError,
+)
+from csautomation.facts.model import Account
+from fakes.server import Faults
+from fakes.zendesk import FakeZendesk
+
+DUE = datetime(2030, 3, 4, 9, 30, tzinfo=UTC)
+KEY = "playbook:r1:ACME:2030-03:call"
+
+
+def task(key: str = KEY, **extra: Any) -> TaskRequest:
+    values: dict[str, Any] = {
+        "idempotency_key": key,
+        "workflow_id": "playbook:r1:ACME:2030-03",
+        "step_id": "call",
+        "account": Account(
+            id="ACME",
+            name="Acme",
+            tier="enterprise",
+            arr=1e5,
+            owner="csm-01",
+            manager="mgr-01",
+            renewal_date=date(2027, 1, 1),
+            customer_since=date(2022, 1, 1),
+        ),
+        "assignee": "csm-01",
+        "subject": "Call Acme about renewal",
+        "description": "Usage fell 40% in 30 days.",
+        "due_at": DUE,
+        "priority": "critical",
+    }
+    return TaskRequest(**(values | extra))
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeZendesk]:
+    with FakeZendesk() as server:
+        assert isinstance(server, FakeZendesk)
+        yield server
+
+
+@pytest.fixture
+def make(fake: FakeZendesk, tmp_path: Path) -> Iterator[Any]:
+    made: list[ZendeskTicketing] = []
+    ca = fake.ca_file(tmp_path)
+
+    def build(env: dict[str, str] | None = None, **config: Any) -> ZendeskTicketing:
+        cfg = ZendeskConfig.model_validate(
+            {
+                "id": "zendesk",
+                "type": "zendesk",
+                "url": fake.url,
+                "auth": {"email_env": "ZD_EMAIL", "token_env": "ZD_TOKEN"},
+                "owners": {"csm-01": 7001},
+                "timeout": "0.5s",
+            }
+            | config
+        )
+        creds = {"ZD_EMAIL": fake.email, "ZD_TOKEN": fake.token}
+        connector = ZendeskTicketing(cfg, creds if env is None else env, verify=ca)
+        made.append(connector)
+        return connector
+
+    yield build
+    for connector in made:
+        connector.close()
+
+
+def creates(fake: FakeZendesk) -> list[dict[str, Any]]:
+    return [r.json()["ticket"] for r in fake.calls("POST", "/api/v2/tickets.json")]
+
+
+def test_creates_a_ticket_with_mapped_fields(fake: FakeZendesk, make: Any) -> None:
+    org = fake.add_organization("ACME")
+    receipt = make(group_id=44).create_task(task())
+    assert receipt.connector == "zendesk" and receipt.created
+    [sent] = creates(fake)
+    assert sent == {
+        "subject": "Call Acme about renewal",
+        "comment": {"body": "Usage fell 40% in 30 days.", "public": False},
+        "external_id": KEY,
+        "type": "task",
+        "due_at": "2030-03-04T09:30:00Z",
+        "priority": "urgent",
+        "assignee_id": 7001,
+        "group_id": 44,
+        "organization_id": org,
+    }
+    assert fake.tickets[int(receipt.record_id)]["status"] == "new"
+
+
+def test_priorities_map_and_unknown_owner_and_missing_org_are_left_out(
+    fake: FakeZendesk, make: Any
+) -> None:
+    make(priorities={"high": "urgent"}).create_task(task(priority="high", assignee="nobody"))
+    [sent] = creates(fake)
+    assert sent["priority"] == "urgent"
+    assert {"assignee_id", "organization_id", "group_id"}.isdisjoint(sent)
+
+
+def test_same_key_twice_creates_one_ticket(fake: FakeZendesk, make: Any) -> None:
+    zendesk = make()
+    first, second = zendesk.create_task(task()), zendesk.create_task(task())
+    assert first.created and not second.created
+    assert first.record_id == second.record_id
+    assert len(fake.tickets) == 1
+    other = zendesk.create_task(task("playbook:r1:ACME:2030-03:email & more"))
+    assert other.created and len(fake.tickets) == 2  # a key with '&' survives the query
+
+
+def test_completion_sync_returns_solved_tickets_keys(fake: FakeZendesk, make: Any) -> None:
+    zendesk = make()
+    done = zendesk.create_task(task())
+    zendesk.create_task(task("playbook:r1:ACME:2030-03:other"))  # still open
+    solved_at = datetime.now(UTC).replace(microsecond=0)
+    fake.solve(int(done.record_id), at=solved_at)
+    [completion] = zendesk.completed_since(solved_at - timedelta(hours=1))
+    assert completion.record_id == done.record_id
+    assert completion.idempotency_key == KEY
+    assert completion.completed_at == solved_at
+    [export] = fake.calls("GET", "/api/v2/incremental/tickets.json")
+    assert export.query["start_time"] == [str(int(solved_at.timestamp()) - 3600)]
+
+
+def test_check_names_the_user(fake: FakeZendesk, make: Any) -> None:
+    assert make().check() == f"authenticated as CS Automation <{fake.email}>"
+
+
+def test_check_refuses_an_anonymous_answer(fake: FakeZendesk, make: Any) -> None:
+    fake.anonymous = True
+    with pytest.raises(ConnectorAuthError, match="anonymous"):
+        make().check()
+
+
+def test_wrong_token_is_an_auth_error(fake: FakeZendesk, make: Any) -> None:
+    with pytest.raises(ConnectorAuthError) as info:
+        make(env={"ZD_EMAIL": fake.email, "ZD_TOKEN": "wrong-token-123"}).create_task(task())
+    assert info.value.status == 401
+    assert "Couldn't authenticate you" in str(info.value)
+    assert "wrong-token-123" not in str(info.value)
+
+
+def test_missing_variable_is_a_permanent_auth_error(make: Any) -> None:
+    with pytest.raises(ConnectorAuthError) as info:
+        make(env={"ZD_EMAIL": "csauto@example.com"}).create_task(task())
+    assert "ZD_TOKEN" in str(info.value)
+    assert info.value.retryable is False
+
+
+def test_record_invalid_is_a_validation_error(make: Any) -> None:
+    with pytest.raises(ConnectorValidationError) as info:
+        make().create_task(task(subject=""))
+    assert info.value.status == 422
+    assert info.value.retryable is False
+    assert "Subject: cannot be blank" in str(info.value)
+
+
+def test_rate_limit_comes_back_at_once(fake: FakeZendesk, make: Any) -> None:
+    fake.faults = Faults(rate=1.0, kinds=("429",))
+    began = time.monotonic()
+    with pytest.raises(ConnectorRateLimitedError) as info:
+        make().create_task(task())
+    assert time.monotonic() - began < 0.9  # zenpy would have slept a second, then retried
+    assert info.value.retry_after == 1.0
+    assert len(fake.requests) == 1
+
+
+@pytest.mark.parametrize("kind", ["503", "500", "reset"])
+def test_server_errors_and_resets_are_unavailable(fake: FakeZendesk, make: Any, kind: str) -> None:
+    fake.faults = Faults(rate=1.0, kinds=(kind,))
+    with pytest.raises(ConnectorUnavailableError) as info:
+        make().check()
+    assert info.value.retryable is True
+    assert len(fake.requests) == 1  # no retries inside requests or zenpy
+    if kind == "503":
+        assert info.value.retry_after == 1.0
+        assert "Something went wrong" in str(info.value)
+
+
+def test_timeout_is_unavailable(fake: FakeZendesk, make: Any) -> None:
+    fake.faults = Faults(rate=1.0, kinds=("timeout",))
+    began = time.monotonic()
+    with pytest.raises(ConnectorUnavailableError, match="Timeout"):
+        make().completed_since(DUE)
+    assert time.monotonic() - began < 1.5
+    assert len(fake.requests) == 1
+
+
+def test_vendor_down_is_unavailable(fake: FakeZendesk, make: Any) -> None:
+    fake.down = True
+    with pytest.raises(ConnectorUnavailableError):
+        make().create_task(task())
+
+
+def test_url_must_be_splittable(make: Any) -> None:
+    with pytest.raises(ConnectorValidationError, match="url must be"):
+        make(url="https://localhost:8443").check()
+
+
+def test_token_and_email_never_appear_in_errors(fake: FakeZendesk, make: Any) -> None:
+    seen: list[ConnectorError] = []
+    fake.faults = Faults(rate=0.7, seed=7)
+    zendesk = make()
+    for i in range(12):
+        try:
+            zendesk.create_task(task(f"{KEY}:{i}"))
+        except ConnectorError as exc:
+            seen.append(exc)
+    with pytest.raises(ConnectorError) as info:
+        make(env={"ZD_EMAIL": fake.email, "ZD_TOKEN": fake.token + "x"}).check()
+    seen.append(info.value)
+    assert len(seen) > 3
+    for exc in seen:
+        for text in (str(exc), repr(exc), exc.message, str(exc.__cause__ or "")):
+            assert fake.token not in text
+            assert fake.email not in text

@@ -1,0 +1,196 @@
+"""A fake Zendesk Support API (tickets, organizations, the incremental ticket export and
+users/me) speaking Zendesk's request and response shapes, with basic auth as
+`{email}/token:{token}`.
+
+Paths are the ones zenpy calls: `tickets.json?external_id=`, `tickets.json` (POST),
+`organizations/show_many.json?external_ids=`, `incremental/tickets.json?start_time=` and
+`users/me.json`. Errors have Zendesk's body: `{"error": ..., "description": ...,
+"details": {field: [{"description": ...}]}}`.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+from datetime import UTC, datetime
+from typing import Any
+
+import trustme
+
+from fakes.server import FakeServer, Request, Response
+
+
+def stamp(moment: datetime | None = None) -> str:
+    return (moment or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def unix(value: str) -> int:
+    return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+
+
+def invalid(field: str, description: str) -> Response:
+    body = {
+        "error": "RecordInvalid",
+        "description": "Record validation errors",
+        "details": {field: [{"description": description, "error": "BlankValue"}]},
+    }
+    return Response(422, body)
+
+
+class FakeZendesk(FakeServer):
+    error_body = {"error": "InternalServerError", "description": "Something went wrong"}
+
+    def __init__(
+        self,
+        email: str = "csauto@example.com",
+        token: str = "zd-token-6wiIBWbGkBMo1mRDMuVwkw1EPsNkeUj95PIz2akv",
+        ca: trustme.CA | None = None,
+    ) -> None:
+        super().__init__(ca)
+        self.email = email
+        self.token = token
+        self.anonymous = False  # users/me answers as Zendesk does without credentials
+        self.tickets: dict[int, dict[str, Any]] = {}
+        self.organizations: dict[int, dict[str, Any]] = {}
+        self._ids = itertools.count(101)
+        self._org_ids = itertools.count(360001)
+        self.route("GET", r"/api/v2/users/me\.json", self.me)
+        self.route("GET", r"/api/v2/tickets\.json", self.list_tickets)
+        self.route("POST", r"/api/v2/tickets\.json", self.create_ticket)
+        self.route("GET", r"/api/v2/organizations/show_many\.json", self.show_organizations)
+        self.route("GET", r"/api/v2/incremental/tickets\.json", self.incremental)
+
+    def not_found_body(self, _req: Request) -> Any:
+        return {"error": "InvalidEndpoint", "description": "Not found"}
+
+    # -- helpers for tests ----------------------------------------------------------------
+    def add_organization(self, external_id: str, name: str = "Acme") -> int:
+        with self.lock:
+            oid = next(self._org_ids)
+            self.organizations[oid] = {
+                "id": oid,
+                "url": f"{self.url}/api/v2/organizations/{oid}.json",
+                "name": name,
+                "external_id": external_id,
+                "created_at": stamp(),
+                "updated_at": stamp(),
+            }
+            return oid
+
+    def solve(self, ticket_id: int, at: datetime | None = None, status: str = "solved") -> None:
+        """Mark a ticket solved (or closed), as an agent would."""
+        with self.lock:
+            self.tickets[ticket_id] |= {"status": status, "updated_at": stamp(at)}
+
+    # -- routes ---------------------------------------------------------------------------
+    def _denied(self, req: Request) -> Response | None:
+        expected = base64.b64encode(f"{self.email}/token:{self.token}".encode()).decode()
+        if req.headers.get("authorization") == f"Basic {expected}":
+            return None
+        return Response(401, {"error": "Couldn't authenticate you"})
+
+    def me(self, req: Request) -> Response:
+        if self.anonymous or "authorization" not in req.headers:
+            user = {"id": None, "name": "Anonymous user", "email": "invalid@example.com"}
+            return Response(200, {"user": user | {"role": "end-user", "active": True}})
+        if denied := self._denied(req):
+            return denied
+        user = {
+            "id": 9001,
+            "url": f"{self.url}/api/v2/users/9001.json",
+            "name": "CS Automation",
+            "email": self.email,
+            "role": "admin",
+            "active": True,
+            "verified": True,
+        }
+        return Response(200, {"user": user})
+
+    @staticmethod
+    def _page(key: str, items: list[dict[str, Any]], req: Request | None = None) -> Response:
+        """One page: cursor pagination's shape when `page[size]` is asked for, else offset
+        pagination's."""
+        if req is not None and "page[size]" in req.query:
+            meta = {"has_more": False, "after_cursor": None, "before_cursor": None}
+            body = {key: items, "meta": meta, "links": {"next": None, "prev": None}}
+            return Response(200, body)
+        body = {key: items, "count": len(items), "next_page": None, "previous_page": None}
+        return Response(200, body)
+
+    def list_tickets(self, req: Request) -> Response:
+        if denied := self._denied(req):
+            return denied
+        wanted = req.query.get("external_id", [None])[0]
+        found = [t for t in self.tickets.values() if wanted in (None, t["external_id"])]
+        return self._page("tickets", found, req)
+
+    def show_organizations(self, req: Request) -> Response:
+        if denied := self._denied(req):
+            return denied
+        wanted = set(req.query.get("external_ids", [""])[0].split(","))
+        found = [o for o in self.organizations.values() if o["external_id"] in wanted]
+        return self._page("organizations", found)
+
+    def create_ticket(self, req: Request) -> Response:
+        if denied := self._denied(req):
+            return denied
+        body = (req.json() or {}).get("ticket") or {}
+        comment = body.get("comment") or {}
+        if not body.get("subject"):
+            return invalid("subject", "Subject: cannot be blank")
+        if not (comment.get("body") or comment.get("html_body")):
+            return invalid("base", "Description: cannot be blank")
+        if body.get("type") not in (None, "problem", "incident", "question", "task"):
+            return invalid("type", f"Type: {body['type']} is not valid")
+        tid = next(self._ids)
+        now = stamp()
+        ticket = {
+            "id": tid,
+            "url": f"{self.url}/api/v2/tickets/{tid}.json",
+            "external_id": body.get("external_id"),
+            "type": body.get("type"),
+            "subject": body["subject"],
+            "raw_subject": body["subject"],
+            "description": comment.get("body", ""),
+            "priority": body.get("priority"),
+            "status": body.get("status", "new"),
+            "requester_id": 9001,
+            "submitter_id": 9001,
+            "assignee_id": body.get("assignee_id"),
+            "organization_id": body.get("organization_id"),
+            "group_id": body.get("group_id"),
+            "due_at": body.get("due_at"),
+            "tags": body.get("tags", []),
+            "via": {"channel": "api", "source": {"from": {}, "to": {}, "rel": None}},
+            "created_at": now,
+            "updated_at": now,
+        }
+        self.tickets[tid] = ticket
+        audit = {
+            "id": tid * 10,
+            "ticket_id": tid,
+            "created_at": now,
+            "author_id": 9001,
+            "events": [{"id": tid * 10 + 1, "type": "Comment", "body": ticket["description"]}],
+        }
+        return Response(201, {"ticket": ticket, "audit": audit})
+
+    def incremental(self, req: Request) -> Response:
+        """Time-based incremental export: tickets updated at or after start_time."""
+        if denied := self._denied(req):
+            return denied
+        start = int(req.query.get("start_time", ["0"])[0])
+        found = sorted(
+            (t for t in self.tickets.values() if unix(t["updated_at"]) >= start),
+            key=lambda t: (t["updated_at"], t["id"]),
+        )
+        end = unix(found[-1]["updated_at"]) if found else start
+        base = f"{self.url}/api/v2/incremental/tickets.json"
+        body = {
+            "tickets": found,
+            "count": len(found),
+            "end_time": end,
+            "next_page": f"{base}?start_time={end}",
+            "end_of_stream": True,
+        }
+        return Response(200, body)
