@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+import httpx
+
 from csautomation.errors import (
     ConnectorAuthError,
     ConnectorError,
@@ -39,6 +41,36 @@ MAX_MESSAGE = 500
 def tls(verify: str | bool) -> ssl.SSLContext | bool:
     """httpx wants an SSLContext for a CA file (a path string is deprecated)."""
     return ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+
+
+class HttpConnector:
+    """What the httpx vendors share: their configuration, credentials read per call from
+    `env` (the process environment when None), and one lazily built client."""
+
+    base_url = ""  # subclasses with a fixed API root set it from their config
+
+    def __init__(
+        self, config: Any, env: Mapping[str, str] | None = None, verify: str | bool = True
+    ) -> None:
+        self.config = config
+        self.name: str = config.id
+        self._env = env
+        self._verify = verify
+        self._client: httpx.Client | None = None
+
+    def _http(self) -> httpx.Client:
+        if self._client is None:
+            self._client = httpx.Client(
+                base_url=self.base_url,
+                timeout=self.config.timeout.total_seconds(),
+                verify=tls(self._verify),
+            )
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
 
 def retry_after(headers: Mapping[str, str] | None, now: datetime | None = None) -> float | None:

@@ -17,7 +17,7 @@ import httpx
 
 from csautomation.connectors.base import Completion, Receipt, TaskRequest
 from csautomation.connectors.config import HubSpotConfig, secret
-from csautomation.connectors.http import classify_status, classify_transport, tls
+from csautomation.connectors.http import HttpConnector, classify_status, classify_transport
 from csautomation.errors import ConnectorNotFoundError, ConnectorValidationError
 from csautomation.facts.model import Account
 
@@ -48,29 +48,14 @@ def eq(prop: str, value: str) -> dict[str, str]:
     return {"propertyName": prop, "operator": "EQ", "value": value}
 
 
-class HubSpotCrm:
+class HubSpotCrm(HttpConnector):
+    config: HubSpotConfig
+
     def __init__(
         self, config: HubSpotConfig, env: Mapping[str, str] | None = None, verify: str | bool = True
     ) -> None:
-        self.config = config
-        self.name = config.id
-        self._env = env
-        self._verify = verify
-        self._client: httpx.Client | None = None
-
-    def _http(self) -> httpx.Client:
-        if self._client is None:
-            self._client = httpx.Client(
-                base_url=self.config.url,
-                timeout=self.config.timeout.total_seconds(),
-                verify=tls(self._verify),
-            )
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        super().__init__(config, env, verify)
+        self.base_url = config.url
 
     def _call(self, operation: str, method: str, path: str, body: Any = None, **params: Any) -> Any:
         """One request; every failure leaves here as a ConnectorError, token redacted."""

@@ -12,14 +12,13 @@ errors as plain text too (`invalid_payload` 400, `no_service` 404, `channel_not_
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 import httpx
 
 from csautomation.connectors.base import NotifyRequest, Receipt
 from csautomation.connectors.config import SlackConfig, secret
-from csautomation.connectors.http import classify_status, classify_transport, tls
+from csautomation.connectors.http import HttpConnector, classify_status, classify_transport
 from csautomation.errors import ConnectorAuthError
 
 
@@ -29,28 +28,10 @@ def url_secrets(url: str) -> list[str]:
     return [url, path, path.rstrip("/").rsplit("/", 1)[-1]]
 
 
-class SlackNotifier:
-    def __init__(
-        self, config: SlackConfig, env: Mapping[str, str] | None = None, verify: str | bool = True
-    ) -> None:
-        self.config = config
-        self.name = config.id
-        self._env = env
-        self._verify = verify
-        self._client: httpx.Client | None = None
+class SlackNotifier(HttpConnector):
+    """No base URL: the whole webhook URL is the secret, read per call."""
 
-    def _http(self) -> httpx.Client:
-        # no base_url: the whole URL is the secret, read per call
-        if self._client is None:
-            self._client = httpx.Client(
-                timeout=self.config.timeout.total_seconds(), verify=tls(self._verify)
-            )
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+    config: SlackConfig
 
     def _url(self, operation: str) -> str:
         url = secret(self.name, self.config.webhook_url_env, self._env)

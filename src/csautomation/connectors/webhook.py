@@ -23,7 +23,7 @@ import httpx
 
 from csautomation.connectors.base import NotifyRequest, Receipt
 from csautomation.connectors.config import WebhookConfig, secret
-from csautomation.connectors.http import classify_status, classify_transport, tls
+from csautomation.connectors.http import HttpConnector, classify_status, classify_transport
 
 PREFIX = "sha256="
 
@@ -56,7 +56,9 @@ def verify_signature(
     return hmac.compare_digest(sign(secret, sent, body), signature)
 
 
-class WebhookNotifier:
+class WebhookNotifier(HttpConnector):
+    config: WebhookConfig
+
     def __init__(
         self,
         config: WebhookConfig,
@@ -64,25 +66,9 @@ class WebhookNotifier:
         verify: str | bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.config = config
-        self.name = config.id
-        self._env = env
-        self._verify = verify
+        # no base URL: the configured URL is posted to as is (a base_url adds a slash)
+        super().__init__(config, env, verify)
         self._clock = clock
-        self._client: httpx.Client | None = None
-
-    def _http(self) -> httpx.Client:
-        # the configured URL is posted to as is (a base_url would gain a trailing slash)
-        if self._client is None:
-            self._client = httpx.Client(
-                timeout=self.config.timeout.total_seconds(), verify=tls(self._verify)
-            )
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
 
     def notify(self, request: NotifyRequest) -> Receipt:
         key = secret(self.name, self.config.secret_env, self._env)
