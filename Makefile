@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean browser
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "csautomation needs Python 3.11 or 3.12"; exit 1; }
@@ -24,7 +24,21 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-test: lint
+# The browser tests drive Debian's chromium, installed here; Playwright never downloads one.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
+APT_INSTALL := env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends
+
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; \
+	  elif command -v sudo >/dev/null 2>&1; then sudo=sudo; \
+	  else echo "The browser tests need Chromium: install Debian's 'chromium' package (apt-get install chromium) as root, then run make test again."; exit 1; fi; \
+	  echo "installing chromium for the browser tests (apt-get)"; \
+	  { $$sudo apt-get update -q && $$sudo $(APT_INSTALL) chromium && command -v chromium >/dev/null; } \
+	  || { echo "Could not install chromium: install Debian's 'chromium' package (apt-get install chromium), then run make test again."; exit 1; }; \
+	}
+
+test: lint browser
 	$(BIN)/pytest
 
 bench: $(STAMP)

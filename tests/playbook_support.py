@@ -11,13 +11,16 @@ from pathlib import Path
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from csautomation.activities.escalation import EscalationActivities
 from csautomation.activities.playbook import PlaybookActivities
+from csautomation.escalation.matrix import load_escalation_config
 from csautomation.facts.health import load_health_model
 from csautomation.facts.model import Account, Signal
 from csautomation.playbooks.loader import load_playbooks
 from csautomation.store.repo import Store
-from csautomation.workflows.playbook import EscalationWorkflow, PlaybookWorkflow
-from csautomation.workflows.types import PlaybookInput
+from csautomation.workflows.escalation import EscalationWorkflow
+from csautomation.workflows.playbook import PlaybookWorkflow
+from csautomation.workflows.types import EscalationAction, PlaybookInput, PlaybookResult
 
 ROOT = Path(__file__).parents[1]
 TODAY = date(2026, 11, 1)
@@ -89,9 +92,15 @@ def make_worker(env: WorkflowEnvironment, store: Store, queue: str) -> Worker:
         env.client,
         task_queue=queue,
         workflows=[PlaybookWorkflow, EscalationWorkflow],
-        activities=acts.all(),
+        activities=[*acts.all(), *escalation_activities(acts).all()],
         activity_executor=ThreadPoolExecutor(4),
     )
+
+
+def escalation_activities(acts: PlaybookActivities) -> EscalationActivities:
+    """The escalation workflow's activities on the shipped matrix and people directory."""
+    matrix, people = load_escalation_config(ROOT / "escalation_matrix.yaml", ROOT / "people.yaml")
+    return EscalationActivities(acts, matrix, people)
 
 
 def playbook_input(playbook: str = "usage-recovery", account: str = "ACME") -> PlaybookInput:
@@ -103,3 +112,21 @@ def playbook_input(playbook: str = "usage-recovery", account: str = "ACME") -> P
         rule_id="usage-decline",
         rule_version="abc",
     )
+
+
+async def end_escalations(
+    env: WorkflowEnvironment, workflow_id: str, result: PlaybookResult, account: str = "ACME"
+) -> int:
+    """Resolve the escalations a finished playbook opened, and wait until they close: they
+    outlive it, and one left open (or with an activity in flight) when its worker stops
+    holds the test server's clock still for later tests. Call it while the worker runs."""
+    ended = 0
+    for step in result.steps:
+        if step.kind != "escalate":
+            continue
+        eid = f"escalation:{account}:{workflow_id}:{step.step_id}"
+        handle = env.client.get_workflow_handle(eid)
+        await handle.signal(EscalationWorkflow.resolve, EscalationAction(by="test", note="over"))
+        assert await handle.result() == "resolved"
+        ended += 1
+    return ended

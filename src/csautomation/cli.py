@@ -16,6 +16,7 @@ from rich.table import Table
 
 from csautomation.errors import ConfigFileError, CsAutomationError
 from csautomation.runtime.commands import register as register_runtime
+from csautomation.runtime.escalations import register as register_escalations
 from csautomation.runtime.ops import register as register_ops
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ app.add_typer(playbooks_app, name="playbooks")
 app.add_typer(sample_app, name="sample")
 register_runtime(app)
 register_ops(app)
+register_escalations(app)
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)

@@ -25,7 +25,8 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from csautomation.playbooks.spec import Playbook, Step, TaskStep
 from csautomation.rules.runtime import Match
 from csautomation.rules.spec import Action, CreateTask, Escalate, StartPlaybook
-from csautomation.workflows.playbook import EscalationWorkflow, PlaybookWorkflow
+from csautomation.workflows.escalation import EscalationWorkflow
+from csautomation.workflows.playbook import PlaybookWorkflow
 from csautomation.workflows.types import EscalationInput, PlaybookInput
 
 PRIORITIES = ("critical", "high", "medium", "low")
@@ -144,6 +145,7 @@ def plan(
                 severity=action.escalate.severity,
                 reason=action.escalate.reason,
                 source_workflow_id=f"rule:{firing.rule_id}",
+                rule_id=firing.rule_id,
             )
             wf_id = escalation_workflow_id(firing)
             out.append(Planned(wf_id, "escalation", "", "", queue, EscalationWorkflow.run, einp))

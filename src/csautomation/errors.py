@@ -13,6 +13,7 @@
      │    ├── ConnectorRateLimitedError 429: retried after `retry_after`
      │    └── ConnectorUnavailableError 5xx, timeouts, resets: retried with backoff
      │         └── CircuitOpenError     the connector's breaker is open: no call was made
+     ├── EscalationError        an escalation cannot be planned (an unknown severity, say)
      └── ServiceUnavailableError  Temporal (or another service we need) does not answer
 
 Every located problem is a `Problem`: file, line, column, the field path inside the
@@ -61,6 +62,11 @@ class RuleError(CsAutomationError):
 
 class RuleEngineError(RuleError):
     """durable_rules refused a ruleset or a fact."""
+
+
+class EscalationError(CsAutomationError):
+    """An escalation cannot be planned: an unknown severity, or a matrix that does not
+    cover the account."""
 
 
 class ServiceUnavailableError(CsAutomationError):

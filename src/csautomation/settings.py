@@ -19,6 +19,10 @@ class Settings(BaseSettings):
     rules_path: Path = Path("rules")
     playbooks_path: Path = Path("workflows")
     connectors_path: Path = Path("connectors")
+    escalation_matrix_path: Path = Path("escalation_matrix.yaml")
+    people_path: Path = Path("people.yaml")
+    # where the review page is reached, for the links in escalation notifications
+    review_url: str = "http://127.0.0.1:8000"
     health_model_path: Path | None = None
     # run workflow code in Temporal's sandbox in production workers too (slower; the tests
     # and replays always do)

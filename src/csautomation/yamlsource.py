@@ -157,7 +157,18 @@ def _build(node: yaml.Node, path: PathKey, doc: Document) -> Any:
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_build(item, (*path, i), doc) for i, item in enumerate(node.value)]
-    return _constructor.construct_object(node, deep=True)
+    try:
+        return _constructor.construct_object(node, deep=True)
+    except ValueError:  # a scalar that looks like a date or time but is none: 2026-02-30
+        raise YamlSyntaxError(
+            Problem(
+                doc.file,
+                node.start_mark.line + 1,
+                node.start_mark.column + 1,
+                format_path(path),
+                f"'{node.value}' is not a valid date or time",
+            )
+        ) from None
 
 
 def describe(value: Any) -> str:

@@ -14,6 +14,7 @@ from csautomation.connectors.loader import build_connectors, load_connectors
 from csautomation.errors import ConfigFileError
 from csautomation.store.deadletters import DeadLetter, dead_letters, record_dead_letter
 from csautomation.store.repo import Store, local_tasks
+from csautomation.workflows.types import EscalationNotice
 from playbook_support import make_store
 
 ROOT = Path(__file__).parents[2]
@@ -133,3 +134,46 @@ def test_dlq_retry_redrives_each_once_and_discard_closes(tmp_path: Path) -> None
     assert [d.status for d in dead_letters(store, None)] == ["redriven", "redriven", "discarded"]
     shown = runner.invoke(app, ["dlq", "show", "1"], env=env)
     assert '"record_id": "1"' in shown.output or '"record_id": "2"' in shown.output
+
+
+def test_dlq_retry_redrives_an_escalation_notice_once(tmp_path: Path) -> None:
+    store = make_store(tmp_path)
+    wid = "escalation:r1:ACME:7"
+    now = datetime(2026, 11, 1, 9, tzinfo=UTC)
+    notice = EscalationNotice(
+        idempotency_key=f"{wid}:L1.0:local:csm-01",
+        workflow_id=wid,
+        step_id="L1.0:local:csm-01",
+        account_id="ACME",
+        severity="high",
+        reason="usage fell",
+        level=1,
+        channel="local",
+        person_id="csm-01",
+        ack_by=now,
+    )
+    record_dead_letter(
+        store,
+        DeadLetter(
+            idempotency_key=notice.idempotency_key,
+            workflow_id=wid,
+            step_id=notice.step_id,
+            action="notify_escalation",
+            connector="local",
+            account_id="ACME",
+            payload=notice.model_dump(mode="json"),
+            errors=[{"type": "ConnectorUnavailableError", "message": "HTTP 503"}],
+            attempts=8,
+            first_failure=now,
+            last_failure=now,
+        ),
+    )
+    env = {
+        "CSAUTO_DATABASE_URL": f"sqlite:///{tmp_path}/csauto.db",
+        "CSAUTO_TEMPORAL_ADDRESS": "127.0.0.1:1",
+    }
+    for _ in range(2):  # the second finds nothing open
+        runner.invoke(app, ["dlq", "retry", "--all"], env=env, terminal_width=200)
+    [task] = local_tasks(store, wid)
+    assert (task.assignee, task.step_id) == ("csm-01", "L1.0:local:csm-01")
+    assert dead_letters(store) == []

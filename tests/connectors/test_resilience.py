@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
 
 from csautomation.connectors.config import Breaker, RateLimit
-from csautomation.connectors.resilience import BreakerState, CircuitBreaker, Guard, TokenBucket
+from csautomation.connectors.resilience import (
+    BreakerState,
+    CircuitBreaker,
+    Guard,
+    Guardable,
+    TemporalClock,
+    TokenBucket,
+)
 from csautomation.errors import (
     CircuitOpenError,
     ConnectorUnavailableError,
@@ -72,6 +81,102 @@ def test_only_one_probe_goes_through_while_half_open() -> None:
     breaker.before("op")  # the probe
     with pytest.raises(CircuitOpenError):
         breaker.before("op")
+
+
+def test_calls_in_flight_when_it_opened_neither_reopen_nor_extend_it() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker("crm", Breaker(failures=1, reset_after=timedelta(seconds=5)), clock)
+    unwell = ConnectorUnavailableError("crm", "op", "x")
+    breaker.failure(unwell)
+    opened = breaker.snapshot().opened_at
+    clock.now += 3
+    breaker.failure(unwell)  # a straggler, answered after the breaker opened
+    assert breaker.snapshot().opened_at == opened
+    clock.now += 3
+    assert breaker.before("op") is True  # the probe
+    breaker.failure(unwell)  # another straggler, while the probe is out
+    assert breaker.snapshot().state == "half_open"
+    breaker.failure(unwell, probe=True)
+    assert breaker.snapshot().state == "open"
+
+
+class WatchedCondition(threading.Condition):
+    """The breaker's condition, telling the test when a call has begun to wait on it."""
+
+    def __init__(self, lock: threading.Lock) -> None:
+        super().__init__(lock)
+        self.waiting = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waiting.set()
+        return super().wait(timeout)
+
+
+def test_a_call_during_the_probe_waits_for_its_answer() -> None:
+    clock = Clock()
+    probing = threading.Event()
+    breaker = CircuitBreaker(
+        "crm",
+        Breaker(failures=1, reset_after=timedelta(seconds=5)),
+        clock,
+        on_change=lambda s: probing.set() if s.state == "half_open" else None,
+    )
+    watched = breaker._changed = WatchedCondition(breaker._lock)
+    guard = Guard("crm", breaker, wait_limit=30.0)
+    breaker.failure(ConnectorUnavailableError("crm", "op", "x"))
+    clock.now += 6
+    answer = threading.Event()
+    outcome: list[str] = []
+
+    def probe() -> str:
+        answer.wait(30)
+        return "probe"
+
+    prober = threading.Thread(target=lambda: outcome.append(guard.call("op", probe)))
+    prober.start()
+    assert probing.wait(10)
+    waiter = threading.Thread(target=lambda: outcome.append(guard.call("op", lambda: "waited")))
+    waiter.start()
+    assert watched.waiting.wait(10)  # the second call waits on the probe, not failing
+    answer.set()
+    prober.join(10)
+    waiter.join(10)
+    assert outcome == ["probe", "waited"]
+
+
+def test_a_probe_that_dies_of_our_own_bug_lets_the_next_call_probe() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker("crm", Breaker(failures=1, reset_after=timedelta(seconds=5)), clock)
+    guard = Guard("crm", breaker)
+    breaker.failure(ConnectorUnavailableError("crm", "op", "x"))
+    clock.now += 6
+
+    def bug() -> str:
+        raise KeyError("ours")
+
+    with pytest.raises(KeyError):
+        guard.call("op", bug)
+    assert guard.call("op", lambda: "probe") == "probe"
+    assert breaker.snapshot().state == "closed"
+
+
+def test_the_temporal_clock_is_the_wall_clock_outside_an_activity() -> None:
+    before = time.time()
+    assert before <= TemporalClock()() <= time.time()
+
+
+def test_check_passes_unguarded_and_traffic_through_the_guard() -> None:
+    class Vendor(Guardable):
+        def call(self, operation: str) -> str:
+            return self._guarded(operation, lambda: operation)
+
+    breaker = CircuitBreaker("crm", Breaker(failures=1), Clock())
+    breaker.failure(ConnectorUnavailableError("crm", "op", "x"))
+    vendor = Vendor()
+    vendor.guard = Guard("crm", breaker)
+    assert vendor.call("check") == "check"  # verification reaches the vendor while open
+    with pytest.raises(CircuitOpenError):
+        vendor.call("create_task")
 
 
 def test_a_refused_request_does_not_count_against_the_vendor() -> None:

@@ -129,6 +129,26 @@ def test_same_key_twice_creates_one_ticket(fake: FakeZendesk, make: Any) -> None
     assert other.created and len(fake.tickets) == 2  # a key with '&' survives the query
 
 
+def test_a_create_whose_answer_was_lost_is_answered_from_the_idempotency_key(
+    fake: FakeZendesk, make: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The look-up can miss a ticket whose create is still in flight (its answer lost to a
+    timeout): Zendesk's Idempotency-Key then answers the retry with the first ticket."""
+    zendesk = make()
+    monkeypatch.setattr(zendesk, "_existing", lambda _key: None)
+    first = zendesk.create_task(task())
+    again = zendesk.create_task(task())
+    assert len(fake.tickets) == 1
+    assert again.record_id == first.record_id
+    posts = list(fake.calls("POST", "/api/v2/tickets.json"))
+    assert [p.headers["idempotency-key"] for p in posts] == [KEY, KEY]
+    other = task(subject="Another subject")  # the same key with another body is refused
+    with pytest.raises(ConnectorValidationError, match="IdempotentRequestError"):
+        zendesk.create_task(other)
+    zendesk.check()  # a GET outside a create carries no key
+    assert "idempotency-key" not in fake.requests[-1].headers
+
+
 def test_completion_sync_returns_solved_tickets_keys(fake: FakeZendesk, make: Any) -> None:
     zendesk = make()
     done = zendesk.create_task(task())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import re
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote
@@ -70,6 +71,8 @@ class FakeSalesforce(FakeServer):
         self.tokens: set[str] = set()
         self.token_requests: list[dict[str, str]] = []
         self.expire_after_refresh = False  # the next issued token is dead on arrival
+        # an org's validation rules on Task: each returns its error message, or None
+        self.task_rules: list[Callable[[dict[str, Any]], str | None]] = []
         self.tasks: dict[str, dict[str, Any]] = {}  # id -> fields
         self.accounts: dict[str, dict[str, Any]] = {}
         self.soql: list[str] = []
@@ -174,6 +177,9 @@ class FakeSalesforce(FakeServer):
         table = self._table(req)
         fields = req.json()
         found = next((r for r in table.values() if r.get(field) == value), None)
+        for rule in self.task_rules if kind == "Task" else []:
+            if message := rule((found or {}) | fields):
+                return errors(400, message, "FIELD_CUSTOM_VALIDATION_EXCEPTION", [])
         if found is None:
             if kind == "Task" and not fields.get("Subject"):
                 return errors(

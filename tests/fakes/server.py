@@ -74,6 +74,12 @@ class Faults:
             return kind
 
 
+class _Server(ThreadingHTTPServer):
+    # a vendor's front end does not drop connections at 32 concurrent clients; the
+    # standard library's backlog of 5 would, and they would look like injected timeouts
+    request_queue_size = 128
+
+
 class FakeServer:
     """Subclasses add routes in `__init__` with `self.route(...)`."""
 
@@ -181,7 +187,7 @@ class FakeServer:
 
             do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        server = _Server(("127.0.0.1", 0), _Handler)
         server.daemon_threads = True
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ca.issue_cert("127.0.0.1", "localhost").configure_cert(ctx)

@@ -4,8 +4,10 @@ users/me) speaking Zendesk's request and response shapes, with basic auth as
 
 Paths are the ones zenpy calls: `tickets.json?external_id=`, `tickets.json` (POST),
 `organizations/show_many.json?external_ids=`, `incremental/tickets.json?start_time=` and
-`users/me.json`. Errors have Zendesk's body: `{"error": ..., "description": ...,
-"details": {field: [{"description": ...}]}}`.
+`users/me.json`. A ticket create with an `Idempotency-Key` header is answered once: a
+repeat with the same key and body gets the first response (`x-idempotency-lookup: hit`),
+a repeat with another body a 400 `IdempotentRequestError`. Errors have Zendesk's body:
+`{"error": ..., "description": ..., "details": {field: [{"description": ...}]}}`.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class FakeZendesk(FakeServer):
         self.anonymous = False  # users/me answers as Zendesk does without credentials
         self.tickets: dict[int, dict[str, Any]] = {}
         self.organizations: dict[int, dict[str, Any]] = {}
+        self.idempotent: dict[str, tuple[bytes, Response]] = {}  # key -> (body, answer)
         self._ids = itertools.count(101)
         self._org_ids = itertools.count(360001)
         self.route("GET", r"/api/v2/users/me\.json", self.me)
@@ -134,6 +137,26 @@ class FakeZendesk(FakeServer):
     def create_ticket(self, req: Request) -> Response:
         if denied := self._denied(req):
             return denied
+        key = req.headers.get("idempotency-key")
+        if key is None:
+            return self._create_ticket(req)
+        if key in self.idempotent:
+            first_body, first = self.idempotent[key]
+            if first_body != req.body:
+                return Response(
+                    400,
+                    {
+                        "error": "IdempotentRequestError",
+                        "description": "Request parameters don't match the original request",
+                    },
+                )
+            return Response(first.status, first.body, {"x-idempotency-lookup": "hit"})
+        answer = self._create_ticket(req)
+        if answer.status < 500:
+            self.idempotent[key] = (req.body, answer)
+        return Response(answer.status, answer.body, {"x-idempotency-lookup": "miss"})
+
+    def _create_ticket(self, req: Request) -> Response:
         body = (req.json() or {}).get("ticket") or {}
         comment = body.get("comment") or {}
         if not body.get("subject"):

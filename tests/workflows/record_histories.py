@@ -1,7 +1,9 @@
 """Record one history per shipped playbook for the replay test.
 
-Run after a deliberate, versioned change to the playbook workflow or a shipped playbook:
-    .venv/bin/python tests/workflows/record_histories.py
+Run after a deliberate, versioned change to the playbook workflow or a shipped playbook,
+into a new folder under histories/ (the older folders stay: runs recorded then must still
+replay):
+    .venv/bin/python tests/workflows/record_histories.py histories/NAME
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ from playbook_support import (  # noqa: E402
 )
 
 
-async def main() -> None:
-    HISTORIES.mkdir(parents=True, exist_ok=True)
+async def main(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
     async with await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=server_path(), data_converter=pydantic_data_converter
     ) as env:
@@ -46,11 +48,11 @@ async def main() -> None:
                     )
                     result = await handle.result()
                     history = await handle.fetch_history()
-                    path = HISTORIES / f"{playbook_id}.json"
+                    path = folder / f"{playbook_id}.json"
                     path.write_text(history.to_json(), encoding="utf-8")
                     print(f"{path}: outcome {result.outcome}, {len(result.steps)} steps")
             store.engine.dispose()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(Path(__file__).parent / sys.argv[1] if len(sys.argv) > 1 else HISTORIES))

@@ -15,7 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 from csautomation.connectors.base import Completion, Receipt, TaskRequest
 from csautomation.connectors.local import LocalCrm
 from csautomation.connectors.registry import Connectors
-from csautomation.runtime.sync import cursor, sync_completions
+from csautomation.runtime.sync import cursor, sync_completions, workflow_and_step
 from csautomation.store.repo import Store
 from csautomation.workflows.playbook import PlaybookWorkflow
 from playbook_support import make_store, make_worker, playbook_input, server_path
@@ -79,3 +79,13 @@ async def test_a_task_completed_at_the_vendor_moves_its_playbook_on(
     wait = next(s for s in history if s.step_id == "wait-for-call")
     assert wait.result == "continue"  # moved on by the completion, not by its timeout
     assert wait.ended_at is not None and wait.ended_at - wait.started_at < timedelta(days=1)
+
+
+def test_keys_name_their_workflow_and_step() -> None:
+    assert workflow_and_step("playbook:r1:ACME:12:call") == ("playbook:r1:ACME:12", "call")
+    notice = "escalation:ACME:playbook:r1:ACME:12:escalate:L2.0:salesforce:mgr-01"
+    assert workflow_and_step(notice) == (
+        "escalation:ACME:playbook:r1:ACME:12:escalate",
+        "L2.0:salesforce:mgr-01",
+    )
+    assert workflow_and_step("no-colon") == ("", "")

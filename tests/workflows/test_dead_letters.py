@@ -26,7 +26,8 @@ from csautomation.facts.health import load_health_model
 from csautomation.playbooks.spec import Playbook
 from csautomation.store.deadletters import dead_letters
 from csautomation.store.repo import Store, local_tasks
-from csautomation.workflows.playbook import EscalationWorkflow, PlaybookWorkflow
+from csautomation.workflows.escalation import EscalationWorkflow
+from csautomation.workflows.playbook import PlaybookWorkflow
 from csautomation.workflows.types import PlaybookInput
 from playbook_support import TODAY, make_store, server_path
 

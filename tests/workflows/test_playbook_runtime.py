@@ -29,9 +29,18 @@ from csautomation.facts.health import load_health_model
 from csautomation.facts.model import Signal
 from csautomation.runtime.worker import WorkerConfig, build_workers
 from csautomation.store.repo import Store, local_tasks
-from csautomation.workflows.playbook import EscalationWorkflow, PlaybookWorkflow
+from csautomation.workflows.escalation import EscalationWorkflow
+from csautomation.workflows.playbook import PlaybookWorkflow
 from csautomation.workflows.types import ActionResult, FactsInput, RunOutcome, TaskInput
-from playbook_support import TODAY, make_store, make_worker, playbook_input, server_path
+from playbook_support import (
+    TODAY,
+    end_escalations,
+    escalation_activities,
+    make_store,
+    make_worker,
+    playbook_input,
+    server_path,
+)
 
 WAIT = 30.0  # seconds: a bound for things that happen at once, never a synchronisation
 
@@ -81,7 +90,7 @@ def worker(env: WorkflowEnvironment, acts: PlaybookActivities, queue: str, **kw:
         env.client,
         task_queue=queue,
         workflows=[PlaybookWorkflow, EscalationWorkflow],
-        activities=acts.all(),
+        activities=[*acts.all(), *escalation_activities(acts).all()],
         activity_executor=ThreadPoolExecutor(8),
         **kw,
     )
@@ -138,6 +147,7 @@ async def test_a_new_worker_takes_over_without_repeating_steps(
     async with worker(env, Counting(store, calls, "B"), queue):
         await handle.signal(PlaybookWorkflow.task_completed, "outreach")
         result = await handle.result()
+        assert await end_escalations(env, handle.id, result) == 1
     steps = [s.step_id for s in result.steps]
     assert steps == [
         "outreach",
@@ -151,6 +161,7 @@ async def test_a_new_worker_takes_over_without_repeating_steps(
     assert calls == {
         ("A", "create_task", f"{handle.id}:outreach"): 1,
         ("B", "record_run_outcome", handle.id): 1,
+        # the escalation it opened, resolved by end_escalations (it outlives the playbook)
         ("B", "record_run_outcome", f"escalation:ACME:{handle.id}:escalate"): 1,
     }
     assert [t.step_id for t in local_tasks(store, handle.id)] == ["outreach"]
@@ -259,6 +270,7 @@ async def test_unanswered_playbooks_wait_out_their_days_and_escalate(
     async with make_worker(env, store, queue):
         handle = await start(env, queue, playbook)
         result = await handle.result()
+        assert await end_escalations(env, handle.id, result) == 1
     assert result.outcome == "escalated"
     assert [s.step_id for s in result.steps] == steps
     wait = next(s for s in result.steps if s.step_id == wait_step)
@@ -327,7 +339,8 @@ async def priority_workers(
         workflow_slots=50, activity_slots=activity_slots, local_activity_slots=16, pollers=2
     )
     async with AsyncExitStack() as stack:
-        for w in build_workers(env.client, acts, list(QUEUES.values()), config):
+        extra = escalation_activities(acts).all()
+        for w in build_workers(env.client, acts, list(QUEUES.values()), config, extra):
             await stack.enter_async_context(w)
         yield
 

@@ -17,7 +17,7 @@ from temporalio.worker import Worker
 from csautomation.store.repo import Store, local_tasks
 from csautomation.workflows.playbook import PlaybookWorkflow
 from csautomation.workflows.types import PlaybookInput
-from playbook_support import make_store, make_worker, playbook_input, server_path
+from playbook_support import end_escalations, make_store, make_worker, playbook_input, server_path
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -55,6 +55,7 @@ async def test_weeks_of_waiting_finish_in_seconds_and_tasks_are_created_once(
         )
         # nobody completes the outreach task: after 7 days it escalates, and ends escalated
         result = await handle.result()
+        assert await end_escalations(env, handle.id, result) == 1  # opened, still open
     assert result.outcome == "escalated"
     assert [s.step_id for s in result.steps] == [
         "outreach",
@@ -82,6 +83,7 @@ async def test_task_completed_signal_moves_the_playbook_on(
         )
         await handle.signal(PlaybookWorkflow.task_completed, "outreach")
         result = await handle.result()
+        await end_escalations(env, handle.id, result)
     steps = [s.step_id for s in result.steps]
     # the call happened, usage is still down after two weeks: branch to escalate
     assert steps[:4] == ["outreach", "wait-for-call", "give-it-time", "check-recovery"]
@@ -109,6 +111,7 @@ async def test_the_same_workflow_id_starts_one_run(env: WorkflowEnvironment, sto
         )
         assert first.result_run_id == second.result_run_id
         result = await first.result()  # nobody calls: it escalates, once
+        assert await end_escalations(env, wf_id, result) == 1
     assert result.outcome == "escalated"
     assert len(local_tasks(store, wf_id)) == 1
 

@@ -19,15 +19,15 @@ from temporalio.worker import Worker
 from csautomation.activities.playbook import PlaybookActivities
 from csautomation.connectors.base import Receipt, TaskRequest
 from csautomation.connectors.config import Breaker, LocalConfig, Retry
-from csautomation.connectors.loader import Guarded
 from csautomation.connectors.registry import Connectors
-from csautomation.connectors.resilience import CircuitBreaker, Guard
+from csautomation.connectors.resilience import CircuitBreaker, Guard, Guardable
 from csautomation.errors import ConnectorUnavailableError
 from csautomation.facts.health import load_health_model
 from csautomation.playbooks.spec import Playbook
 from csautomation.runtime.ops import redrive
 from csautomation.store.deadletters import dead_letters, resolve
-from csautomation.workflows.playbook import EscalationWorkflow, PlaybookWorkflow
+from csautomation.workflows.escalation import EscalationWorkflow
+from csautomation.workflows.playbook import PlaybookWorkflow
 from csautomation.workflows.types import PlaybookInput
 from playbook_support import TODAY, make_store, server_path
 
@@ -42,8 +42,9 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
         yield e
 
 
-class Vendor:
-    """A CRM keyed on the idempotency key, as an external-id upsert is; `up` switches it."""
+class Vendor(Guardable):
+    """A CRM keyed on the idempotency key, as an external-id upsert is; `up` switches it.
+    Its one request per call passes its guard, as a vendor connector's requests do."""
 
     name = "crm"
 
@@ -55,6 +56,9 @@ class Vendor:
         self.lock = threading.Lock()
 
     def create_task(self, request: TaskRequest) -> Receipt:
+        return self._guarded("create_task", lambda: self._create(request))
+
+    def _create(self, request: TaskRequest) -> Receipt:
         with self.lock:
             self.calls += 1
             if not self.up:
@@ -85,12 +89,12 @@ async def test_a_dead_vendor_is_not_hammered_and_every_action_is_redriven_once(
     store = make_store(tmp_path)
     vendor = Vendor()
     breaker = CircuitBreaker("crm", Breaker(failures=5, reset_after=timedelta(hours=1)))
-    crm = Guarded(vendor, Guard("crm", breaker))
+    vendor.guard = Guard("crm", breaker)
     acts = PlaybookActivities(
         store,
         load_health_model(),
         clock=lambda: datetime.combine(TODAY, time(12), tzinfo=UTC),
-        connectors=Connectors({"crm": crm}, default="crm", fallback=None),
+        connectors=Connectors({"crm": vendor}, default="crm", fallback=None),
     )
     queue = f"down-{uuid.uuid4()}"
     async with Worker(

@@ -7,13 +7,14 @@ else is retried by the workflow's retry policy.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from csautomation.connectors.base import FieldUpdate, NotifyRequest, Receipt, TaskRequest
 from csautomation.connectors.config import Retry
@@ -38,6 +39,8 @@ from csautomation.workflows.types import (
     UpdateInput,
 )
 
+log = logging.getLogger(__name__)
+
 
 def local_connectors(store: Store) -> Connectors:
     """The embedded default: every capability served by the local CRM in our store."""
@@ -60,7 +63,7 @@ class PlaybookActivities:
         # shared with the pipeline in one process, the facts it derived are read from memory
         self.facts = facts or FactsReader(store, model)
 
-    def _account(self, account_id: str) -> Account:
+    def account(self, account_id: str) -> Account:
         account = self.store.account(account_id)
         if account is None:
             raise ApplicationError(
@@ -90,11 +93,11 @@ class PlaybookActivities:
 
     @activity.defn(name="read_account_facts")
     def read_account_facts(self, inp: FactsInput) -> dict[str, Any]:
-        return self._facts(self._account(inp.account_id))
+        return self._facts(self.account(inp.account_id))
 
     @activity.defn(name="create_task")
     def create_task(self, inp: TaskInput) -> ActionResult:
-        account = self._account(inp.account_id)
+        account = self.account(inp.account_id)
         context = self._context(account, inp.context)
         request = TaskRequest(
             idempotency_key=inp.idempotency_key,
@@ -107,12 +110,12 @@ class PlaybookActivities:
             due_at=inp.due_at,
             priority=inp.priority,
         )
-        connector = self._connector("tasks", inp.connector)
-        return self._once(inp.idempotency_key, connector, lambda: connector.create_task(request))
+        connector = self.connector("tasks", inp.connector)
+        return self.deliver(inp.idempotency_key, connector, lambda: connector.create_task(request))
 
     @activity.defn(name="notify")
     def notify(self, inp: NotifyInput) -> ActionResult:
-        account = self._account(inp.account_id)
+        account = self.account(inp.account_id)
         request = NotifyRequest(
             idempotency_key=inp.idempotency_key,
             workflow_id=inp.workflow_id,
@@ -121,8 +124,8 @@ class PlaybookActivities:
             channel=inp.channel,
             text=self._render(inp.template, self._context(account, inp.context)),
         )
-        connector = self._connector("notifier", inp.channel)
-        return self._once(inp.idempotency_key, connector, lambda: connector.notify(request))
+        connector = self.connector("notifier", inp.channel)
+        return self.deliver(inp.idempotency_key, connector, lambda: connector.notify(request))
 
     @activity.defn(name="update_account")
     def update_account(self, inp: UpdateInput) -> ActionResult:
@@ -130,14 +133,16 @@ class PlaybookActivities:
             idempotency_key=inp.idempotency_key,
             workflow_id=inp.workflow_id,
             step_id=inp.step_id,
-            account=self._account(inp.account_id),
+            account=self.account(inp.account_id),
             field=inp.field,
             value=inp.value,
         )
-        connector = self._connector("records", inp.connector)
-        return self._once(inp.idempotency_key, connector, lambda: connector.update_account(request))
+        connector = self.connector("records", inp.connector)
+        return self.deliver(
+            inp.idempotency_key, connector, lambda: connector.update_account(request)
+        )
 
-    def _once(self, key: str, connector: Any, call: Callable[[], Receipt]) -> ActionResult:
+    def deliver(self, key: str, connector: Any, call: Callable[[], Receipt]) -> ActionResult:
         """Call the vendor unless an earlier attempt's receipt is kept; keep this one. The
         local connector deduplicates in its own table and needs no receipt."""
         if isinstance(connector, LocalCrm):
@@ -157,7 +162,7 @@ class PlaybookActivities:
     def record_run_outcome(self, inp: RunOutcome) -> None:
         finish_run(self.store, inp.workflow_id, inp.outcome, datetime.now(UTC))
 
-    def _connector(self, capability: str, name: str | None) -> Any:
+    def connector(self, capability: str, name: str | None) -> Any:
         try:
             return getattr(self.connectors, capability)(name)
         except UnknownConnectorError as exc:
@@ -199,6 +204,9 @@ def _vendor(call: Callable[[], Receipt], policy: Retry) -> Receipt:
         spent = exc.retryable and attempt >= policy.attempts
         wait = exc.retry_after or backoff(policy, attempt, random.random())
         message = str(exc) + (f" (gave up after {attempt} attempts)" if spent else "")
+        final = spent or not exc.retryable
+        if not final:  # one line, not the SDK's warning with a traceback per attempt
+            log.info("%s; attempt %d, next in %.1f s", exc, attempt, wait)
         raise ApplicationError(
             message,
             {
@@ -209,6 +217,11 @@ def _vendor(call: Callable[[], Receipt], policy: Retry) -> Receipt:
                 "attempt": attempt,
             },
             type=type(exc).__name__,
-            non_retryable=spent or not exc.retryable,
+            non_retryable=final,
             next_retry_delay=timedelta(seconds=wait),
+            # an attempt to be retried is expected weather: BENIGN keeps it out of the
+            # SDK's warnings and failure metrics; the final one is reported in full
+            category=ApplicationErrorCategory.UNSPECIFIED
+            if final
+            else ApplicationErrorCategory.BENIGN,
         ) from None

@@ -30,6 +30,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from csautomation import logs
 from csautomation.errors import ConnectorAuthError
 
 _SHORT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
@@ -228,4 +229,5 @@ def secret(connector: str, name: str | None, env: Mapping[str, str] | None = Non
         raise ConnectorAuthError(
             connector, "credentials", f"environment variable {name} is not set", retryable=False
         )
+    logs.register(value)  # masked in every log line from now on
     return value

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import threading
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -26,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from csautomation.connectors.resilience import Guardable
 from csautomation.errors import (
     ConnectorAuthError,
     ConnectorError,
@@ -43,9 +45,10 @@ def tls(verify: str | bool) -> ssl.SSLContext | bool:
     return ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
 
 
-class HttpConnector:
+class HttpConnector(Guardable):
     """What the httpx vendors share: their configuration, credentials read per call from
-    `env` (the process environment when None), and one lazily built client."""
+    `env` (the process environment when None), one lazily built client, and the guard
+    each request passes."""
 
     base_url = ""  # subclasses with a fixed API root set it from their config
 
@@ -57,20 +60,23 @@ class HttpConnector:
         self._env = env
         self._verify = verify
         self._client: httpx.Client | None = None
+        self._lock = threading.Lock()  # activity threads share the one client
 
     def _http(self) -> httpx.Client:
-        if self._client is None:
-            self._client = httpx.Client(
-                base_url=self.base_url,
-                timeout=self.config.timeout.total_seconds(),
-                verify=tls(self._verify),
-            )
-        return self._client
+        with self._lock:
+            if self._client is None:
+                self._client = httpx.Client(
+                    base_url=self.base_url,
+                    timeout=self.config.timeout.total_seconds(),
+                    verify=tls(self._verify),
+                )
+            return self._client
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
 
 
 def retry_after(headers: Mapping[str, str] | None, now: datetime | None = None) -> float | None:

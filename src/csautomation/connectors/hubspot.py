@@ -58,7 +58,14 @@ class HubSpotCrm(HttpConnector):
         self.base_url = config.url
 
     def _call(self, operation: str, method: str, path: str, body: Any = None, **params: Any) -> Any:
-        """One request; every failure leaves here as a ConnectorError, token redacted."""
+        """One request, through the guard; every failure leaves as a ConnectorError."""
+        return self._guarded(
+            operation, lambda: self._request(operation, method, path, body, params)
+        )
+
+    def _request(
+        self, operation: str, method: str, path: str, body: Any, params: dict[str, Any]
+    ) -> Any:
         token = secret(self.name, self.config.auth.token_env, self._env)
         try:
             resp = self._http().request(

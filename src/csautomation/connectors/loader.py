@@ -19,7 +19,14 @@ from csautomation.connectors.config import (
 )
 from csautomation.connectors.local import LocalCrm
 from csautomation.connectors.registry import Connectors
-from csautomation.connectors.resilience import BreakerState, CircuitBreaker, Guard, TokenBucket
+from csautomation.connectors.resilience import (
+    BreakerState,
+    CircuitBreaker,
+    Guard,
+    Guardable,
+    TokenBucket,
+    temporal_clock,
+)
 from csautomation.errors import ConfigFileError, Problem
 from csautomation.rules.loader import rule_files
 from csautomation.store.repo import Store
@@ -90,24 +97,6 @@ def vendor(config: ConnectorConfig, env: Mapping[str, str], verify: str | bool) 
     return getattr(importlib.import_module(module), cls)(config, env=env, verify=verify)
 
 
-class Guarded:
-    """A connector behind its breaker and rate limit; the capabilities it lacks raise
-    AttributeError, as the bare connector would."""
-
-    def __init__(self, inner: Any, guard: Guard) -> None:
-        self.inner = inner
-        self.guard = guard
-        self.name: str = inner.name
-        self.config = getattr(inner, "config", None)  # its retry policy, for the activities
-
-    def __getattr__(self, op: str) -> Callable[..., Any]:
-        fn = getattr(self.inner, op)
-        if op in ("check",):
-            checked: Callable[..., Any] = fn  # verification is not counted against the vendor
-            return checked
-        return lambda *args, **kw: self.guard.call(op, lambda: fn(*args, **kw))
-
-
 def build_connectors(
     configs: Mapping[str, ConnectorConfig],
     store: Store,
@@ -126,10 +115,15 @@ def build_connectors(
         if isinstance(config, LocalConfig):
             by_name[config.id] = LocalCrm(store)
         else:
-            breaker = CircuitBreaker(config.id, config.breaker, on_change=on_change)
+            breaker = CircuitBreaker(
+                config.id, config.breaker, clock=temporal_clock, on_change=on_change
+            )
             bucket = TokenBucket(config.rate_limit) if config.rate_limit else None
             guard = Guard(config.id, breaker, bucket, wait_limit=config.timeout.total_seconds())
-            by_name[config.id] = Guarded(vendor(config, source, verify), guard)
+            connector = vendor(config, source, verify)
+            assert isinstance(connector, Guardable), f"{config.type} guards no request"
+            connector.guard = guard  # each of its requests passes the breaker and the limit
+            by_name[config.id] = connector
         for capability in config.default_for:
             defaults[capability.value] = config.id
     return Connectors(by_name, default="local", fallback="local", defaults=defaults)

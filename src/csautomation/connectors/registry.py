@@ -45,6 +45,13 @@ class Connectors:
             log.warning("connector '%s' is not configured; using '%s'", key, self.fallback)
         return self.by_name[self.fallback]
 
+    def close(self) -> None:
+        """Close each connector's HTTP client (those that keep one)."""
+        for connector in self.by_name.values():
+            close = getattr(connector, "close", None)
+            if callable(close):
+                close()
+
     def tasks(self, name: str | None) -> TaskConnector:
         c: TaskConnector = self._get(name, "tasks")
         return c

@@ -13,6 +13,12 @@ The rate limit is a token bucket at the vendor's published rate: a call waits fo
 
 Both live in the worker process; each state change is reported to `on_change` (the store
 keeps the latest per connector for `csauto connectors status`).
+
+The breaker keeps time on `temporal_clock`: the worker's wall clock, moved forward to the
+time Temporal scheduled the current activity attempt whenever that is later. Temporal
+delays a retry by the breaker's Retry-After, so the retry must find the breaker that much
+older: with a server clock ahead of ours, or under the test server's time skipping, the
+wall clock alone would still find it open and spend the action's attempts.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
+
+from temporalio import activity
 
 from csautomation.connectors.config import Breaker, RateLimit
 from csautomation.errors import (
@@ -33,6 +41,25 @@ from csautomation.errors import (
 
 T = TypeVar("T")
 Clock = Callable[[], float]
+
+
+class TemporalClock:
+    """Seconds since the epoch, never behind the current activity attempt's scheduled time."""
+
+    def __init__(self) -> None:
+        self._ahead = 0.0  # how far Temporal's clock has been seen ahead of ours
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        now = time.time()
+        if activity.in_activity():
+            scheduled = activity.info().current_attempt_scheduled_time.timestamp()
+            with self._lock:
+                self._ahead = max(self._ahead, scheduled - now)
+        return now + self._ahead
+
+
+temporal_clock = TemporalClock()
 
 
 @dataclass(frozen=True)
@@ -58,6 +85,7 @@ class CircuitBreaker:
         self.clock = clock
         self.on_change = on_change
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # a probe's answer came
         self._state = "closed"
         self._failures = 0
         self._opened_at: float | None = None
@@ -73,20 +101,28 @@ class CircuitBreaker:
             self.connector, self._state, self._failures, self._opened_at, self._last_error
         )
 
-    def before(self, operation: str) -> None:
-        """Let a call through, or raise CircuitOpenError."""
-        with self._lock:
-            if self._state == "closed":
-                return
-            assert self._opened_at is not None
-            left = self._opened_at + self.reset_after - self.clock()
-            if self._state == "open" and left <= 0:
-                self._state = "half_open"
-                self._probing = False
-            if self._state == "half_open" and not self._probing:
-                self._probing = True  # this call is the probe
-                changed = self._snapshot()
-            else:
+    def before(self, operation: str, wait: float = 0.0) -> bool:
+        """Let a call through (True when it is the half-open probe), or raise
+        CircuitOpenError. While a probe is in flight, wait up to `wait` seconds (real
+        time) for its answer rather than fail at once."""
+        deadline = time.monotonic() + wait
+        with self._changed:
+            while True:
+                if self._state == "closed":
+                    return False
+                assert self._opened_at is not None
+                left = self._opened_at + self.reset_after - self.clock()
+                if self._state == "open" and left <= 0:
+                    self._state = "half_open"
+                    self._probing = False
+                if self._state == "half_open" and not self._probing:
+                    self._probing = True  # this call is the probe
+                    changed = self._snapshot()
+                    break
+                remaining = deadline - time.monotonic()
+                if self._state == "half_open" and remaining > 0:
+                    self._changed.wait(remaining)  # the probe's answer decides
+                    continue
                 raise CircuitOpenError(
                     self.connector,
                     operation,
@@ -95,22 +131,36 @@ class CircuitBreaker:
                     retry_after=max(left, 1.0),
                 )
         self._notify(changed)
+        return True
 
     def success(self) -> None:
         with self._lock:
             changed = self._state != "closed" or self._failures > 0
             self._state, self._failures, self._opened_at, self._probing = "closed", 0, None, False
             snap = self._snapshot()
+            self._changed.notify_all()
         if changed:
             self._notify(snap)
 
-    def failure(self, exc: ConnectorError) -> None:
+    def abandon(self, probe: bool) -> None:
+        """The call failed without a verdict on the vendor (our own bug): if it was the
+        probe, let the next call probe instead."""
+        with self._changed:
+            if probe and self._state == "half_open":
+                self._probing = False
+                self._changed.notify_all()
+
+    def failure(self, exc: ConnectorError, probe: bool = False) -> None:
+        """Count a failure. Once open, only the probe's failure decides (it opens the
+        breaker again): calls that were in flight when it opened say nothing new."""
         if not isinstance(exc, (ConnectorUnavailableError, ConnectorRateLimitedError)):
             self.success()  # the vendor answered (it refused the request): it is up
             return
         if isinstance(exc, CircuitOpenError):
             return
         with self._lock:
+            if self._state != "closed" and not probe:
+                return
             self._failures += 1
             self._last_error = str(exc)[:300]
             opened = self._state == "half_open" or (
@@ -118,6 +168,7 @@ class CircuitBreaker:
             )
             if opened:
                 self._state, self._opened_at, self._probing = "open", self.clock(), False
+                self._changed.notify_all()
             snap = self._snapshot()
         if opened:
             self._notify(snap)
@@ -160,7 +211,9 @@ class TokenBucket:
 
 
 class Guard:
-    """The breaker and the rate limit of one connector, around each of its calls."""
+    """The breaker and the rate limit of one connector, around each of its calls: each
+    HTTP request for the vendor connectors (`Guardable`), so that the rate limit counts
+    what the vendor counts and one failed request is one failure, not a whole action."""
 
     def __init__(
         self,
@@ -175,7 +228,7 @@ class Guard:
         self.wait_limit = wait_limit
 
     def call(self, operation: str, fn: Callable[[], T]) -> T:
-        self.breaker.before(operation)
+        probe = self.breaker.before(operation, wait=self.wait_limit)
         if self.bucket is not None and not self.bucket.acquire(self.wait_limit):
             raise ConnectorRateLimitedError(
                 self.connector,
@@ -186,7 +239,23 @@ class Guard:
         try:
             result = fn()
         except ConnectorError as exc:
-            self.breaker.failure(exc)
+            self.breaker.failure(exc, probe)
+            raise
+        except BaseException:
+            self.breaker.abandon(probe)
             raise
         self.breaker.success()
         return result
+
+
+class Guardable:
+    """A connector that sends each vendor request through `_guarded`; `build_connectors`
+    sets its guard. Verification (`check`) passes unguarded: it must reach the vendor
+    even while the breaker is open, and its verdict is not traffic."""
+
+    guard: Guard | None = None
+
+    def _guarded(self, operation: str, fn: Callable[[], T]) -> T:
+        if self.guard is None or operation == "check":
+            return fn()
+        return self.guard.call(operation, fn)

@@ -30,9 +30,11 @@ from simple_salesforce.api import Salesforce, SFType
 from simple_salesforce.exceptions import SalesforceError, SalesforceExpiredSession
 from simple_salesforce.format import format_external_id, format_soql
 
+from csautomation import logs
 from csautomation.connectors.base import Completion, FieldUpdate, Receipt, TaskRequest
 from csautomation.connectors.config import SalesforceConfig, secret
 from csautomation.connectors.http import classify_status, classify_transport
+from csautomation.connectors.resilience import Guardable
 from csautomation.errors import (
     ConnectorAuthError,
     ConnectorError,
@@ -72,7 +74,7 @@ class _Session(requests.Session):
         return headers
 
 
-class SalesforceCrm:
+class SalesforceCrm(Guardable):
     def __init__(
         self,
         config: SalesforceConfig,
@@ -150,6 +152,7 @@ class SalesforceCrm:
         if not isinstance(body, dict) or "access_token" not in body:
             raise ConnectorAuthError(self.name, "login", "the token answer holds no access_token")
         self._secrets.add(body["access_token"])
+        logs.register(body["access_token"])
         return body["access_token"], body.get("instance_url") or self.config.login_url
 
     def _client(self) -> Salesforce:
@@ -170,7 +173,11 @@ class SalesforceCrm:
                 self._sf = None
 
     def _call(self, operation: str, call: Callable[[Salesforce], T]) -> T:
-        """One vendor call; an expired session is refreshed once and the call retried once."""
+        """One vendor call, through the guard; an expired session is refreshed once and
+        the call retried once."""
+        return self._guarded(operation, lambda: self._request(operation, call))
+
+    def _request(self, operation: str, call: Callable[[Salesforce], T]) -> T:
         for attempt in (1, 2):
             sf = self._client()
             try:

@@ -47,6 +47,9 @@ class SlackNotifier(HttpConnector):
         return url
 
     def notify(self, request: NotifyRequest) -> Receipt:
+        return self._guarded("notify", lambda: self._notify(request))
+
+    def _notify(self, request: NotifyRequest) -> Receipt:
         url = self._url("notify")
         hidden = url_secrets(url)
         try:

@@ -71,6 +71,9 @@ class WebhookNotifier(HttpConnector):
         self._clock = clock
 
     def notify(self, request: NotifyRequest) -> Receipt:
+        return self._guarded("notify", lambda: self._notify(request))
+
+    def _notify(self, request: NotifyRequest) -> Receipt:
         key = secret(self.name, self.config.secret_env, self._env)
         payload = {
             "idempotency_key": request.idempotency_key,

@@ -1,7 +1,10 @@
 """Zendesk Support tickets through `zenpy`, with an agent's email and API token.
 
-Exactly once per idempotency key: the key is the ticket's `external_id`, and a look-up by
-it (`GET /api/v2/tickets.json?external_id=`) comes before every create. Completion sync
+Exactly once per idempotency key, twice over: the create carries Zendesk's own
+`Idempotency-Key` header (a repeat within Zendesk's two hours answers with the first ticket,
+even while the first request is still in flight), and the key is also the ticket's
+`external_id`, looked up (`GET /api/v2/tickets.json?external_id=`) before every create, so
+a re-drive days later finds the ticket the header has forgotten. Completion sync
 reads the time-based incremental ticket export for solved and closed tickets.
 
 zenpy is told not to wait or retry, because Temporal owns retries: on a 429 it would sleep
@@ -12,6 +15,8 @@ mounts a three-retry adapter only on sessions it builds itself).
 
 from __future__ import annotations
 
+import contextvars
+import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -26,6 +31,7 @@ from zenpy.lib.exception import APIException, RatelimitBudgetExceeded, ZenpyExce
 from csautomation.connectors.base import Completion, Receipt, TaskRequest
 from csautomation.connectors.config import ZendeskConfig, secret
 from csautomation.connectors.http import classify_status, classify_transport
+from csautomation.connectors.resilience import Guardable
 from csautomation.errors import ConnectorAuthError, ConnectorValidationError
 
 PRIORITIES = {"critical": "urgent", "high": "high", "medium": "normal", "low": "low"}
@@ -50,9 +56,22 @@ def _refuse_rate_limit(response: requests.Response, **_kwargs: Any) -> None:
         raise APIException("rate limited", response=response)
 
 
+# the Idempotency-Key of the create in progress on this thread (zenpy takes no headers)
+_IDEMPOTENCY_KEY: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "zendesk_idempotency_key", default=None
+)
+
+
 class _Session(requests.Session):
     """requests lets REQUESTS_CA_BUNDLE override a session's `verify`; a CA file or False
-    given to the connector must win (True still honours the environment's bundle)."""
+    given to the connector must win (True still honours the environment's bundle). A POST
+    made while `_IDEMPOTENCY_KEY` is set carries it as Zendesk's `Idempotency-Key`."""
+
+    def request(self, method: str, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+        key = _IDEMPOTENCY_KEY.get()
+        if key is not None and method == "POST":
+            kwargs["headers"] = {**(kwargs.get("headers") or {}), "Idempotency-Key": key}
+        return super().request(method, url, *args, **kwargs)
 
     def merge_environment_settings(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         settings: dict[str, Any] = super().merge_environment_settings(*args, **kwargs)
@@ -61,7 +80,7 @@ class _Session(requests.Session):
         return settings
 
 
-class ZendeskTicketing:
+class ZendeskTicketing(Guardable):
     def __init__(
         self, config: ZendeskConfig, env: Mapping[str, str] | None = None, verify: str | bool = True
     ) -> None:
@@ -70,6 +89,7 @@ class ZendeskTicketing:
         self._env = env
         self._verify = verify
         self._client: Any = None  # zenpy.Zenpy, built on first use
+        self._lock = threading.Lock()
         self._secrets: tuple[str, ...] = ()
 
     def _where(self) -> tuple[str, str]:
@@ -92,37 +112,42 @@ class ZendeskTicketing:
         return subdomain, domain
 
     def _zenpy(self) -> Any:
-        if self._client is None:
-            email = secret(self.name, self.config.auth.email_env, self._env)
-            token = secret(self.name, self.config.auth.token_env, self._env)
-            subdomain, domain = self._where()
-            session = _Session()
-            session.verify = self._verify
-            session.mount("https://", HTTPAdapter(max_retries=0))
-            session.hooks["response"].append(_refuse_rate_limit)
-            self._secrets = (token, email)
-            self._client = Zenpy(
-                subdomain=subdomain,
-                domain=domain,
-                email=email,
-                token=token,
-                session=session,
-                timeout=self.config.timeout.total_seconds(),
-                proactive_ratelimit=None,
-                ratelimit_budget=0,  # should a 429 slip past the hook: raise, never sleep
-                disable_cache=True,  # a cached ticket would hide its new status
-            )
-        return self._client
+        with self._lock:  # activity threads share the one client
+            if self._client is None:
+                email = secret(self.name, self.config.auth.email_env, self._env)
+                token = secret(self.name, self.config.auth.token_env, self._env)
+                subdomain, domain = self._where()
+                session = _Session()
+                session.verify = self._verify
+                session.mount("https://", HTTPAdapter(max_retries=0, pool_maxsize=32))
+                session.hooks["response"].append(_refuse_rate_limit)
+                self._secrets = (token, email)
+                self._client = Zenpy(
+                    subdomain=subdomain,
+                    domain=domain,
+                    email=email,
+                    token=token,
+                    session=session,
+                    timeout=self.config.timeout.total_seconds(),
+                    proactive_ratelimit=None,
+                    ratelimit_budget=0,  # should a 429 slip past the hook: raise, never sleep
+                    disable_cache=True,  # a cached ticket would hide its new status
+                )
+            return self._client
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.users.session.close()
-            self._client = None
+        with self._lock:
+            if self._client is not None:
+                self._client.users.session.close()
+                self._client = None
 
     def _call(self, operation: str, action: Callable[[Any], T]) -> T:
-        """Run `action(zenpy)`; every failure leaves here as a ConnectorError, with the
-        token and email redacted. zenpy's generators call the API while iterated, so
-        `action` must consume them."""
+        """Run `action(zenpy)` through the guard; every failure leaves here as a
+        ConnectorError, with the token and email redacted. zenpy's generators call the
+        API while iterated, so `action` must consume them."""
+        return self._guarded(operation, lambda: self._request(operation, action))
+
+    def _request(self, operation: str, action: Callable[[Any], T]) -> T:
         client = self._zenpy()
         secrets = self._secrets
         try:
@@ -168,7 +193,8 @@ class ZendeskTicketing:
         fields: dict[str, Any] = {
             "subject": request.subject,
             # a private note: the account's health is for agents, not for requesters
-            "comment": Comment(body=request.description, public=False),
+            # Zendesk needs a first comment: a step without a description sends its subject
+            "comment": Comment(body=request.description or request.subject, public=False),
             "external_id": request.idempotency_key,
             "type": "task",
             "due_at": zendesk_time(request.due_at),
@@ -192,7 +218,11 @@ class ZendeskTicketing:
         if found is not None:
             return Receipt(self.name, found, created=False)
         ticket = self._ticket(request, self._organization(request.account.id))
-        made = self._call("create_task", lambda zd: zd.tickets.create(ticket))
+        token = _IDEMPOTENCY_KEY.set(request.idempotency_key)
+        try:
+            made = self._call("create_task", lambda zd: zd.tickets.create(ticket))
+        finally:
+            _IDEMPOTENCY_KEY.reset(token)
         # Zendesk answers a create with the ticket and its audit: zenpy's TicketAudit
         made = getattr(made, "ticket", made)
         return Receipt(self.name, str(made.id), created=True)

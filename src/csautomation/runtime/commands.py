@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from csautomation import logs
 from csautomation.errors import ConfigFileError, CsAutomationError
 from csautomation.settings import Settings
 
@@ -136,6 +137,33 @@ def _connectors(settings: Settings, store: Any) -> Any:
     return build_connectors(configs, store, on_change=report)
 
 
+def _escalations(settings: Settings, actions: Any, page_url: str = "") -> Any:
+    """The escalation workflow's activities over escalation_matrix.yaml and people.yaml."""
+    from csautomation.activities.escalation import EscalationActivities
+    from csautomation.escalation.matrix import load_escalation_config
+
+    try:
+        matrix, people = load_escalation_config(
+            settings.escalation_matrix_path, settings.people_path
+        )
+    except CsAutomationError as exc:
+        _fail(exc)
+    return EscalationActivities(actions, matrix, people, page_url=page_url)
+
+
+def _review_app(settings: Settings, store: Any, client: Any, facts: Any = None) -> Any:
+    """The manager's review page and API over the store and the escalation workflows."""
+    from csautomation.api.actions import TemporalActions
+    from csautomation.api.app import create_app
+    from csautomation.escalation.people import load_people
+
+    try:
+        people = load_people(settings.people_path)
+    except CsAutomationError as exc:
+        _fail(exc)
+    return create_app(store, people, TemporalActions(client), facts=facts)
+
+
 async def _sync_forever(client: Any, store: Any, connectors: Any, every: float = 60.0) -> None:
     """Completion sync once a minute (the scheduler takes this over with issue 6)."""
     from csautomation.runtime.sync import sync_completions
@@ -160,11 +188,15 @@ def demo(
         float, typer.Option("--complete-share", help="share of tasks the CSMs complete")
     ] = 0.6,
     serve: Annotated[
-        bool, typer.Option("--serve", help="keep the Temporal UI up after the summary")
+        bool,
+        typer.Option("--serve", help="keep the review page and Temporal UI up after the summary"),
     ] = False,
     accounts: Annotated[
         int, typer.Option("--accounts", help="sample size (500: the shared sample data set)")
     ] = 500,
+    port: Annotated[
+        int, typer.Option("--port", help="the review page's port on 127.0.0.1 (0: any free)")
+    ] = 8000,
 ) -> None:
     """The main job: sample signals through the shipped rules into Temporal playbooks and
     local CRM tasks, on the bundled dev server, ending with a summary."""
@@ -194,11 +226,15 @@ def demo(
         day_seconds=day_seconds,
         complete_share=complete_share,
         serve=serve,
+        matrix_path=settings.escalation_matrix_path,
+        people_path=settings.people_path,
+        review_port=port,
     )
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    logs.setup(logging.WARNING, "%(levelname)s %(message)s")
     result = _run(lambda: run_demo(opts, out))
-    out.rule("summary")
-    print_summary(result, out, data_dir)
+    if not serve:  # a serving demo printed its summary before it began to serve
+        out.rule("summary")
+        print_summary(result, out, data_dir)
 
 
 def worker(
@@ -219,16 +255,18 @@ def worker(
     async def main() -> None:
         client = await connect(settings.temporal_address, settings.temporal_namespace)
         store = _store(settings)
+        actions = PlaybookActivities(store, model, connectors=_connectors(settings, store))
         workers = build_workers(
             client,
-            PlaybookActivities(store, model, connectors=_connectors(settings, store)),
+            actions,
             names,
             WorkerConfig(sandboxed=settings.workflow_sandbox),
+            _escalations(settings, actions, settings.review_url).all(),
         )
         out.print(f"worker on {settings.temporal_address}: {', '.join(names)}")
         await asyncio.gather(*(w.run() for w in workers))
 
-    logging.basicConfig(level=logging.INFO)
+    logs.setup(logging.INFO)
     _run(main)
 
 
@@ -249,16 +287,20 @@ def pipeline(address: AddressOpt = None, database_url: DbOpt = None) -> None:
         out.print(f"pipeline: {settings.database_url} -> {settings.temporal_address}")
         await Pipeline(store, runtime, playbooks, client).run_forever()
 
-    logging.basicConfig(level=logging.INFO)
+    logs.setup(logging.INFO)
     _run(main)
 
 
 def dev(
-    data_dir: DataDirOpt = None, load_sample: Annotated[bool, typer.Option("--load-sample")] = False
+    data_dir: DataDirOpt = None,
+    load_sample: Annotated[bool, typer.Option("--load-sample")] = False,
+    port: Annotated[int, typer.Option(help="the review page's port on 127.0.0.1")] = 8000,
 ) -> None:
     """Everything in one process: the bundled Temporal dev server (SQLite in the data
-    folder), a worker for every queue, and the signal pipeline. Ctrl-C stops it."""
+    folder), a worker for every queue, the signal pipeline and the manager's review page.
+    Ctrl-C stops it."""
     from csautomation.activities.playbook import PlaybookActivities
+    from csautomation.api.server import serve_async
     from csautomation.rules.runtime import RuleRuntime
     from csautomation.runtime.pipeline import Pipeline
     from csautomation.runtime.server import start_dev_server
@@ -285,23 +327,28 @@ def dev(
             client = server.env.client
             facts = FactsReader(store, model)  # one derivation serves rules and playbooks
             connectors = _connectors(settings, store)
+            actions = PlaybookActivities(store, model, facts=facts, connectors=connectors)
+            page = f"http://127.0.0.1:{port}"
             workers = build_workers(
                 client,
-                PlaybookActivities(store, model, facts=facts, connectors=connectors),
+                actions,
                 config=WorkerConfig(sandboxed=settings.workflow_sandbox),
+                extra=_escalations(settings, actions, page).all(),
             )
-            out.print(f"Temporal {server.address}, UI {server.ui_url}")
+            app = _review_app(settings, store, client, facts)
+            out.print(f"Temporal {server.address}, UI {server.ui_url}; review page {page}")
             out.print(f"store {settings.database_url}; signals added with `csauto signals add`")
             await asyncio.gather(
                 *(w.run() for w in workers),
                 Pipeline(store, runtime, playbooks, client, facts=facts).run_forever(),
                 _sync_forever(client, store, connectors),
+                serve_async(app, "127.0.0.1", port),
             )
         finally:
             await server.env.shutdown()
             runtime.close()
 
-    logging.basicConfig(level=logging.INFO)
+    logs.setup(logging.INFO)
     _run(main)
 
 
@@ -340,6 +387,52 @@ def signals_add(
         raise typer.Exit(1) from None
     fresh = _store(_settings(db=database_url)).add_signal(signal)
     out.print(("stored " if fresh else "already stored ") + signal.idempotency_key)
+
+
+def ingest(
+    file: Annotated[Path, typer.Argument(help="a .csv or .jsonl file of signals")],
+    format_: Annotated[
+        str | None, typer.Option("--format", help="csv or jsonl (default: from the suffix)")
+    ] = None,
+    show: Annotated[int, typer.Option("--show", help="rejected rows to list")] = 20,
+    database_url: DbOpt = None,
+) -> None:
+    """Import signals from a file: each row validated and stored once (importing the same
+    file again changes nothing); a report of rows accepted and rejected, with line numbers.
+    Exit code 1 when a row was rejected."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from csautomation.ingest.batch import detect_format, import_file
+
+    if not file.is_file():
+        _fail(CsAutomationError(f"{file}: no such file"))
+    try:
+        fmt = detect_format(file, format_)
+    except ValueError as exc:
+        _fail(CsAutomationError(str(exc)))
+    store = _store(_settings(db=database_url))
+    with file.open("rb") as handle:
+        lines = sum(1 for _ in handle)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err
+    ) as bar:
+        task = bar.add_task(f"importing {file.name}", total=lines)
+        report = import_file(
+            store, file, fmt, progress=lambda line: bar.update(task, completed=line)
+        )
+    out.print(
+        f"{report.file}: {report.rows} rows, {report.accepted} accepted "
+        f"({report.stored} new, {report.duplicates} already stored), "
+        f"{report.rejected_rows} rejected",
+        soft_wrap=True,
+        markup=False,
+    )
+    for problem in report.rejected[:show]:
+        out.print(f"  {problem}", soft_wrap=True, markup=False)
+    if len(report.rejected) > show:
+        out.print(f"  ... and {len(report.rejected) - show} more (--show N)")
+    if report.rejected:
+        raise typer.Exit(1)
 
 
 @tasks_app.command("list")
@@ -398,8 +491,45 @@ def runs_list(
     out.print(table)
 
 
+def serve(
+    host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    address: AddressOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """The manager's review page and its HTTP API (sign-in from people.yaml; set
+    CSAUTO_SESSION_SECRET so sessions survive a restart)."""
+    from csautomation.api.server import serve_async
+    from csautomation.runtime.server import connect
+
+    settings = _settings(db=database_url, address=address)
+
+    async def main() -> None:
+        client = await connect(settings.temporal_address, settings.temporal_namespace)
+        app = _review_app(settings, _store(settings), client)
+        out.print(f"review page on http://{host}:{port}")
+        await serve_async(app, host, port)
+
+    logs.setup(logging.INFO)
+    _run(main)
+
+
+people_app = typer.Typer(help="The people directory (people.yaml).", no_args_is_help=True)
+
+
+@people_app.command("hash-password")
+def hash_password() -> None:
+    """Prompt for a password and print its argon2 hash, for a sign_in: entry."""
+    from csautomation.api.auth import hash_password_command
+
+    hash_password_command()
+
+
 def register(app: typer.Typer) -> None:
     app.command("demo")(demo)
+    app.command("serve")(serve)
+    app.command("ingest")(ingest)
+    app.add_typer(people_app, name="people")
     app.command("dev")(dev)
     app.command("worker")(worker)
     app.command("pipeline")(pipeline)

@@ -31,8 +31,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from temporalio.client import Client
 
+from csautomation.activities.escalation import EscalationActivities
 from csautomation.activities.playbook import PlaybookActivities
+from csautomation.api.actions import TemporalActions
+from csautomation.api.app import create_app
+from csautomation.api.server import serving
 from csautomation.datafiles import read_jsonl
+from csautomation.escalation.matrix import EscalationMatrix, load_escalation_config
+from csautomation.escalation.people import People
 from csautomation.facts.health import HealthModel
 from csautomation.facts.model import Account, Signal
 from csautomation.playbooks.spec import Playbook
@@ -41,6 +47,7 @@ from csautomation.runtime.pipeline import Pipeline
 from csautomation.runtime.server import quiet_runtime, start_dev_server
 from csautomation.runtime.tasks import complete_task
 from csautomation.runtime.worker import build_workers
+from csautomation.store.escalations import list_escalations
 from csautomation.store.facts import FactsReader
 from csautomation.store.outbox import (
     firings_per_rule,
@@ -68,6 +75,9 @@ class DemoOptions:
     complete_share: float = 0.6
     timeout: float = 900.0
     serve: bool = False
+    matrix_path: Path = Path("escalation_matrix.yaml")
+    people_path: Path = Path("people.yaml")
+    review_port: int = 8000  # the manager's review page on 127.0.0.1 (0: any free port)
 
 
 @dataclass
@@ -81,6 +91,9 @@ class DemoResult:
     first_task_latency: list[float] = field(default_factory=list)
     ui_url: str = ""
     elapsed: float = 0.0
+    review_url: str = ""
+    escalations: Counter[str] = field(default_factory=Counter)  # unresolved, by severity
+    acknowledged: int = 0  # of those, acknowledged (a CSM completed the escalation's task)
 
 
 def load_sample(sample_dir: Path, accounts: int = 500) -> tuple[list[Account], list[Signal]]:
@@ -150,14 +163,19 @@ async def run_demo(opts: DemoOptions, console: Console) -> DemoResult:
     as_of = datetime.combine(last_day, time(23, 59), tzinfo=UTC)
     runtime = RuleRuntime(list(opts.rule_paths), opts.model, cooldowns=SqlCooldowns(store))
     console.print(f"starting the Temporal dev server (SQLite in {opts.data_dir}) ...")
+    matrix, people = load_escalation_config(opts.matrix_path, opts.people_path)
     server = await start_dev_server(opts.data_dir, runtime=quiet_runtime())
     env, ui_url = server.env, server.ui_url
     try:
-        result = await _run(opts, console, store, runtime, env.client, as_of, today, ui_url)
-        if opts.serve:
-            console.print(f"serving the Temporal UI at {ui_url}; press Ctrl-C to stop")
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.Event().wait()
+        app = create_app(store, people, TemporalActions(env.client))
+        async with serving(app, "127.0.0.1", opts.review_port) as page:
+            manager = next((p for p in people.people if p.role == "manager" and p.sign_in), None)
+            hint = f" (sign in as {manager.id}, password demo-{manager.id})" if manager else ""
+            console.print(f"the managers' review page: {page}{hint}")
+            escalations = (matrix, people, page)
+            result = await _run(
+                opts, console, store, runtime, env.client, as_of, today, ui_url, escalations
+            )
     finally:
         await env.shutdown()
         runtime.close()
@@ -175,13 +193,16 @@ async def _run(
     as_of: datetime,
     today: list[Signal],
     ui_url: str,
+    escalations: tuple[EscalationMatrix, People, str],
 ) -> DemoResult:
     facts = FactsReader(store, opts.model)  # one derivation serves rules and playbooks
     activities = PlaybookActivities(store, opts.model, clock=lambda: as_of, facts=facts)
+    matrix, people, page = escalations
+    extra = EscalationActivities(activities, matrix, people, page_url=page).all()
     pipeline = Pipeline(
         store, runtime, opts.playbooks, client, time_scale=opts.day_seconds / DAY, facts=facts
     )
-    workers = build_workers(client, activities)
+    workers = build_workers(client, activities, extra=extra)
     ingested: dict[str, datetime] = {}
     async with contextlib.AsyncExitStack() as stack:
         for w in workers:
@@ -216,7 +237,8 @@ async def _run(
             progress.update(p_sig, total=fresh)
             deadline = asyncio.get_running_loop().time() + opts.timeout
             while True:
-                counts = await asyncio.to_thread(run_counts, store)
+                # escalations stay open for the managers: the demo waits for playbooks
+                counts = await asyncio.to_thread(run_counts, store, "playbook")
                 started = sum(counts.values())
                 closed = started - counts.get("running", 0)
                 outbox = await asyncio.to_thread(undispatched_firings, store, 1)
@@ -230,7 +252,28 @@ async def _run(
                     console.print(f"[yellow]stopped waiting after {opts.timeout:.0f} s[/yellow]")
                     break
                 await asyncio.sleep(0.25)
+        if opts.serve:  # the workers stay: the page's buttons signal live workflows
+            print_summary(
+                _result(store, today, ingested, ui_url, escalations[2]), console, opts.data_dir
+            )
+            console.print(
+                f"serving the review page at {escalations[2]} and the Temporal UI at {ui_url}; "
+                "press Ctrl-C to stop"
+            )
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.Event().wait()
+    return _result(store, today, ingested, ui_url, escalations[2])
+
+
+def _result(
+    store: Store,
+    today: list[Signal],
+    ingested: dict[str, datetime],
+    ui_url: str,
+    page: str,
+) -> DemoResult:
     all_runs = runs(store)
+    unresolved = list_escalations(store)
     tasks = [t for t in local_tasks(store) if t.kind == "task"]
     first: dict[str, datetime] = {}
     for t in tasks:
@@ -247,6 +290,9 @@ async def _run(
         notifications=sum(1 for t in local_tasks(store) if t.kind == "notification"),
         first_task_latency=latency,
         ui_url=ui_url,
+        review_url=page,
+        escalations=Counter(s.severity for s in unresolved),
+        acknowledged=sum(1 for s in unresolved if s.status == "acknowledged"),
     )
 
 
@@ -297,6 +343,14 @@ def print_summary(result: DemoResult, console: Console, data_dir: Path) -> None:
         f"{result.signals} signals, {sum(result.firings.values())} firings, "
         f"{result.notifications} notifications, in {result.elapsed:.0f} s"
     )
+    if result.escalations:
+        total = sum(result.escalations.values())
+        console.print(
+            f"{total} escalations open for the managers ("
+            + ", ".join(f"{n} {sev}" for sev, n in result.escalations.most_common())
+            + f"; {result.acknowledged} acknowledged, {total - result.acknowledged} waiting): "
+            f"review page {result.review_url} (while it runs: `csauto demo --serve`)"
+        )
     console.print(
         f"Temporal UI: {result.ui_url}/namespaces/default/workflows (while the server runs). "
         f"To look at these runs later: csauto dev --data-dir {data_dir}"

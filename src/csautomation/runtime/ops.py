@@ -14,7 +14,16 @@ from rich.table import Table
 
 from csautomation.connectors.loader import build_connectors
 from csautomation.errors import ConnectorError, CsAutomationError
-from csautomation.runtime.commands import DbOpt, _config, _fail, _settings, _store, err, out
+from csautomation.runtime.commands import (
+    DbOpt,
+    _config,
+    _escalations,
+    _fail,
+    _settings,
+    _store,
+    err,
+    out,
+)
 
 connectors_app = typer.Typer(help="Vendor connectors (connectors/).", no_args_is_help=True)
 dlq_app = typer.Typer(help="The dead-letter store of failed actions.", no_args_is_help=True)
@@ -70,12 +79,15 @@ def check() -> None:
             need = f"; needs {', '.join(missing)}" if missing else ""
             verdict = f"[dim]disabled[/dim] (enabled: true in its file{need})"
         else:
+            connector = vendor(config, os.environ, True)
             try:
-                said = vendor(config, os.environ, True).check()
+                said = connector.check()
                 verdict = f"[green]ok[/green]: {said}"
             except ConnectorError as exc:
                 failed += 1
                 verdict = f"[red]FAILED[/red]: {exc}"
+            finally:
+                connector.close()
         table.add_row(config.id, config.type, verdict)
     out.print(table)
     if failed:
@@ -203,6 +215,7 @@ def dlq_retry(
     store = _store(settings)
     connectors = build_connectors(_configs(settings), store)
     acts = PlaybookActivities(store, model, connectors=connectors)
+    escalations = _escalations(settings, acts)
     rows = [r for r in dead_letters(store) if all_ or r.id == row_id]
     if not rows:
         _fail(CsAutomationError("no open dead letter to retry"))
@@ -211,7 +224,7 @@ def dlq_retry(
     for r in rows:
         assert r.id is not None
         try:
-            receipt = redrive(acts, r.action, r.payload)
+            receipt = redrive(acts, r.action, r.payload, escalations)
         except Exception as exc:  # a process edge: the entry stays open, with this failure
             failed += 1
             record_dead_letter(store, _again(r, exc))
@@ -227,18 +240,26 @@ def dlq_retry(
         raise typer.Exit(1)
 
 
-def redrive(acts: Any, action: str, payload: dict[str, Any]) -> str:
-    """Run a dead-lettered action again with its recorded input; the vendor's record id."""
-    from csautomation.workflows.types import NotifyInput, TaskInput, UpdateInput
+def redrive(acts: Any, action: str, payload: dict[str, Any], escalations: Any = None) -> str:
+    """Run a dead-lettered action again with its recorded input; the vendor's record id.
+    `escalations` (EscalationActivities) serves the escalation workflow's notices."""
+    from csautomation.workflows.types import (
+        EscalationNotice,
+        NotifyInput,
+        TaskInput,
+        UpdateInput,
+    )
 
-    kinds: dict[str, Any] = {
-        "create_task": TaskInput,
-        "notify": NotifyInput,
-        "update_account": UpdateInput,
+    kinds: dict[str, tuple[Any, Any]] = {
+        "create_task": (acts, TaskInput),
+        "notify": (acts, NotifyInput),
+        "update_account": (acts, UpdateInput),
+        "notify_escalation": (escalations, EscalationNotice),
     }
-    if action not in kinds:
+    target, model = kinds.get(action, (None, None))
+    if target is None:
         raise CsAutomationError(f"cannot re-drive action '{action}'")
-    result = getattr(acts, action)(kinds[action].model_validate(payload))
+    result = getattr(target, action)(model.model_validate(payload))
     return str(result.record_id)
 
 

@@ -43,6 +43,16 @@ def move_cursor(store: Store, connector: str, until: datetime) -> None:
         )
 
 
+def workflow_and_step(key: str) -> tuple[str, str]:
+    """The workflow and step an idempotency key names: a playbook step's is
+    `{workflow}:{step}`, an escalation notice's `{workflow}:{round}:{channel}:{person}`
+    (workflow ids hold colons; the parts after them never do)."""
+    pieces = key.rsplit(":", 3 if key.startswith("escalation:") else 1)
+    if len(pieces) < 2:
+        return "", ""
+    return pieces[0], ":".join(pieces[1:])
+
+
 async def sync_completions(
     client: Client,
     store: Store,
@@ -65,7 +75,7 @@ async def sync_completions(
             log.warning("completion sync from %s failed: %s", name, exc)
             continue
         for c in done:
-            workflow_id, _, step_id = c.idempotency_key.rpartition(":")
+            workflow_id, step_id = workflow_and_step(c.idempotency_key)
             if not workflow_id:
                 continue
             try:

@@ -16,9 +16,10 @@ import heapq
 import itertools
 import threading
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import (
@@ -36,7 +37,8 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from csautomation.activities.playbook import PlaybookActivities
 from csautomation.dispatcher import QUEUES
-from csautomation.workflows.playbook import EscalationWorkflow, PlaybookWorkflow
+from csautomation.workflows.escalation import EscalationWorkflow
+from csautomation.workflows.playbook import PlaybookWorkflow
 
 # share of the pool a queue may hold, by queue
 CEILINGS = {
@@ -166,8 +168,10 @@ def build_workers(
     activities: PlaybookActivities,
     queues: Sequence[str] = tuple(QUEUES.values()),
     config: WorkerConfig | None = None,
+    extra: Sequence[Callable[..., Any]] = (),
 ) -> list[Worker]:
-    """One worker per queue, sharing slot pools and one thread pool for activities."""
+    """One worker per queue, sharing slot pools and one thread pool for activities;
+    `extra` are further activities (the escalation workflow's)."""
     cfg = config or WorkerConfig()
     # idle pollers hold reservations; a pool they could fill leaves none for running work
     floor = 2 * cfg.pollers * len(queues)
@@ -191,7 +195,7 @@ def build_workers(
             client,
             task_queue=queue,
             workflows=[PlaybookWorkflow, EscalationWorkflow],
-            activities=activities.all(),
+            activities=[*activities.all(), *extra],
             activity_executor=executor,
             tuner=tuner,
             workflow_runner=runner,

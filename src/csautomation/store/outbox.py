@@ -215,12 +215,14 @@ def runs(store: Store, status: str | None = None) -> list[PlaybookRunRow]:
         return list(s.exec(q.order_by(col(PlaybookRunRow.started_at))).all())
 
 
-def run_counts(store: Store) -> dict[str, int]:
-    """Runs per status (running, completed, cancelled)."""
+def run_counts(store: Store, kind: str | None = None) -> dict[str, int]:
+    """Runs per status (running, completed, cancelled), of one kind (playbook, escalation)
+    or all."""
+    q = select(PlaybookRunRow.status, func.count()).group_by(col(PlaybookRunRow.status))
+    if kind is not None:
+        q = q.where(PlaybookRunRow.kind == kind)
     with store.session() as s:
-        rows = s.exec(
-            select(PlaybookRunRow.status, func.count()).group_by(col(PlaybookRunRow.status))
-        ).all()
+        rows = s.exec(q).all()
     return {status: int(n) for status, n in rows}
 
 

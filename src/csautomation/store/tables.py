@@ -157,3 +157,25 @@ class ReceiptRow(SQLModel, table=True):
     connector: str = Field(max_length=64)
     record_id: str = Field(max_length=128)
     created_at: datetime = _ts()
+
+
+class EscalationRow(SQLModel, table=True):
+    """Each escalation as its workflow last recorded it: what the manager's page lists and
+    filters without asking Temporal about every one. `state` is the whole EscalationState
+    (with its timeline); the columns are copies for filtering and sorting."""
+
+    __tablename__ = "escalations"
+    workflow_id: str = Field(primary_key=True, max_length=300)
+    account_id: str = Field(max_length=128, index=True)
+    severity: str = Field(max_length=16, index=True)
+    status: str = Field(max_length=16, index=True)
+    level: int = 0
+    team: str = Field(default="", max_length=64, index=True)
+    holder: str = Field(default="", max_length=128, index=True)
+    rule_id: str = Field(default="", max_length=64)
+    opened_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    ack_by: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    updated_at: datetime = _ts()
+    seq: int = 0  # the workflow's count of recorded changes: an older write never wins
+    state: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    plan: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))

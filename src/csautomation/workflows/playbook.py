@@ -12,18 +12,20 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import ActivityError
+
+from csautomation.workflows.common import ACTION_RETRY, RETRY, TIMEOUT, dead_letter
+from csautomation.workflows.escalation import EscalationWorkflow
 
 with workflow.unsafe.imports_passed_through():
     from csautomation.playbooks.spec import Step
     from csautomation.rules.explain import holds
     from csautomation.rules.ir import lower
     from csautomation.workflows.types import (
-        DeadLetterInput,
         EscalationInput,
         FactsInput,
         NotifyInput,
+        OpenEscalation,
         PlaybookInput,
         PlaybookResult,
         RunOutcome,
@@ -32,38 +34,9 @@ with workflow.unsafe.imports_passed_through():
         UpdateInput,
     )
 
-TIMEOUT = timedelta(seconds=30)
-# our own store (facts, outcomes, dead letters): retried until it answers
-RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1))
-# a vendor action: the activity applies its connector's own policy (connectors/*.yaml:
-# backoff with jitter, the vendor's Retry-After, bounded attempts) through each failure's
-# next_retry_delay and non_retryable; this is only the outer bound, for unexpected errors
-ACTION_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=5),
-    maximum_attempts=20,
-)
-
 
 def _eval(condition: Any, facts: dict[str, Any]) -> bool:
     return holds(lower(condition, {}), facts)
-
-
-@workflow.defn
-class EscalationWorkflow:
-    """A stub level until the escalation issue lands: records that it was opened."""
-
-    @workflow.run
-    async def run(self, inp: EscalationInput) -> str:
-        outcome = f"opened:{inp.severity}"
-        await workflow.execute_local_activity(
-            "record_run_outcome",
-            RunOutcome(workflow_id=workflow.info().workflow_id, outcome=outcome),
-            start_to_close_timeout=TIMEOUT,
-            retry_policy=RETRY,
-        )
-        return outcome
 
 
 @workflow.defn
@@ -245,15 +218,25 @@ class PlaybookWorkflow:
             return b.then if ok else b.else_
         if step.escalate is not None:
             e = step.escalate
-            await workflow.execute_child_workflow(
-                EscalationWorkflow.run,
-                EscalationInput(
-                    account_id=inp.account_id,
-                    severity=e.severity,
-                    reason=e.reason,
-                    source_workflow_id=wf_id,
-                ),
-                id=f"escalation:{inp.account_id}:{wf_id}:{step.id}",
+            einp = EscalationInput(
+                account_id=inp.account_id,
+                severity=e.severity,
+                reason=e.reason,
+                source_workflow_id=wf_id,
+                rule_id=inp.rule_id,
+            )
+            eid = f"escalation:{inp.account_id}:{wf_id}:{step.id}"
+            if not workflow.patched("escalation-top-level"):
+                # runs recorded before escalations could last days waited for the stub child
+                await workflow.execute_child_workflow(EscalationWorkflow.run, einp, id=eid)
+                return None
+            # a workflow of its own, with a deterministic id: it outlives this playbook,
+            # managers close it, and a retried step finds the one already open
+            await workflow.execute_activity(
+                "open_escalation",
+                OpenEscalation(workflow_id=eid, input=einp),
+                start_to_close_timeout=TIMEOUT,
+                retry_policy=RETRY,
             )
             return None
         context = {
@@ -307,26 +290,8 @@ class PlaybookWorkflow:
             )
             return None
         except ActivityError as err:
-            errors = _chain(err)
-        attempt = next((e["details"].get("attempt", 0) for e in errors if e["details"]), 0)
-        await workflow.execute_local_activity(
-            "record_dead_letter",
-            DeadLetterInput(
-                idempotency_key=arg.idempotency_key,
-                workflow_id=arg.workflow_id,
-                step_id=step.id,
-                action=name,
-                connector=connector or "",
-                account_id=inp.account_id,
-                payload=arg.model_dump(mode="json"),
-                errors=errors,
-                attempts=int(attempt) or 1,
-                first_failure=self._history[-1].started_at,
-                last_failure=workflow.now(),
-            ),
-            start_to_close_timeout=TIMEOUT,
-            retry_policy=RETRY,
-        )
+            began = self._history[-1].started_at
+            await dead_letter(err, name, arg, step.id, connector or "", inp.account_id, began)
         self._history[-1].result = "dead_letter"
         if step.on_failure == "pause":
             self._paused = True
@@ -337,22 +302,3 @@ class PlaybookWorkflow:
             if self._cancelled:
                 return "cancelled"
         return None
-
-
-def _chain(err: BaseException) -> list[dict[str, Any]]:
-    """The failure and its causes, outermost first, as plain data."""
-    out: list[dict[str, Any]] = []
-    cur: BaseException | None = err
-    while cur is not None and len(out) < 10:
-        details: dict[str, Any] = {}
-        kind = type(cur).__name__
-        retryable = True
-        if isinstance(cur, ApplicationError):
-            kind = cur.type or kind
-            retryable = not cur.non_retryable
-            if cur.details and isinstance(cur.details[0], dict):
-                details = dict(cur.details[0])
-        message = cur.message if isinstance(cur, FailureError) else str(cur)
-        out.append({"type": kind, "message": message, "retryable": retryable, "details": details})
-        cur = cur.cause if isinstance(cur, FailureError) else None
-    return out

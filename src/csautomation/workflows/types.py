@@ -63,6 +63,48 @@ class EscalationInput(BaseModel):
     severity: str
     reason: str
     source_workflow_id: str
+    rule_id: str = ""
+
+
+class EscalationAction(BaseModel):
+    """A person's action on an escalation, signalled to its workflow."""
+
+    by: str  # the person id of whoever acted
+    note: str = ""
+    to: str = ""  # reassign: the person id of the new holder
+    until: datetime | None = None  # snooze: until when
+
+
+class EscalationEvent(BaseModel):
+    at: datetime
+    # opened, notified, climbed, exhausted, acknowledged, reassigned, snoozed, woke, resolved
+    kind: str
+    by: str = "system"
+    level: int = 0
+    detail: str = ""
+
+
+class EscalationState(BaseModel):
+    """What a manager sees: the workflow's query answer, and the store's copy of it."""
+
+    workflow_id: str
+    account_id: str
+    severity: str
+    reason: str = ""
+    rule_id: str = ""
+    source_workflow_id: str = ""
+    team: str = ""
+    status: str = "open"  # open, acknowledged, snoozed, resolved
+    level: int = 0
+    holder: str = ""  # person id
+    holder_name: str = ""
+    opened_at: datetime
+    ack_by: datetime | None = None  # the current level's deadline, while open
+    snoozed_until: datetime | None = None
+    acknowledged_at: datetime | None = None
+    resolved_at: datetime | None = None
+    resolution: str = ""
+    timeline: list[EscalationEvent] = Field(default_factory=list)
 
 
 class RunOutcome(BaseModel):
@@ -110,3 +152,37 @@ class DeadLetterInput(BaseModel):
     attempts: int
     first_failure: datetime  # when the step started; its first attempt failed after it
     last_failure: datetime
+
+
+class OpenEscalation(BaseModel):
+    workflow_id: str  # deterministic: the same problem never opens two escalations
+    input: EscalationInput
+
+
+class EscalationPlanInput(BaseModel):
+    account_id: str
+    severity: str
+    start: datetime
+    from_level: int = 1
+
+
+class EscalationRecord(BaseModel):
+    state: EscalationState
+    seq: int  # increasing per workflow: an older write never overwrites a newer one
+    plan: dict[str, Any] | None = None
+
+
+class EscalationNotice(BaseModel):
+    """One person told about an escalation through one channel (a CRM task, Slack, a
+    webhook); the idempotency key makes it once, however often it is retried."""
+
+    idempotency_key: str
+    workflow_id: str
+    step_id: str
+    account_id: str
+    severity: str
+    reason: str
+    level: int
+    channel: str  # connector id
+    person_id: str
+    ack_by: datetime | None = None

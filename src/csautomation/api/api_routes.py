@@ -1,0 +1,81 @@
+"""The JSON API: list, read and act on escalations, authenticated by Bearer token.
+
+    GET  /api/escalations                       ?severity&level&team&holder&status&min_age_hours
+    GET  /api/escalations/{workflow_id}         state, plan, next reach, account, health, explain
+    POST /api/escalations/{workflow_id}/acknowledge   {"note": "..."} (optional body)
+    POST /api/escalations/{workflow_id}/resolve       {"note": "..."} (note required)
+    POST /api/escalations/{workflow_id}/reassign      {"to": "<person id>", "note": "..."}
+    POST /api/escalations/{workflow_id}/snooze        {"until": "<ISO time with zone>", ...}
+
+An action answers with the workflow's state after it. The caller's scope is checked on the
+stored escalation (404, 403, 409) before its body is read, and before anything is
+signalled; `by` is always the caller.
+"""
+
+# No `from __future__ import annotations` here: FastAPI reads these routes' annotations at
+# run time, and the dependency aliases live in `router`'s scope, not the module's.
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+
+from csautomation.api.auth import Authenticator
+from csautomation.api.errors import NotSignedInError
+from csautomation.api.review import (
+    ActionBody,
+    ListQuery,
+    ReassignBody,
+    ResolveBody,
+    Review,
+    SnoozeBody,
+)
+from csautomation.escalation.people import Person
+from csautomation.workflows.types import EscalationState
+
+
+def router(review: Review, authn: Authenticator) -> APIRouter:
+    api = APIRouter(prefix="/api", tags=["escalations"])
+
+    def caller(request: Request) -> Person:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise NotSignedInError("send 'Authorization: Bearer <token>'")
+        person = authn.from_token(token.strip())
+        if person is None:
+            raise NotSignedInError("unknown API token")
+        return person
+
+    Caller = Annotated[Person, Depends(caller)]
+
+    def target(workflow_id: str, person: Caller) -> EscalationState:
+        return review.actionable(person, workflow_id)
+
+    Target = Annotated[EscalationState, Depends(target)]
+
+    @api.get("/escalations")
+    def list_escalations(person: Caller, query: Annotated[ListQuery, Query()]) -> dict[str, Any]:
+        found = review.escalations(person, query)
+        return {"count": len(found), "escalations": [s.model_dump(mode="json") for s in found]}
+
+    @api.get("/escalations/{workflow_id}")
+    def escalation(workflow_id: str, person: Caller) -> dict[str, Any]:
+        return review.detail(person, workflow_id).to_json()
+
+    @api.post("/escalations/{workflow_id}/acknowledge")
+    async def acknowledge(
+        person: Caller, state: Target, body: Annotated[ActionBody | None, Body()] = None
+    ) -> EscalationState:
+        return await review.act(person, state, "acknowledge", body or ActionBody())
+
+    @api.post("/escalations/{workflow_id}/resolve")
+    async def resolve(person: Caller, state: Target, body: ResolveBody) -> EscalationState:
+        return await review.act(person, state, "resolve", body)
+
+    @api.post("/escalations/{workflow_id}/reassign")
+    async def reassign(person: Caller, state: Target, body: ReassignBody) -> EscalationState:
+        return await review.act(person, state, "reassign", body)
+
+    @api.post("/escalations/{workflow_id}/snooze")
+    async def snooze(person: Caller, state: Target, body: SnoozeBody) -> EscalationState:
+        return await review.act(person, state, "snooze", body)
+
+    return api

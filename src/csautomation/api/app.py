@@ -1,0 +1,183 @@
+"""The review app: the JSON API under /api and the manager's pages, in one FastAPI app.
+
+    /api/...   Bearer tokens; errors as JSON `{"detail": ...}` (401, 403, 404, 409, 422, 503)
+    /...       a signed session cookie; forms carry a CSRF token; a missing sign-in
+               redirects to /login, other refusals render a short error page
+
+`create_app` is built at the edge (`csauto serve`, a test) with everything it needs; it
+reads nothing from the environment but the session key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from urllib.parse import quote
+
+from argon2 import PasswordHasher
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from starlette.datastructures import MutableHeaders
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from csautomation.api import api_routes, pages
+from csautomation.api.actions import EscalationActions
+from csautomation.api.auth import Authenticator
+from csautomation.api.auth import session_secret as env_session_secret
+from csautomation.api.errors import InputError, NotSignedInError, ReviewError
+from csautomation.api.review import Review
+from csautomation.errors import ServiceUnavailableError
+from csautomation.escalation.people import People
+from csautomation.facts.health import load_health_model
+from csautomation.store.facts import FactsReader
+from csautomation.store.repo import Store
+
+SESSION_COOKIE = "csauto_session"
+SESSION_HOURS = 12
+# no script runs on these pages; forms post to this site only; nothing may frame them
+HEADERS = {
+    "content-security-policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+    "x-frame-options": "DENY",
+    "cache-control": "no-store",
+}
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(
+    store: Store,
+    people: People,
+    actions: EscalationActions,
+    *,
+    now: Callable[[], datetime] | None = None,
+    facts: FactsReader | None = None,
+    session_secret: str | None = None,
+    secure_cookies: bool = False,
+    hasher: PasswordHasher | None = None,
+) -> FastAPI:
+    """The review app over `store` (the escalations index, accounts, signals), `people`
+    (who signs in, and their teams) and `actions` (the escalation workflows).
+
+    `now` is the clock (UTC); `facts` derives account health (default: the packaged health
+    model); `session_secret` defaults to CSAUTO_SESSION_SECRET; `secure_cookies` marks the
+    session cookie HTTPS-only (set it behind TLS); `hasher` checks passwords.
+    """
+    review = Review(
+        store,
+        people,
+        actions,
+        facts or FactsReader(store, load_health_model()),
+        now or _utcnow,
+    )
+    authn = Authenticator(people, hasher)
+    templates = Jinja2Templates(env=template_env())
+
+    app = FastAPI(
+        title="csautomation review",
+        docs_url=None,  # Swagger UI loads scripts from elsewhere; the schema is enough
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.include_router(api_routes.router(review, authn))
+    app.include_router(pages.router(review, authn, templates))
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=session_secret or env_session_secret(),
+        session_cookie=SESSION_COOKIE,
+        max_age=SESSION_HOURS * 3600,
+        same_site="lax",
+        https_only=secure_cookies,
+    )
+    app.add_middleware(SecurityHeaders)
+
+    @app.exception_handler(ReviewError)
+    async def _review_error(request: Request, exc: ReviewError) -> Response:
+        if _is_api(request):
+            body: dict[str, str] = {"detail": exc.message}
+            if isinstance(exc, InputError):
+                body["field"] = exc.field
+            headers = {"www-authenticate": "Bearer"} if isinstance(exc, NotSignedInError) else None
+            return JSONResponse(body, exc.status, headers=headers)
+        if isinstance(exc, NotSignedInError):
+            back = request.url.path if request.method == "GET" else "/"
+            if request.url.query and request.method == "GET":
+                back += "?" + request.url.query
+            return RedirectResponse(f"/login?next={quote(back, safe='/')}", 303)
+        return pages.error_page(templates, request, exc.status, exc.message)
+
+    @app.exception_handler(ServiceUnavailableError)
+    async def _unavailable(request: Request, exc: ServiceUnavailableError) -> Response:
+        if _is_api(request):
+            return JSONResponse({"detail": str(exc)}, 503)
+        return pages.error_page(templates, request, 503, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        problems = [_problem(e) for e in exc.errors()]
+        text = "; ".join(f"{f}: {m}" for f, m in problems) or "invalid request"
+        if _is_api(request):
+            return JSONResponse(
+                {"detail": text, "errors": [{"field": f, "message": m} for f, m in problems]},
+                422,
+            )
+        return pages.error_page(templates, request, 422, text)
+
+    return app
+
+
+def template_env() -> Environment:
+    """Our own page templates, autoescaped: no user text is ever rendered raw."""
+    return Environment(
+        loader=PackageLoader("csautomation.api", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+class SecurityHeaders:
+    """Adds `HEADERS` to every response that does not set them itself."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in HEADERS.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _is_api(request: Request) -> bool:
+    return request.url.path == "/api" or request.url.path.startswith("/api/")
+
+
+def _problem(error: object) -> tuple[str, str]:
+    """(field, message) from one of FastAPI's validation errors."""
+    assert isinstance(error, dict)
+    if error.get("type") == "json_invalid":
+        return "body", "is not valid JSON"
+    loc = [str(p) for p in error.get("loc", ())]
+    if loc and loc[0] in ("body", "query", "path", "header"):
+        loc = loc[1:] or loc
+    return ".".join(loc) or "request", str(error.get("msg", "is invalid"))

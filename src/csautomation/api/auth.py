@@ -1,0 +1,239 @@
+"""Who may sign in to the review pages and API, and what each person sees and does.
+
+Sign-in comes from the people directory (people.yaml): only people with `sign_in` can.
+  - pages: person id (or email) and password, checked against the argon2 hash; the
+    session is a cookie signed with CSAUTO_SESSION_SECRET (unset: a random key for this
+    process, so sessions end when it stops). The cookie also carries a stamp of the
+    password hash, so changing a password ends that person's sessions.
+  - API: `Authorization: Bearer <token>`, its SHA-256 compared with each listed digest
+    in constant time. The API takes no cookie, so it needs no CSRF token.
+
+What a role sees and does:
+  admin                    every escalation; acts on all of them
+  manager, director, vp    escalations whose team is one of theirs (`Person.all_teams`);
+                           acts on those
+  csm, ops                 only the escalations they hold now, read-only: an escalation
+                           exists to reach past its holder, so the holder acknowledging it
+                           would stop the climb to their manager
+An escalation with no team is seen by admins only.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cache
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from csautomation import logs
+from csautomation.errors import ConfigError
+from csautomation.escalation.people import People, Person
+from csautomation.workflows.types import EscalationState
+
+log = logging.getLogger(__name__)
+
+SESSION_SECRET_ENV = "CSAUTO_SESSION_SECRET"
+MANAGER_ROLES = frozenset({"manager", "director", "vp"})
+MIN_PASSWORD = 8
+_MIN_SECRET = 32
+
+
+# -- credentials --------------------------------------------------------------------------
+def token_digest(token: str) -> str:
+    """What people.yaml keeps of an API token (`api_token_sha256`)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_api_token() -> tuple[str, str]:
+    """A fresh API token and its digest for people.yaml."""
+    token = secrets.token_urlsafe(32)
+    return token, token_digest(token)
+
+
+def hash_password(password: str, hasher: PasswordHasher | None = None) -> str:
+    return (hasher or PasswordHasher()).hash(password)
+
+
+def prompt_password_hash(
+    ask: Callable[[str], str] | None = None, hasher: PasswordHasher | None = None
+) -> str:
+    """Ask for a password twice (without echo) and return its argon2 hash; ValueError
+    when the two differ or it is too short."""
+    ask = ask or getpass.getpass
+    first = ask("Password: ")
+    if len(first) < MIN_PASSWORD:
+        raise ValueError(f"a password needs at least {MIN_PASSWORD} characters")
+    if ask("Again: ") != first:
+        raise ValueError("the passwords differ")
+    return hash_password(first, hasher)
+
+
+def hash_password_command() -> None:
+    """Prompt for a password and print its argon2 hash, for `sign_in.password_hash` in
+    people.yaml (`csauto people hash-password`)."""
+    try:
+        print(prompt_password_hash())
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+def session_secret(environ: Mapping[str, str] = os.environ) -> str:
+    """The key that signs session cookies: CSAUTO_SESSION_SECRET, never a file."""
+    value = environ.get(SESSION_SECRET_ENV, "").strip()
+    if value:
+        if len(value) < _MIN_SECRET:
+            raise ConfigError(
+                f"{SESSION_SECRET_ENV} must be at least {_MIN_SECRET} characters "
+                "(python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        logs.register(value)
+        return value
+    log.warning(
+        "%s is not set: sessions are signed with a random key and end when this process stops",
+        SESSION_SECRET_ENV,
+    )
+    return _process_key()
+
+
+@cache
+def _process_key() -> str:
+    key = secrets.token_urlsafe(32)
+    logs.register(key)
+    return key
+
+
+def session_stamp(person: Person) -> str:
+    """Changes when the person's password hash does: a new password ends old sessions."""
+    pw = person.sign_in.password_hash if person.sign_in else ""
+    return hashlib.sha256(pw.encode()).hexdigest()[:16]
+
+
+class Throttle:
+    """Failed sign-ins per key (the login, the client's address) in a sliding window: past
+    `limit` of them, a key is refused until its oldest failure leaves the window, so a
+    password cannot be guessed faster than `limit` tries per `window`."""
+
+    def __init__(
+        self, limit: int = 5, window: float = 900.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit, self.window, self.clock = limit, window, clock
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def wait(self, *keys: str) -> float:
+        """Seconds before these keys may try again; 0 when they may now."""
+        now = self.clock()
+        longest = 0.0
+        with self._lock:
+            for key in keys:
+                seen = self._failures.get(key)
+                while seen and seen[0] <= now - self.window:
+                    seen.popleft()
+                if seen is not None and len(seen) >= self.limit:
+                    longest = max(longest, seen[0] + self.window - now)
+        return longest
+
+    def failed(self, *keys: str) -> None:
+        now = self.clock()
+        with self._lock:
+            for key in keys:
+                self._failures.setdefault(key, deque()).append(now)
+
+    def succeeded(self, key: str) -> None:
+        with self._lock:
+            self._failures.pop(key, None)
+
+
+class Authenticator:
+    """Checks passwords, tokens and sessions against the people directory."""
+
+    def __init__(
+        self,
+        people: People,
+        hasher: PasswordHasher | None = None,
+        throttle: Throttle | None = None,
+        clients: Throttle | None = None,
+    ) -> None:
+        self.people = people
+        self.hasher = hasher or PasswordHasher()
+        self.throttle = throttle or Throttle()  # per login: guessing one password
+        # per client address, looser: behind a proxy every user shares one address
+        self.clients = clients or Throttle(limit=50)
+        # an unknown login is checked against this, so it takes as long as a known one
+        self._decoy = self.hasher.hash(secrets.token_urlsafe(16))
+
+    def sign_in(self, login: str, password: str) -> Person | None:
+        """The person whose id or email is `login`, when the password is theirs."""
+        person = self._find(login.strip())
+        stored = person.sign_in.password_hash if person and person.sign_in else ""
+        try:
+            self.hasher.verify(stored or self._decoy, password)
+        except (VerificationError, InvalidHashError):
+            return None
+        return person if stored else None
+
+    def from_token(self, token: str) -> Person | None:
+        digest = token_digest(token)
+        found: Person | None = None
+        for person in self.people.people:
+            if person.sign_in is None:
+                continue
+            for known in person.sign_in.api_token_sha256:
+                if hmac.compare_digest(known.strip().lower(), digest):
+                    found = person
+        return found
+
+    def from_session(self, person_id: object, stamp: object) -> Person | None:
+        """The signed-in person, while they may still sign in with the same password."""
+        if not isinstance(person_id, str) or not isinstance(stamp, str):
+            return None
+        person = self.people.get(person_id)
+        if person is None or person.sign_in is None or not person.sign_in.password_hash:
+            return None
+        return person if hmac.compare_digest(session_stamp(person), stamp) else None
+
+    def _find(self, login: str) -> Person | None:
+        if not login:
+            return None
+        found = self.people.get(login)
+        if found is not None:
+            return found
+        wanted = login.lower()
+        return next((p for p in self.people.people if p.email and p.email.lower() == wanted), None)
+
+
+# -- visibility ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Scope:
+    """The escalations one person sees, and whether they may act on them."""
+
+    teams: tuple[str, ...] | None  # None: every team
+    holder: str | None  # only the escalations this person holds
+    acts: bool
+
+    def sees(self, state: EscalationState) -> bool:
+        if self.teams is not None and state.team not in self.teams:
+            return False
+        return self.holder is None or state.holder == self.holder
+
+    def may_act(self, state: EscalationState) -> bool:
+        return self.acts and self.sees(state)
+
+
+def scope_of(person: Person) -> Scope:
+    if person.role == "admin":
+        return Scope(teams=None, holder=None, acts=True)
+    if person.role in MANAGER_ROLES:
+        return Scope(teams=tuple(person.all_teams), holder=None, acts=True)
+    return Scope(teams=None, holder=person.id, acts=False)

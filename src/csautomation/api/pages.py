@@ -1,0 +1,254 @@
+"""The manager's pages: sign in, the list of open escalations, one escalation with its
+actions. Forms post back here, call the same review logic as the API, and redirect with a
+flash message.
+
+Sessions are signed cookies (SessionMiddleware) holding the person id, a stamp of their
+password hash, a CSRF token and pending flash messages; every form carries the token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from typing import Any, cast, get_args
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
+from starlette.datastructures import FormData
+
+from csautomation.api import views
+from csautomation.api.auth import Authenticator, scope_of, session_stamp
+from csautomation.api.errors import (
+    EscalationClosedError,
+    EscalationNotFoundError,
+    InputError,
+    NotAllowedError,
+    NotSignedInError,
+)
+from csautomation.api.review import (
+    SEVERITIES,
+    STATUSES,
+    Kind,
+    ListQuery,
+    Review,
+    first_problem,
+)
+from csautomation.errors import ServiceUnavailableError
+from csautomation.escalation.people import Person
+
+DONE = {
+    "acknowledge": "Acknowledged",
+    "resolve": "Resolved",
+    "reassign": "Reassigned",
+    "snooze": "Snoozed",
+}
+FILTERS = ("severity", "level", "team", "holder", "status", "min_age_hours")
+
+
+def router(review: Review, authn: Authenticator, templates: Jinja2Templates) -> APIRouter:
+    pages = APIRouter(include_in_schema=False)
+    css = resources.files("csautomation.api").joinpath("static/app.css").read_bytes()
+
+    def signed_in(request: Request) -> Person:
+        session = request.session
+        person = authn.from_session(session.get("user"), session.get("stamp"))
+        if person is None:
+            raise NotSignedInError("sign in first")
+        return person
+
+    def render(
+        request: Request,
+        name: str,
+        context: dict[str, Any],
+        person: Person | None,
+        status: int = 200,
+    ) -> Response:
+        context = {
+            "person": person,
+            "csrf": csrf_token(request),
+            "flashes": request.session.pop("flash", []),
+            **context,
+        }
+        return templates.TemplateResponse(request, name, context, status_code=status)
+
+    @pages.get("/static/app.css")
+    def stylesheet() -> Response:
+        return Response(css, media_type="text/css", headers={"cache-control": "max-age=3600"})
+
+    @pages.get("/login")
+    def login_form(request: Request, next: str = "/") -> Response:
+        if authn.from_session(request.session.get("user"), request.session.get("stamp")):
+            return RedirectResponse(_local(next), 303)
+        return render(request, "login.html", {"next": _local(next), "error": "", "login": ""}, None)
+
+    @pages.post("/login")
+    async def login(request: Request) -> Response:
+        form = await checked_form(request)
+        login, password = _text(form, "login"), _text(form, "password")
+        target = _local(_text(form, "next") or "/")
+        who, where = login.strip().lower(), _client(request)
+        wait = max(authn.throttle.wait(who), authn.clients.wait(where))
+        if wait > 0:
+            minutes = max(1, round(wait / 60))
+            error = f"Too many failed sign-ins: try again in {minutes} minute(s)."
+            context = {"next": target, "error": error, "login": login}
+            return render(request, "login.html", context, None, status=429)
+        person = await run_in_threadpool(authn.sign_in, login, password)
+        if person is None:
+            authn.throttle.failed(who)
+            authn.clients.failed(where)
+            context = {"next": target, "error": "Unknown user or wrong password.", "login": login}
+            return render(request, "login.html", context, None, status=400)
+        authn.throttle.succeeded(who)
+        request.session.clear()  # nothing from before sign-in carries over
+        request.session.update(
+            user=person.id, stamp=session_stamp(person), csrf=secrets.token_urlsafe(32)
+        )
+        return RedirectResponse(target, 303)
+
+    @pages.post("/logout")
+    async def logout(request: Request) -> Response:
+        await checked_form(request)
+        request.session.clear()
+        flash(request, "info", "Signed out.")
+        return RedirectResponse("/login", 303)
+
+    @pages.get("/")
+    def escalations(request: Request) -> Response:
+        person = signed_in(request)
+        scope = scope_of(person)
+        given = {k: v for k, v in request.query_params.items() if k in FILTERS}
+        problem = ""
+        try:
+            query = ListQuery.model_validate(given)
+        except ValidationError as exc:
+            problem = first_problem(exc).message
+            query = ListQuery()
+        now = review.now()
+        found = review.escalations(person, query)
+        if scope.teams is not None:
+            teams = list(scope.teams)
+        else:  # an admin filters by any team; a csm by their own
+            teams = sorted(review.people.teams) if scope.holder is None else person.all_teams
+        context = {
+            "rows": views.rows(found, review.store, review.people, now),
+            "query": query,
+            "given": given,
+            "problem": problem,
+            "severities": SEVERITIES,
+            "statuses": STATUSES,
+            "teams": teams,
+            "holders": [] if scope.holder else review.team_people(scope),
+            "read_only": not scope.acts,
+            "now": views.when(now),
+        }
+        return render(request, "list.html", context, person)
+
+    @pages.get("/escalations/{workflow_id}")
+    def escalation(request: Request, workflow_id: str) -> Response:
+        person = signed_in(request)
+        detail = review.detail(person, workflow_id)
+        now = review.now()
+        state = detail.state
+        left, overdue = views.time_left(state.ack_by if state.status == "open" else None, now)
+        context = {
+            "d": detail,
+            "s": state,
+            "url": views.page_url(workflow_id),
+            "account_name": detail.account.name if detail.account else state.account_id,
+            "holder_name": views.person_name(review.people, state.holder, state.holder_name),
+            "age": views.duration((now - state.opened_at).total_seconds()),
+            "left": left,
+            "overdue": overdue,
+            "steps": views.timeline(state.timeline, review.people),
+            "when": views.when,
+            "people": review.team_people(scope_of(person)),
+            "snooze_default": (now + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M"),
+        }
+        return render(request, "detail.html", context, person)
+
+    @pages.post("/escalations/{workflow_id}/{kind}")
+    async def act(request: Request, workflow_id: str, kind: str) -> Response:
+        person = signed_in(request)
+        form = await checked_form(request)
+        if kind not in get_args(Kind):
+            raise EscalationNotFoundError(f"no action '{kind}'")
+        action = cast(Kind, kind)
+        fields: dict[str, Any] = {"note": _text(form, "note")}
+        if action == "reassign":
+            fields["to"] = _text(form, "to")
+        if action == "snooze":
+            fields["until"] = _until(_text(form, "until"))
+        back = RedirectResponse(views.page_url(workflow_id), 303)
+        try:
+            state = await run_in_threadpool(review.actionable, person, workflow_id)
+            body = review.parse(action, fields)
+            fresh = await review.act(person, state, action, body)
+        except (InputError, EscalationClosedError, ServiceUnavailableError) as exc:
+            flash(request, "error", f"Not done: {exc}")
+            return back
+        holder = views.person_name(review.people, fresh.holder, fresh.holder_name)
+        who = holder or "no one"
+        flash(request, "ok", f"{DONE[action]}. Status: {fresh.status}; held by {who}.")
+        return back
+
+    return pages
+
+
+def error_page(templates: Jinja2Templates, request: Request, status: int, message: str) -> Response:
+    context = {"status": status, "message": message, "person": None, "flashes": [], "csrf": ""}
+    return templates.TemplateResponse(request, "error.html", context, status_code=status)
+
+
+def csrf_token(request: Request) -> str:
+    token = request.session.get("csrf")
+    if not isinstance(token, str) or not token:
+        token = request.session["csrf"] = secrets.token_urlsafe(32)
+    return token
+
+
+async def checked_form(request: Request) -> FormData:
+    """The posted form, when it carries this session's CSRF token."""
+    form = await request.form(max_files=0, max_fields=20)
+    sent = form.get("csrf")
+    expected = request.session.get("csrf")
+    if not (isinstance(sent, str) and isinstance(expected, str) and expected):
+        raise NotAllowedError("the form has expired; reload the page and try again")
+    if not hmac.compare_digest(sent.encode(), expected.encode()):
+        raise NotAllowedError("the form has expired; reload the page and try again")
+    return form
+
+
+def flash(request: Request, kind: str, text: str) -> None:
+    # a new list: the session notices assignments, not changes inside its values
+    request.session["flash"] = [*request.session.get("flash", []), [kind, text]]
+
+
+def _text(form: FormData, name: str) -> str:
+    value = form.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def _local(target: str) -> str:
+    """Only a path on this site: never an open redirect."""
+    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/"
+
+
+def _until(text: str) -> Any:
+    """A datetime-local field has no zone; the page labels it UTC."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return text  # the body's validation names the problem
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"

@@ -1,0 +1,1 @@
+"""The escalation matrix and the pure policy: who is reached next, through what, and when."""

@@ -1,0 +1,1 @@
+"""Signals in: batch import (and, next, the ingestion API and pulls)."""

@@ -1,0 +1,100 @@
+"""`csauto ingest FILE`: CSV and JSONL rows validated with line numbers and fields, valid
+rows stored once, a file imported twice changes nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from csautomation.cli import app
+from csautomation.ingest.batch import Rejected, import_file
+from csautomation.store.repo import Store
+
+runner = CliRunner()
+
+
+def store(tmp_path: Path) -> Store:
+    s = Store(f"sqlite:///{tmp_path}/csauto.db")
+    s.create_all()
+    return s
+
+
+def usage(day: int, logins: object = 40, account: str = "ACME") -> dict[str, object]:
+    return {
+        "type": "usage_daily",
+        "account_id": account,
+        "occurred_at": f"2026-11-{day:02d}T09:00:00Z",
+        "payload": {"logins": logins, "active_users": 10},
+    }
+
+
+def write_jsonl(path: Path) -> Path:
+    lines = [
+        json.dumps(usage(1)),
+        json.dumps(usage(2, logins=-3)),  # line 2: a payload field out of range
+        "",
+        "{not json",  # line 4
+        json.dumps(usage(3) | {"type": "usage_dialy"}),  # line 5: an unknown type
+        json.dumps(usage(4) | {"idempotency_key": "feed-4"}),
+        json.dumps(usage(1)),  # line 7: the same event as line 1
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_jsonl_rows_are_checked_with_line_and_field_and_stored_once(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    path = write_jsonl(tmp_path / "signals.jsonl")
+    report = import_file(s, path)
+    assert (report.rows, report.accepted, report.stored, report.duplicates) == (6, 3, 2, 1)
+    assert [(r.line, r.field) for r in report.rejected] == [
+        (2, "payload.logins"),
+        (4, ""),
+        (5, "type"),
+    ]
+    assert "greater than or equal to 0" in str(report.rejected[0])
+    assert str(report.rejected[1]).startswith("line 4: not JSON")
+    again = import_file(s, path)  # the same file again changes nothing
+    assert (again.accepted, again.stored, again.duplicates) == (3, 0, 3)
+    assert s.signals_version("ACME")[0] == 2
+
+
+def test_csv_takes_payload_columns_or_a_json_payload(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    path = tmp_path / "signals.csv"
+    path.write_text(
+        "type,account_id,occurred_at,payload.logins,payload.active_users,payload\n"
+        "usage_daily,ACME,2026-11-01T09:00:00Z,40,10,\n"
+        'nps_response,ACME,2026-11-01T10:00:00Z,,,"{""score"": 9}"\n'
+        "usage_daily,ACME,2026-11-02T09:00:00Z,many,10,\n"
+        "usage_daily,,2026-11-02,5,1,\n"
+        'nps_response,BETA,2026-11-01T10:00:00Z,,,"{score: 9}"\n',
+        encoding="utf-8",
+    )
+    report = import_file(s, path)
+    assert (report.rows, report.accepted, report.stored) == (5, 2, 2)
+    assert [(r.line, r.field) for r in report.rejected] == [
+        (4, "payload.logins"),
+        (5, "account_id"),
+        (5, "occurred_at"),
+        (6, "payload"),
+    ]
+    assert report.rejected_rows == 3
+    assert isinstance(report.rejected[0], Rejected)
+
+
+def test_the_command_reports_and_exits_1_on_rejected_rows(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "signals.jsonl")
+    env = {"CSAUTO_DATABASE_URL": f"sqlite:///{tmp_path}/csauto.db"}
+    result = runner.invoke(app, ["ingest", str(path)], env=env, terminal_width=200)
+    assert result.exit_code == 1, result.output
+    assert "6 rows, 3 accepted (2 new, 1 already stored), 3 rejected" in result.output
+    assert "line 2: payload.logins: Input should be greater than or equal to 0" in result.output
+    good = tmp_path / "good.jsonl"
+    good.write_text(json.dumps(usage(9)) + "\n", encoding="utf-8")
+    ok = runner.invoke(app, ["ingest", str(good)], env=env, terminal_width=200)
+    assert ok.exit_code == 0 and "1 accepted (1 new" in ok.output
+    unknown = runner.invoke(app, ["ingest", str(tmp_path / "x.txt")], env=env)
+    assert unknown.exit_code != 0 and "no such file" in unknown.output

@@ -1,0 +1,334 @@
+"""Failures over real HTTPS, through the real connectors and the Temporal test server:
+a vendor hard down (its breaker stops the calls, every action is dead-lettered, and
+`csauto dlq retry --all` creates each once after recovery), a validation error (dead-
+lettered at once, with the vendor's message), and no secret anywhere a person or a
+database could see it: log lines, errors, dead letters, workflow histories."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from temporalio.client import WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+from typer.testing import CliRunner
+
+from csautomation import logs
+from csautomation.activities.playbook import PlaybookActivities
+from csautomation.cli import app
+from csautomation.connectors.loader import build_connectors, load_connectors
+from csautomation.connectors.registry import Connectors
+from csautomation.connectors.resilience import BreakerState
+from csautomation.facts.health import load_health_model
+from csautomation.playbooks.spec import Playbook
+from csautomation.runtime.ops import redrive
+from csautomation.store.deadletters import dead_letters
+from csautomation.store.repo import Store
+from csautomation.workflows.escalation import EscalationWorkflow
+from csautomation.workflows.playbook import PlaybookWorkflow
+from csautomation.workflows.types import PlaybookInput, PlaybookResult
+from fakes.server import Faults
+from fakes.vendors import SF_KEY, Vendors
+from playbook_support import TODAY, make_store, server_path
+
+RUNS = 20
+SLOTS = 4  # activities at once: the requests that can be in flight when the breaker opens
+runner = CliRunner()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    async with await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=server_path(), data_converter=pydantic_data_converter
+    ) as e:
+        yield e
+
+
+@pytest.fixture
+def vendors() -> Iterator[Vendors]:
+    v = Vendors().start(("ACME", "BETA"))
+    yield v
+    v.stop()
+
+
+def playbook(pid: str, steps: list[dict[str, Any]]) -> Playbook:
+    return Playbook.model_validate(
+        {
+            "id": pid,
+            "name": pid,
+            "owner": "cs-ops",
+            "steps": [*steps, {"id": "done", "complete": {"outcome": "done"}}],
+        }
+    )
+
+
+def connectors_for(
+    vendors: Vendors,
+    store: Store,
+    folder: Path,
+    env: Mapping[str, str] | None = None,
+    on_change: Any = None,
+    **common: Any,
+) -> Connectors:
+    if not (folder / "connectors").exists():
+        vendors.write_configs(folder / "connectors", **common)
+    configs = load_connectors([folder / "connectors"])
+    return build_connectors(
+        configs,
+        store,
+        env=vendors.credentials() if env is None else env,
+        verify=vendors.ca_file(folder),
+        on_change=on_change,
+    )
+
+
+def activities(store: Store, connectors: Connectors) -> PlaybookActivities:
+    return PlaybookActivities(
+        store,
+        load_health_model(),
+        clock=lambda: datetime.combine(TODAY, time(12), tzinfo=UTC),
+        connectors=connectors,
+    )
+
+
+async def run(
+    env: WorkflowEnvironment, acts: PlaybookActivities, book: Playbook, runs: int
+) -> tuple[list[WorkflowHandle[Any, Any]], list[PlaybookResult]]:
+    queue = f"http-{uuid.uuid4()}"
+    async with Worker(
+        env.client,
+        task_queue=queue,
+        workflows=[PlaybookWorkflow, EscalationWorkflow],
+        activities=acts.all(),
+        activity_executor=ThreadPoolExecutor(SLOTS),
+        max_concurrent_activities=SLOTS,
+    ):
+        handles = [
+            await env.client.start_workflow(
+                PlaybookWorkflow.run,
+                PlaybookInput(playbook=book, playbook_version="v1", account_id="ACME"),
+                id=f"playbook:{book.id}:{i}:{uuid.uuid4()}",
+                task_queue=queue,
+            )
+            for i in range(runs)
+        ]
+        # one at a time: the test server's time-skipping lock is not for concurrent waits
+        results = [await h.result() for h in handles]
+    return handles, results
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_vendor_hard_down_is_left_alone_and_every_action_redriven_once(
+    env: WorkflowEnvironment, vendors: Vendors, tmp_path: Path
+) -> None:
+    store = make_store(tmp_path)
+    sf = vendors.salesforce
+    sf.down = True  # every request: 503
+    opened: list[int] = []  # requests the vendor had seen when the breaker opened
+    probes: list[int] = []
+
+    def watch(state: BreakerState) -> None:
+        if state.state == "open" and not opened:
+            opened.append(len(sf.requests))
+        if state.state == "half_open":
+            probes.append(len(sf.requests))
+
+    connectors = connectors_for(
+        vendors,
+        store,
+        tmp_path,
+        on_change=watch,
+        timeout="2s",
+        retry={"initial": "1s", "maximum": "10s", "attempts": 4},
+        breaker={"failures": 5, "reset_after": "1h"},
+    )
+    book = playbook(
+        "sf-down", [{"id": "call", "create_task": {"connector": "salesforce", "subject": "Call"}}]
+    )
+    try:
+        handles, results = await run(env, activities(store, connectors), book, RUNS)
+    finally:
+        connectors.close()
+
+    assert [r.outcome for r in results] == ["done"] * RUNS  # on_failure: continue
+    assert opened == [5]  # the threshold
+    # calls stopped: after it opened, the vendor saw the requests already in flight and one
+    # probe per reset_after (Temporal waited for it: the retries came at probe time), not
+    # the 80 attempts of 20 actions
+    assert 1 <= len(probes) <= 3
+    assert len(sf.requests) <= 5 + (SLOTS - 1) + len(probes)
+    letters = dead_letters(store)
+    assert sorted(d.workflow_id for d in letters) == sorted(h.id for h in handles)
+    assert all(d.attempts == 4 and d.connector == "salesforce" for d in letters)
+    assert {d.errors[-1]["type"] for d in letters} <= {
+        "ConnectorUnavailableError",
+        "CircuitOpenError",
+    }
+    assert sf.tasks == {}
+
+    sf.down = False  # the vendor is back: re-drive from the command line, as ops would
+    ca = vendors.ca_file(tmp_path)
+    cli_env = vendors.credentials() | {
+        "CSAUTO_DATABASE_URL": f"sqlite:///{tmp_path}/csauto.db",
+        "CSAUTO_CONNECTORS_PATH": str(tmp_path / "connectors"),
+        "CSAUTO_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+        "REQUESTS_CA_BUNDLE": ca,  # the fakes' CA, as a proxy's would be configured
+        "SSL_CERT_FILE": ca,
+    }
+    retried = await asyncio.to_thread(
+        runner.invoke, app, ["dlq", "retry", "--all"], env=cli_env, terminal_width=200
+    )
+    assert retried.exit_code == 0, retried.output
+    assert f"{RUNS} re-driven, 0 still failing" in retried.output
+    keys = Counter(t[SF_KEY] for t in sf.tasks.values())
+    assert keys == Counter({f"{h.id}:call": 1 for h in handles})
+    assert dead_letters(store) == []
+
+    again = connectors_for(vendors, store, tmp_path)  # a re-drive repeated: no new Task
+    try:
+        for d in dead_letters(store, None):
+            redrive(activities(store, again), d.action, d.payload)
+    finally:
+        again.close()
+    assert len(sf.tasks) == RUNS
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_validation_error_is_dead_lettered_at_once_with_the_vendors_message(
+    env: WorkflowEnvironment, vendors: Vendors, tmp_path: Path
+) -> None:
+    store = make_store(tmp_path)
+    rule = "Describe the risk: high priority tasks need a Description"
+    vendors.salesforce.task_rules.append(
+        lambda task: (
+            rule if task.get("Priority") == "High" and not task.get("Description") else None
+        )
+    )
+    connectors = connectors_for(vendors, store, tmp_path)
+    book = playbook(
+        "invalid",
+        [
+            {
+                "id": "call",
+                "create_task": {
+                    "connector": "salesforce",
+                    "subject": "Call",
+                    "priority": "critical",
+                },
+            }
+        ],
+    )
+    try:
+        [handle], _ = await run(env, activities(store, connectors), book, 1)
+    finally:
+        connectors.close()
+    [letter] = dead_letters(store)
+    assert letter.workflow_id == handle.id and letter.step_id == "call"
+    assert letter.attempts == 1
+    assert letter.errors[-1]["type"] == "ConnectorValidationError"
+    assert rule in letter.errors[-1]["message"]
+    assert "FIELD_CUSTOM_VALIDATION_EXCEPTION" in letter.errors[-1]["message"]
+    writes = list(vendors.salesforce.calls("PATCH", "/services/data/"))
+    assert len(writes) == 1  # no retry
+
+
+@pytest.fixture
+def log_text() -> Iterator[io.StringIO]:
+    """Every log line at DEBUG, through the handler filter the commands install."""
+    text = io.StringIO()
+    handler = logging.StreamHandler(text)
+    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+    root, quiet = logging.getLogger(), logging.getLogger("httpx")
+    levels = root.level, quiet.level
+    logs.install(handler, logging.DEBUG)
+    yield text
+    root.removeHandler(handler)
+    root.setLevel(levels[0])
+    quiet.setLevel(levels[1])
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_no_secret_appears_in_logs_errors_dead_letters_or_histories(
+    env: WorkflowEnvironment, vendors: Vendors, tmp_path: Path, log_text: io.StringIO
+) -> None:
+    store = make_store(tmp_path)
+    for fake in vendors.all:
+        fake.faults = Faults(0.3, seed=11)
+    credentials = vendors.credentials() | {"HUBSPOT_TOKEN": "pat-na1-wrong-0000-revoked-token"}
+    secrets = [*vendors.secrets(), credentials["HUBSPOT_TOKEN"]]
+    connectors = connectors_for(
+        vendors,
+        store,
+        tmp_path,
+        env=credentials,
+        timeout="0.5s",
+        retry={"initial": "1s", "maximum": "5s", "attempts": 3},
+    )
+    book = playbook(
+        "secrets",
+        [
+            {"id": "sf", "create_task": {"connector": "salesforce", "subject": "Call"}},
+            {"id": "zd", "create_task": {"connector": "zendesk", "subject": "Tickets"}},
+            {"id": "hs", "create_task": {"connector": "hubspot", "subject": "Usage"}},
+            {"id": "slack", "notify": {"channel": "slack", "template": "{{ account.name }}"}},
+            {"id": "hook", "notify": {"channel": "ops-hook", "template": "{{ account.id }}"}},
+            {
+                "id": "field",
+                "update_account": {"connector": "salesforce", "field": "Health__c", "value": "red"},
+            },
+        ],
+    )
+    try:
+        handles, _ = await run(env, activities(store, connectors), book, 6)
+    finally:
+        connectors.close()
+    letters = dead_letters(store)
+    assert {d.step_id for d in letters} >= {"hs"}  # the revoked token: an auth failure
+    assert any(f.faults.injected for f in vendors.all)
+    histories = [(await h.fetch_history()).to_json() for h in handles]
+    shown = await asyncio.to_thread(
+        runner.invoke,
+        app,
+        ["dlq", "list"],
+        env={"CSAUTO_DATABASE_URL": f"sqlite:///{tmp_path}/csauto.db"},
+        terminal_width=200,
+    )
+    seen = {
+        "log lines": log_text.getvalue(),
+        "dead letters": json.dumps([d.model_dump(mode="json") for d in letters]),
+        "errors": "\n".join(json.dumps(d.errors) for d in letters) + shown.output,
+        "workflow histories": "\n".join(histories),
+    }
+    assert "HTTP Request" not in seen["log lines"]  # httpx's URL lines are off
+    assert len(seen["log lines"]) > 1000 and len(seen["workflow histories"]) > 1000
+    for where, text in seen.items():
+        for value in secrets:
+            assert value not in text, f"a secret in the {where}"
+
+
+def test_the_mask_hides_registered_values_in_messages_and_tracebacks() -> None:
+    logs.register("s3cr3t-value-123")
+    record = logging.LogRecord(
+        "httpx", logging.INFO, __file__, 1, "POST %s", ("https://x/s3cr3t-value-123",), None
+    )
+    try:
+        raise RuntimeError("token s3cr3t-value-123 refused")
+    except RuntimeError as exc:
+        record.exc_info = (type(exc), exc, exc.__traceback__)
+    assert logs.MaskSecrets().filter(record)
+    assert record.getMessage() == "POST https://x/***"
+    assert record.exc_text is not None and "s3cr3t" not in record.exc_text
+    assert "token *** refused" in record.exc_text
