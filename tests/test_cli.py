@@ -80,7 +80,7 @@ def data(tmp_path: Path) -> tuple[str, str]:
 
 def test_validate_shipped_rules() -> None:
     code, output = run("rules", "validate", RULES)
-    assert code == 0 and "9 rules" in output
+    assert code == 0 and "11 rules" in output
 
 
 def test_validate_reports_file_line_and_exits_1(tmp_path: Path) -> None:

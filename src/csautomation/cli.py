@@ -18,6 +18,7 @@ from csautomation.errors import ConfigFileError, CsAutomationError
 from csautomation.runtime.commands import register as register_runtime
 from csautomation.runtime.escalations import register as register_escalations
 from csautomation.runtime.ops import register as register_ops
+from csautomation.scheduling.cli import app as scheduler_app
 
 app = typer.Typer(
     help="csautomation: rule-based automation for Customer Success teams.",
@@ -30,6 +31,7 @@ sample_app = typer.Typer(help="The deterministic sample data set.", no_args_is_h
 app.add_typer(rules_app, name="rules")
 app.add_typer(playbooks_app, name="playbooks")
 app.add_typer(sample_app, name="sample")
+app.add_typer(scheduler_app, name="scheduler")
 register_runtime(app)
 register_ops(app)
 register_escalations(app)

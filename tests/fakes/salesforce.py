@@ -1,6 +1,6 @@
 """A fake Salesforce org speaking the REST API's shapes: OAuth 2.0 token endpoint
 (username-password and JWT bearer flows), Task upsert and read by External ID, Account
-update, SOQL query with query locators, and limits.
+update, SOQL query with query locators (`nextRecordsUrl`), and limits.
 
 SOQL is not parsed in general: only the shapes the connector sends are recognised by a
 small regex each (anything else is MALFORMED_QUERY). Every record keeps its fields as
@@ -33,6 +33,17 @@ CLOSED_TASKS = re.compile(
     r"AND LastModifiedDate >= (?P<since>\S+) AND (?P=field) != null$"
 )
 USER = re.compile(r"^SELECT Id FROM User LIMIT 1$")
+# a quoted SOQL string: a quote inside it must come escaped (\'), else the query is malformed
+STRING = r"'(?:[^'\\\n]|\\.)*'"
+CHANGED_ACCOUNTS = re.compile(
+    r"^SELECT (?P<fields>\w+(?:\.\w+)?(?:, \w+(?:\.\w+)?)*) FROM Account "
+    r"WHERE LastModifiedDate > (?P<since>\S+)"
+    rf"(?P<filters>(?: AND \w+ IN \({STRING}(?:,{STRING})*\))*)"
+    r" ORDER BY LastModifiedDate, Id$"
+)
+FILTER = re.compile(rf"AND (?P<field>\w+) IN \((?P<values>{STRING}(?:,{STRING})*)\)")
+UNESCAPE = {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f"}
+SF_TIME = "%Y-%m-%dT%H:%M:%S.%f%z"
 
 
 def sf_now() -> str:
@@ -41,6 +52,11 @@ def sf_now() -> str:
 
 def sf_date(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + "000+0000"
+
+
+def soql_string(quoted: str) -> str:
+    """The value of a quoted SOQL string literal."""
+    return re.sub(r"\\(.)", lambda m: UNESCAPE.get(m[1], m[1]), quoted[1:-1])
 
 
 def errors(status: int, message: str, code: str, fields: list[str] | None = None) -> Response:
@@ -96,10 +112,20 @@ class FakeSalesforce(FakeServer):
         return f"{prefix}5g0{next(self._ids):09d}AAA"
 
     def add_account(self, field: str, value: str, **fields: Any) -> str:
+        """An Account; `LastModifiedDate` (a datetime or Salesforce's text) defaults to now."""
         with self.lock:
             aid = self.new_id("001")
-            self.accounts[aid] = {"Id": aid, field: value, **fields}
+            self.accounts[aid] = {"Id": aid, field: value, "LastModifiedDate": sf_now()}
+            self.touch_account(aid, **fields)
             return aid
+
+    def touch_account(self, account_id: str, when: datetime | None = None, **fields: Any) -> None:
+        """Change an Account as a user would: its LastModifiedDate moves to `when` (now)."""
+        with self.lock:
+            stamp = fields.pop("LastModifiedDate", None) or when
+            if isinstance(stamp, datetime):
+                stamp = sf_date(stamp)
+            self.accounts[account_id] |= fields | {"LastModifiedDate": stamp or sf_now()}
 
     def expire_tokens(self) -> None:
         with self.lock:
@@ -247,11 +273,47 @@ class FakeSalesforce(FakeServer):
                 and t.get(m["field"]) is not None
                 and datetime.strptime(t["LastModifiedDate"], "%Y-%m-%dT%H:%M:%S.%f%z") >= since
             ]
+        elif m := CHANGED_ACCOUNTS.match(soql):
+            rows = self._changed_accounts(version, m)
         elif USER.match(soql):
             rows = [self._record("User", version, {"Id": "0055g0000000001AAA"})]
         else:
             return errors(400, f"unexpected query: {soql}", "MALFORMED_QUERY")
         return Response(200, self._page(version, rows, len(rows)))
+
+    def _changed_accounts(self, version: str, m: re.Match[str]) -> list[dict[str, Any]]:
+        """Accounts modified after `since` (and matching every `Field IN (...)`), oldest
+        first, with the selected fields (null when unset, as Salesforce answers)."""
+        since = datetime.fromisoformat(m["since"])
+        wanted = {
+            f["field"]: {soql_string(v) for v in re.findall(STRING, f["values"])}
+            for f in FILTER.finditer(m["filters"])
+        }
+        found = sorted(
+            (
+                a
+                for a in self.accounts.values()
+                if datetime.strptime(a["LastModifiedDate"], SF_TIME) > since
+                and all(a.get(f) in values for f, values in wanted.items())
+            ),
+            key=lambda a: (datetime.strptime(a["LastModifiedDate"], SF_TIME), a["Id"]),
+        )
+        rows = []
+        for account in found:
+            row: dict[str, Any] = {}
+            for field in m["fields"].split(", "):
+                parent, _, child = field.partition(".")
+                if child:  # a relationship: a nested record, or null
+                    related = account.get(parent)
+                    row[parent] = (
+                        None
+                        if related is None
+                        else {"attributes": {"type": parent}, child: related.get(child)}
+                    )
+                else:
+                    row[field] = account.get(field)
+            rows.append(self._record("Account", version, row))
+        return rows
 
     def _page(self, version: str, rows: list[dict[str, Any]], total: int) -> dict[str, Any]:
         page, rest = rows[: self.page_size], rows[self.page_size :]

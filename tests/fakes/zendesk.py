@@ -3,16 +3,19 @@ users/me) speaking Zendesk's request and response shapes, with basic auth as
 `{email}/token:{token}`.
 
 Paths are the ones zenpy calls: `tickets.json?external_id=`, `tickets.json` (POST),
-`organizations/show_many.json?external_ids=`, `incremental/tickets.json?start_time=` and
-`users/me.json`. A ticket create with an `Idempotency-Key` header is answered once: a
-repeat with the same key and body gets the first response (`x-idempotency-lookup: hit`),
-a repeat with another body a 400 `IdempotentRequestError`. Errors have Zendesk's body:
+`organizations/show_many.json?external_ids=` (or `?ids=`), the time-based
+`incremental/tickets.json?start_time=`, the cursor-based
+`incremental/tickets/cursor.json?start_time=` (or `?cursor=`) and `users/me.json`. A
+ticket create with an `Idempotency-Key` header is answered once: a repeat with the same
+key and body gets the first response (`x-idempotency-lookup: hit`), a repeat with another
+body a 400 `IdempotentRequestError`. Errors have Zendesk's body:
 `{"error": ..., "description": ..., "details": {field: [{"description": ...}]}}`.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import itertools
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +31,20 @@ def stamp(moment: datetime | None = None) -> str:
 
 def unix(value: str) -> int:
     return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+
+
+def export_cursor(updated: int, ticket_id: int) -> str:
+    """Zendesk's cursors are opaque; this one is base64 of `{unix}.0||{id}|`, as Zendesk's
+    look, and stands for the position just after that ticket."""
+    return base64.urlsafe_b64encode(f"{updated}.0||{ticket_id}|".encode()).decode()
+
+
+def read_cursor(cursor: str) -> tuple[int, int] | None:
+    try:
+        updated, _, ticket_id = base64.urlsafe_b64decode(cursor).decode().rstrip("|").split("|")
+        return int(float(updated)), int(ticket_id)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
 
 
 def invalid(field: str, description: str) -> Response:
@@ -52,6 +69,7 @@ class FakeZendesk(FakeServer):
         self.email = email
         self.token = token
         self.anonymous = False  # users/me answers as Zendesk does without credentials
+        self.export_page_size = 1000  # the cursor-based export's tickets per page
         self.tickets: dict[int, dict[str, Any]] = {}
         self.organizations: dict[int, dict[str, Any]] = {}
         self.idempotent: dict[str, tuple[bytes, Response]] = {}  # key -> (body, answer)
@@ -62,6 +80,7 @@ class FakeZendesk(FakeServer):
         self.route("POST", r"/api/v2/tickets\.json", self.create_ticket)
         self.route("GET", r"/api/v2/organizations/show_many\.json", self.show_organizations)
         self.route("GET", r"/api/v2/incremental/tickets\.json", self.incremental)
+        self.route("GET", r"/api/v2/incremental/tickets/cursor\.json", self.export)
 
     def not_found_body(self, _req: Request) -> Any:
         return {"error": "InvalidEndpoint", "description": "Not found"}
@@ -79,6 +98,50 @@ class FakeZendesk(FakeServer):
                 "updated_at": stamp(),
             }
             return oid
+
+    def add_ticket(
+        self,
+        organization_id: int | None,
+        subject: str = "Cannot log in",
+        priority: str | None = "normal",
+        tags: tuple[str, ...] = (),
+        at: datetime | None = None,
+        external_id: str | None = None,
+        status: str = "open",
+    ) -> int:
+        """A ticket as a requester or an agent would open it (`at`: its creation time)."""
+        with self.lock:
+            tid = next(self._ids)
+            when = stamp(at)
+            self.tickets[tid] = {
+                "id": tid,
+                "url": f"{self.url}/api/v2/tickets/{tid}.json",
+                "external_id": external_id,
+                "type": "question",
+                "subject": subject,
+                "raw_subject": subject,
+                "description": subject,
+                "priority": priority,
+                "status": status,
+                "requester_id": 9100 + tid,
+                "submitter_id": 9100 + tid,
+                "assignee_id": None,
+                "organization_id": organization_id,
+                "group_id": None,
+                "due_at": None,
+                "tags": list(tags),
+                "via": {"channel": "web", "source": {"from": {}, "to": {}, "rel": None}},
+                "created_at": when,
+                "updated_at": when,
+            }
+            return tid
+
+    def update_ticket(self, ticket_id: int, at: datetime | None = None, **fields: Any) -> None:
+        """Change a ticket as an agent would: its updated_at moves to `at` (now)."""
+        with self.lock:
+            if "tags" in fields:
+                fields["tags"] = list(fields["tags"])
+            self.tickets[ticket_id] |= fields | {"updated_at": stamp(at)}
 
     def solve(self, ticket_id: int, at: datetime | None = None, status: str = "solved") -> None:
         """Mark a ticket solved (or closed), as an agent would."""
@@ -130,6 +193,10 @@ class FakeZendesk(FakeServer):
     def show_organizations(self, req: Request) -> Response:
         if denied := self._denied(req):
             return denied
+        if "ids" in req.query:
+            ids = {int(i) for i in req.query["ids"][0].split(",") if i.isdigit()}
+            found = [o for o in self.organizations.values() if o["id"] in ids]
+            return self._page("organizations", found)
         wanted = set(req.query.get("external_ids", [""])[0].split(","))
         found = [o for o in self.organizations.values() if o["external_id"] in wanted]
         return self._page("organizations", found)
@@ -215,5 +282,40 @@ class FakeZendesk(FakeServer):
             "end_time": end,
             "next_page": f"{base}?start_time={end}",
             "end_of_stream": True,
+        }
+        return Response(200, body)
+
+    def export(self, req: Request) -> Response:
+        """Cursor-based incremental export: tickets in (updated_at, id) order, from
+        `start_time` on, or after the position a `cursor` stands for. `after_cursor` is
+        given on every page, the last one too: the next export resumes from it."""
+        if denied := self._denied(req):
+            return denied
+        if "cursor" in req.query:
+            position = read_cursor(req.query["cursor"][0])
+            if position is None:
+                body = {"error": "InvalidPaginationParameter", "description": "invalid cursor"}
+                return Response(400, body)
+        elif "start_time" in req.query:
+            position = (int(req.query["start_time"][0]), -1)  # that second included
+        else:
+            return Response(400, {"error": "InvalidValue", "description": "start_time missing"})
+        size = int(req.query.get("per_page", [self.export_page_size])[0])
+        after = sorted(
+            (unix(t["updated_at"]), t["id"])
+            for t in self.tickets.values()
+            if (unix(t["updated_at"]), t["id"]) > position
+        )
+        page = after[:size]
+        last = page[-1] if page else position
+        cursor = export_cursor(*last)
+        base = f"{self.url}/api/v2/incremental/tickets/cursor.json"
+        body = {
+            "tickets": [self.tickets[tid] for _, tid in page],
+            "after_url": f"{base}?cursor={cursor}",
+            "after_cursor": cursor,
+            "before_url": None,
+            "before_cursor": None,
+            "end_of_stream": len(after) <= size,
         }
         return Response(200, body)

@@ -21,9 +21,16 @@ NUMBER_FACTS = [
     "churn.probability",
     "support.escalations_30d",
     "contract.days_to_renewal",
+    "usage.anomaly_score",
+    "health.anomaly_score",
 ]
 STRING_FACTS = ["account.tier", "health.band", "account.segment", "account.tenant"]
-BOOL_FACTS = ["stakeholders.champion_changed", "expansion.signal"]
+BOOL_FACTS = [
+    "stakeholders.champion_changed",
+    "expansion.signal",
+    "usage.anomaly",
+    "health.anomaly",
+]
 LIST_FACTS = ["account.tags"]
 WORDS = {
     "account.tier": ["enterprise", "mid_market", "smb"],
@@ -203,3 +210,51 @@ def test_catalogue_types_cover_the_generated_facts() -> None:
         assert FACTS[f].type is FactType.string
     for f in BOOL_FACTS:
         assert FACTS[f].type is FactType.boolean
+
+
+ANOMALY_RULES = [
+    {"all": ["usage.anomaly == true", "usage.logins_change_30d_pct exists"]},
+    {"all": ["health.anomaly == true", {"not": "health.band == red"}]},
+    "usage.anomaly_score <= -3.5",
+    {"any": ["health.anomaly_score < -3.5", "usage.anomaly_score > 3.5"]},
+    {"not": {"window": {"fact": "usage.anomaly_score", "fell_by": 4, "within": "14d"}}},
+]
+
+
+def test_derived_anomaly_facts_evaluate_alike_in_both_paths() -> None:
+    """On facts derived from the sample data (with its usage cliffs), not random records:
+    the backtest's columns and the streaming records give the same matches, day by day."""
+    from datetime import timedelta
+
+    from csautomation.facts.derive import derive, group_by_account
+    from csautomation.facts.health import load_health_model
+    from csautomation.rules.backtest import frames_to_columns
+    from csautomation.sample.generate import generate
+
+    accounts, signals = generate(n_accounts=140)
+    by_account = group_by_account(signals)
+    chosen = [a for i, a in enumerate(accounts) if i in (65, 104, 128) or i % 12 == 0]
+    compiled = [compile_rule(rule(i, c, [])) for i, c in enumerate(ANOMALY_RULES)]
+    derived = list({d.key: d for r in compiled for d in r.derived}.values())
+    end = max(s.day for s in signals)
+    days = 30
+    model = load_health_model()
+    frames = [
+        derive(a, by_account[a.id], end, model, derived, start=end - timedelta(days=days - 1))
+        for a in chosen
+    ]
+    batch = BatchEvaluator(compiled)
+    masks = batch.evaluate(frames_to_columns(frames, batch.keys))
+    records = [f.record(d) for f in frames for d in range(days)]
+    streaming = StreamingEvaluator(compiled)
+    try:
+        stream = [set(streaming.matching(r)) for r in records]
+    finally:
+        streaming.close()
+    hits = 0
+    for i, rec in enumerate(records):
+        got_batch = {rid for rid, m in masks.items() if m[i]}
+        assert stream[i] == got_batch, rec
+        hits += len(got_batch)
+    assert masks["r0"].any(), "the sample's usage cliffs should make the first rule match"
+    assert hits > 0

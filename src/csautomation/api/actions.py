@@ -61,6 +61,8 @@ class TemporalActions:
             state = await handle.query(STATE_QUERY, result_type=EscalationState)
         except RPCError as exc:
             raise await self._translate(handle, exc) from exc
+        except RuntimeError as exc:  # a lazy client that cannot connect
+            raise ServiceUnavailableError(f"Temporal does not answer: {exc}") from exc
         if state is None:  # queried before its plan was made: moments after it started
             raise EscalationNotFoundError(f"escalation {workflow_id} has not opened yet")
         assert isinstance(state, EscalationState)
@@ -72,6 +74,8 @@ class TemporalActions:
             await handle.signal(name, action)
         except RPCError as exc:
             raise await self._translate(handle, exc) from exc
+        except RuntimeError as exc:  # a lazy client that cannot connect
+            raise ServiceUnavailableError(f"Temporal does not answer: {exc}") from exc
 
     async def _translate(self, handle: WorkflowHandle[object, object], exc: RPCError) -> Exception:
         """NOT_FOUND means either that no such workflow exists or that it has closed; the

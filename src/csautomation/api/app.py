@@ -24,7 +24,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from csautomation.api import api_routes, pages
+from csautomation.api import api_routes, docs, pages
 from csautomation.api.actions import EscalationActions
 from csautomation.api.auth import Authenticator
 from csautomation.api.auth import session_secret as env_session_secret
@@ -33,6 +33,10 @@ from csautomation.api.review import Review
 from csautomation.errors import ServiceUnavailableError
 from csautomation.escalation.people import People
 from csautomation.facts.health import load_health_model
+from csautomation.ingest import routes as ingest_routes
+from csautomation.ingest.intake import Intake
+from csautomation.ingest.sources import Sources
+from csautomation.ingest.writer import SignalWriter
 from csautomation.store.facts import FactsReader
 from csautomation.store.repo import Store
 
@@ -65,13 +69,17 @@ def create_app(
     session_secret: str | None = None,
     secure_cookies: bool = False,
     hasher: PasswordHasher | None = None,
+    sources: Sources | None = None,
+    on_stored: Callable[[], None] | None = None,
 ) -> FastAPI:
     """The review app over `store` (the escalations index, accounts, signals), `people`
     (who signs in, and their teams) and `actions` (the escalation workflows).
 
     `now` is the clock (UTC); `facts` derives account health (default: the packaged health
     model); `session_secret` defaults to CSAUTO_SESSION_SECRET; `secure_cookies` marks the
-    session cookie HTTPS-only (set it behind TLS); `hasher` checks passwords.
+    session cookie HTTPS-only (set it behind TLS); `hasher` checks passwords; `sources`
+    are who may post signals to /v1/signals (none: every post is refused), `on_stored` is
+    called once signals are committed (to wake a pipeline in the same process).
     """
     review = Review(
         store,
@@ -84,12 +92,17 @@ def create_app(
     templates = Jinja2Templates(env=template_env())
 
     app = FastAPI(
-        title="csautomation review",
-        docs_url=None,  # Swagger UI loads scripts from elsewhere; the schema is enough
+        title="csautomation",
+        summary="Signals in; escalations reviewed and acted on.",
+        docs_url=None,  # Swagger UI loads scripts from elsewhere: /docs is our own page
         redoc_url=None,
-        openapi_url="/api/openapi.json",
+        openapi_url="/openapi.json",
     )
+    intake = Intake(store, SignalWriter(store, on_stored))
+    app.state.intake = intake
+    app.include_router(ingest_routes.router(intake, sources or Sources({}), authn))
     app.include_router(api_routes.router(review, authn))
+    app.include_router(docs.router(app, templates))
     app.include_router(pages.router(review, authn, templates))
     app.add_middleware(
         SessionMiddleware,
@@ -100,6 +113,13 @@ def create_app(
         https_only=secure_cookies,
     )
     app.add_middleware(SecurityHeaders)
+    # outermost: signals skip the session and routing layers (see SignalIntake)
+    app.add_middleware(
+        ingest_routes.SignalIntake,
+        intake=intake,
+        sources=sources or Sources({}),
+        extra=HEADERS,
+    )
 
     @app.exception_handler(ReviewError)
     async def _review_error(request: Request, exc: ReviewError) -> Response:
@@ -169,7 +189,8 @@ class SecurityHeaders:
 
 
 def _is_api(request: Request) -> bool:
-    return request.url.path == "/api" or request.url.path.startswith("/api/")
+    path = request.url.path
+    return path in ("/api", "/v1") or path.startswith(("/api/", "/v1/"))
 
 
 def _problem(error: object) -> tuple[str, str]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -270,6 +270,18 @@ class SalesforceCrm(Guardable):
             for r in records
         ]
 
+    def query_pages(self, operation: str, soql: str) -> Iterator[list[dict[str, Any]]]:
+        """A SOQL query's records a page at a time: `query`, then `query_more` on each
+        `nextRecordsUrl`. Each request passes the guard and the session refresh, so a
+        caller can keep what it has and stop at the first error. Build `soql` with
+        format_soql."""
+        result = self._call(operation, lambda sf: sf.query(soql))
+        while True:
+            yield list(result["records"])
+            if result.get("done", True):
+                return
+            result = self._call(operation, _more(result["nextRecordsUrl"]))
+
     def check(self) -> str:
         limits = self._call("check", lambda sf: sf.limits())
         sf = self._client()
@@ -279,6 +291,10 @@ class SalesforceCrm(Guardable):
             f", API v{self.config.api_version}; daily API requests remaining: "
             f"{daily.get('Remaining', '?')} of {daily.get('Max', '?')}"
         )
+
+
+def _more(url: str) -> Callable[[Salesforce], Any]:
+    return lambda sf: sf.query_more(url, identifier_is_url=True)
 
 
 def _sobject(sf: Salesforce, name: str) -> SFType:

@@ -5,7 +5,8 @@ Exactly once per idempotency key, twice over: the create carries Zendesk's own
 even while the first request is still in flight), and the key is also the ticket's
 `external_id`, looked up (`GET /api/v2/tickets.json?external_id=`) before every create, so
 a re-drive days later finds the ticket the header has forgotten. Completion sync
-reads the time-based incremental ticket export for solved and closed tickets.
+reads the time-based incremental ticket export for solved and closed tickets; the
+ticket pull (`csautomation.ingest.pulls`) reads the cursor-based one a page at a time.
 
 zenpy is told not to wait or retry, because Temporal owns retries: on a 429 it would sleep
 for Retry-After and ask again, inside the activity. A response hook turns a 429 into an
@@ -17,7 +18,8 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
@@ -38,6 +40,28 @@ PRIORITIES = {"critical": "urgent", "high": "high", "medium": "normal", "low": "
 DONE = ("solved", "closed")
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ExportedTicket:
+    id: int
+    external_id: str | None  # ours when csautomation made the ticket (its idempotency key)
+    organization_id: int | None
+    priority: str | None  # low, normal, high, urgent; None when unset
+    subject: str
+    tags: tuple[str, ...]
+    status: str
+    updated_at: str  # as Zendesk wrote it, e.g. 2030-03-04T09:30:00Z
+
+
+@dataclass(frozen=True)
+class TicketPage:
+    """One page of the cursor-based incremental ticket export. `after_cursor` resumes
+    after this page (kept even at the end of the stream, for the next export)."""
+
+    tickets: list[ExportedTicket]
+    after_cursor: str | None
+    end_of_stream: bool
 
 
 def zendesk_time(moment: datetime) -> str:
@@ -241,6 +265,40 @@ class ZendeskTicketing(Guardable):
             done[str(ticket.id)] = Completion(str(ticket.id), ticket.external_id, when)
         return list(done.values())
 
+    def export_tickets(
+        self, start: datetime | None = None, cursor: str | None = None
+    ) -> TicketPage:
+        """One page of `GET incremental/tickets/cursor.json`: from `start` on a first
+        export, else after `cursor` (exactly one of the two)."""
+
+        def page(zd: Any) -> TicketPage:
+            if cursor is not None:
+                gen = zd.tickets.incremental(cursor=cursor)
+            else:
+                assert start is not None, "give start or cursor"
+                moment = start.replace(tzinfo=UTC) if start.tzinfo is None else start
+                gen = zd.tickets.incremental(start_time=moment)
+            # zenpy fetched the first page to build its generator and copied the page's
+            # scalar fields onto it; iterating further would fetch the next page
+            tickets = [_exported(t) for t in (gen.values or [])]
+            return TicketPage(
+                tickets,
+                getattr(gen, "after_cursor", None),
+                bool(getattr(gen, "end_of_stream", True)),
+            )
+
+        return self._call("export_tickets", page)
+
+    def organization_external_ids(self, ids: Collection[int]) -> dict[int, str | None]:
+        """Organization id -> its external_id (None when unset); ids Zendesk does not
+        know are left out. One `organizations/show_many.json?ids=` per 100 ids."""
+        wanted = sorted(set(ids))
+        found: dict[int, str | None] = {}
+        for start in range(0, len(wanted), 100):
+            orgs = self._call("organizations", _show_many(wanted[start : start + 100]))
+            found |= {int(o.id): (str(o.external_id) if o.external_id else None) for o in orgs}
+        return found
+
     def check(self) -> str:
         me = self._call("check", lambda zd: zd.users.me())
         if me is None or me.id is None:
@@ -248,3 +306,20 @@ class ZendeskTicketing(Guardable):
                 self.name, "check", "Zendesk answered as an anonymous user: credentials ignored"
             )
         return f"authenticated as {me.name} <{me.email}>"
+
+
+def _show_many(ids: list[int]) -> Callable[[Any], list[Any]]:
+    return lambda zd: list(zd.organizations(ids=ids))
+
+
+def _exported(ticket: Any) -> ExportedTicket:
+    return ExportedTicket(
+        id=int(ticket.id),
+        external_id=ticket.external_id or None,
+        organization_id=int(ticket.organization_id) if ticket.organization_id else None,
+        priority=ticket.priority or None,
+        subject=ticket.subject or "",
+        tags=tuple(ticket.tags or ()),
+        status=ticket.status or "",
+        updated_at=str(ticket.updated_at),
+    )

@@ -4,6 +4,8 @@ One pass builds daily arrays (logins, tickets, meetings, ...) over the account's
 then rolling windows are differences of cumulative sums. The same code gives the streaming
 path its one record (the last day) and the backtest every day of history, so both paths read
 identical facts. Too little history for a window gives a missing fact, never a made-up one.
+The anomaly facts compare 7-day aggregates of logins and of the health score with the
+account's own previous eight weeks (the method, and why, in facts/anomaly.py).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from csautomation.facts import anomaly
 from csautomation.facts.catalog import FACTS, FactType
 from csautomation.facts.health import COMPONENTS, HealthModel
 from csautomation.facts.model import Account, Signal, SignalType
@@ -27,6 +30,9 @@ from csautomation.rules.ir import DerivedFact, SignalsFact, WindowFact, norm
 F = npt.NDArray[np.float64]
 NAN = float("nan")
 MAX_LOOKBACK = 400  # days of history kept per account: 90-day trends of 90-day windows, + slack
+USAGE_MATERIAL_DROP = 0.5  # a usage anomaly also loses half the usual week's logins
+HEALTH_MATERIAL_DROP = 10.0  # a health anomaly is also 10+ points below the usual score
+HEALTH_SETTLE_DAYS = 90  # the longest window among the health score's inputs
 
 
 def _roll(x: F, w: int) -> F:
@@ -145,8 +151,11 @@ def derive(
         first = max(first, min(s.day for s in sigs))
     first = min(first, start or as_of)
     n = (as_of - first).days + 1
-    frame = _derive(account, sigs, first, n, model, extra)
     offset = ((start or as_of) - first).days
+    # Day-by-day facts (the anomaly scores) are computed only where they can be read: the
+    # returned days and the look-back of any window condition over them.
+    look_back = max((f.days for f in extra if isinstance(f, WindowFact)), default=0)
+    frame = _derive(account, sigs, first, n, model, extra, max(0, offset - look_back))
     return frame.slice(offset)
 
 
@@ -157,6 +166,7 @@ def _derive(
     n: int,
     model: HealthModel,
     extra: Sequence[DerivedFact],
+    from_index: int = 0,
 ) -> FactFrame:
     def zeros() -> F:
         return np.zeros(n)
@@ -243,6 +253,7 @@ def _derive(
         out["usage.feature_events_30d"] = _roll(features, 30)
         out["usage.days_since_last_login"] = _days_since(logins > 0)
         out["expansion.usage_growth_pct"] = _pct_change(au, _lag(au, 90))
+        out.update(_usage_anomaly(logins, int(np.argmax(seen_usage)), from_index))
     out["engagement.meetings_attended_90d"] = _roll(attended, 90)
     out["engagement.meetings_missed_90d"] = _roll(missed, 90)
     out["engagement.nps"] = _ffill(nps)
@@ -266,6 +277,7 @@ def _derive(
     out["health.score"] = score
     for w in (7, 30, 90):
         out[f"health.trend_{w}d"] = score - _lag(score, w)
+    out.update(_health_anomaly(score, from_index))
     out["engagement.change_30d"] = parts["health.engagement"] - _lag(parts["health.engagement"], 30)
     exp = model.expansion
     with np.errstate(invalid="ignore"):
@@ -280,6 +292,42 @@ def _derive(
     bands = [None if s != s else model.band(float(s)) for s in score]
     days = [first + timedelta(days=i) for i in range(n)]
     return FactFrame(account, days, out, bands, dict(counts))
+
+
+def _usage_anomaly(logins: F, first_usage: int, from_index: int) -> dict[str, F]:
+    """Logins over the last 7 days against the account's own previous eight weeks.
+
+    Days before the first usage signal are no history (not zero logins), so an account
+    whose feed started recently has a missing score rather than a made-up spike.
+    """
+    weekly = anomaly.trailing_sum(logins, first_usage)
+    z, median = anomaly.robust_z(weekly, from_index)
+    z = np.round(z, 2)  # the flag reads the score the facts show
+    material = USAGE_MATERIAL_DROP * median
+    return {
+        "usage.anomaly_score": z,
+        "usage.logins_7d_baseline": median,
+        "usage.anomaly": anomaly.drop_flags(weekly, z, median, material),
+    }
+
+
+def _health_anomaly(score: F, from_index: int) -> dict[str, F]:
+    """The 7-day mean health score against the account's own previous eight weeks.
+
+    The score's inputs include 90-day windows that are left out (and the weights
+    renormalised) until 90 days of history exist; a score that changes make-up is not
+    comparable with itself, so the series starts on day 90.
+    """
+    weekly = np.round(anomaly.trailing_mean(score, HEALTH_SETTLE_DAYS - 1), 2)
+    z, median = anomaly.robust_z(weekly, from_index)
+    z, median = np.round(z, 2), np.round(median, 2)  # the flag reads what the facts show
+    material = np.full(len(score), HEALTH_MATERIAL_DROP)
+    return {
+        "health.anomaly_score": z,
+        "health.score_7d_avg": weekly,
+        "health.score_7d_baseline": median,
+        "health.anomaly": anomaly.drop_flags(weekly, z, median, material),
+    }
 
 
 def _health(out: dict[str, F], model: HealthModel, n: int) -> tuple[F, dict[str, F]]:

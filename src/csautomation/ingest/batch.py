@@ -18,12 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from csautomation.facts.model import Signal
+from csautomation.ingest.validate import check
 from csautomation.store.repo import Store
 
-TOP = frozenset(Signal.model_fields)
 FORMATS = ("csv", "jsonl")
 
 
@@ -115,21 +113,10 @@ def _from_csv(number: int, record: dict[str, str]) -> dict[str, Any] | Rejected:
 
 
 def validate(number: int, data: dict[str, Any]) -> Signal | list[Rejected]:
-    try:
-        return Signal.model_validate(data)
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        # the payload is checked against its type only once the envelope is valid, and its
-        # errors come with paths inside the payload
-        inside = all(e["loc"] and e["loc"][0] not in TOP for e in errors)
-        return [
-            Rejected(
-                number,
-                ".".join(str(p) for p in (("payload", *e["loc"]) if inside else e["loc"])),
-                e["msg"],
-            )
-            for e in errors
-        ]
+    checked = check(data)
+    if isinstance(checked, Signal):
+        return checked
+    return [Rejected(number, e.field, e.message) for e in checked]
 
 
 def import_file(

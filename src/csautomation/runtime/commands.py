@@ -7,6 +7,7 @@ turns configuration problems into a clear message and exit code 1, never a trace
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -21,6 +22,8 @@ from rich.table import Table
 from csautomation import logs
 from csautomation.errors import ConfigFileError, CsAutomationError
 from csautomation.settings import Settings
+
+log = logging.getLogger(__name__)
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -58,10 +61,19 @@ async def _stoppable(factory: Callable[[], Awaitable[T]]) -> T:
     return await factory()
 
 
-def _run(factory: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine to completion; Ctrl-C ends it quietly, our errors end it clearly."""
+def _run(factory: Callable[[], Awaitable[T]], fast_loop: bool = False) -> T:
+    """Run a coroutine to completion; Ctrl-C ends it quietly, our errors end it clearly.
+    `fast_loop`: on uvloop where it is installed (the HTTP server: about 1.5x the requests
+    a second of asyncio's own loop in bench/ingest.py)."""
+    loop_factory = None
+    if fast_loop:
+        with contextlib.suppress(ImportError):
+            import uvloop
+
+            loop_factory = uvloop.new_event_loop
     try:
-        return asyncio.run(_stoppable(factory))
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(_stoppable(factory))
     except (KeyboardInterrupt, asyncio.CancelledError):
         err.print("stopped")
         raise typer.Exit(130) from None
@@ -151,17 +163,35 @@ def _escalations(settings: Settings, actions: Any, page_url: str = "") -> Any:
     return EscalationActivities(actions, matrix, people, page_url=page_url)
 
 
-def _review_app(settings: Settings, store: Any, client: Any, facts: Any = None) -> Any:
-    """The manager's review page and API over the store and the escalation workflows."""
+def _review_app(
+    settings: Settings,
+    store: Any,
+    client: Any,
+    facts: Any = None,
+    on_stored: Callable[[], None] | None = None,
+) -> Any:
+    """The manager's review page, its API and the signal intake (sources.yaml) over the
+    store and the escalation workflows."""
     from csautomation.api.actions import TemporalActions
     from csautomation.api.app import create_app
     from csautomation.escalation.people import load_people
+    from csautomation.ingest.sources import load_sources
 
     try:
         people = load_people(settings.people_path)
+        sources = load_sources(settings.sources_path)
     except CsAutomationError as exc:
         _fail(exc)
-    return create_app(store, people, TemporalActions(client), facts=facts)
+    for name, variable in sources.missing_secrets().items():
+        log.warning("source %s refuses every signal until %s is set", name, variable)
+    return create_app(
+        store,
+        people,
+        TemporalActions(client),
+        facts=facts,
+        sources=sources,
+        on_stored=on_stored,
+    )
 
 
 async def _sync_forever(client: Any, store: Any, connectors: Any, every: float = 60.0) -> None:
@@ -335,12 +365,16 @@ def dev(
                 config=WorkerConfig(sandboxed=settings.workflow_sandbox),
                 extra=_escalations(settings, actions, page).all(),
             )
-            app = _review_app(settings, store, client, facts)
+            pipeline = Pipeline(store, runtime, playbooks, client, facts=facts)
+            app = _review_app(settings, store, client, facts, on_stored=pipeline.wake.set)
             out.print(f"Temporal {server.address}, UI {server.ui_url}; review page {page}")
-            out.print(f"store {settings.database_url}; signals added with `csauto signals add`")
+            out.print(
+                f"store {settings.database_url}; signals in: POST {page}/v1/signals "
+                f"(sources.yaml; the API at {page}/docs) or `csauto signals add`"
+            )
             await asyncio.gather(
                 *(w.run() for w in workers),
-                Pipeline(store, runtime, playbooks, client, facts=facts).run_forever(),
+                pipeline.run_forever(),
                 _sync_forever(client, store, connectors),
                 serve_async(app, "127.0.0.1", port),
             )
@@ -497,21 +531,24 @@ def serve(
     address: AddressOpt = None,
     database_url: DbOpt = None,
 ) -> None:
-    """The manager's review page and its HTTP API (sign-in from people.yaml; set
-    CSAUTO_SESSION_SECRET so sessions survive a restart)."""
+    """The manager's review page, its HTTP API and the signal intake (POST /v1/signals,
+    sources.yaml); sign-in from people.yaml; set CSAUTO_SESSION_SECRET so sessions survive
+    a restart. A pipeline (`csauto pipeline`) evaluates what comes in."""
     from csautomation.api.server import serve_async
     from csautomation.runtime.server import connect
 
     settings = _settings(db=database_url, address=address)
 
     async def main() -> None:
-        client = await connect(settings.temporal_address, settings.temporal_namespace)
+        # lazy: signals are taken in, and pages shown, while Temporal is down; actions on
+        # escalations answer 503 until it is back
+        client = await connect(settings.temporal_address, settings.temporal_namespace, lazy=True)
         app = _review_app(settings, _store(settings), client)
-        out.print(f"review page on http://{host}:{port}")
+        out.print(f"review page on http://{host}:{port}; signals in at /v1/signals, API at /docs")
         await serve_async(app, host, port)
 
     logs.setup(logging.INFO)
-    _run(main)
+    _run(main, fast_loop=True)
 
 
 people_app = typer.Typer(help="The people directory (people.yaml).", no_args_is_help=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Collection, Mapping
@@ -38,6 +39,7 @@ from csautomation.store.outbox import (
     pending_signals,
     undispatched_firings,
 )
+from csautomation.store.quarantine import Held, quarantine
 from csautomation.store.repo import Store
 from csautomation.store.tables import RuleFiringRow
 
@@ -140,11 +142,21 @@ class Pipeline:
     ) -> None:
         account = self.store.account(account_id)
         if account is None:
-            # kept, and visible in the signals table; the quarantine comes with ingestion
-            log.warning(
-                "%d signal(s) for unknown account %s kept but not evaluated",
-                len(items),
-                account_id,
+            # stored, and held in the quarantine until the account exists: `csauto
+            # quarantine retry` then sends them back to evaluation
+            log.warning("%d signal(s) for unknown account %s quarantined", len(items), account_id)
+            unknown = {"field": "account_id", "message": f"unknown account {account_id}"}
+            quarantine(
+                self.store,
+                [
+                    Held(
+                        source="pipeline",
+                        raw=json.dumps(p.signal.model_dump(mode="json"), sort_keys=True),
+                        errors=[unknown],
+                        signal_key=p.signal.idempotency_key,
+                    )
+                    for p in items
+                ],
             )
             return
         # the newest signal's time: the same batch always evaluates at the same moment

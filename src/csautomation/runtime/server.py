@@ -99,10 +99,12 @@ async def start_dev_server(
     return DevServer(env, f"127.0.0.1:{port}", f"http://localhost:{ui_port}" if ui else "")
 
 
-async def connect(address: str, namespace: str = "default") -> Client:
+async def connect(address: str, namespace: str = "default", lazy: bool = False) -> Client:
+    """A client for the server at `address`. `lazy`: connect on first use instead (a
+    process that must keep serving while Temporal is down, such as the signal intake)."""
     try:
         return await Client.connect(
-            address, namespace=namespace, data_converter=pydantic_data_converter
+            address, namespace=namespace, data_converter=pydantic_data_converter, lazy=lazy
         )
     except RuntimeError as exc:  # the SDK's bridge reports connection failures this way
         reason = "connection refused" if "refused" in str(exc).lower() else str(exc)[:200]

@@ -2,7 +2,11 @@
 
 The same arguments always give byte-identical files (one seeded `random.Random`, no clock).
 Archetypes: healthy, usage decline, champion left, support storm, renewal risk, expansion
-and predicted churn, so every shipped rule has accounts to fire on.
+and predicted churn, so every shipped rule has accounts to fire on. A few healthy accounts
+(about 3% of all) also have a usage cliff: logins fall by 60-90% overnight, some days to ten
+weeks before the end (an integration broke, a team moved to a competitor), for the anomaly
+rules. The cliff is drawn from its own generator, so every other account is byte-identical
+to what the data set held before cliffs were added.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ ARCHETYPES = [  # (name, share)
     ("expansion", 0.06),
     ("churn", 0.05),
 ]
+CLIFF_SHARE = 0.06  # of healthy accounts: about 3% of all
 _FIRST = [
     "Acme",
     "Globex",
@@ -102,8 +107,21 @@ def _account(i: int, rnd: random.Random, end: date, archetype: str) -> Account:
     )
 
 
+def _cliff(archetype: str, seed: int, i: int) -> tuple[int, float] | None:
+    """(days ago it began, share of usage lost) for the few healthy accounts with a cliff."""
+    side = random.Random(seed * 1_000_003 + i)
+    if archetype != "healthy" or side.random() >= CLIFF_SHARE:
+        return None
+    return side.randint(3, 70), side.uniform(0.6, 0.9)
+
+
 def _signals(
-    a: Account, archetype: str, rnd: random.Random, end: date, days: int
+    a: Account,
+    archetype: str,
+    rnd: random.Random,
+    end: date,
+    days: int,
+    cliff: tuple[int, float] | None = None,
 ) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     n = 0
@@ -142,6 +160,8 @@ def _signals(
             level *= 0.75
         elif archetype == "expansion":
             level *= 1 + 0.25 * (days - back) / days
+        if cliff is not None and back < cliff[0]:
+            level *= 1 - cliff[1]
         weekday = (end - timedelta(days=back)).weekday()
         level *= 0.4 if weekday >= 5 else 1.0
         users = max(0, round(a.seats * level * rnd.uniform(0.9, 1.1)))
@@ -211,7 +231,8 @@ def _raw(
         archetype = "usage_decline" if i == 0 else _pick(rnd, ARCHETYPES)
         account = _account(i, rnd, end, archetype)
         accounts.append(account)
-        signals.extend(_signals(account, archetype, rnd, end, days))
+        cliff = _cliff(archetype, seed, i)
+        signals.extend(_signals(account, archetype, rnd, end, days, cliff))
     signals.sort(key=lambda s: (s["occurred_at"], s["account_id"], s["idempotency_key"]))
     return accounts, signals
 

@@ -114,6 +114,11 @@ class Store:
     def add_signals(self, signals: Sequence[Signal]) -> int:
         """Bulk store in one transaction, skipping keys already stored; returns how many
         were new."""
+        return len(self.store_signals(signals))
+
+    def store_signals(self, signals: Sequence[Signal]) -> set[str]:
+        """Bulk store in one transaction (committed when this returns), skipping keys
+        already stored; returns the idempotency keys that were new."""
         t = table(SignalRow)
         now = datetime.now(UTC)
         fresh = {
@@ -128,12 +133,26 @@ class Store:
             for sig in signals
         }
         rows = list(fresh.values())
-        new = 0
+        new: set[str] = set()
         with self.engine.begin() as conn:
-            stmt = upsert(conn, t).on_conflict_do_nothing().returning(t.c.id)
+            stmt = upsert(conn, t).on_conflict_do_nothing().returning(t.c.idempotency_key)
             for start in range(0, len(rows), 2000):
-                new += len(conn.execute(stmt, rows[start : start + 2000]).all())
+                new.update(conn.execute(stmt, rows[start : start + 2000]).scalars())
         return new
+
+    def known_accounts(self, account_ids: Collection[str]) -> set[str]:
+        """Which of these account ids the store has."""
+        ids = list(account_ids)
+        t = table(AccountRow)
+        out: set[str] = set()
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                out.update(
+                    conn.execute(select(t.c.id).where(t.c.id.in_(ids[start : start + 500])))
+                    .scalars()
+                    .all()
+                )
+        return out
 
     def signals_version(self, account_id: str, up_to: int | None = None) -> tuple[int, int]:
         """(count, newest row id) of an account's signals (with row ids up to `up_to`):

@@ -179,3 +179,25 @@ class EscalationRow(SQLModel, table=True):
     seq: int = 0  # the workflow's count of recorded changes: an older write never wins
     state: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     plan: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+
+
+class QuarantineRow(SQLModel, table=True):
+    """A signal we could not accept, kept with why so it can be fixed and re-processed:
+    a payload that failed validation (`raw` as it came), or a stored signal held back from
+    evaluation because its account is unknown (`signal_key`). The same bad item delivered
+    again is one row whose `times` grows."""
+
+    __tablename__ = "quarantine"
+    id: int | None = Field(default=None, primary_key=True)
+    fingerprint: str = Field(max_length=64, unique=True)  # SHA-256 of source + raw item
+    source: str = Field(default="", max_length=64, index=True)
+    raw: str = ""  # the item as received (JSON text), cut at RAW_LIMIT
+    errors: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
+    signal_key: str = Field(default="", max_length=200)
+    times: int = 1
+    received_at: datetime = _ts()
+    last_seen_at: datetime = _ts()
+    status: str = Field(default="open", max_length=16, index=True)  # open, reprocessed, discarded
+    resolved_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    resolved_by: str = Field(default="", max_length=128)
+    result_key: str = Field(default="", max_length=200)  # the signal it became

@@ -1,0 +1,14 @@
+"""The scheduler: thin APScheduler jobs that only trigger work.
+
+    config.py     schedules.yaml (pulls, sweeps, completion sync, misfire policy)
+    leader.py     leader election by a lease row (SQLite and PostgreSQL)
+    runs.py       run keys: each scheduled run claimed once, whoever leads
+    executor.py   the misfire policy, and the fire time handed to each job
+    jobs.py       the job functions (sweeps, pulls, completion sync) and the plan
+    sweep.py      scheduled rules over every account, in batch mode
+    scheduler.py  the process: elect, reconcile the job store, run while leading
+    cli.py        `csauto scheduler run | jobs | sweep`
+
+Modules are imported directly (`from csautomation.scheduling.sweep import sweep`): the
+command line imports this package at start-up, and it stays light.
+"""

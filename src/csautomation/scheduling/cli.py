@@ -1,0 +1,196 @@
+"""`csauto scheduler`: run the scheduler, list its jobs, sweep a rule now."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from csautomation import logs
+from csautomation.errors import CsAutomationError, ServiceUnavailableError
+from csautomation.runtime.commands import (
+    AddressOpt,
+    DbOpt,
+    _config,
+    _connectors,
+    _fail,
+    _run,
+    _settings,
+    _store,
+    err,
+    out,
+)
+
+app = typer.Typer(
+    help="Scheduled rule sweeps, data pulls and completion sync (schedules.yaml).",
+    no_args_is_help=True,
+)
+
+SchedulesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--schedules", envvar="CSAUTO_SCHEDULES_PATH", help="default: schedules.yaml, if present"
+    ),
+]
+
+
+def _schedules(path: Path | None) -> Any:
+    from csautomation.scheduling.config import DEFAULT_PATH, load_schedules
+
+    try:
+        return load_schedules(path or DEFAULT_PATH, required=path is not None)
+    except CsAutomationError as exc:
+        _fail(exc)
+
+
+@app.command("run")
+def run(
+    schedules: SchedulesOpt = None,
+    address: AddressOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """The scheduler process: every scheduler process competes for one lease, and the one
+    holding it runs the jobs. Ctrl-C stops it and hands the lease over."""
+    from csautomation.rules.runtime import RuleRuntime
+    from csautomation.runtime.server import connect
+    from csautomation.scheduling.scheduler import run_scheduler
+    from csautomation.store.repo import SqlCooldowns
+
+    config = _schedules(schedules)
+    settings = _settings(db=database_url, address=address)
+    model, _, _ = _config(settings)
+
+    async def main() -> None:
+        store = _store(settings)
+        client = connectors = None
+        if config.completion_sync.enabled:  # the only job that needs Temporal
+            try:
+                client = await connect(settings.temporal_address, settings.temporal_namespace)
+            except ServiceUnavailableError as exc:
+                raise ServiceUnavailableError(
+                    f"{exc}. The scheduler needs Temporal for completion sync only; "
+                    "`completion_sync: {enabled: false}` in schedules.yaml runs it without"
+                ) from None
+            connectors = _connectors(settings, store)
+        runtime = RuleRuntime([settings.rules_path], model, cooldowns=SqlCooldowns(store))
+        out.print(f"scheduler on {settings.database_url}; `csauto scheduler jobs` lists its jobs")
+        try:
+            await run_scheduler(
+                store,
+                runtime,
+                config,
+                connectors_path=settings.connectors_path,
+                client=client,
+                connectors=connectors,
+            )
+        finally:
+            runtime.close()
+
+    logs.setup(logging.INFO)
+    _run(main)
+
+
+@app.command("jobs")
+def jobs(schedules: SchedulesOpt = None, database_url: DbOpt = None) -> None:
+    """The jobs with their next run times, their last runs, and the current leader."""
+    from csautomation.rules.loader import load_rules
+    from csautomation.scheduling import runs
+    from csautomation.scheduling.jobs import plan_jobs
+    from csautomation.scheduling.leader import current_lease
+    from csautomation.scheduling.scheduler import stored_jobs
+    from csautomation.scheduling.tables import create_tables
+
+    settings = _settings(db=database_url)
+    config = _schedules(schedules)
+    try:
+        ruleset = load_rules([settings.rules_path])
+    except CsAutomationError as exc:
+        _fail(exc)
+    store = _store(settings)
+    create_tables(store.engine)
+    planned = {s.id: s for s in plan_jobs(config, ruleset, config.completion_sync.enabled)}
+    stored = {j.id: j for j in stored_jobs(store.engine)}
+    last = runs.last_runs(store.engine)
+    table = Table()
+    for column in ("job", "schedule", "next run (UTC)", "last run", "status"):
+        table.add_column(column)
+    for job_id in sorted(planned.keys() | stored.keys()):
+        spec, job, run = planned.get(job_id), stored.get(job_id), last.get(job_id)
+        schedule = spec.describe if spec else str(job.trigger) if job else ""
+        if job is None:
+            when = "not stored yet"
+        elif job.next_run_time is None:
+            when = "paused"
+        else:
+            when = _utc(job.next_run_time)
+        if spec is None:
+            schedule += " (no longer configured: removed when a scheduler leads)"
+        table.add_row(
+            job_id,
+            schedule,
+            when,
+            _utc(run.fire_time) if run else "",
+            run.status if run else "",
+        )
+    out.print(table)
+    lease = current_lease(store.engine)
+    if lease is not None and lease.live(datetime.now(UTC)):
+        out.print(
+            f"leader: {lease.holder} (epoch {lease.epoch}), lease until {_utc(lease.expires_at)}",
+            markup=False,
+            soft_wrap=True,
+        )
+    else:
+        out.print("leader: none (no scheduler process holds the lease)")
+
+
+@app.command("sweep")
+def sweep_now(
+    rule_id: str,
+    at: Annotated[
+        str | None,
+        typer.Option("--at", help="ISO date or time (UTC unless it says), default now"),
+    ] = None,
+    database_url: DbOpt = None,
+) -> None:
+    """Sweep one scheduled rule over every account now (or as of --at): its firings go
+    to the dispatch outbox, as a scheduled sweep's do."""
+    from csautomation.rules.runtime import RuleRuntime
+    from csautomation.scheduling.sweep import sweep
+
+    when = _parse_at(at)
+    settings = _settings(db=database_url)
+    model, _, _ = _config(settings)
+    store = _store(settings)
+    runtime = RuleRuntime([settings.rules_path], model)
+    try:
+        result = sweep(store, runtime, [rule_id], when)
+    except CsAutomationError as exc:
+        _fail(exc)
+    finally:
+        runtime.close()
+    out.print(
+        f"{rule_id} at {_utc(result.at)}: {result.accounts} accounts evaluated, "
+        f"{result.fired} fired, {result.suppressed} suppressed by cooldown",
+        markup=False,
+        soft_wrap=True,
+    )
+
+
+def _parse_at(value: str | None) -> datetime:
+    if value is None:
+        return datetime.now(UTC).replace(microsecond=0)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        err.print(f"--at: expected an ISO date or time such as 2026-11-01T06:00, found {value!r}")
+        raise typer.Exit(2) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _utc(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")

@@ -1,0 +1,156 @@
+"""The schema of schedules.yaml: what the scheduler runs, and its misfire policy.
+
+    pulls:                      # named jobs that pull data in (see csautomation.ingest.pulls)
+      salesforce-accounts:
+        kind: salesforce_accounts
+        every: 15m              # or cron: "*/15 * * * *" (UTC)
+        misfire_grace: 10m      # a run missed by more than this is skipped (and logged)
+        coalesce: true          # several missed runs run once
+        options: {since: 7d}    # checked by the pull itself when it runs
+    sweeps:                     # rules with a trigger.schedule cron, over all accounts
+      misfire_grace: 1h
+    completion_sync:            # tasks completed in the CRM move their playbooks on
+      every: 1m
+
+A missing file means the defaults: sweeps and completion sync on, no pulls.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
+
+from csautomation.errors import ConfigFileError, Problem
+from csautomation.rules.spec import Cron
+from csautomation.yamlsource import YamlSyntaxError, load_file, validation_problems
+
+DEFAULT_PATH = Path("schedules.yaml")
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_interval(value: object) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    m = _DURATION.match(value) if isinstance(value, str) else None
+    if m is None or int(m.group(1)) == 0:
+        hint = (
+            f"; add a unit, e.g. {value}m"
+            if isinstance(value, int) and not isinstance(value, bool)
+            else ""
+        )
+        raise ValueError(f"expected a duration such as 30s, 15m, 1h or 1d, found {value!r}{hint}")
+    return timedelta(seconds=int(m.group(1)) * _SECONDS[m.group(2)])
+
+
+def format_interval(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+Interval = Annotated[
+    timedelta,
+    BeforeValidator(parse_interval),
+    PlainSerializer(format_interval, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": r"^\d+\s*(s|m|h|d|w)$"}),
+]
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+def _check_name(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError(
+            "a pull's name uses lower-case letters, digits, '-' and '_' only (at most 64), "
+            f"e.g. 'salesforce-accounts'; found {value!r}"
+        )
+    return value
+
+
+PullName = Annotated[str, AfterValidator(_check_name)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Pull(Strict):
+    kind: str = Field(min_length=1, description="which pull: e.g. salesforce_accounts")
+    every: Interval | None = None
+    cron: Cron | None = Field(default=None, description="cron expression, UTC")
+    misfire_grace: Interval = Field(
+        default=timedelta(minutes=10),
+        description="a run missed (everything down) by more than this is skipped",
+    )
+    coalesce: bool = Field(default=True, description="several missed runs run once")
+    enabled: bool = True
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="the pull's own settings, checked when it runs"
+    )
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> Pull:
+        if (self.every is None) == (self.cron is None):
+            raise ValueError("a pull needs exactly one of 'every' (e.g. 15m) or 'cron'")
+        return self
+
+
+class Sweeps(Strict):
+    enabled: bool = True
+    misfire_grace: Interval = Field(
+        default=timedelta(hours=1),
+        description="a sweep missed by more than this is skipped until its next time",
+    )
+
+
+class CompletionSync(Strict):
+    enabled: bool = True
+    every: Interval = timedelta(minutes=1)
+    misfire_grace: Interval = timedelta(minutes=1)
+
+
+class Schedules(Strict):
+    pulls: dict[PullName, Pull] = Field(default_factory=dict)
+    sweeps: Sweeps = Field(default_factory=Sweeps)
+    completion_sync: CompletionSync = Field(default_factory=CompletionSync)
+
+
+def load_schedules(path: Path = DEFAULT_PATH, *, required: bool = False) -> Schedules:
+    """schedules.yaml, validated; every problem located (file:line:column field).
+
+    A missing file gives the defaults, unless `required` (a path the user named)."""
+    if not path.exists():
+        if required:
+            raise ConfigFileError([Problem(str(path), 1, 1, "", "no such file")])
+        return Schedules()
+    try:
+        doc = load_file(path)
+    except YamlSyntaxError as exc:
+        raise ConfigFileError([exc.problem]) from None
+    if doc.data is None:  # only comments
+        return Schedules()
+    if not isinstance(doc.data, dict):
+        raise ConfigFileError(
+            [doc.problem((), "expected a mapping with pulls:, sweeps: or completion_sync:")]
+        )
+    try:
+        return Schedules.model_validate(doc.data)
+    except ValidationError as exc:
+        raise ConfigFileError(validation_problems(doc, exc, model=Schedules)) from None

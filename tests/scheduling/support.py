@@ -1,0 +1,132 @@
+"""Shared set-up for the scheduler tests: a store whose accounts' logins fell, a
+scheduled rule over it, and a tiny pull (this module stands in for
+csautomation.ingest.pulls: `SchedulerOptions(pulls_module="scheduling.support")`)."""
+
+from __future__ import annotations
+
+import os
+import time as clock
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+
+from csautomation.facts.model import Account, Signal
+from csautomation.scheduling.tables import SchedulerRunRow
+from csautomation.store.repo import Store, table
+from csautomation.store.tables import RuleFiringRow
+
+T = TypeVar("T")
+
+# usage-decline's conditions, on a schedule only: sweeps are what wake it
+RULE = """\
+rules:
+  - id: usage-drop
+    name: Logins down 30% or more in 30 days
+    owner: cs-ops@example.com
+    priority: high
+    trigger: {schedule: "0 6 * * *"}
+    conditions:
+      all:
+        - usage.logins_change_30d_pct <= -30
+    cooldown: 30d
+    actions:
+      - create_task: {subject: "Logins are down for {{ account.name }}"}
+"""
+
+
+def write_rules(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "usage.yaml").write_text(RULE)
+    return folder
+
+
+def account(account_id: str) -> Account:
+    return Account(
+        id=account_id,
+        name=f"{account_id.title()} Corp",
+        tier="enterprise",
+        arr=2e5,
+        seats=40,
+        owner="csm-01",
+        manager="mgr-01",
+        renewal_date=date(2030, 2, 1),
+        customer_since=date(2022, 1, 1),
+    )
+
+
+def make_store(url: str, today: date, falling: tuple[str, ...] = ("ACME", "BETA")) -> Store:
+    """`falling` accounts went from 100 logins a day to 30 a month before `today`; STEADY
+    kept 100."""
+    store = Store(url)
+    store.create_all()
+    ids = (*falling, "STEADY")
+    store.upsert_accounts(account(i) for i in ids)
+    signals = []
+    for account_id in ids:
+        for back in range(90, -1, -1):
+            logins = 30 if back <= 30 and account_id in falling else 100
+            signals.append(
+                Signal(
+                    type="usage_daily",
+                    account_id=account_id,
+                    occurred_at=datetime.combine(today - timedelta(days=back), time(0), UTC),
+                    payload={"logins": logins, "active_users": logins // 4},
+                )
+            )
+    store.add_signals(signals)
+    return store
+
+
+def firings(store: Store) -> list[tuple[str, str, int, datetime | None]]:
+    t = table(RuleFiringRow)
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(t.c.rule_id, t.c.account_id, t.c.window, t.c.dispatched_at).order_by(t.c.id)
+        ).all()
+    return [(r, a, w, d) for r, a, w, d in rows]
+
+
+def run_rows(store: Store) -> list[Any]:
+    t = table(SchedulerRunRow)
+    with store.engine.connect() as conn:
+        return list(conn.execute(select(t).order_by(t.c.id)).all())
+
+
+def wait_for(check: Callable[[], T], what: str, timeout: float = 15.0) -> T:
+    """Poll until `check()` is truthy; fail with `what` at the deadline."""
+    deadline = clock.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if clock.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        clock.sleep(0.05)
+
+
+# the test pull ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PullContext:
+    store: Store
+    connectors_path: Path
+    now: datetime
+
+
+@dataclass(frozen=True)
+class PullResult:
+    kind: str
+    fetched: int
+
+
+def run_pull(kind: str, options: dict[str, Any], ctx: PullContext) -> PullResult:
+    """Appends one line per run to `options["file"]`: the run's time and this process;
+    raises when `options["fail"]` says so."""
+    if options.get("fail"):
+        raise RuntimeError(options["fail"])
+    with open(options["file"], "a") as out:  # O_APPEND: whole lines from every process
+        out.write(f"{ctx.now.isoformat()} {os.getpid()}\n")
+    return PullResult(kind, 1)
