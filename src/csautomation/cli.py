@@ -18,6 +18,7 @@ from csautomation.errors import ConfigFileError, CsAutomationError
 from csautomation.runtime.commands import register as register_runtime
 from csautomation.runtime.escalations import register as register_escalations
 from csautomation.runtime.ops import register as register_ops
+from csautomation.runtime.quarantine_cli import register as register_quarantine
 from csautomation.scheduling.cli import app as scheduler_app
 
 app = typer.Typer(
@@ -35,6 +36,7 @@ app.add_typer(scheduler_app, name="scheduler")
 register_runtime(app)
 register_ops(app)
 register_escalations(app)
+register_quarantine(app)
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)

@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     escalation_matrix_path: Path = Path("escalation_matrix.yaml")
     people_path: Path = Path("people.yaml")
     sources_path: Path = Path("sources.yaml")
+    schedules_path: Path = Path("schedules.yaml")
     # where the review page is reached, for the links in escalation notifications
     review_url: str = "http://127.0.0.1:8000"
     health_model_path: Path | None = None

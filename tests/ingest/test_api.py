@@ -190,6 +190,21 @@ def test_a_fixed_signal_is_reprocessed(http: httpx.Client, store: Store) -> None
     assert (shown["status"], shown["resolved_by"]) == ("reprocessed", "ada")
     assert http.get("/v1/quarantine", headers=bearer("ada")).json()["count"] == 0
     assert http.post(f"/v1/quarantine/{qid}/reprocess", headers=bearer("ada")).status_code == 409
+    # and it cannot be discarded any more: it keeps its link to the signal it became
+    assert http.post(f"/v1/quarantine/{qid}/discard", headers=bearer("ada")).status_code == 409
+
+
+def test_a_bad_signal_is_discarded_once(http: httpx.Client, store: Store) -> None:
+    qid = http.post("/v1/signals", json=usage(logins=-3), headers=auth()).json()["quarantine_ids"][
+        0
+    ]
+    assert http.post(f"/v1/quarantine/{qid}/discard", headers=bearer("mia")).status_code == 403
+    assert http.post(f"/v1/quarantine/{qid}/discard", headers=bearer("ada")).status_code == 200
+    assert http.post(f"/v1/quarantine/{qid}/discard", headers=bearer("ada")).status_code == 409
+    assert http.post("/v1/quarantine/999/discard", headers=bearer("ada")).status_code == 404
+    shown = http.get(f"/v1/quarantine/{qid}", headers=bearer("ada")).json()
+    assert (shown["status"], shown["resolved_by"]) == ("discarded", "ada")
+    assert store.signals_for("acme") == []
 
 
 def test_an_unknown_account_is_reprocessed_once_the_account_exists(

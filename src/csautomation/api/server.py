@@ -156,6 +156,9 @@ async def serving(app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> Async
         host=host,
         port=port,
         ws="none",
+        # the app has no start-up or shut-down handlers; a lifespan task would only be
+        # cancelled (and logged as an error) when the command stops
+        lifespan="off",
         log_config=None,
         log_level="warning",
         server_header=False,

@@ -209,12 +209,16 @@ def reprocess(store: Store, row_id: int, by: str, corrected: Any = None) -> Repr
     return Reprocessed(row_id, True, checked.idempotency_key)
 
 
-def discard(store: Store, row_id: int, by: str) -> bool:
+def discard(store: Store, row_id: int, by: str) -> str | None:
+    """Give up on an open item. Returns None when there is no such row, else the status
+    it had: "open" (discarded now) or what it already was, and then nothing is done (a
+    reprocessed item keeps its link to the signal it became, a discarded one its who)."""
     row = get_held(store, row_id)
     if row is None:
-        return False
-    settle(store, row_id, "discarded", by)
-    return True
+        return None
+    if row.status == "open":
+        settle(store, row_id, "discarded", by)
+    return row.status
 
 
 def _held_account(raw: str) -> str:

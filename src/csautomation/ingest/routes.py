@@ -202,10 +202,13 @@ def router(intake: Intake, sources: Sources, authn: Authenticator) -> APIRouter:
         return JSONResponse({"id": row_id, "status": "reprocessed", "idempotency_key": done.key})
 
     @api.post("/quarantine/{row_id}/discard", tags=["quarantine"])
-    def discard_item(row_id: int, person: Staff) -> dict[str, Any]:
-        if not discard(intake.store, row_id, person.id):
+    def discard_item(row_id: int, person: Staff) -> JSONResponse:
+        status = discard(intake.store, row_id, person.id)
+        if status is None:
             raise QuarantineNotFoundError(f"no quarantined item {row_id}")
-        return {"id": row_id, "status": "discarded"}
+        if status != "open":
+            return JSONResponse({"detail": f"item {row_id} is already {status}"}, 409)
+        return JSONResponse({"id": row_id, "status": "discarded"})
 
     return api
 

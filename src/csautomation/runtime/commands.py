@@ -194,19 +194,6 @@ def _review_app(
     )
 
 
-async def _sync_forever(client: Any, store: Any, connectors: Any, every: float = 60.0) -> None:
-    """Completion sync once a minute (the scheduler takes this over with issue 6)."""
-    from csautomation.runtime.sync import sync_completions
-
-    log = logging.getLogger("csautomation.sync")
-    while True:
-        try:
-            await sync_completions(client, store, connectors)
-        except Exception:  # a process edge: log and go on with the next pass
-            log.exception("completion sync failed")
-        await asyncio.sleep(every)
-
-
 def demo(
     data_dir: Annotated[Path, typer.Option("--data-dir", help="wiped and rebuilt each run")] = Path(
         ".csauto/demo"
@@ -327,20 +314,24 @@ def dev(
     port: Annotated[int, typer.Option(help="the review page's port on 127.0.0.1")] = 8000,
 ) -> None:
     """Everything in one process: the bundled Temporal dev server (SQLite in the data
-    folder), a worker for every queue, the signal pipeline and the manager's review page.
-    Ctrl-C stops it."""
+    folder), a worker for every queue, the signal pipeline, the scheduler (schedules.yaml:
+    rule sweeps, completion sync, pulls) and the manager's review page with the signals
+    API. Ctrl-C stops it."""
     from csautomation.activities.playbook import PlaybookActivities
     from csautomation.api.server import serve_async
     from csautomation.rules.runtime import RuleRuntime
     from csautomation.runtime.pipeline import Pipeline
     from csautomation.runtime.server import start_dev_server
     from csautomation.runtime.worker import WorkerConfig, build_workers
+    from csautomation.scheduling.cli import _schedules
+    from csautomation.scheduling.scheduler import run_scheduler
     from csautomation.store.facts import FactsReader
     from csautomation.store.outbox import mark_all_evaluated
     from csautomation.store.repo import SqlCooldowns
 
     settings = _settings(data_dir=data_dir)
     model, playbooks, _ = _config(settings)
+    schedules = _schedules(None)
 
     async def main() -> None:
         store = _store(settings)
@@ -353,6 +344,7 @@ def dev(
             mark_all_evaluated(store)
         server = await start_dev_server(settings.data_dir)
         runtime = RuleRuntime([settings.rules_path], model, cooldowns=SqlCooldowns(store))
+        runtimes = [runtime]
         try:
             client = server.env.client
             facts = FactsReader(store, model)  # one derivation serves rules and playbooks
@@ -367,6 +359,9 @@ def dev(
             )
             pipeline = Pipeline(store, runtime, playbooks, client, facts=facts)
             app = _review_app(settings, store, client, facts, on_stored=pipeline.wake.set)
+            # the scheduler's jobs run on its own thread: they get their own rule runtime
+            sweeps = RuleRuntime([settings.rules_path], model, cooldowns=SqlCooldowns(store))
+            runtimes.append(sweeps)
             out.print(f"Temporal {server.address}, UI {server.ui_url}; review page {page}")
             out.print(
                 f"store {settings.database_url}; signals in: POST {page}/v1/signals "
@@ -375,12 +370,21 @@ def dev(
             await asyncio.gather(
                 *(w.run() for w in workers),
                 pipeline.run_forever(),
-                _sync_forever(client, store, connectors),
+                run_scheduler(
+                    store,
+                    sweeps,
+                    schedules,
+                    connectors_path=settings.connectors_path,
+                    client=client,
+                    connectors=connectors,
+                    facts=facts,
+                ),
                 serve_async(app, "127.0.0.1", port),
             )
         finally:
             await server.env.shutdown()
-            runtime.close()
+            for r in runtimes:
+                r.close()
 
     logs.setup(logging.INFO)
     _run(main)

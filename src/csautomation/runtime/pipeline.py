@@ -94,7 +94,7 @@ class Pipeline:
         client: Client,
         queues: Mapping[str, str] = QUEUES,
         time_scale: float = 1.0,
-        batch: int = 50,
+        batch: int = 500,
         facts: FactsReader | None = None,
     ) -> None:
         self.store = store
@@ -130,41 +130,46 @@ class Pipeline:
         for p in pending:
             by_account[p.signal.account_id].append(p)
         batch = _BatchCooldowns(self.store, by_account)
-        for account_id, items in by_account.items():
-            self._evaluate_account(account_id, items, batch)
+        accounts = self.store.accounts(by_account)
+        unknown = [p for a, items in by_account.items() if a not in accounts for p in items]
+        if unknown:
+            self._hold_unknown(unknown)
+        known = [(accounts[a], items) for a, items in by_account.items() if a in accounts]
+        # each account at its newest signal's time: the same batch always evaluates alike
+        moments = [max(p.signal.occurred_at for p in items) for _, items in known]
+        self.runtime.reload_if_changed()
+        records = self.facts.records(
+            [(account, at.date()) for (account, _), at in zip(known, moments, strict=True)],
+            self.runtime.derived,
+        )
+        for (account, items), at, record in zip(known, moments, records, strict=True):
+            triggers = {p.signal.type.value for p in items}
+            self.runtime.evaluate_record(account.id, record, at, triggers, cooldowns=batch)
         commit_evaluation(self.store, batch.rows(), [p.row_id for p in pending], datetime.now(UTC))
         self.counts.evaluated += len(pending)
         self.counts.fired += len(batch.fired)
         return len(pending)
 
-    def _evaluate_account(
-        self, account_id: str, items: list[PendingSignal], batch: _BatchCooldowns
-    ) -> None:
-        account = self.store.account(account_id)
-        if account is None:
-            # stored, and held in the quarantine until the account exists: `csauto
-            # quarantine retry` then sends them back to evaluation
-            log.warning("%d signal(s) for unknown account %s quarantined", len(items), account_id)
-            unknown = {"field": "account_id", "message": f"unknown account {account_id}"}
-            quarantine(
-                self.store,
-                [
-                    Held(
-                        source="pipeline",
-                        raw=json.dumps(p.signal.model_dump(mode="json"), sort_keys=True),
-                        errors=[unknown],
-                        signal_key=p.signal.idempotency_key,
-                    )
-                    for p in items
-                ],
-            )
-            return
-        # the newest signal's time: the same batch always evaluates at the same moment
-        at = max(p.signal.occurred_at for p in items)
-        triggers = {p.signal.type.value for p in items}
-        self.runtime.reload_if_changed()
-        record = self.facts.record(account, at.date(), self.runtime.derived)
-        self.runtime.evaluate_record(account_id, record, at, triggers, cooldowns=batch)
+    def _hold_unknown(self, items: list[PendingSignal]) -> None:
+        """Signals for an account the store does not have are stored, and held in the
+        quarantine until it exists: `csauto quarantine retry` then sends them back to
+        evaluation."""
+        for account_id in sorted({p.signal.account_id for p in items}):
+            log.warning("signal(s) for unknown account %s quarantined", account_id)
+        quarantine(
+            self.store,
+            [
+                Held(
+                    source="pipeline",
+                    raw=json.dumps(p.signal.model_dump(mode="json"), sort_keys=True),
+                    errors=[
+                        {"field": "account_id", "message": f"unknown account {p.signal.account_id}"}
+                    ],
+                    signal_key=p.signal.idempotency_key,
+                )
+                for p in items
+            ],
+        )
 
     # dispatch ---------------------------------------------------------------------------
     async def dispatch_pending(self) -> int:

@@ -39,10 +39,12 @@ SchedulesOpt = Annotated[
 
 
 def _schedules(path: Path | None) -> Any:
-    from csautomation.scheduling.config import DEFAULT_PATH, load_schedules
+    """The schedules of `--schedules` (required to exist), else of CSAUTO_SCHEDULES_PATH
+    (default schedules.yaml; defaults when missing)."""
+    from csautomation.scheduling.config import load_schedules
 
     try:
-        return load_schedules(path or DEFAULT_PATH, required=path is not None)
+        return load_schedules(path or _settings().schedules_path, required=path is not None)
     except CsAutomationError as exc:
         _fail(exc)
 

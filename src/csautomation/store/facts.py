@@ -58,49 +58,88 @@ class FactsReader:
 
     def history(self, account_id: str) -> tuple[list[Signal], Version]:
         """The account's signals, oldest first, and the version they stand for."""
-        version = self.store.signals_version(account_id)
+        signals, version = self.histories([account_id])[account_id]
+        return list(signals), version
+
+    def histories(
+        self, account_ids: Sequence[str]
+    ) -> dict[str, tuple[tuple[Signal, ...], Version]]:
+        """`history` of many accounts in a few queries whatever their number: their
+        versions, the rows added since the cached ones, and the full histories of the rest."""
+        versions = self.store.signals_versions(account_ids)
+        out: dict[str, _History] = {}
+        extend: dict[str, _History] = {}
         with self._lock:
-            cached = self._histories.get(account_id)
-        if cached is not None and cached.version == version:
-            self._touch(self._histories, account_id)
-            return list(cached.signals), version
-        signals: list[Signal] | None = None
-        if cached is not None and version[0] > cached.version[0]:
-            added = _rows(self.store, account_id, after=cached.version[1])
-            if added:
-                newest = max(r.row_id for r in added)
-                # complete when the store holds exactly our rows up to the newest one
-                if self.store.signals_version(account_id, up_to=newest)[0] == (
-                    cached.version[0] + len(added)
-                ):
+            cached = {a: self._histories.get(a) for a in versions}
+        for account_id, version in versions.items():
+            held = cached[account_id]
+            if held is not None and held.version == version:
+                out[account_id] = held
+            elif held is not None and version[0] > held.version[0]:
+                extend[account_id] = held
+        if extend:
+            after = min(h.version[1] for h in extend.values())
+            up_to = max(versions[a][1] for a in extend)
+            added: dict[str, list[_Row]] = {a: [] for a in extend}
+            for account_id, row in _rows_many(self.store, list(extend), after, up_to):
+                held = extend[account_id]
+                if held.version[1] < row.row_id <= versions[account_id][1]:
+                    added[account_id].append(row)
+            for account_id, held in extend.items():
+                rows = added[account_id]
+                # complete when the rows read are exactly those the version counted: a row
+                # committed below the cached newest id (out of id order) makes it fall short
+                if held.version[0] + len(rows) == versions[account_id][0]:
                     # stable: cached rows keep their place before added rows of a moment
-                    signals = sorted((*cached.signals, *(r.signal for r in added)), key=_when)
-                    version = (cached.version[0] + len(added), newest)
-        if signals is None:
-            rows = _rows(self.store, account_id)
-            signals = [r.signal for r in rows]
-            # the version of what was read: rows may have landed since the count above
-            version = (len(rows), max((r.row_id for r in rows), default=0))
-        entry = _History(version, tuple(signals))
-        self._put(self._histories, account_id, entry)
-        return list(entry.signals), version
+                    signals = sorted((*held.signals, *(r.signal for r in rows)), key=_when)
+                    out[account_id] = _History(versions[account_id], tuple(signals))
+        missing = [a for a in versions if a not in out]
+        if missing:
+            full: dict[str, list[_Row]] = {a: [] for a in missing}
+            for account_id, row in _rows_many(self.store, missing):
+                full[account_id].append(row)
+            for account_id, rows in full.items():
+                rows.sort(key=lambda r: (r.signal.occurred_at, r.row_id))
+                # the version of what was read: rows may have landed since the count above
+                version = (len(rows), max((r.row_id for r in rows), default=0))
+                out[account_id] = _History(version, tuple(r.signal for r in rows))
+        for account_id, entry in out.items():
+            self._put(self._histories, account_id, entry)
+        return {a: (h.signals, h.version) for a, h in out.items()}
 
     def record(
         self, account: Account, as_of: date, derived: Sequence[DerivedFact] = ()
     ) -> dict[str, Any]:
         """The account's fact record for the day, with the rules' `derived` facts when
         asked for; a record cached with more derived facts serves a request for fewer."""
-        signals, version = self.history(account.id)
-        key = (as_of, version, account)
-        wanted = frozenset(d.key for d in derived)
-        with self._lock:
-            hit = self._records.get(account.id)
-        if hit is not None and hit.key == key and wanted <= hit.derived:
-            self._touch(self._records, account.id)
-            return dict(hit.record)
-        record = derive(account, signals, as_of, self.model, tuple(derived)).record()
-        self._put(self._records, account.id, _Record(key, wanted, record))
-        return dict(record)
+        return self.records([(account, as_of)], derived)[0]
+
+    def records(
+        self, wanted: Sequence[tuple[Account, date]], derived: Sequence[DerivedFact] = ()
+    ) -> list[dict[str, Any]]:
+        """`record` of many accounts: their histories read together, and the facts of
+        those not cached derived together (facts.derive_many: one pass over all of them)."""
+        histories = self.histories([a.id for a, _ in wanted])
+        keys = frozenset(d.key for d in derived)
+        out: list[dict[str, Any] | None] = []
+        todo: list[int] = []
+        for i, (account, as_of) in enumerate(wanted):
+            key = (as_of, histories[account.id][1], account)
+            with self._lock:
+                hit = self._records.get(account.id)
+            if hit is not None and hit.key == key and keys <= hit.derived:
+                self._touch(self._records, account.id)
+                out.append(dict(hit.record))
+            else:
+                out.append(None)
+                todo.append(i)
+        items = [(wanted[i][0], histories[wanted[i][0].id][0], wanted[i][1]) for i in todo]
+        for i, record in zip(todo, derive_records(items, self.model, tuple(derived)), strict=True):
+            account, as_of = wanted[i]
+            key = (as_of, histories[account.id][1], account)
+            self._put(self._records, account.id, _Record(key, keys, record))
+            out[i] = dict(record)
+        return [r for r in out if r is not None]
 
     def _touch(self, cache: OrderedDict[str, Any], account_id: str) -> None:
         with self._lock:
@@ -115,6 +154,14 @@ class FactsReader:
                 cache.popitem(last=False)
 
 
+def derive_records(
+    items: Sequence[tuple[Account, Sequence[Signal], date]],
+    model: HealthModel,
+    extra: Sequence[DerivedFact] = (),
+) -> list[dict[str, Any]]:  # TEMPORARY until facts.derive_many lands
+    return [derive(a, s, d, model, extra).record() for a, s, d in items]
+
+
 @dataclass(frozen=True)
 class _Row:
     row_id: int
@@ -125,29 +172,37 @@ def _when(signal: Signal) -> Any:
     return signal.occurred_at
 
 
-def _rows(store: Store, account_id: str, after: int | None = None) -> list[_Row]:
-    """Rows were validated when they were stored, so they are rebuilt without validating
-    again (this is the hot read of evaluation)."""
+def _rows_many(
+    store: Store, account_ids: Sequence[str], after: int | None = None, up_to: int | None = None
+) -> list[tuple[str, _Row]]:
+    """The accounts' rows (with row ids in (after, up_to] when given), in one query per
+    500 accounts. Rows were validated when they were stored, so they are rebuilt without
+    validating again (this is the hot read of evaluation)."""
     t = SignalRow.__table__.c  # type: ignore[attr-defined]
-    q = select(t.id, t.type, t.occurred_at, t.payload, t.idempotency_key).where(
-        t.account_id == account_id
-    )
-    if after is not None:
-        q = q.where(t.id > after)
+    out: list[tuple[str, _Row]] = []
     with store.engine.connect() as conn:
-        rows = conn.execute(q).all()
-    out = [
-        _Row(
-            int(row_id),
-            Signal.model_construct(
-                type=SignalType(kind),
-                account_id=account_id,
-                occurred_at=_aware(occurred_at),
-                payload=dict(payload),
-                idempotency_key=key,
-            ),
-        )
-        for row_id, kind, occurred_at, payload, key in rows
-    ]
-    out.sort(key=lambda r: (r.signal.occurred_at, r.row_id))
+        for start in range(0, len(account_ids), 500):
+            q = select(
+                t.account_id, t.id, t.type, t.occurred_at, t.payload, t.idempotency_key
+            ).where(t.account_id.in_(account_ids[start : start + 500]))
+            if after is not None:
+                q = q.where(t.id > after)
+            if up_to is not None:
+                q = q.where(t.id <= up_to)
+            out.extend(
+                (
+                    account_id,
+                    _Row(
+                        int(row_id),
+                        Signal.model_construct(
+                            type=SignalType(kind),
+                            account_id=account_id,
+                            occurred_at=_aware(occurred_at),
+                            payload=dict(payload),
+                            idempotency_key=key,
+                        ),
+                    ),
+                )
+                for account_id, row_id, kind, occurred_at, payload, key in conn.execute(q)
+            )
     return out

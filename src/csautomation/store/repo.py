@@ -154,6 +154,32 @@ class Store:
                 )
         return out
 
+    def accounts(self, account_ids: Collection[str]) -> dict[str, Account]:
+        """The stored accounts among these ids, by id (one query per 500)."""
+        ids = list(account_ids)
+        t = table(AccountRow)
+        out: dict[str, Account] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                q = select(t.c.id, t.c.data).where(t.c.id.in_(ids[start : start + 500]))
+                out.update((i, Account.model_validate(d)) for i, d in conn.execute(q))
+        return out
+
+    def signals_versions(self, account_ids: Collection[str]) -> dict[str, tuple[int, int]]:
+        """`signals_version` of each account, in one query per 500; (0, 0) for none."""
+        ids = list(account_ids)
+        t = table(SignalRow)
+        out = dict.fromkeys(ids, (0, 0))
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                q = (
+                    select(t.c.account_id, func.count(), func.max(t.c.id))
+                    .where(t.c.account_id.in_(ids[start : start + 500]))
+                    .group_by(t.c.account_id)
+                )
+                out.update((a, (int(n), int(newest or 0))) for a, n, newest in conn.execute(q))
+        return out
+
     def signals_version(self, account_id: str, up_to: int | None = None) -> tuple[int, int]:
         """(count, newest row id) of an account's signals (with row ids up to `up_to`):
         changes whenever one is added."""
