@@ -11,6 +11,7 @@ URL is itself the secret.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
 MASK = "***"
@@ -55,7 +56,11 @@ class MaskSecrets(logging.Filter):
 
 
 def setup(level: int = logging.INFO, fmt: str | None = None) -> None:
-    """basicConfig, with the mask on every root handler."""
+    """basicConfig, with the mask on every root handler. CSAUTO_LOG_LEVEL (DEBUG, INFO,
+    WARNING, ERROR) overrides the command's level."""
+    named = os.environ.get("CSAUTO_LOG_LEVEL", "").strip().upper()
+    if named in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        level = getattr(logging, named)
     logging.basicConfig(level=level, format=fmt or logging.BASIC_FORMAT)
     for handler in logging.getLogger().handlers:
         install(handler, level)

@@ -21,6 +21,7 @@ from csautomation.api import create_app
 from csautomation.api.server import BackgroundServer
 from csautomation.connectors.webhook import sign
 from csautomation.ingest.sources import Sources, SourceSpec, load_sources
+from csautomation.ingest.validate import clean_json, unstorable
 from csautomation.store.quarantine import held
 from csautomation.store.repo import Store, table
 from csautomation.store.tables import SignalRow
@@ -355,3 +356,22 @@ def test_text_no_database_can_hold_is_refused_not_a_5xx(http: httpx.Client, stor
         assert r.status_code == 422, r.text
     assert stored(store) == 0
     assert len(held(store)) == 2
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(data=JSON_VALUES, ascii_only=st.booleans())
+@settings(max_examples=300, deadline=None)
+def test_the_raw_text_shortcut_never_lets_an_unstorable_string_through(
+    data: Any, ascii_only: bool
+) -> None:
+    """The intake skips the walk for unstorable strings when the raw body cannot hold one:
+    whenever it skips, the walk would have found nothing."""
+    raw = json.dumps(data, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+    if clean_json(raw):
+        assert unstorable(json.loads(raw)) == []

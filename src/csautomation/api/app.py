@@ -59,6 +59,22 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class _App(FastAPI):
+    """FastAPI with one ASGI app in front of it (the signal intake's hot path), which
+    passes every other request to `behind`: the FastAPI app itself."""
+
+    front: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.front is None:
+            await super().__call__(scope, receive, send)
+        else:
+            await self.front(scope, receive, send)
+
+    async def behind(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
+
+
 def create_app(
     store: Store,
     people: People,
@@ -91,7 +107,7 @@ def create_app(
     authn = Authenticator(people, hasher)
     templates = Jinja2Templates(env=template_env())
 
-    app = FastAPI(
+    app = _App(
         title="csautomation",
         summary="Signals in; escalations reviewed and acted on.",
         docs_url=None,  # Swagger UI loads scripts from elsewhere: /docs is our own page
@@ -113,12 +129,10 @@ def create_app(
         https_only=secure_cookies,
     )
     app.add_middleware(SecurityHeaders)
-    # outermost: signals skip the session and routing layers (see SignalIntake)
-    app.add_middleware(
-        ingest_routes.SignalIntake,
-        intake=intake,
-        sources=sources or Sources({}),
-        extra=HEADERS,
+    # in front of everything: signals skip FastAPI's and Starlette's layers, the sessions
+    # and the routing (see SignalIntake)
+    app.front = ingest_routes.SignalIntake(
+        app.behind, intake=intake, sources=sources or Sources({}), extra=HEADERS
     )
 
     @app.exception_handler(ReviewError)

@@ -116,16 +116,19 @@ class Intake:
         self.writer = writer
         self.accounts = AccountCache(store)
 
-    async def take(self, caller: Caller, items: Sequence[Any], header_key: str = "") -> Outcome:
+    async def take(
+        self, caller: Caller, items: Sequence[Any], header_key: str = "", clean: bool = False
+    ) -> Outcome:
         """Check every item, store the good ones (committed before this returns), and
-        quarantine the bad ones with their errors."""
+        quarantine the bad ones with their errors. `clean`: the items come from a JSON text
+        that passed `validate.clean_json`."""
         out = Outcome()
         good: list[tuple[int, Signal]] = []
         bad: dict[int, list[FieldError]] = {}
         for index, item in enumerate(items):
             if header_key and len(items) == 1 and isinstance(item, dict):
                 item = {"idempotency_key": header_key, **item}
-            checked = check(item)
+            checked = check(item, clean)
             if isinstance(checked, list):
                 bad[index] = checked
             elif not caller.allows(checked.type):

@@ -38,6 +38,7 @@ from csautomation.escalation.people import Person
 from csautomation.facts.model import PAYLOADS, Signal
 from csautomation.ingest.intake import MAX_BATCH, Intake, discard, items_of, reprocess
 from csautomation.ingest.sources import SourceAuthError, Sources
+from csautomation.ingest.validate import clean_json
 from csautomation.store.quarantine import get_held, held
 from csautomation.store.tables import QuarantineRow
 
@@ -242,14 +243,14 @@ async def accept_signals(
     if len(items) > MAX_BATCH:
         return _error(413, f"at most {MAX_BATCH} signals per request; got {len(items)}")
     key = headers.get("idempotency-key", "").strip()[:200]
-    return _outcome(await _guard(intake.take(caller, items, key)))
+    return _outcome(await _guard(intake.take(caller, items, key, clean_json(body))))
 
 
 class SignalIntake:
-    """POST /v1/signals straight to `accept_signals`, ahead of the app's routing, sessions
-    and exception layers: the intake's hot path, which the benchmark (bench/ingest.py)
-    found spent more time in those layers than in its own work. Every other request goes
-    on to the app; so does the same route's documentation."""
+    """POST /v1/signals straight to `accept_signals`, in front of FastAPI and its routing,
+    sessions and exception layers: the intake's hot path, which the benchmark
+    (bench/ingest.py) found spent more time in those layers than in its own work. Every
+    other request goes on to the app; so does the same route's documentation."""
 
     def __init__(
         self, app: ASGIApp, intake: Intake, sources: Sources, extra: Mapping[str, str]

@@ -287,7 +287,17 @@ def worker(
     _run(main)
 
 
-def pipeline(address: AddressOpt = None, database_url: DbOpt = None) -> None:
+def pipeline(
+    address: AddressOpt = None,
+    database_url: DbOpt = None,
+    poll: Annotated[
+        float,
+        typer.Option(
+            min=0.01,
+            help="seconds between looks for signals stored by other processes (an indexed query)",
+        ),
+    ] = 0.2,
+) -> None:
     """Evaluate stored signals and start the workflows their firings call for, until stopped."""
     from csautomation.rules.runtime import RuleRuntime
     from csautomation.runtime.pipeline import Pipeline
@@ -302,7 +312,7 @@ def pipeline(address: AddressOpt = None, database_url: DbOpt = None) -> None:
         store = _store(settings)
         runtime = RuleRuntime([settings.rules_path], model, cooldowns=SqlCooldowns(store))
         out.print(f"pipeline: {settings.database_url} -> {settings.temporal_address}")
-        await Pipeline(store, runtime, playbooks, client).run_forever()
+        await Pipeline(store, runtime, playbooks, client).run_forever(poll)
 
     logs.setup(logging.INFO)
     _run(main)

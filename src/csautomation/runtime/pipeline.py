@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, replace
@@ -123,6 +124,7 @@ class Pipeline:
         The firings and the "evaluated" marks of the batch commit in one transaction, so a
         crash leaves either both or neither: the batch is then simply evaluated again.
         """
+        began = time.perf_counter()
         pending = pending_signals(self.store, self.batch)
         if not pending:
             return 0
@@ -148,6 +150,13 @@ class Pipeline:
         commit_evaluation(self.store, batch.rows(), [p.row_id for p in pending], datetime.now(UTC))
         self.counts.evaluated += len(pending)
         self.counts.fired += len(batch.fired)
+        log.debug(
+            "evaluated %d signals of %d accounts in %.0f ms; %d fired",
+            len(pending),
+            len(by_account),
+            (time.perf_counter() - began) * 1e3,
+            len(batch.fired),
+        )
         return len(pending)
 
     def _hold_unknown(self, items: list[PendingSignal]) -> None:
@@ -176,6 +185,7 @@ class Pipeline:
         """Start the workflows of every undispatched firing: index their runs (one
         transaction), start them, most urgent first and many in flight, then record the
         run ids and close the firings (one transaction). Returns how many were dispatched."""
+        began = time.perf_counter()
         rows = await asyncio.to_thread(undispatched_firings, self.store)
         planned: dict[int, tuple[list[Planned], list[RunStart]]] = {}
         for row in rows:
@@ -202,6 +212,11 @@ class Pipeline:
         done = await asyncio.gather(*(one(plans, runs) for plans, runs in planned.values()))
         await asyncio.to_thread(
             mark_firings, self.store, dict(zip(planned, done, strict=True)), datetime.now(UTC)
+        )
+        log.debug(
+            "started the workflows of %d firings in %.0f ms",
+            len(done),
+            (time.perf_counter() - began) * 1e3,
         )
         self.counts.dispatched += len(done)
         self.counts.started += sum(1 for runs in done for r in runs if r.run_id is not None)
