@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import signal
@@ -65,6 +66,12 @@ def _run(factory: Callable[[], Awaitable[T]], fast_loop: bool = False) -> T:
     """Run a coroutine to completion; Ctrl-C ends it quietly, our errors end it clearly.
     `fast_loop`: on uvloop where it is installed (the HTTP server: about 1.5x the requests
     a second of asyncio's own loop in bench/ingest.py)."""
+    # A long-running process keeps caches of many small objects (each account's signal
+    # history, its facts) that the cyclic garbage collector would otherwise traverse again
+    # and again: fewer young-generation passes took the pipeline from about 1,000 to 1,700
+    # signals evaluated a second (measured on 1,000 accounts of 60-day histories). Objects
+    # freed by reference counting (nearly all) are freed at once all the same.
+    gc.set_threshold(10_000, 10, 10)
     loop_factory = None
     if fast_loop:
         with contextlib.suppress(ImportError):

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import select
 
 from csautomation.facts.derive import derive
+from csautomation.facts.derive_many import derive_records
 from csautomation.facts.health import HealthModel
 from csautomation.facts.model import Account, Signal, SignalType
 from csautomation.rules.ir import DerivedFact
@@ -30,6 +31,7 @@ from csautomation.store.repo import Store, _aware
 from csautomation.store.tables import SignalRow
 
 Version = tuple[int, int]  # (signal count, newest row id)
+BATCH_FROM = 4  # accounts from which one grid derives them faster than one by one
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,7 @@ class FactsReader:
                 out.append(None)
                 todo.append(i)
         items = [(wanted[i][0], histories[wanted[i][0].id][0], wanted[i][1]) for i in todo]
-        for i, record in zip(todo, derive_records(items, self.model, tuple(derived)), strict=True):
+        for i, record in zip(todo, _derive(items, self.model, tuple(derived)), strict=True):
             account, as_of = wanted[i]
             key = (as_of, histories[account.id][1], account)
             self._put(self._records, account.id, _Record(key, keys, record))
@@ -154,12 +156,16 @@ class FactsReader:
                 cache.popitem(last=False)
 
 
-def derive_records(
+def _derive(
     items: Sequence[tuple[Account, Sequence[Signal], date]],
     model: HealthModel,
-    extra: Sequence[DerivedFact] = (),
-) -> list[dict[str, Any]]:  # TEMPORARY until facts.derive_many lands
-    return [derive(a, s, d, model, extra).record() for a, s, d in items]
+    extra: Sequence[DerivedFact],
+) -> list[dict[str, Any]]:
+    """One account's facts by the 1-D reference; several together on one grid (each has a
+    fixed cost: the grid wins from a handful of accounts on)."""
+    if len(items) < BATCH_FROM:
+        return [derive(a, s, d, model, extra).record() for a, s, d in items]
+    return derive_records(items, model, extra)
 
 
 @dataclass(frozen=True)
