@@ -13,15 +13,17 @@ C. peers, same run: the HTTP ceiling (the same uvicorn + httptools serving a bar
    without group commit (one INSERT + durable COMMIT per signal, in a loop).
 D. signal -> workflow started, in the production topology: `csauto serve`, `csauto
    pipeline` and `csauto worker` as separate processes on one SQLite file and the bundled
-   Temporal dev server, the generator offering single-signal requests at half of A's rate
-   for S seconds. Most are usage signals of steady accounts, each evaluated in full, with
-   nothing firing because their cooldowns already hold. One in TRIGGER_EVERY is the day's
-   signal of an account whose logins fell 70%: usage-decline fires, and so do
-   sharp-health-drop and its escalation. Latency runs from the request's send to
+   Temporal dev server, the generator offering single-signal requests at 1,000 signals/s
+   (half the goal's 2,000) for S seconds, then again at half of A's measured rate when that
+   is higher ("stress", skipped by --no-stress). Most are usage signals of steady accounts,
+   each evaluated in full, with nothing firing because their cooldowns already hold. One in
+   TRIGGER_EVERY is the day's signal of an account whose logins fell 70%: usage-decline
+   fires, and so do sharp-health-drop and its escalation. Latency runs from the request's send to
    Temporal's recorded start time of that account's playbook.
 
     .venv/bin/python bench/ingest.py [--seconds 10] [--connections 64] [--batch 100]
-                                     [--latency-seconds 20] [--no-postgres]
+                                     [--latency-seconds 20] [--no-postgres] [--no-stress]
+    .venv/bin/python bench/ingest.py --latency-only RATE   # D alone, at RATE signals/s
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ AS_OF = datetime(2026, 11, 1, 18, tzinfo=UTC)
 # 1 signal in 200 starts a playbook (and its escalations): at 1,000 signals/s, 18,000
 # playbooks an hour, far more than any CS team sees; the rest are evaluated in full
 TRIGGER_EVERY = 200
+GOAL_RATE = 2000  # signals/s accepted on SQLite, one per request (issue 6)
 
 
 # ---- the load generator (a subprocess) ------------------------------------------------------
@@ -432,9 +435,11 @@ async def started_times(address: str, accounts: set[str], timeout: float) -> dic
     return found
 
 
-async def latency(args: argparse.Namespace, folder: Path, rate: float) -> float:
+async def latency(args: argparse.Namespace, folder: Path, rate: float, label: str) -> float:
     """D, in the production topology: `csauto serve`, `csauto pipeline` and `csauto worker`
     as three processes on the bundled Temporal dev server (a fourth), SQLite shared."""
+    folder = folder / label
+    folder.mkdir()
     sys.path.insert(0, str(Path(__file__).parent))
     from csautomation.runtime.server import start_dev_server
     from csautomation.store.outbox import mark_all_evaluated, pending_signals
@@ -533,19 +538,19 @@ async def latency(args: argparse.Namespace, folder: Path, rate: float) -> float:
     seconds = got["seconds"]
     share = (after[0] - busy[0]) / max(after[1] - busy[1], 1e-9)
     print(
-        f"latency    offered {offered:,.0f} signals/s (target {rate:,.0f}) "
+        f"{label:<10} offered {offered:,.0f} signals/s (target {rate:,.0f}) "
         f"for {seconds:.0f} s over {len(steady):,} steady accounts, 1 in {TRIGGER_EVERY} "
         f"firing a playbook; request p50 {got['p50'] * 1e3:.1f} ms p95 "
         f"{got['p95'] * 1e3:.1f} ms; statuses {got['statuses']}"
     )
     print(
-        f"latency    signal -> workflow started (Temporal's start time), {len(lat)} playbooks: "
+        f"{label:<10} signal -> workflow started (Temporal's start time), {len(lat)} playbooks: "
         f"p50 {pct(lat, 50) * 1e3:.0f} ms  p95 {pct(lat, 95) * 1e3:.0f} ms  "
         f"p99 {pct(lat, 99) * 1e3:.0f} ms  max {(lat[-1] if lat else float('nan')) * 1e3:.0f} ms;"
         f" not started: {len(missing)}"
     )
     print(
-        "latency    CPU, cores used during the run: "
+        f"{label:<10} CPU, cores used during the run: "
         + ", ".join(f"{name} {u / seconds:.2f}" for name, u in used.items())
         + f"; the whole machine {share:.0%} busy"
     )
@@ -564,6 +569,9 @@ def main() -> None:
     parser.add_argument("--steady-accounts", type=int, default=1000)
     parser.add_argument("--latency-seconds", type=float, default=20)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument(
+        "--no-stress", action="store_true", help="skip D at half the rate measured in A"
+    )
     parser.add_argument(
         "--latency-only", type=float, metavar="RATE", help="only D, offering RATE signals/s"
     )
@@ -584,7 +592,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     if args.latency_only:
         try:
-            asyncio.run(latency(args, folder, args.latency_only))
+            asyncio.run(latency(args, folder, args.latency_only, "latency"))
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         return
@@ -615,17 +623,24 @@ def main() -> None:
             f"{'ratio':<10} SQLite intake / bare HTTP ceiling: {sqlite_rate / http_ceiling:.2f}x; "
             f"/ commit per signal: {sqlite_rate / floor:.2f}x"
         )
-        goal = "met" if sqlite_rate >= 2000 else "NOT met"
+        goal = "met" if sqlite_rate >= GOAL_RATE else "NOT met"
         print(
             "goal       >= 2,000 signals/s accepted on SQLite, one signal per request: "
             f"{goal} ({sqlite_rate:,.0f})"
         )
-        p95 = asyncio.run(latency(args, folder, sqlite_rate / 2))
+        # "half that load": half the goal's 2,000 signals/s, then half the rate just measured
+        p95 = asyncio.run(latency(args, folder, GOAL_RATE / 2, "latency"))
         goal = "met" if p95 < 1.0 else "NOT met"
         print(
-            "goal       signal -> workflow started p95 < 1 s at half that load: "
-            f"{goal} ({p95 * 1e3:.0f} ms)"
+            f"goal       signal -> workflow started p95 < 1 s at {GOAL_RATE / 2:,.0f} signals/s"
+            f" (half the goal's load): {goal} ({p95 * 1e3:.0f} ms)"
         )
+        if sqlite_rate / 2 > GOAL_RATE / 2 * 1.1 and not args.no_stress:
+            p95 = asyncio.run(latency(args, folder, sqlite_rate / 2, "stress"))
+            print(
+                f"stress     signal -> workflow started p95 at {sqlite_rate / 2:,.0f} signals/s "
+                f"(half the rate measured in A): {p95 * 1e3:.0f} ms"
+            )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     sys.stdout.flush()
