@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean browser
+.PHONY: demo test lint bench clean browser compose
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "csautomation needs Python 3.11 or 3.12"; exit 1; }
@@ -38,8 +38,20 @@ browser:
 	  || { echo "Could not install chromium: install Debian's 'chromium' package (apt-get install chromium), then run make test again."; exit 1; }; \
 	}
 
-test: lint browser
+# The deployment tests check docker-compose.yml with Debian's docker-compose (1.29), installed here.
+compose:
+	@command -v docker-compose >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; \
+	  elif command -v sudo >/dev/null 2>&1; then sudo=sudo; \
+	  else echo "The deployment tests need docker-compose: install Debian's 'docker-compose' package (apt-get install docker-compose) as root, then run make test again."; exit 1; fi; \
+	  echo "installing docker-compose for the deployment tests (apt-get)"; \
+	  { $$sudo apt-get update -q && $$sudo $(APT_INSTALL) docker-compose && command -v docker-compose >/dev/null; } \
+	  || { echo "Could not install docker-compose: install Debian's 'docker-compose' package (apt-get install docker-compose), then run make test again."; exit 1; }; \
+	}
+
+test: lint browser compose
 	$(BIN)/pytest
+	$(BIN)/pytest --db postgres  # the database tests again, where PostgreSQL answers (always on CI)
 
 bench: $(STAMP)
 	$(BIN)/python bench/rules.py

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sysconfig
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -32,10 +34,11 @@ def server_path() -> str:
     return os.path.join(sysconfig.get_path("scripts"), "temporal-test-server")
 
 
-def make_store(folder: Path) -> Store:
+def make_store(where: str | Path) -> Store:
     """ACME, whose logins fell from 100 to 30 a day a month ago; BETA, the same, with three
-    support escalations in the last two weeks."""
-    s = Store(f"sqlite:///{folder}/csauto.db")
+    support escalations in the last two weeks. `where`: a database URL (the `db_url`
+    fixture's), or a folder for a SQLite file."""
+    s = Store(where if isinstance(where, str) else f"sqlite:///{where}/csauto.db")
     s.create_all()
     s.upsert_accounts(
         [
@@ -130,3 +133,13 @@ async def end_escalations(
         assert await handle.result() == "resolved"
         ended += 1
     return ended
+
+
+async def until(check: Callable[[], bool], what: str, limit: float = 30.0) -> None:
+    """Wait for a condition another task (a worker, a pipeline) brings about, up to a
+    deadline."""
+    deadline = asyncio.get_running_loop().time() + limit
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)

@@ -241,8 +241,8 @@ def test_bad_data_file_names_the_line(tmp_path: Path, data: tuple[str, str]) -> 
     assert code == 1 and f"{broken}:3" in output and "type" in output
 
 
-def test_signals_add_stores_once_and_explains_bad_input(tmp_path: Path) -> None:
-    db = ["--database-url", f"sqlite:///{tmp_path}/csauto.db"]
+def test_signals_add_stores_once_and_explains_bad_input(db_url: str) -> None:
+    db = ["--database-url", db_url]
     payload = '{"logins": 3, "active_users": 1}'
     args = ["signals", "add", "ACME", "usage_daily", "--payload", payload, "--key", "k-1"]
     code, text = run(*args, *db)
@@ -257,13 +257,13 @@ def test_signals_add_stores_once_and_explains_bad_input(tmp_path: Path) -> None:
     assert code == 1 and "logins" in text
 
 
-def test_tasks_complete_of_an_unknown_task_is_a_clear_error(tmp_path: Path) -> None:
+def test_tasks_complete_of_an_unknown_task_is_a_clear_error(db_url: str) -> None:
     code, text = run(
         "tasks",
         "complete",
         "42",
         "--database-url",
-        f"sqlite:///{tmp_path}/csauto.db",
+        db_url,
         "--temporal-address",
         "127.0.0.1:1",
     )

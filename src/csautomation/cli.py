@@ -14,8 +14,10 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from csautomation.audit.cli import register as register_audit
 from csautomation.errors import ConfigFileError, CsAutomationError
 from csautomation.runtime.commands import register as register_runtime
+from csautomation.runtime.db_cli import register as register_db
 from csautomation.runtime.escalations import register as register_escalations
 from csautomation.runtime.ops import register as register_ops
 from csautomation.runtime.quarantine_cli import register as register_quarantine
@@ -37,6 +39,8 @@ register_runtime(app)
 register_ops(app)
 register_escalations(app)
 register_quarantine(app)
+register_db(app)
+register_audit(app, rules_app)
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)

@@ -29,6 +29,13 @@ class Settings(BaseSettings):
     # run workflow code in Temporal's sandbox in production workers too (slower; the tests
     # and replays always do)
     workflow_sandbox: bool = False
+    # `worker`, `pipeline`, `scheduler run`: serve /metrics and /health/live on this port
+    # (unset: no server); all interfaces unless CSAUTO_METRICS_HOST narrows it
+    metrics_port: int | None = None
+    metrics_host: str = "0.0.0.0"
+    # Temporal's OpenTelemetry TracingInterceptor on every client (pip install
+    # 'csautomation[otel]'); the exporter is configured by the standard OTEL_* variables
+    otel: bool = False
 
     @model_validator(mode="after")
     def _default_database(self) -> Settings:

@@ -5,7 +5,6 @@ full-stack test can pass `TemporalActions` (with a real worker) instead of the f
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
@@ -26,8 +25,8 @@ def people() -> People:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(f"sqlite:///{tmp_path}/csauto.db")
+def store(db_url: str) -> Iterator[Store]:
+    s = Store(db_url)
     s.create_all()
     populate(s)
     yield s

@@ -55,15 +55,15 @@ def test_two_defaults_for_one_capability_are_refused(tmp_path: Path) -> None:
         load_connectors([tmp_path])
 
 
-def test_without_vendors_every_capability_is_served_locally(tmp_path: Path) -> None:
-    store = make_store(tmp_path)
+def test_without_vendors_every_capability_is_served_locally(db_url: str) -> None:
+    store = make_store(db_url)
     connectors = build_connectors(load_connectors([ROOT / "connectors"]), store, env={})
     assert connectors.tasks(None).name == "local"
     assert connectors.notifier("slack").name == "local"  # disabled: the local fallback
 
 
-def test_check_and_status_give_a_verdict_for_every_shipped_connector(tmp_path: Path) -> None:
-    env = {"CSAUTO_DATABASE_URL": f"sqlite:///{tmp_path}/csauto.db"}
+def test_check_and_status_give_a_verdict_for_every_shipped_connector(db_url: str) -> None:
+    env = {"CSAUTO_DATABASE_URL": db_url}
     checked = runner.invoke(app, ["connectors", "check"], env=env, terminal_width=200)
     assert checked.exit_code == 0, checked.output
     for name in ("salesforce", "zendesk", "hubspot", "slack", "webhook"):
@@ -108,13 +108,13 @@ def dead_task(store: Store, workflow_id: str) -> None:
     )
 
 
-def test_dlq_retry_redrives_each_once_and_discard_closes(tmp_path: Path) -> None:
-    store = make_store(tmp_path)
+def test_dlq_retry_redrives_each_once_and_discard_closes(db_url: str) -> None:
+    store = make_store(db_url)
     for wf in ("playbook:a", "playbook:b", "playbook:c"):
         dead_task(store, wf)
     dead_task(store, "playbook:a")  # recorded twice: still one entry
     env = {
-        "CSAUTO_DATABASE_URL": f"sqlite:///{tmp_path}/csauto.db",
+        "CSAUTO_DATABASE_URL": db_url,
         "CSAUTO_TEMPORAL_ADDRESS": "127.0.0.1:1",  # nothing listens: playbooks not told
     }
     listed = runner.invoke(app, ["dlq", "list"], env=env, terminal_width=200)
@@ -136,8 +136,8 @@ def test_dlq_retry_redrives_each_once_and_discard_closes(tmp_path: Path) -> None
     assert '"record_id": "1"' in shown.output or '"record_id": "2"' in shown.output
 
 
-def test_dlq_retry_redrives_an_escalation_notice_once(tmp_path: Path) -> None:
-    store = make_store(tmp_path)
+def test_dlq_retry_redrives_an_escalation_notice_once(db_url: str) -> None:
+    store = make_store(db_url)
     wid = "escalation:r1:ACME:7"
     now = datetime(2026, 11, 1, 9, tzinfo=UTC)
     notice = EscalationNotice(
@@ -169,7 +169,7 @@ def test_dlq_retry_redrives_an_escalation_notice_once(tmp_path: Path) -> None:
         ),
     )
     env = {
-        "CSAUTO_DATABASE_URL": f"sqlite:///{tmp_path}/csauto.db",
+        "CSAUTO_DATABASE_URL": db_url,
         "CSAUTO_TEMPORAL_ADDRESS": "127.0.0.1:1",
     }
     for _ in range(2):  # the second finds nothing open

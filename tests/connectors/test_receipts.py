@@ -4,7 +4,6 @@ vendor that cannot deduplicate (Slack's webhooks)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, time
-from pathlib import Path
 
 from csautomation.activities.playbook import PlaybookActivities
 from csautomation.connectors.base import NotifyRequest, Receipt
@@ -26,8 +25,8 @@ class Webhook:
         return Receipt("slack", request.idempotency_key, True)
 
 
-def test_a_retry_after_a_lost_completion_posts_once(tmp_path: Path) -> None:
-    store = make_store(tmp_path)
+def test_a_retry_after_a_lost_completion_posts_once(db_url: str) -> None:
+    store = make_store(db_url)
     hook = Webhook()
     acts = PlaybookActivities(
         store,

@@ -66,12 +66,12 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def stored(env: dict[str, str]) -> dict[str, str]:
-    store = Store(f"sqlite:///{env['CSAUTO_DATA_DIR']}/csauto.db")
+def stored(env: dict[str, str], db_url: str) -> dict[str, str]:
+    store = Store(db_url)
     store.create_all()
     store.upsert_accounts(ACCOUNTS)
     store.engine.dispose()
-    return env
+    return env | {"CSAUTO_DATABASE_URL": db_url}
 
 
 def run(env: dict[str, str], *args: str) -> tuple[int, str]:

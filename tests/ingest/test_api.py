@@ -56,8 +56,8 @@ def sources() -> Sources:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(f"sqlite:///{tmp_path}/csauto.db")
+def store(db_url: str) -> Iterator[Store]:
+    s = Store(db_url)
     s.create_all()
     populate(s)
     yield s
@@ -123,7 +123,7 @@ def test_a_signal_is_acknowledged_only_once_stored_and_wakes_the_pipeline(
         "signals": [{"index": 0, "idempotency_key": "wh:1", "status": "stored"}],
     }
     # a fresh engine: the row is committed, not only visible in the writer's connection
-    other = Store(str(store.engine.url))
+    other = Store(store.engine.url.render_as_string(hide_password=False))
     assert [s.idempotency_key for s in other.signals_for("acme")] == ["wh:1"]
     other.engine.dispose()
     assert woken

@@ -15,8 +15,8 @@ from csautomation.store.repo import Store
 runner = CliRunner()
 
 
-def store(tmp_path: Path) -> Store:
-    s = Store(f"sqlite:///{tmp_path}/csauto.db")
+def store(db_url: str) -> Store:
+    s = Store(db_url)
     s.create_all()
     return s
 
@@ -44,8 +44,10 @@ def write_jsonl(path: Path) -> Path:
     return path
 
 
-def test_jsonl_rows_are_checked_with_line_and_field_and_stored_once(tmp_path: Path) -> None:
-    s = store(tmp_path)
+def test_jsonl_rows_are_checked_with_line_and_field_and_stored_once(
+    tmp_path: Path, db_url: str
+) -> None:
+    s = store(db_url)
     path = write_jsonl(tmp_path / "signals.jsonl")
     report = import_file(s, path)
     assert (report.rows, report.accepted, report.stored, report.duplicates) == (6, 3, 2, 1)
@@ -61,8 +63,8 @@ def test_jsonl_rows_are_checked_with_line_and_field_and_stored_once(tmp_path: Pa
     assert s.signals_version("ACME")[0] == 2
 
 
-def test_csv_takes_payload_columns_or_a_json_payload(tmp_path: Path) -> None:
-    s = store(tmp_path)
+def test_csv_takes_payload_columns_or_a_json_payload(tmp_path: Path, db_url: str) -> None:
+    s = store(db_url)
     path = tmp_path / "signals.csv"
     path.write_text(
         "type,account_id,occurred_at,payload.logins,payload.active_users,payload\n"
@@ -85,9 +87,9 @@ def test_csv_takes_payload_columns_or_a_json_payload(tmp_path: Path) -> None:
     assert isinstance(report.rejected[0], Rejected)
 
 
-def test_the_command_reports_and_exits_1_on_rejected_rows(tmp_path: Path) -> None:
+def test_the_command_reports_and_exits_1_on_rejected_rows(tmp_path: Path, db_url: str) -> None:
     path = write_jsonl(tmp_path / "signals.jsonl")
-    env = {"CSAUTO_DATABASE_URL": f"sqlite:///{tmp_path}/csauto.db"}
+    env = {"CSAUTO_DATABASE_URL": db_url}
     result = runner.invoke(app, ["ingest", str(path)], env=env, terminal_width=200)
     assert result.exit_code == 1, result.output
     assert "6 rows, 3 accepted (2 new, 1 already stored), 3 rejected" in result.output

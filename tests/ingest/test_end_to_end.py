@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time
 from pathlib import Path
 
@@ -31,7 +31,15 @@ from csautomation.rules.runtime import RuleRuntime
 from csautomation.runtime.pipeline import Pipeline
 from csautomation.store.outbox import mark_all_evaluated, pending_signals, runs
 from csautomation.store.repo import SqlCooldowns, Store, local_tasks
-from playbook_support import PLAYBOOKS, ROOT, TODAY, make_store, make_worker, server_path
+from playbook_support import (
+    PLAYBOOKS,
+    ROOT,
+    TODAY,
+    make_store,
+    make_worker,
+    server_path,
+    until,
+)
 
 TOKEN = "e2e-source-token-" + "x" * 20
 PLAYBOOK = "playbook:usage-decline:usage-recovery:ACME:"
@@ -56,15 +64,6 @@ def todays_usage(key: str = "e2e:acme:today", account: str = "ACME") -> dict[str
     }
 
 
-async def until(check: Callable[[], bool], what: str, limit: float = 30.0) -> None:
-    """Wait for a condition another task brings about, up to a deadline."""
-    deadline = asyncio.get_running_loop().time() + limit
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
 def pipeline(store: Store, env: WorkflowEnvironment, queue: str) -> Pipeline:
     runtime = RuleRuntime([ROOT / "rules"], load_health_model(), cooldowns=SqlCooldowns(store))
     queues = dict.fromkeys(("critical", "high", "medium", "low"), queue)
@@ -72,10 +71,8 @@ def pipeline(store: Store, env: WorkflowEnvironment, queue: str) -> Pipeline:
 
 
 @pytest.mark.asyncio(loop_scope="module")
-async def test_a_posted_signal_starts_its_playbook(
-    env: WorkflowEnvironment, tmp_path: Path
-) -> None:
-    store = make_store(tmp_path)
+async def test_a_posted_signal_starts_its_playbook(env: WorkflowEnvironment, db_url: str) -> None:
+    store = make_store(db_url)
     mark_all_evaluated(store)  # the history is context; only the posted signal is news
     queue = f"e2e-{uuid.uuid4()}"
     pipe = pipeline(store, env, queue)
@@ -96,7 +93,12 @@ async def test_a_posted_signal_starts_its_playbook(
                 "/v1/signals", json=todays_usage(), headers={"Authorization": f"Bearer {TOKEN}"}
             )
             assert r.status_code == 202, r.text
-            await until(lambda: any(x.workflow_id.startswith(PLAYBOOK) for x in runs(store)), "run")
+
+            # the runs index gets its row before the start, and the run id once it started
+            def started() -> bool:
+                return any(x.workflow_id.startswith(PLAYBOOK) and x.run_id for x in runs(store))
+
+            await until(started, "the playbook's start")
             run = next(x for x in runs(store) if x.workflow_id.startswith(PLAYBOOK))
             handle = env.client.get_workflow_handle(run.workflow_id)
             assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
@@ -119,9 +121,9 @@ async def test_a_posted_signal_starts_its_playbook(
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_a_signal_acknowledged_by_a_killed_process_is_evaluated_after_restart(
-    env: WorkflowEnvironment, tmp_path: Path
+    env: WorkflowEnvironment, tmp_path: Path, db_url: str
 ) -> None:
-    store = make_store(tmp_path)
+    store = make_store(db_url)
     mark_all_evaluated(store)
     (tmp_path / "sources.yaml").write_text(
         "sources:\n  warehouse: {auth: token, secret_env: E2E_SOURCE_TOKEN}\n"
@@ -145,7 +147,7 @@ async def test_a_signal_acknowledged_by_a_killed_process_is_evaluated_after_rest
             "--port",
             str(port),
             "--database-url",
-            str(store.engine.url),
+            db_url,
         ],
         env=environ,
         stdout=subprocess.PIPE,

@@ -76,7 +76,11 @@ def zd(ca: trustme.CA) -> Iterator[FakeZendesk]:
 
 @pytest.fixture
 def ctx(
-    sf: FakeSalesforce, zd: FakeZendesk, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sf: FakeSalesforce,
+    zd: FakeZendesk,
+    tmp_path: Path,
+    db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> PullContext:
     """connectors/ pointed at the fakes, the credentials and the fakes' CA in the
     environment (as a deployment has them), and a fresh store."""
@@ -109,7 +113,7 @@ def ctx(
     for key, value in ENV.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", sf.ca_file(tmp_path))
-    store = Store(f"sqlite:///{tmp_path}/csauto.db")
+    store = Store(db_url)
     store.create_all()
     return PullContext(store=store, connectors_path=folder, now=NOW)
 

@@ -48,8 +48,8 @@ def usage(account: str = "acme", logins: Any = 40, **extra: Any) -> dict[str, An
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(f"sqlite:///{tmp_path}/csauto.db")
+def store(db_url: str) -> Iterator[Store]:
+    s = Store(db_url)
     s.create_all()
     s.upsert_accounts([_account("acme", "Acme Corp")])
     yield s
@@ -57,8 +57,8 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return {"CSAUTO_DATABASE_URL": f"sqlite:///{tmp_path}/csauto.db", "COLUMNS": "200"}
+def env(db_url: str) -> dict[str, str]:
+    return {"CSAUTO_DATABASE_URL": db_url, "COLUMNS": "200"}
 
 
 def take(store: Store, items: Sequence[Any], unreadable: str = "") -> Outcome:

@@ -18,6 +18,7 @@ CSAUTO = Path(sys.executable).parent / "csauto"
 
 
 @pytest.mark.slow
+@pytest.mark.sqlite_only  # the demo keeps its store in its data folder, on SQLite
 def test_demo_runs_every_firing_to_completion_with_one_task_per_step(tmp_path: Path) -> None:
     data = tmp_path / "demo"
     proc = subprocess.run(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -55,9 +54,9 @@ def usage_runs(store: Store) -> list[tuple[str, str | None]]:
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_a_signal_delivered_twice_starts_its_playbook_once(
-    env: WorkflowEnvironment, tmp_path: Path
+    env: WorkflowEnvironment, db_url: str
 ) -> None:
-    store = make_store(tmp_path)
+    store = make_store(db_url)
     mark_all_evaluated(store)  # the history is context, not news
     p = pipeline(store, env)
     assert p.add_signal(todays_signal()) is True
@@ -75,9 +74,9 @@ async def test_a_signal_delivered_twice_starts_its_playbook_once(
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_a_crash_between_evaluation_and_dispatch_starts_the_workflow_once(
-    env: WorkflowEnvironment, tmp_path: Path
+    env: WorkflowEnvironment, db_url: str
 ) -> None:
-    store = make_store(tmp_path)
+    store = make_store(db_url)
     mark_all_evaluated(store)
     first = pipeline(store, env)
     first.add_signal(todays_signal())

@@ -67,6 +67,7 @@ def demo(tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.sqlite_only  # the demo keeps its store in its data folder, on SQLite
 def test_a_manager_acknowledges_an_escalation_the_demo_started(
     demo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

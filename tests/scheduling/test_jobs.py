@@ -28,8 +28,8 @@ FIRE = datetime(2026, 11, 1, 6, 0, 0, 400_000, tzinfo=UTC)
 
 
 @pytest.fixture
-def ctx(tmp_path: Path) -> Iterator[JobContext]:
-    store = make_store(f"sqlite:///{tmp_path}/csauto.db", FIRE.date())
+def ctx(tmp_path: Path, db_url: str) -> Iterator[JobContext]:
+    store = make_store(db_url, FIRE.date())
     create_tables(store.engine)
     runtime = RuleRuntime([write_rules(tmp_path / "rules")], load_health_model())
     out = tmp_path / "pulls.txt"

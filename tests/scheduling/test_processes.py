@@ -75,8 +75,8 @@ class Proc:
 
 
 @pytest.fixture
-def setup(tmp_path: Path) -> Iterator[tuple[Store, Path, str]]:
-    url = f"sqlite:///{tmp_path}/csauto.db"
+def setup(tmp_path: Path, db_url: str) -> Iterator[tuple[Store, Path, str]]:
+    url = db_url
     store = make_store(url, datetime.now(UTC).date())
     create_tables(store.engine)
     write_rules(tmp_path / "rules")

@@ -25,8 +25,8 @@ AT = datetime(2026, 11, 1, 6, tzinfo=UTC)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = make_store(f"sqlite:///{tmp_path}/csauto.db", TODAY)
+def store(db_url: str) -> Iterator[Store]:
+    s = make_store(db_url, TODAY)
     yield s
     s.engine.dispose()
 
@@ -84,10 +84,10 @@ def test_an_account_that_fired_within_its_cooldown_is_suppressed(
     assert fired_now == ["BETA"]
 
 
-def test_the_batch_sweep_agrees_with_the_streaming_evaluation(tmp_path: Path) -> None:
+def test_the_batch_sweep_agrees_with_the_streaming_evaluation(db_url: str) -> None:
     """Every shipped scheduled rule, swept in batch mode, matches the accounts that the
     per-account (durable_rules) path matches on a schedule trigger."""
-    store = make_store(f"sqlite:///{tmp_path}/csauto.db", TODAY, falling=("ACME",))
+    store = make_store(db_url, TODAY, falling=("ACME",))
     runtime = RuleRuntime([ROOT / "rules"], load_health_model())
     try:
         scheduled = [r.id for r in runtime.ruleset.enabled if r.rule.trigger.schedule]
@@ -138,7 +138,7 @@ def test_a_sweep_refuses_a_rule_it_cannot_sweep(
 def test_csauto_scheduler_sweep_prints_what_it_did(
     tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("CSAUTO_DATABASE_URL", str(store.engine.url))
+    monkeypatch.setenv("CSAUTO_DATABASE_URL", store.engine.url.render_as_string(False))
     monkeypatch.setenv("CSAUTO_RULES_PATH", str(write_rules(tmp_path / "rules")))
     monkeypatch.setenv("CSAUTO_PLAYBOOKS_PATH", str(ROOT / "workflows"))
     runner = CliRunner()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -51,9 +50,9 @@ class VendorCrm:
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_a_task_completed_at_the_vendor_moves_its_playbook_on(
-    env: WorkflowEnvironment, tmp_path: Path
+    env: WorkflowEnvironment, db_url: str
 ) -> None:
-    store = make_store(tmp_path)
+    store = make_store(db_url)
     crm = VendorCrm(store)
     connectors = Connectors({"local": crm.local, "crm": crm}, default="crm", fallback=None)
     queue = f"sync-{uuid.uuid4()}"

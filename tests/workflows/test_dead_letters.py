@@ -8,7 +8,6 @@ import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, time
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -109,8 +108,8 @@ async def run(
 
 
 @pytest.mark.asyncio(loop_scope="module")
-async def test_transient_failures_end_in_one_task(env: WorkflowEnvironment, tmp_path: Path) -> None:
-    store = make_store(tmp_path)
+async def test_transient_failures_end_in_one_task(env: WorkflowEnvironment, db_url: str) -> None:
+    store = make_store(db_url)
     crm = Flaky(store, 3, ConnectorUnavailableError("crm", "create_task", "HTTP 503", status=503))
     handle, worker = await run(env, store, crm, playbook())
     async with worker:
@@ -122,9 +121,9 @@ async def test_transient_failures_end_in_one_task(env: WorkflowEnvironment, tmp_
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_a_refused_action_goes_straight_to_the_dead_letter_store(
-    env: WorkflowEnvironment, tmp_path: Path
+    env: WorkflowEnvironment, db_url: str
 ) -> None:
-    store = make_store(tmp_path)
+    store = make_store(db_url)
     refused = ConnectorValidationError(
         "crm", "create_task", "REQUIRED_FIELD_MISSING: Subject", status=400
     )
@@ -152,9 +151,9 @@ async def test_a_refused_action_goes_straight_to_the_dead_letter_store(
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_a_vendor_down_exhausts_bounded_retries_then_pauses_until_redriven(
-    env: WorkflowEnvironment, tmp_path: Path
+    env: WorkflowEnvironment, db_url: str
 ) -> None:
-    store = make_store(tmp_path)
+    store = make_store(db_url)
     down = ConnectorUnavailableError("crm", "create_task", "HTTP 503", status=503)
     crm = Flaky(store, 100, down)
     handle, worker = await run(env, store, crm, playbook(on_failure="pause"))

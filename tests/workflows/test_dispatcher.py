@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -29,9 +28,9 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_same_match_twice_starts_one_run_on_the_priority_queue(
-    env: WorkflowEnvironment, tmp_path: Path
+    env: WorkflowEnvironment, db_url: str
 ) -> None:
-    store = make_store(tmp_path)
+    store = make_store(db_url)
     runtime = RuleRuntime([ROOT / "rules"], load_health_model())
     at = datetime(2026, 11, 1, 12, tzinfo=UTC)
     account = store.account("ACME")

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -326,12 +325,12 @@ async def test_the_committed_history_replays(env: WorkflowEnvironment) -> None:
 @pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize("severity", ["critical", "high"])
 async def test_the_shipped_matrix_is_followed_to_the_minute_in_working_time(
-    env: WorkflowEnvironment, tmp_path: Path, severity: str
+    env: WorkflowEnvironment, db_url: str, severity: str
 ) -> None:
     """With the real activities and the shipped matrix: critical (enterprise) runs around
     the clock, high (enterprise) counts London business hours, skipping nights, weekends
     and bank holidays. Each round is reached exactly when the one before expires."""
-    store = make_store(tmp_path)
+    store = make_store(db_url)
     acts = PlaybookActivities(store, load_health_model())
     esc = escalation_activities(acts)
     queue = f"esc-{uuid.uuid4()}"

@@ -108,9 +108,9 @@ async def run_playbooks(
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_500_playbooks_make_exactly_one_record_per_vendor_under_30_percent_faults(
-    env: WorkflowEnvironment, vendors: Vendors, tmp_path: Path
+    env: WorkflowEnvironment, vendors: Vendors, tmp_path: Path, db_url: str
 ) -> None:
-    store = make_store(tmp_path)
+    store = make_store(db_url)
     configs = load_connectors([vendors.write_configs(tmp_path / "connectors", **RESILIENCE)])
     ca_file = vendors.ca_file(tmp_path)
     connectors = build_connectors(configs, store, env=vendors.credentials(), verify=ca_file)

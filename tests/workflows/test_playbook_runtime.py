@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, time, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -67,8 +66,8 @@ async def own_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = make_store(tmp_path)
+def store(db_url: str) -> Iterator[Store]:
+    s = make_store(db_url)
     yield s
     s.engine.dispose()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -29,8 +28,8 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return make_store(tmp_path)
+def store(db_url: str) -> Store:
+    return make_store(db_url)
 
 
 def worker(env: WorkflowEnvironment, store: Store, queue: str) -> Worker:

@@ -8,7 +8,6 @@ import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, time, timedelta
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -84,9 +83,9 @@ PLAYBOOK = Playbook.model_validate(
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_a_dead_vendor_is_not_hammered_and_every_action_is_redriven_once(
-    env: WorkflowEnvironment, tmp_path: Path
+    env: WorkflowEnvironment, db_url: str
 ) -> None:
-    store = make_store(tmp_path)
+    store = make_store(db_url)
     vendor = Vendor()
     breaker = CircuitBreaker("crm", Breaker(failures=5, reset_after=timedelta(hours=1)))
     vendor.guard = Guard("crm", breaker)

@@ -132,9 +132,9 @@ async def run(
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_a_vendor_hard_down_is_left_alone_and_every_action_redriven_once(
-    env: WorkflowEnvironment, vendors: Vendors, tmp_path: Path
+    env: WorkflowEnvironment, vendors: Vendors, tmp_path: Path, db_url: str
 ) -> None:
-    store = make_store(tmp_path)
+    store = make_store(db_url)
     sf = vendors.salesforce
     sf.down = True  # every request: 503
     opened: list[int] = []  # requests the vendor had seen when the breaker opened
@@ -182,7 +182,7 @@ async def test_a_vendor_hard_down_is_left_alone_and_every_action_redriven_once(
     sf.down = False  # the vendor is back: re-drive from the command line, as ops would
     ca = vendors.ca_file(tmp_path)
     cli_env = vendors.credentials() | {
-        "CSAUTO_DATABASE_URL": f"sqlite:///{tmp_path}/csauto.db",
+        "CSAUTO_DATABASE_URL": db_url,
         "CSAUTO_CONNECTORS_PATH": str(tmp_path / "connectors"),
         "CSAUTO_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
         "REQUESTS_CA_BUNDLE": ca,  # the fakes' CA, as a proxy's would be configured
@@ -208,9 +208,9 @@ async def test_a_vendor_hard_down_is_left_alone_and_every_action_redriven_once(
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_a_validation_error_is_dead_lettered_at_once_with_the_vendors_message(
-    env: WorkflowEnvironment, vendors: Vendors, tmp_path: Path
+    env: WorkflowEnvironment, vendors: Vendors, tmp_path: Path, db_url: str
 ) -> None:
-    store = make_store(tmp_path)
+    store = make_store(db_url)
     rule = "Describe the risk: high priority tasks need a Description"
     vendors.salesforce.task_rules.append(
         lambda task: (
@@ -262,9 +262,9 @@ def log_text() -> Iterator[io.StringIO]:
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_no_secret_appears_in_logs_errors_dead_letters_or_histories(
-    env: WorkflowEnvironment, vendors: Vendors, tmp_path: Path, log_text: io.StringIO
+    env: WorkflowEnvironment, vendors: Vendors, tmp_path: Path, db_url: str, log_text: io.StringIO
 ) -> None:
-    store = make_store(tmp_path)
+    store = make_store(db_url)
     for fake in vendors.all:
         fake.faults = Faults(0.3, seed=11)
     credentials = vendors.credentials() | {"HUBSPOT_TOKEN": "pat-na1-wrong-0000-revoked-token"}
@@ -303,7 +303,7 @@ async def test_no_secret_appears_in_logs_errors_dead_letters_or_histories(
         runner.invoke,
         app,
         ["dlq", "list"],
-        env={"CSAUTO_DATABASE_URL": f"sqlite:///{tmp_path}/csauto.db"},
+        env={"CSAUTO_DATABASE_URL": db_url},
         terminal_width=200,
     )
     seen = {

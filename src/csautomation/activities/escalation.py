@@ -111,7 +111,8 @@ class EscalationActivities:
                 priority=PRIORITY.get(inp.severity, "high"),
             )
             crm: Any = configured
-            return self.actions.deliver(key, crm, lambda: crm.create_task(task))
+            done = self.actions.deliver(key, crm, lambda: crm.create_task(task))
+            return self.actions.recorded("notify_escalation", inp, done)
         message = NotifyRequest(
             idempotency_key=key,
             workflow_id=inp.workflow_id,
@@ -121,7 +122,8 @@ class EscalationActivities:
             text=text,
         )
         notifier = self.actions.connector("notifier", inp.channel)
-        return self.actions.deliver(key, notifier, lambda: notifier.notify(message))
+        done = self.actions.deliver(key, notifier, lambda: notifier.notify(message))
+        return self.actions.recorded("notify_escalation", inp, done)
 
     def all(self) -> list[Callable[..., Any]]:
         return [

@@ -11,7 +11,7 @@ import logging
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
@@ -24,6 +24,7 @@ from csautomation.errors import ConnectorError
 from csautomation.facts.health import HealthModel
 from csautomation.facts.model import Account
 from csautomation.playbooks.templates import TemplateProblem, render
+from csautomation.store import ledger
 from csautomation.store.deadletters import DeadLetter, record_dead_letter
 from csautomation.store.facts import FactsReader
 from csautomation.store.outbox import finish_run
@@ -40,6 +41,19 @@ from csautomation.workflows.types import (
 )
 
 log = logging.getLogger(__name__)
+
+
+class _Step(Protocol):
+    """What every action's input names: the step that does it, once."""
+
+    @property
+    def idempotency_key(self) -> str: ...
+    @property
+    def workflow_id(self) -> str: ...
+    @property
+    def step_id(self) -> str: ...
+    @property
+    def account_id(self) -> str: ...
 
 
 def local_connectors(store: Store) -> Connectors:
@@ -111,7 +125,10 @@ class PlaybookActivities:
             priority=inp.priority,
         )
         connector = self.connector("tasks", inp.connector)
-        return self.deliver(inp.idempotency_key, connector, lambda: connector.create_task(request))
+        result = self.deliver(
+            inp.idempotency_key, connector, lambda: connector.create_task(request)
+        )
+        return self.recorded("create_task", inp, result)
 
     @activity.defn(name="notify")
     def notify(self, inp: NotifyInput) -> ActionResult:
@@ -125,7 +142,8 @@ class PlaybookActivities:
             text=self._render(inp.template, self._context(account, inp.context)),
         )
         connector = self.connector("notifier", inp.channel)
-        return self.deliver(inp.idempotency_key, connector, lambda: connector.notify(request))
+        result = self.deliver(inp.idempotency_key, connector, lambda: connector.notify(request))
+        return self.recorded("notify", inp, result)
 
     @activity.defn(name="update_account")
     def update_account(self, inp: UpdateInput) -> ActionResult:
@@ -138,9 +156,27 @@ class PlaybookActivities:
             value=inp.value,
         )
         connector = self.connector("records", inp.connector)
-        return self.deliver(
+        result = self.deliver(
             inp.idempotency_key, connector, lambda: connector.update_account(request)
         )
+        return self.recorded("update_account", inp, result)
+
+    def recorded(self, action: str, inp: _Step, result: ActionResult) -> ActionResult:
+        """Enter a side effect done in the decision ledger (once, however often retried)."""
+        ledger.append_one(
+            self.store,
+            ledger.effect(
+                action,
+                inp.idempotency_key,
+                inp.workflow_id,
+                inp.step_id,
+                inp.account_id,
+                result.connector,
+                result.record_id,
+                result.created,
+            ),  # at: the wall clock (`self.clock` is the facts' "today", simulated in the demo)
+        )
+        return result
 
     def deliver(self, key: str, connector: Any, call: Callable[[], Receipt]) -> ActionResult:
         """Call the vendor unless an earlier attempt's receipt is kept; keep this one. The

@@ -3,6 +3,8 @@
     /api/...   Bearer tokens; errors as JSON `{"detail": ...}` (401, 403, 404, 409, 422, 503)
     /...       a signed session cookie; forms carry a CSRF token; a missing sign-in
                redirects to /login, other refusals render a short error page
+    /health/live, /health/ready, /metrics   no authentication: for probes and Prometheus
+               (keep /metrics off the public internet: it names rules, sources, outcomes)
 
 `create_app` is built at the edge (`csauto serve`, a test) with everything it needs; it
 reads nothing from the environment but the session key.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from argon2 import PasswordHasher
@@ -24,6 +27,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from csautomation import metrics
 from csautomation.api import api_routes, docs, pages
 from csautomation.api.actions import EscalationActions
 from csautomation.api.auth import Authenticator
@@ -37,8 +41,12 @@ from csautomation.ingest import routes as ingest_routes
 from csautomation.ingest.intake import Intake
 from csautomation.ingest.sources import Sources
 from csautomation.ingest.writer import SignalWriter
+from csautomation.runtime import probe
 from csautomation.store.facts import FactsReader
 from csautomation.store.repo import Store
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
 
 SESSION_COOKIE = "csauto_session"
 SESSION_HOURS = 12
@@ -87,6 +95,7 @@ def create_app(
     hasher: PasswordHasher | None = None,
     sources: Sources | None = None,
     on_stored: Callable[[], None] | None = None,
+    temporal: Client | None = None,
 ) -> FastAPI:
     """The review app over `store` (the escalations index, accounts, signals), `people`
     (who signs in, and their teams) and `actions` (the escalation workflows).
@@ -95,7 +104,8 @@ def create_app(
     model); `session_secret` defaults to CSAUTO_SESSION_SECRET; `secure_cookies` marks the
     session cookie HTTPS-only (set it behind TLS); `hasher` checks passwords; `sources`
     are who may post signals to /v1/signals (none: every post is refused), `on_stored` is
-    called once signals are committed (to wake a pipeline in the same process).
+    called once signals are committed (to wake a pipeline in the same process);
+    `temporal`, the client the actions use, is checked by /health/ready.
     """
     review = Review(
         store,
@@ -120,6 +130,7 @@ def create_app(
     app.include_router(api_routes.router(review, authn))
     app.include_router(docs.router(app, templates))
     app.include_router(pages.router(review, authn, templates))
+    _operations(app, store, temporal)
     app.add_middleware(
         SessionMiddleware,
         secret_key=session_secret or env_session_secret(),
@@ -131,8 +142,10 @@ def create_app(
     app.add_middleware(SecurityHeaders)
     # in front of everything: signals skip FastAPI's and Starlette's layers, the sessions
     # and the routing (see SignalIntake)
-    app.front = ingest_routes.SignalIntake(
-        app.behind, intake=intake, sources=sources or Sources({}), extra=HEADERS
+    app.front = metrics.RequestMetrics(
+        ingest_routes.SignalIntake(
+            app.behind, intake=intake, sources=sources or Sources({}), extra=HEADERS
+        )
     )
 
     @app.exception_handler(ReviewError)
@@ -168,6 +181,35 @@ def create_app(
         return pages.error_page(templates, request, 422, text)
 
     return app
+
+
+def _operations(app: FastAPI, store: Store, temporal: Client | None) -> None:
+    """Liveness, readiness and metrics: unauthenticated, for probes and Prometheus."""
+    registry = metrics.api_registry(store)
+
+    @app.get("/health/live", tags=["operations"], summary="The process is up (no dependency)")
+    async def live() -> dict[str, str]:
+        return {"status": "live"}
+
+    @app.get(
+        "/health/ready",
+        tags=["operations"],
+        summary="The database answers (and Temporal, when the app has a client)",
+        responses={503: {"description": "`checks` names what is not ready"}},
+    )
+    async def ready() -> JSONResponse:
+        checks = await probe.ready(store, temporal)
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ok else "not ready", "checks": checks}, 200 if ok else 503
+        )
+
+    # a plain def: FastAPI runs it on a worker thread, off the loop, as the store's
+    # queries need
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics (keep it private)")
+    def scrape(request: Request) -> Response:
+        body, kind = metrics.exposition(registry, request.headers.get("accept", ""))
+        return Response(body, media_type=kind)
 
 
 def template_env() -> Environment:

@@ -12,7 +12,9 @@ The rate limit is a token bucket at the vendor's published rate: a call waits fo
 (up to the call's timeout), so a burst of playbooks is spread out rather than refused.
 
 Both live in the worker process; each state change is reported to `on_change` (the store
-keeps the latest per connector for `csauto connectors status`).
+keeps the latest per connector for `csauto connectors status`) and to the process's
+`csauto_connector_breaker_state` gauge; each request's duration and each error's kind go
+to `csauto_connector_call_seconds` and `csauto_connector_errors_total`.
 
 The breaker keeps time on `temporal_clock`: the worker's wall clock, moved forward to the
 time Temporal scheduled the current activity attempt whenever that is later. Temporal
@@ -31,6 +33,7 @@ from typing import TypeVar
 
 from temporalio import activity
 
+from csautomation import metrics
 from csautomation.connectors.config import Breaker, RateLimit
 from csautomation.errors import (
     CircuitOpenError,
@@ -91,6 +94,7 @@ class CircuitBreaker:
         self._opened_at: float | None = None
         self._probing = False
         self._last_error = ""
+        metrics.BREAKER_STATE.labels(connector).set(0)
 
     def snapshot(self) -> BreakerState:
         with self._lock:
@@ -174,6 +178,8 @@ class CircuitBreaker:
             self._notify(snap)
 
     def _notify(self, snap: BreakerState) -> None:
+        # the state now, not the snapshot's: notifications may arrive out of order
+        metrics.BREAKER_STATE.labels(self.connector).set(metrics.BREAKER_CODES[self._state])
         if self.on_change is not None:
             self.on_change(snap)
 
@@ -228,24 +234,40 @@ class Guard:
         self.wait_limit = wait_limit
 
     def call(self, operation: str, fn: Callable[[], T]) -> T:
-        probe = self.breaker.before(operation, wait=self.wait_limit)
+        errors = metrics.CONNECTOR_ERRORS
+        try:
+            probe = self.breaker.before(operation, wait=self.wait_limit)
+        except CircuitOpenError:
+            errors.labels(self.connector, "circuit_open").inc()
+            raise
         if self.bucket is not None and not self.bucket.acquire(self.wait_limit):
+            errors.labels(self.connector, "throttled").inc()
             raise ConnectorRateLimitedError(
                 self.connector,
                 operation,
                 "our own rate limit for this vendor is exhausted",
                 retry_after=1.0,
             )
+        began = time.perf_counter()
         try:
             result = fn()
         except ConnectorError as exc:
+            self._took(operation, began)
+            errors.labels(self.connector, metrics.error_kind(exc)).inc()
             self.breaker.failure(exc, probe)
             raise
         except BaseException:
+            self._took(operation, began)
+            errors.labels(self.connector, "internal").inc()
             self.breaker.abandon(probe)
             raise
+        self._took(operation, began)
         self.breaker.success()
         return result
+
+    def _took(self, operation: str, began: float) -> None:
+        seconds = time.perf_counter() - began
+        metrics.CONNECTOR_SECONDS.labels(self.connector, operation).observe(seconds)
 
 
 class Guardable:

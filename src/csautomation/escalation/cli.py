@@ -122,8 +122,8 @@ def _account(settings: Settings, account_id: str) -> tuple[Account, str]:
     if found is not None:
         return found, "the sample data"
     err.print(
-        f"[red]error[/red] no account '{account_id}' in the store ({settings.database_url}) "
-        "or in the sample data",
+        f"[red]error[/red] no account '{account_id}' in the store "
+        f"({_masked(settings.database_url)}) or in the sample data",
         soft_wrap=True,
     )
     raise typer.Exit(1)
@@ -198,3 +198,10 @@ def _print_plan(result: EscalationPlan, account: Account, source: str) -> None:
     out.print(table)
     for note in result.notes:
         out.print(f"[yellow]note[/yellow] {note}", soft_wrap=True)
+
+
+def _masked(url: str) -> str:
+    """The database URL without its password (alembic is imported only when needed)."""
+    from csautomation.store.migrate import masked
+
+    return masked(url)

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from csautomation import metrics
 from csautomation.facts.model import Signal
 from csautomation.ingest.sources import Caller
 from csautomation.ingest.validate import FieldError, check
@@ -125,16 +126,19 @@ class Intake:
         out = Outcome()
         good: list[tuple[int, Signal]] = []
         bad: dict[int, list[FieldError]] = {}
+        why: list[str] = []  # each bad item's reason, for the metrics
         for index, item in enumerate(items):
             if header_key and len(items) == 1 and isinstance(item, dict):
                 item = {"idempotency_key": header_key, **item}
             checked = check(item, clean)
             if isinstance(checked, list):
                 bad[index] = checked
+                why.append("invalid")
             elif not caller.allows(checked.type):
                 bad[index] = [
                     FieldError("type", f"source '{caller.name}' may not send {checked.type}")
                 ]
+                why.append("type_not_allowed")
             else:
                 good.append((index, checked))
         missing = await self.accounts.unknown({s.account_id for _, s in good})
@@ -142,8 +146,11 @@ class Intake:
             for index, s in good:
                 if s.account_id in missing:
                     bad[index] = [FieldError("account_id", f"unknown account '{s.account_id}'")]
+                    why.append("unknown_account")
             good = [(i, s) for i, s in good if i not in bad]
         fresh = await self.writer.write([s for _, s in good])
+        metrics.count_accepted(caller.name, (s.type.value for _, s in good))
+        metrics.count_rejected(caller.name, why)
         for (index, s), new in zip(good, fresh, strict=True):
             (out.stored if new else out.duplicates).append((index, s.idempotency_key))
         if bad:
@@ -162,6 +169,7 @@ class Intake:
     async def hold_unreadable(self, caller: Caller, raw: str, why: str) -> Outcome:
         """A body that is not JSON (or not signals) from a proven source: kept as it came."""
         out = Outcome(errors=[ItemError(None, "body", why)])
+        metrics.count_rejected(caller.name, ["unreadable"])
         out.quarantined = await asyncio.to_thread(
             quarantine, self.store, [Held(caller.name, raw, [{"field": "body", "message": why}])]
         )

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from csautomation import metrics
 from csautomation.api.auth import Authenticator
 from csautomation.api.errors import NotAllowedError, NotSignedInError, ReviewError
 from csautomation.errors import ServiceUnavailableError
@@ -226,6 +227,7 @@ async def accept_signals(
     try:
         caller = sources.authenticate(headers, body)
     except SourceAuthError as exc:
+        metrics.count_rejected("", ["unauthenticated"])
         return 401, {"detail": str(exc)}, {"www-authenticate": "Bearer"}
     try:
         data = json.loads(body)
@@ -239,11 +241,17 @@ async def accept_signals(
         why = 'expected a signal object, {"signals": [...]} or a list of signals'
         return _outcome(await _guard(intake.hold_unreadable(caller, text, why)))
     if not items:
+        metrics.count_rejected(caller.name, ["empty"])
         return _error(422, "no signals in the body")
     if len(items) > MAX_BATCH:
+        metrics.count_rejected(caller.name, ["too_large"])
         return _error(413, f"at most {MAX_BATCH} signals per request; got {len(items)}")
     key = headers.get("idempotency-key", "").strip()[:200]
-    return _outcome(await _guard(intake.take(caller, items, key, clean_json(body))))
+    try:
+        return _outcome(await _guard(intake.take(caller, items, key, clean_json(body))))
+    except ServiceUnavailableError:
+        metrics.SIGNALS_REJECTED.labels(caller.name, "unavailable").inc(len(items))
+        raise
 
 
 class SignalIntake:
@@ -312,6 +320,7 @@ def _json(answer: Answer) -> JSONResponse:
 
 
 def _too_large() -> Answer:
+    metrics.count_rejected("", ["too_large"])
     return _error(413, f"the body is over {MAX_BODY // 1024 // 1024} MB")
 
 

@@ -12,7 +12,7 @@ import gc
 import json
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -41,6 +41,15 @@ AddressOpt = Annotated[
 ]
 QueuesOpt = Annotated[
     str, typer.Option("--queues", help="comma-separated priorities: critical,high,normal,low")
+]
+MetricsPortOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--metrics-port",
+        min=0,
+        help="serve /metrics and /health/live on this port (default: CSAUTO_METRICS_PORT; "
+        "none). Keep it private",
+    ),
 ]
 
 
@@ -102,6 +111,33 @@ def _settings(
     return Settings(**given)  # options win over CSAUTO_* variables
 
 
+@contextlib.contextmanager
+def _probing(settings: Settings, port: int | None) -> Iterator[Any]:
+    """This process's /metrics and /health/live while the block runs, when a port is
+    given (`--metrics-port`, else CSAUTO_METRICS_PORT); yields the server, or None."""
+    port = settings.metrics_port if port is None else port
+    if port is None:
+        yield None
+        return
+    from csautomation.runtime.probe import ProbeServer
+
+    with ProbeServer(settings.metrics_host, port) as probe:
+        out.print(f"metrics and liveness on {probe.url}/metrics, /health/live")
+        yield probe
+
+
+async def _connect(settings: Settings, lazy: bool = False) -> Any:
+    """The Temporal client of settings, traced when CSAUTO_OTEL is on."""
+    from csautomation.runtime.server import connect, tracing_interceptors
+
+    return await connect(
+        settings.temporal_address,
+        settings.temporal_namespace,
+        lazy=lazy,
+        interceptors=tracing_interceptors(settings.otel),
+    )
+
+
 def _config(settings: Settings) -> tuple[Any, dict[str, Any], Any]:
     from csautomation.facts.health import load_health_model
     from csautomation.playbooks.loader import load_playbooks
@@ -135,7 +171,10 @@ def _store(settings: Settings) -> Any:
     from csautomation.store.repo import Store
 
     store = Store(settings.database_url)
-    store.create_all()
+    try:
+        store.create_all()  # migrates, or refuses a schema newer than this code
+    except CsAutomationError as exc:
+        _fail(exc)
     return store
 
 
@@ -198,6 +237,7 @@ def _review_app(
         facts=facts,
         sources=sources,
         on_stored=on_stored,
+        temporal=client,
     )
 
 
@@ -265,11 +305,11 @@ def worker(
     queues: QueuesOpt = "critical,high,normal,low",
     address: AddressOpt = None,
     database_url: DbOpt = None,
+    metrics_port: MetricsPortOpt = None,
 ) -> None:
     """A Temporal worker for the given priority queues (more urgent queues served first)."""
     from csautomation.activities.playbook import PlaybookActivities
     from csautomation.dispatcher import queue_names
-    from csautomation.runtime.server import connect
     from csautomation.runtime.worker import WorkerConfig, build_workers
 
     settings = _settings(db=database_url, address=address)
@@ -277,18 +317,19 @@ def worker(
     names = queue_names([q.strip() for q in queues.split(",") if q.strip()])
 
     async def main() -> None:
-        client = await connect(settings.temporal_address, settings.temporal_namespace)
-        store = _store(settings)
-        actions = PlaybookActivities(store, model, connectors=_connectors(settings, store))
-        workers = build_workers(
-            client,
-            actions,
-            names,
-            WorkerConfig(sandboxed=settings.workflow_sandbox),
-            _escalations(settings, actions, settings.review_url).all(),
-        )
-        out.print(f"worker on {settings.temporal_address}: {', '.join(names)}")
-        await asyncio.gather(*(w.run() for w in workers))
+        with _probing(settings, metrics_port):
+            client = await _connect(settings)
+            store = _store(settings)
+            actions = PlaybookActivities(store, model, connectors=_connectors(settings, store))
+            workers = build_workers(
+                client,
+                actions,
+                names,
+                WorkerConfig(sandboxed=settings.workflow_sandbox),
+                _escalations(settings, actions, settings.review_url).all(),
+            )
+            out.print(f"worker on {settings.temporal_address}: {', '.join(names)}")
+            await asyncio.gather(*(w.run() for w in workers))
 
     logs.setup(logging.INFO)
     _run(main)
@@ -304,22 +345,23 @@ def pipeline(
             help="seconds between looks for signals stored by other processes (an indexed query)",
         ),
     ] = 0.2,
+    metrics_port: MetricsPortOpt = None,
 ) -> None:
     """Evaluate stored signals and start the workflows their firings call for, until stopped."""
     from csautomation.rules.runtime import RuleRuntime
     from csautomation.runtime.pipeline import Pipeline
-    from csautomation.runtime.server import connect
     from csautomation.store.repo import SqlCooldowns
 
     settings = _settings(db=database_url, address=address)
     model, playbooks, _ = _config(settings)
 
     async def main() -> None:
-        client = await connect(settings.temporal_address, settings.temporal_namespace)
-        store = _store(settings)
-        runtime = RuleRuntime([settings.rules_path], model, cooldowns=SqlCooldowns(store))
-        out.print(f"pipeline: {settings.database_url} -> {settings.temporal_address}")
-        await Pipeline(store, runtime, playbooks, client).run_forever(poll)
+        with _probing(settings, metrics_port):
+            client = await _connect(settings)
+            store = _store(settings)
+            runtime = RuleRuntime([settings.rules_path], model, cooldowns=SqlCooldowns(store))
+            out.print(f"pipeline: {_masked(settings.database_url)} -> {settings.temporal_address}")
+            await Pipeline(store, runtime, playbooks, client).run_forever(poll)
 
     logs.setup(logging.INFO)
     _run(main)
@@ -338,7 +380,7 @@ def dev(
     from csautomation.api.server import serve_async
     from csautomation.rules.runtime import RuleRuntime
     from csautomation.runtime.pipeline import Pipeline
-    from csautomation.runtime.server import start_dev_server
+    from csautomation.runtime.server import start_dev_server, tracing_interceptors
     from csautomation.runtime.worker import WorkerConfig, build_workers
     from csautomation.scheduling.cli import _schedules
     from csautomation.scheduling.scheduler import run_scheduler
@@ -359,7 +401,9 @@ def dev(
             store.upsert_accounts(accounts)
             store.add_signals(signals)
             mark_all_evaluated(store)
-        server = await start_dev_server(settings.data_dir)
+        server = await start_dev_server(
+            settings.data_dir, interceptors=tracing_interceptors(settings.otel)
+        )
         runtime = RuleRuntime([settings.rules_path], model, cooldowns=SqlCooldowns(store))
         runtimes = [runtime]
         try:
@@ -381,7 +425,7 @@ def dev(
             runtimes.append(sweeps)
             out.print(f"Temporal {server.address}, UI {server.ui_url}; review page {page}")
             out.print(
-                f"store {settings.database_url}; signals in: POST {page}/v1/signals "
+                f"store {_masked(settings.database_url)}; signals in: POST {page}/v1/signals "
                 f"(sources.yaml; the API at {page}/docs) or `csauto signals add`"
             )
             await asyncio.gather(
@@ -515,13 +559,12 @@ def tasks_list(
 @tasks_app.command("complete")
 def tasks_complete(task_id: int, address: AddressOpt = None, database_url: DbOpt = None) -> None:
     """Mark a local task done and tell its playbook (completion sync)."""
-    from csautomation.runtime.server import connect
     from csautomation.runtime.tasks import complete_task
 
     settings = _settings(db=database_url, address=address)
 
     async def main() -> Any:
-        client = await connect(settings.temporal_address, settings.temporal_namespace)
+        client = await _connect(settings)
         return await complete_task(client, _store(settings), task_id)
 
     row = _run(main)
@@ -556,14 +599,13 @@ def serve(
     sources.yaml); sign-in from people.yaml; set CSAUTO_SESSION_SECRET so sessions survive
     a restart. A pipeline (`csauto pipeline`) evaluates what comes in."""
     from csautomation.api.server import serve_async
-    from csautomation.runtime.server import connect
 
     settings = _settings(db=database_url, address=address)
 
     async def main() -> None:
         # lazy: signals are taken in, and pages shown, while Temporal is down; actions on
-        # escalations answer 503 until it is back
-        client = await connect(settings.temporal_address, settings.temporal_namespace, lazy=True)
+        # escalations answer 503 until it is back (and /health/ready says so)
+        client = await _connect(settings, lazy=True)
         app = _review_app(settings, _store(settings), client)
         out.print(f"review page on http://{host}:{port}; signals in at /v1/signals, API at /docs")
         await serve_async(app, host, port)
@@ -594,3 +636,10 @@ def register(app: typer.Typer) -> None:
     app.add_typer(tasks_app, name="tasks")
     app.add_typer(signals_app, name="signals")
     app.add_typer(runs_app, name="runs")
+
+
+def _masked(url: str) -> str:
+    """The database URL without its password (alembic is imported only when needed)."""
+    from csautomation.store.migrate import masked
+
+    return masked(url)

@@ -19,13 +19,14 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from temporalio.client import Client
 
+from csautomation import metrics
 from csautomation.dispatcher import QUEUES, Firing, Planned, UnknownPlaybookError, plan, start
 from csautomation.facts.model import Signal
 from csautomation.playbooks.spec import Playbook
@@ -76,6 +77,13 @@ class _BatchCooldowns:
             }
             for f in map(Firing.from_match, self.fired.values())
         ]
+
+    def rules(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        """The rules that fired, as they are at their versions (for the decision ledger)."""
+        return {
+            m.rule.version: (m.rule_id, m.rule.rule.model_dump(mode="json", by_alias=True))
+            for m in self.fired.values()
+        }
 
 
 @dataclass
@@ -147,8 +155,12 @@ class Pipeline:
         for (account, items), at, record in zip(known, moments, records, strict=True):
             triggers = {p.signal.type.value for p in items}
             self.runtime.evaluate_record(account.id, record, at, triggers, cooldowns=batch)
-        commit_evaluation(self.store, batch.rows(), [p.row_id for p in pending], datetime.now(UTC))
+        commit_evaluation(
+            self.store, batch.rows(), [p.row_id for p in pending], datetime.now(UTC), batch.rules()
+        )
         self.counts.evaluated += len(pending)
+        metrics.PIPELINE_EVALUATED.inc(len(pending))
+        metrics.PIPELINE_PASS.labels("evaluate").observe(time.perf_counter() - began)
         self.counts.fired += len(batch.fired)
         log.debug(
             "evaluated %d signals of %d accounts in %.0f ms; %d fired",
@@ -164,7 +176,11 @@ class Pipeline:
         quarantine until it exists: `csauto quarantine retry` then sends them back to
         evaluation."""
         for account_id in sorted({p.signal.account_id for p in items}):
-            log.warning("signal(s) for unknown account %s quarantined", account_id)
+            log.warning(
+                "signal(s) for unknown account %s quarantined",
+                account_id,
+                extra={"account_id": account_id},
+            )
         quarantine(
             self.store,
             [
@@ -181,6 +197,21 @@ class Pipeline:
         )
 
     # dispatch ---------------------------------------------------------------------------
+    def _sources(
+        self, batch: Mapping[int, Sequence[RunStart]]
+    ) -> dict[str, tuple[str, dict[str, Any]]]:
+        """The playbooks these runs start, at their versions (for the decision ledger)."""
+        out = {}
+        for runs in batch.values():
+            for r in runs:
+                book = self.playbooks.get(r.playbook_id)
+                if book is not None and book.version == r.playbook_version:
+                    out[r.playbook_version] = (
+                        r.playbook_id,
+                        book.model_dump(mode="json", by_alias=True),
+                    )
+        return out
+
     async def dispatch_pending(self) -> int:
         """Start the workflows of every undispatched firing: index their runs (one
         transaction), start them, most urgent first and many in flight, then record the
@@ -199,9 +230,8 @@ class Pipeline:
         if not planned:
             return 0
         # index first: a run that finishes at once then always finds its row to close
-        await asyncio.to_thread(
-            index_firings, self.store, {fid: runs for fid, (_, runs) in planned.items()}
-        )
+        batch = {fid: runs for fid, (_, runs) in planned.items()}
+        await asyncio.to_thread(index_firings, self.store, batch, self._sources(batch))
         sem = asyncio.Semaphore(64)  # starts are network-bound: keep many in flight
 
         async def one(plans: list[Planned], runs: list[RunStart]) -> list[RunStart]:
@@ -219,6 +249,8 @@ class Pipeline:
             (time.perf_counter() - began) * 1e3,
         )
         self.counts.dispatched += len(done)
+        metrics.PIPELINE_DISPATCHED.inc(len(done))
+        metrics.PIPELINE_PASS.labels("dispatch").observe(time.perf_counter() - began)
         self.counts.started += sum(1 for runs in done for r in runs if r.run_id is not None)
         return len(done)
 
@@ -253,6 +285,8 @@ class Pipeline:
                 n = await step()
             except Exception:  # a process edge: log, keep the rows, try again
                 log.exception("pipeline pass failed; retrying")
+                # the step's name says which: evaluate_pending_async, dispatch_pending
+                metrics.PIPELINE_ERRORS.labels(step.__name__.split("_")[0]).inc()
                 n = 0
                 await asyncio.sleep(poll)
             if n:

@@ -7,10 +7,11 @@ from __future__ import annotations
 import os
 import socket
 import sysconfig
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from temporalio.client import Client
+from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.testing import WorkflowEnvironment
@@ -76,10 +77,12 @@ async def start_dev_server(
     ui_port: int | None = 8233,
     ui: bool = True,
     runtime: Runtime | None = None,
+    interceptors: Sequence[Interceptor] = (),
 ) -> DevServer:
     """The Temporal dev server with its UI, persisting to SQLite in `data_dir`. Ports that
     are taken (another dev server, say) are replaced by free ones; read them off the result.
-    Its client (`.env.client`) and the workers built on it use `runtime`."""
+    Its client (`.env.client`) and the workers built on it use `runtime` and
+    `interceptors`."""
     data_dir.mkdir(parents=True, exist_ok=True)
     if port is None or not port_free(port):
         port = free_port()
@@ -95,16 +98,27 @@ async def start_dev_server(
         ui=ui,
         ui_port=ui_port if ui else None,
         runtime=runtime,
+        interceptors=list(interceptors),
     )
     return DevServer(env, f"127.0.0.1:{port}", f"http://localhost:{ui_port}" if ui else "")
 
 
-async def connect(address: str, namespace: str = "default", lazy: bool = False) -> Client:
+async def connect(
+    address: str,
+    namespace: str = "default",
+    lazy: bool = False,
+    interceptors: Sequence[Interceptor] = (),
+) -> Client:
     """A client for the server at `address`. `lazy`: connect on first use instead (a
-    process that must keep serving while Temporal is down, such as the signal intake)."""
+    process that must keep serving while Temporal is down, such as the signal intake).
+    Workers built on the client use its `interceptors` too (`tracing_interceptors`)."""
     try:
         return await Client.connect(
-            address, namespace=namespace, data_converter=pydantic_data_converter, lazy=lazy
+            address,
+            namespace=namespace,
+            data_converter=pydantic_data_converter,
+            lazy=lazy,
+            interceptors=list(interceptors),
         )
     except RuntimeError as exc:  # the SDK's bridge reports connection failures this way
         reason = "connection refused" if "refused" in str(exc).lower() else str(exc)[:200]
@@ -112,3 +126,54 @@ async def connect(address: str, namespace: str = "default", lazy: bool = False) 
             f"cannot reach Temporal at {address} ({reason}); start one with `csauto dev`, "
             "or set CSAUTO_TEMPORAL_ADDRESS"
         ) from None
+
+
+def tracing_interceptors(enabled: bool) -> list[Interceptor]:
+    """Temporal's OpenTelemetry `TracingInterceptor` when `enabled` (CSAUTO_OTEL): spans
+    for each workflow start, signal, query, workflow and activity, on the clients and the
+    workers built on them. Unless the process already has a tracer provider (run under
+    `opentelemetry-instrument`, say), one is set up from the standard variables:
+    OTEL_TRACES_EXPORTER (otlp, the default; console; none), OTEL_EXPORTER_OTLP_ENDPOINT
+    and the other OTEL_EXPORTER_OTLP_* ones, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES."""
+    if not enabled:
+        return []
+    try:
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import (
+            BatchSpanProcessor,
+            ConsoleSpanExporter,
+            SpanExporter,
+        )
+        from temporalio.contrib.opentelemetry import TracingInterceptor
+    except ImportError as exc:
+        raise ConfigError(_missing_otel(exc)) from None
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        provider = TracerProvider()  # its resource reads OTEL_SERVICE_NAME and the like
+        names = os.environ.get("OTEL_TRACES_EXPORTER", "otlp").lower().split(",")
+        for name in (n.strip() for n in names):
+            exporter: SpanExporter
+            if name == "otlp":
+                try:
+                    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+                        OTLPSpanExporter,
+                    )
+                except ImportError as exc:
+                    raise ConfigError(_missing_otel(exc)) from None
+                exporter = OTLPSpanExporter()  # reads OTEL_EXPORTER_OTLP_*
+            elif name == "console":
+                exporter = ConsoleSpanExporter()
+            elif name in ("none", ""):
+                continue
+            else:
+                raise ConfigError(f"OTEL_TRACES_EXPORTER: unknown exporter '{name}'")
+            provider.add_span_processor(BatchSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+    return [TracingInterceptor()]
+
+
+def _missing_otel(exc: ImportError) -> str:
+    return (
+        f"CSAUTO_OTEL is on, but OpenTelemetry is not installed ({exc.name or exc}): "
+        "pip install 'csautomation[otel]', or unset CSAUTO_OTEL"
+    )

@@ -15,9 +15,12 @@ from csautomation.errors import CsAutomationError, ServiceUnavailableError
 from csautomation.runtime.commands import (
     AddressOpt,
     DbOpt,
+    MetricsPortOpt,
     _config,
+    _connect,
     _connectors,
     _fail,
+    _probing,
     _run,
     _settings,
     _store,
@@ -54,11 +57,11 @@ def run(
     schedules: SchedulesOpt = None,
     address: AddressOpt = None,
     database_url: DbOpt = None,
+    metrics_port: MetricsPortOpt = None,
 ) -> None:
     """The scheduler process: every scheduler process competes for one lease, and the one
     holding it runs the jobs. Ctrl-C stops it and hands the lease over."""
     from csautomation.rules.runtime import RuleRuntime
-    from csautomation.runtime.server import connect
     from csautomation.scheduling.scheduler import run_scheduler
     from csautomation.store.repo import SqlCooldowns
 
@@ -71,7 +74,7 @@ def run(
         client = connectors = None
         if config.completion_sync.enabled:  # the only job that needs Temporal
             try:
-                client = await connect(settings.temporal_address, settings.temporal_namespace)
+                client = await _connect(settings)
             except ServiceUnavailableError as exc:
                 raise ServiceUnavailableError(
                     f"{exc}. The scheduler needs Temporal for completion sync only; "
@@ -79,7 +82,9 @@ def run(
                 ) from None
             connectors = _connectors(settings, store)
         runtime = RuleRuntime([settings.rules_path], model, cooldowns=SqlCooldowns(store))
-        out.print(f"scheduler on {settings.database_url}; `csauto scheduler jobs` lists its jobs")
+        out.print(
+            f"scheduler on {_masked(settings.database_url)}; `csauto scheduler jobs` lists its jobs"
+        )
         try:
             await run_scheduler(
                 store,
@@ -92,8 +97,12 @@ def run(
         finally:
             runtime.close()
 
+    async def probed() -> None:
+        with _probing(settings, metrics_port):
+            await main()
+
     logs.setup(logging.INFO)
-    _run(main)
+    _run(probed)
 
 
 @app.command("jobs")
@@ -196,3 +205,10 @@ def _parse_at(value: str | None) -> datetime:
 
 def _utc(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _masked(url: str) -> str:
+    """The database URL without its password (alembic is imported only when needed)."""
+    from csautomation.store.migrate import masked
+
+    return masked(url)

@@ -114,7 +114,9 @@ def sweep(
                     suppressed += 1
                     continue
                 cooldowns.record(Match(rule, account.id, at, why))
-        fired += commit_evaluation(store, cooldowns.rows(), [], datetime.now(UTC))
+        fired += commit_evaluation(
+            store, cooldowns.rows(), [], datetime.now(UTC), cooldowns.rules()
+        )
         accounts += len(batch)
     result = SweepResult(tuple(r.id for r in rules), at, accounts, matched, fired, suppressed)
     log.info("sweep %s", result)

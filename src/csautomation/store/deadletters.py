@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from csautomation.store import ledger
 from csautomation.store.repo import Store, table, upsert
 from csautomation.store.tables import ConnectorStateRow, DeadLetterRow
 
@@ -50,6 +51,26 @@ def record_dead_letter(store: Store, dl: DeadLetter) -> int:
         row_id = conn.execute(
             select(t.c.id).where(t.c.idempotency_key == dl.idempotency_key)
         ).scalar_one()
+        ledger.append(
+            conn,
+            [
+                ledger.Entry(
+                    key=f"dead_letter:{dl.idempotency_key}:{dl.last_failure.isoformat()}",
+                    kind="dead_lettered",
+                    at=dl.last_failure,
+                    account_id=dl.account_id,
+                    workflow_id=dl.workflow_id,
+                    step_id=dl.step_id,
+                    connector=dl.connector,
+                    detail={
+                        "dead_letter_id": int(row_id),
+                        "action": dl.action,
+                        "attempts": dl.attempts,
+                        "errors": dl.errors[-1:],
+                    },
+                )
+            ],
+        )
     return int(row_id)
 
 
@@ -70,12 +91,31 @@ def dead_letter(store: Store, row_id: int) -> DeadLetterRow | None:
 def resolve(store: Store, row_id: int, status: str, record_id: str = "") -> bool:
     """Close an open entry as redriven (with the vendor's record id) or discarded."""
     t = table(DeadLetterRow)
+    now = datetime.now(UTC)
     with store.engine.begin() as conn:
         done = conn.execute(
             update(t)
             .where(t.c.id == row_id, t.c.status == "open")
-            .values(status=status, record_id=record_id, resolved_at=datetime.now(UTC))
+            .values(status=status, record_id=record_id, resolved_at=now)
         )
+        if done.rowcount:
+            row = conn.execute(select(t).where(t.c.id == row_id)).one()
+            ledger.append(
+                conn,
+                [
+                    ledger.Entry(
+                        key=f"dead_letter:{row.idempotency_key}:{status}:{now.isoformat()}",
+                        kind=status,  # redriven or discarded
+                        at=now,
+                        account_id=row.account_id,
+                        workflow_id=row.workflow_id,
+                        step_id=row.step_id,
+                        connector=row.connector,
+                        record_id=record_id,
+                        detail={"dead_letter_id": row_id, "action": row.action},
+                    )
+                ],
+            )
     return bool(done.rowcount)
 
 

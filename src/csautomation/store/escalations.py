@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from csautomation.store import ledger
 from csautomation.store.repo import Store, table, upsert
 from csautomation.store.tables import EscalationRow, PlaybookRunRow, RuleFiringRow
 from csautomation.workflows.types import EscalationState
@@ -39,6 +40,7 @@ def record_escalation(
     if plan is not None:
         values["plan"] = plan
     with store.engine.begin() as conn:
+        ledger.append(conn, _changes(state))
         conn.execute(
             upsert(conn, t)
             .values(workflow_id=state.workflow_id, **values)
@@ -46,6 +48,29 @@ def record_escalation(
                 index_elements=[t.c.workflow_id], set_=values, where=t.c.seq < seq
             )
         )
+
+
+def _changes(state: EscalationState) -> list[ledger.Entry]:
+    """The escalation's timeline, one ledger entry per event (each written once)."""
+    return [
+        ledger.Entry(
+            key=f"escalation:{state.workflow_id}:{i}",
+            kind="escalation",
+            at=e.at,
+            account_id=state.account_id,
+            rule_id=state.rule_id,
+            workflow_id=state.workflow_id,
+            detail={
+                "event": e.kind,
+                "by": e.by,
+                "level": e.level,
+                "detail": e.detail,
+                "severity": state.severity,
+                "holder": state.holder,
+            },
+        )
+        for i, e in enumerate(state.timeline)
+    ]
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,11 @@ from typing import Any
 
 from sqlalchemy import func, update
 from sqlalchemy import select as sa_select
+from sqlalchemy.engine import Connection
 from sqlmodel import col, select
 
 from csautomation.facts.model import Signal
+from csautomation.store import ledger
 from csautomation.store.repo import Store, _aware, table, upsert
 from csautomation.store.tables import LocalTaskRow, PlaybookRunRow, RuleFiringRow, SignalRow
 
@@ -65,17 +67,28 @@ def mark_evaluated(store: Store, row_ids: Iterable[int], at: datetime | None = N
 
 
 def commit_evaluation(
-    store: Store, firings: Sequence[dict[str, Any]], signal_ids: Sequence[int], at: datetime
+    store: Store,
+    firings: Sequence[dict[str, Any]],
+    signal_ids: Sequence[int],
+    at: datetime,
+    rules: Mapping[str, tuple[str, dict[str, Any]]] | None = None,
 ) -> int:
     """One transaction for a whole evaluation pass: the firings it produced enter the
     dispatch outbox (a firing already recorded for its rule, account and window is kept
-    as it is) and its signals are marked evaluated. Returns how many firings were new."""
+    as it is) and the decision ledger, the rules that fired are kept at their versions
+    (`rules`: {version: (rule id, source)}), and its signals are marked evaluated. Returns
+    how many firings were new."""
     with store.engine.begin() as conn:
         new = 0
         if firings:
             t = table(RuleFiringRow)
             stmt = upsert(conn, t).values(list(firings)).on_conflict_do_nothing()
-            new = len(conn.execute(stmt.returning(t.c.id)).all())
+            added = conn.execute(stmt.returning(t.c.id, t.c.rule_id, t.c.account_id, t.c.window))
+            by_key = {(f["rule_id"], f["account_id"], f["window"]): f for f in firings}
+            entries = [ledger.fired(i, by_key[(r, a, w)]) for i, r, a, w in added.all()]
+            ledger.append(conn, entries)
+            ledger.remember_rules(conn, rules or {})
+            new = len(entries)
         signals = table(SignalRow)
         ids = list(signal_ids)
         for start in range(0, len(ids), 500):
@@ -131,13 +144,39 @@ def index_runs(store: Store, firing_id: int, planned: Sequence[RunStart]) -> Non
     index_firings(store, {firing_id: planned})
 
 
-def index_firings(store: Store, batch: Mapping[int, Sequence[RunStart]]) -> None:
+def index_firings(
+    store: Store,
+    batch: Mapping[int, Sequence[RunStart]],
+    playbooks: Mapping[str, tuple[str, dict[str, Any]]] | None = None,
+) -> None:
     """Index the runs some firings are about to start, before they start, in one
-    transaction. Each write is order-independent: a row that `finish_run` created first
-    keeps its status and gains the firing's details."""
+    transaction, with their entries in the decision ledger and the playbooks they run kept
+    at their versions (`playbooks`: {version: (playbook id, source)}). Each write is
+    order-independent: a row that `finish_run` created first keeps its status and gains
+    the firing's details."""
     t = table(PlaybookRunRow)
     now = datetime.now(UTC)
     with store.engine.begin() as conn:
+        ledger.remember_playbooks(conn, playbooks or {})
+        ledger.append(
+            conn,
+            (
+                ledger.Entry(
+                    key=f"start:{r.workflow_id}",
+                    kind="workflow_started",
+                    at=now,
+                    account_id=r.account_id,
+                    rule_id=r.rule_id,
+                    firing_id=firing_id,
+                    playbook_id=r.playbook_id,
+                    playbook_version=r.playbook_version,
+                    workflow_id=r.workflow_id,
+                    detail={"kind": r.kind, "priority": r.priority, "task_queue": r.task_queue},
+                )
+                for firing_id, planned in batch.items()
+                for r in planned
+            ),
+        )
         for firing_id, planned in batch.items():
             for r in planned:
                 details = {
@@ -195,6 +234,19 @@ def finish_run(store: Store, workflow_id: str, outcome: str, at: datetime) -> No
     closed = {"status": status, "outcome": outcome, "closed_at": at}
     t = table(PlaybookRunRow)
     with store.engine.begin() as conn:
+        ledger.append(
+            conn,
+            [
+                ledger.Entry(
+                    key=f"close:{workflow_id}",
+                    kind="workflow_closed",
+                    at=at,
+                    account_id=_account_of(conn, workflow_id),
+                    workflow_id=workflow_id,
+                    detail={"outcome": outcome, "status": status},
+                )
+            ],
+        )
         conn.execute(
             upsert(conn, t)
             .values(
@@ -205,6 +257,12 @@ def finish_run(store: Store, workflow_id: str, outcome: str, at: datetime) -> No
             )
             .on_conflict_do_update(index_elements=[t.c.workflow_id], set_=closed)
         )
+
+
+def _account_of(conn: Connection, workflow_id: str) -> str:
+    t = table(PlaybookRunRow)
+    value = conn.execute(sa_select(t.c.account_id).where(t.c.workflow_id == workflow_id)).scalar()
+    return str(value or "")
 
 
 def runs(store: Store, status: str | None = None) -> list[PlaybookRunRow]:

@@ -39,7 +39,19 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, pool_pre_ping=True)
+    if engine.dialect.name == "postgresql":
+
+        @event.listens_for(engine, "connect")
+        def _utc(conn: Any, _record: Any) -> None:
+            # timestamptz values come back in the session's time zone, which is the server's
+            # unless set: UTC, as everything we store and compare (a libpq `options` startup
+            # parameter would lose to a client's PGTZ)
+            with conn.cursor() as cur:
+                cur.execute("SET TIME ZONE 'UTC'")
+            conn.commit()
+
+    return engine
 
 
 def upsert(conn: Connection, table: Table) -> Any:
@@ -70,11 +82,16 @@ class Store:
         self.engine = make_engine(url)
 
     def create_all(self) -> None:
-        SQLModel.metadata.create_all(self.engine)
-        # indexes added since a table was created (migrations come with Alembic)
-        for t in SQLModel.metadata.sorted_tables:
-            for index in t.indexes:
-                index.create(self.engine, checkfirst=True)
+        """Make the database's schema the code's newest revision: tables created and
+        stamped on an empty database, migrations run on an older one; `SchemaError` on a
+        database migrated by a newer release (see csautomation.store.migrations)."""
+        from csautomation.store.migrate import SchemaError, ensure_schema
+
+        try:
+            ensure_schema(self.engine)
+        except SchemaError:
+            self.engine.dispose()  # the process stops: its connections close now, not at GC
+            raise
 
     def session(self) -> Session:
         return Session(self.engine)

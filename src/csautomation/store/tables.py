@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
+from sqlalchemy import DDL, JSON, Column, DateTime, Index, UniqueConstraint, event
 from sqlmodel import Field, SQLModel
 
 
@@ -201,3 +201,69 @@ class QuarantineRow(SQLModel, table=True):
     resolved_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     resolved_by: str = Field(default="", max_length=128)
     result_key: str = Field(default="", max_length=200)  # the signal it became
+
+
+class DecisionRow(SQLModel, table=True):
+    """The decision ledger: one row per rule firing, workflow start, side effect, escalation
+    change, dead letter and run outcome, kept beyond Temporal's history retention. Rows are
+    only ever added (`key` makes a retried write a no-op), and triggers refuse UPDATE and
+    DELETE on both databases (see store/ledger.py)."""
+
+    __tablename__ = "decision_ledger"
+    __table_args__ = (Index("ix_decision_ledger_account_at", "account_id", "at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=400, unique=True)
+    at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
+    kind: str = Field(max_length=32, index=True)
+    account_id: str = Field(default="", max_length=128)
+    rule_id: str = Field(default="", max_length=64)
+    rule_version: str = Field(default="", max_length=32)
+    firing_id: int | None = Field(default=None, index=True)
+    playbook_id: str = Field(default="", max_length=64)
+    playbook_version: str = Field(default="", max_length=32)
+    workflow_id: str = Field(default="", max_length=300, index=True)
+    step_id: str = Field(default="", max_length=64)
+    connector: str = Field(default="", max_length=64)
+    record_id: str = Field(default="", max_length=128)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+# The ledger is append-only, enforced by the database itself: these triggers are created with
+# the table (and by its migration)
+APPEND_ONLY_SQLITE = [
+    f"CREATE TRIGGER IF NOT EXISTS decision_ledger_no_{op.lower()} BEFORE {op} "
+    "ON decision_ledger BEGIN SELECT RAISE(ABORT, 'decision_ledger is append-only'); END"
+    for op in ("UPDATE", "DELETE")
+]
+APPEND_ONLY_POSTGRES = [
+    "CREATE OR REPLACE FUNCTION decision_ledger_append_only() RETURNS trigger AS $$ "
+    "BEGIN RAISE EXCEPTION 'decision_ledger is append-only'; END; $$ LANGUAGE plpgsql",
+    "DROP TRIGGER IF EXISTS decision_ledger_append_only ON decision_ledger",
+    "CREATE TRIGGER decision_ledger_append_only BEFORE UPDATE OR DELETE ON decision_ledger "
+    "FOR EACH ROW EXECUTE FUNCTION decision_ledger_append_only()",
+]
+for _dialect, _statements in (("sqlite", APPEND_ONLY_SQLITE), ("postgresql", APPEND_ONLY_POSTGRES)):
+    for _sql in _statements:
+        _ddl = DDL(_sql)  # type: ignore[no-untyped-call]
+        event.listen(DecisionRow.__table__, "after_create", _ddl.execute_if(dialect=_dialect))  # type: ignore[attr-defined]
+
+
+class RuleVersionRow(SQLModel, table=True):
+    """Each rule as it was at a version that fired: `csauto rules replay` re-evaluates a
+    firing's recorded facts against it, whatever the rule files say today."""
+
+    __tablename__ = "rule_versions"
+    version: str = Field(primary_key=True, max_length=32)
+    rule_id: str = Field(max_length=64, index=True)
+    source: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    first_seen: datetime = _ts()
+
+
+class PlaybookVersionRow(SQLModel, table=True):
+    """Each playbook as it was at a version some run started with."""
+
+    __tablename__ = "playbook_versions"
+    version: str = Field(primary_key=True, max_length=32)
+    playbook_id: str = Field(max_length=64, index=True)
+    source: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    first_seen: datetime = _ts()

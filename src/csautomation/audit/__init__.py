@@ -1,0 +1,1 @@
+"""Auditing: the decision ledger, workflow replay, and decisions made again."""

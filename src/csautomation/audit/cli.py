@@ -1,0 +1,264 @@
+"""The auditor's commands: the decision ledger, workflow replay, history export, and a
+firing's decision re-evaluated from what was recorded.
+
+    csauto audit --account ACME --since 30d [--jsonl FILE]
+    csauto replay WORKFLOW_ID | --file HISTORY.json
+    csauto history export WORKFLOW_ID... | --query "WorkflowType='PlaybookWorkflow'" --out DIR
+    csauto rules replay FIRING_ID
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from csautomation.errors import CsAutomationError, ServiceUnavailableError
+from csautomation.runtime.commands import (
+    AddressOpt,
+    DbOpt,
+    _fail,
+    _run,
+    _settings,
+    _store,
+    err,
+    out,
+)
+
+history_app = typer.Typer(help="Workflow histories, for offline replay.", no_args_is_help=True)
+
+
+def _since(value: str | None) -> datetime | None:
+    from csautomation.rules.spec import parse_duration
+
+    if value is None:
+        return None
+    try:
+        return datetime.now(UTC) - parse_duration(value)
+    except ValueError as exc:
+        raise typer.BadParameter(f"--since {value!r}: {exc}") from None
+
+
+def audit(
+    account: Annotated[str | None, typer.Option("--account", help="one account's entries")] = None,
+    workflow: Annotated[str | None, typer.Option("--workflow", help="one workflow's")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="how far back, e.g. 30d")] = None,
+    kind: Annotated[
+        list[str] | None,
+        typer.Option("--kind", help="rule_fired, workflow_started, create_task, notify, ..."),
+    ] = None,
+    jsonl: Annotated[
+        Path | None, typer.Option("--jsonl", help="write the entries as JSON lines ('-': stdout)")
+    ] = None,
+    database_url: DbOpt = None,
+) -> None:
+    """The decision ledger: every rule firing (with the facts it read), workflow start, side
+    effect (with the vendor's record id), escalation change, dead letter and outcome."""
+    from csautomation.store.ledger import Query, entries, to_json
+
+    found = entries(
+        _store(_settings(db=database_url)),
+        Query(account_id=account, workflow_id=workflow, since=_since(since), kinds=kind or ()),
+    )
+    if jsonl is not None:
+        lines = "".join(json.dumps(to_json(e), sort_keys=True) + "\n" for e in found)
+        if str(jsonl) == "-":
+            sys.stdout.write(lines)
+        else:
+            jsonl.write_text(lines, encoding="utf-8")
+            err.print(f"{len(found)} entries written to {jsonl}")
+        return
+    from rich.table import Table
+
+    table = Table()
+    for c in ("at (UTC)", "kind", "account", "rule / step", "workflow", "what"):
+        table.add_column(c, overflow="fold")
+    for e in found:
+        table.add_row(
+            f"{e.at:%Y-%m-%d %H:%M:%S}",
+            e.kind,
+            e.account_id,
+            " ".join(
+                x for x in (e.rule_id, e.rule_version and f"v{e.rule_version}", e.step_id) if x
+            ),
+            e.workflow_id,
+            _what(e),
+        )
+    out.print(table)
+    out.print(f"{len(found)} entries")
+
+
+def _what(e: Any) -> str:
+    d = e.detail
+    if e.kind == "rule_fired":
+        facts = (d.get("explain") or {}).get("facts") or {}
+        shown = ", ".join(f"{k}={v}" for k, v in list(facts.items())[:4])
+        return f"firing {e.firing_id}: {shown}"
+    if e.kind == "workflow_started":
+        return (
+            f"playbook {e.playbook_id} v{e.playbook_version}"
+            if e.playbook_id
+            else d.get("kind", "")
+        )
+    if e.kind in ("create_task", "notify", "update_account", "notify_escalation"):
+        made = "created" if d.get("created") else "deduplicated"
+        return f"{e.connector} record {e.record_id} ({made})"
+    if e.kind == "escalation":
+        return f"{d.get('event')} by {d.get('by')} (level {d.get('level')})"
+    if e.kind == "workflow_closed":
+        return str(d.get("outcome", ""))
+    if e.kind in ("dead_lettered", "redriven", "discarded"):
+        return f"dead letter {d.get('dead_letter_id')}: {d.get('action')}"
+    return json.dumps(d, default=str)[:80]
+
+
+async def _fetch(settings: Any, workflow_id: str) -> Any:
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from csautomation.runtime.server import connect
+
+    client = await connect(settings.temporal_address, settings.temporal_namespace)
+    try:
+        return await client.get_workflow_handle(workflow_id).fetch_history()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise CsAutomationError(
+                f"no workflow '{workflow_id}' in namespace {settings.temporal_namespace} at "
+                f"{settings.temporal_address} (closed runs are kept for the namespace's "
+                "retention; `csauto audit --workflow` reads the ledger, which is kept longer)"
+            ) from None
+        raise ServiceUnavailableError(f"Temporal: {exc.message}") from None
+
+
+def replay(
+    workflow_id: Annotated[str | None, typer.Argument(help="fetched from Temporal")] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", "-f", help="a history file (csauto history export)")
+    ] = None,
+    address: AddressOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """Replay a workflow's history against the current code and print its decision
+    timeline, and a verdict: deterministic or not (exit code 1 when not)."""
+    from csautomation.audit.replay import read_history, timeline
+    from csautomation.audit.replay import replay as run_replay
+
+    if (workflow_id is None) == (file is None):
+        raise typer.BadParameter("give a WORKFLOW_ID or --file, one of the two")
+    settings = _settings(db=database_url, address=address)
+    try:
+        if file is not None:
+            history = read_history(file, workflow_id)
+        else:
+            assert workflow_id is not None
+            history = _run(lambda: _fetch(settings, workflow_id))
+        tl = timeline(history)
+    except CsAutomationError as exc:
+        _fail(exc)
+    out.print(tl.render(), markup=False, soft_wrap=True)
+    if file is None or database_url is not None:  # offline, the ledger only when named
+        _ledger_notes(settings, tl.workflow_id)
+    verdict = _run(lambda: run_replay(history))
+    style = "green" if verdict.deterministic else "red"
+    out.print(f"replay: [{style}]{verdict.render()}[/{style}]", soft_wrap=True)
+    if not verdict.deterministic:
+        raise typer.Exit(1)
+
+
+def _ledger_notes(settings: Any, workflow_id: str) -> None:
+    """What the ledger adds: the firing that started the run, to re-check with `rules
+    replay`. Quiet when the store is not there (an offline replay of a file)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from csautomation.store.ledger import Query, entries
+
+    try:
+        found = entries(_store(settings), Query(workflow_id=workflow_id))
+    except SQLAlchemyError:
+        return
+    for e in found:
+        if e.kind == "workflow_started" and e.firing_id is not None:
+            out.print(
+                f"ledger: started by firing {e.firing_id} of {e.rule_id}; re-check the "
+                f"decision with `csauto rules replay {e.firing_id}`"
+            )
+    effects = [e for e in found if e.kind in ("create_task", "notify", "update_account")]
+    for e in effects:
+        out.print(f"ledger: {e.kind} step {e.step_id}: {e.connector} record {e.record_id}")
+
+
+@history_app.command("export")
+def history_export(
+    workflow_ids: Annotated[list[str] | None, typer.Argument()] = None,
+    query: Annotated[
+        str | None,
+        typer.Option(
+            "--query", help="a visibility query, e.g. \"WorkflowType='PlaybookWorkflow'\""
+        ),
+    ] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for the JSON files")] = Path(
+        "histories"
+    ),
+    limit: Annotated[int, typer.Option("--limit", help="at most this many (--query)")] = 1000,
+    address: AddressOpt = None,
+) -> None:
+    """Write workflow histories to JSON files that `csauto replay --file` replays offline
+    (the same format as Temporal's UI and CLI downloads)."""
+    from csautomation.audit.replay import file_name
+    from csautomation.runtime.server import connect
+
+    if not workflow_ids and query is None:
+        raise typer.BadParameter("give WORKFLOW_IDs or --query")
+    settings = _settings(address=address)
+
+    async def main() -> list[Path]:
+        client = await connect(settings.temporal_address, settings.temporal_namespace)
+        ids = list(workflow_ids or [])
+        if query is not None:
+            async for wf in client.list_workflows(query, limit=limit):
+                ids.append(wf.id)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written = []
+        for wf_id in dict.fromkeys(ids):
+            history = await _fetch(settings, wf_id)
+            path = out_dir / file_name(wf_id)
+            path.write_text(history.to_json(), encoding="utf-8")
+            written.append(path)
+        return written
+
+    try:
+        written = _run(main)
+    except CsAutomationError as exc:
+        _fail(exc)
+    for path in written:
+        out.print(str(path))
+    err.print(f"{len(written)} histories written to {out_dir}")
+
+
+def rules_replay(
+    firing_id: Annotated[int, typer.Argument(help="a firing's id (csauto audit shows them)")],
+    database_url: DbOpt = None,
+) -> None:
+    """Re-evaluate a firing's recorded facts against the rule as it was at the recorded
+    version, and show that the decision is the same (exit code 1 when it is not)."""
+    from csautomation.audit.decisions import DecisionError, replay_firing
+
+    settings = _settings(db=database_url)
+    try:
+        result = replay_firing(_store(settings), firing_id, settings)
+    except (DecisionError, CsAutomationError) as exc:
+        _fail(exc)
+    out.print(result.render(), markup=False, soft_wrap=True)
+    if not result.same:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer, rules_app: typer.Typer) -> None:
+    app.command("audit")(audit)
+    app.command("replay")(replay)
+    app.add_typer(history_app, name="history")
+    rules_app.command("replay")(rules_replay)

@@ -1,0 +1,198 @@
+"""The decision ledger: why every workflow started and what every one of them did.
+
+One append-only table, `decision_ledger`, written in the same transaction as the thing it
+records wherever there is one:
+
+    rule_fired        a rule fired for an account (its version hash and the facts it read:
+                      the explain), with the firing's id; the rule itself as it was at that
+                      version is kept in `rule_versions`
+    workflow_started  a firing's playbook or escalation run was indexed, about to start
+                      (playbook version hash; the playbook itself kept in
+                      `playbook_versions`)
+    create_task, notify, update_account
+                      a side effect done, with the connector and the vendor's record id
+    escalation        a change of an escalation (opened, notified, climbed, acknowledged,
+                      reassigned, snoozed, woke, resolved), by whom
+    dead_lettered, redriven, discarded
+                      an action that failed for good, and what became of it
+    workflow_closed   a run's outcome
+
+Every row has a `key` naming what it records (the firing id, the action's idempotency key,
+the escalation's event index), so writing it again, as a retried activity or a re-evaluated
+signal does, adds nothing. Nothing updates or deletes a row: triggers on both databases
+refuse it, so the ledger says what happened even when someone with SQL access would rather
+it did not. Temporal's histories expire with the namespace's retention; the ledger does
+not, and `csauto audit --jsonl` exports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from csautomation.store.repo import Store, _aware, table, upsert
+from csautomation.store.tables import DecisionRow, PlaybookVersionRow, RuleVersionRow
+
+LEDGER = table(DecisionRow)
+RULES = table(RuleVersionRow)
+PLAYBOOKS = table(PlaybookVersionRow)
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    kind: str
+    at: datetime
+    account_id: str = ""
+    rule_id: str = ""
+    rule_version: str = ""
+    firing_id: int | None = None
+    playbook_id: str = ""
+    playbook_version: str = ""
+    workflow_id: str = ""
+    step_id: str = ""
+    connector: str = ""
+    record_id: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def append(conn: Connection, entries: Iterable[Entry]) -> None:
+    """Add entries in the caller's transaction; an entry whose key is there is skipped."""
+    rows = [e.__dict__ for e in entries]
+    if rows:
+        conn.execute(upsert(conn, LEDGER).values(rows).on_conflict_do_nothing())
+
+
+def append_one(store: Store, entry: Entry) -> None:
+    with store.engine.begin() as conn:
+        append(conn, [entry])
+
+
+def remember_rules(conn: Connection, rules: Mapping[str, tuple[str, dict[str, Any]]]) -> None:
+    """Keep each rule as it is at its version: {version: (rule id, source)}."""
+    now = datetime.now(UTC)
+    rows = [
+        {"version": v, "rule_id": r, "source": s, "first_seen": now} for v, (r, s) in rules.items()
+    ]
+    if rows:
+        conn.execute(upsert(conn, RULES).values(rows).on_conflict_do_nothing())
+
+
+def remember_playbooks(
+    conn: Connection, playbooks: Mapping[str, tuple[str, dict[str, Any]]]
+) -> None:
+    now = datetime.now(UTC)
+    rows = [
+        {"version": v, "playbook_id": p, "source": s, "first_seen": now}
+        for v, (p, s) in playbooks.items()
+    ]
+    if rows:
+        conn.execute(upsert(conn, PLAYBOOKS).values(rows).on_conflict_do_nothing())
+
+
+def rule_source(store: Store, version: str) -> dict[str, Any] | None:
+    with store.engine.connect() as conn:
+        value = conn.execute(select(RULES.c.source).where(RULES.c.version == version)).scalar()
+    return dict(value) if value is not None else None
+
+
+def playbook_source(store: Store, version: str) -> dict[str, Any] | None:
+    with store.engine.connect() as conn:
+        value = conn.execute(
+            select(PLAYBOOKS.c.source).where(PLAYBOOKS.c.version == version)
+        ).scalar()
+    return dict(value) if value is not None else None
+
+
+@dataclass(frozen=True)
+class Query:
+    account_id: str | None = None
+    workflow_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    kinds: Sequence[str] = ()
+    firing_id: int | None = None
+    limit: int | None = None
+
+
+def entries(store: Store, q: Query = Query()) -> list[Entry]:
+    """Ledger entries, oldest first."""
+    stmt = select(LEDGER).order_by(LEDGER.c.at, LEDGER.c.id)
+    if q.account_id is not None:
+        stmt = stmt.where(LEDGER.c.account_id == q.account_id)
+    if q.workflow_id is not None:
+        stmt = stmt.where(LEDGER.c.workflow_id == q.workflow_id)
+    if q.since is not None:
+        stmt = stmt.where(LEDGER.c.at >= q.since)
+    if q.until is not None:
+        stmt = stmt.where(LEDGER.c.at < q.until)
+    if q.kinds:
+        stmt = stmt.where(LEDGER.c.kind.in_(list(q.kinds)))
+    if q.firing_id is not None:
+        stmt = stmt.where(LEDGER.c.firing_id == q.firing_id)
+    if q.limit is not None:
+        stmt = stmt.limit(q.limit)
+    with store.engine.connect() as conn:
+        rows = conn.execute(stmt).mappings().all()
+    out = []
+    for r in rows:
+        values = {k: v for k, v in r.items() if k != "id"}
+        values["at"] = _aware(values["at"])
+        out.append(Entry(**values))
+    return out
+
+
+def to_json(entry: Entry) -> dict[str, Any]:
+    data = dict(entry.__dict__)
+    data["at"] = entry.at.astimezone(UTC).isoformat()
+    return data
+
+
+# ---- what each writer records ------------------------------------------------------------
+
+
+def fired(firing_id: int, row: Mapping[str, Any]) -> Entry:
+    return Entry(
+        key=f"firing:{firing_id}",
+        kind="rule_fired",
+        at=row["fired_at"],
+        account_id=row["account_id"],
+        rule_id=row["rule_id"],
+        rule_version=row["rule_version"],
+        firing_id=firing_id,
+        detail={
+            "window": row["window"],
+            "priority": row["priority"],
+            "explain": row["explain"],
+            "actions": row.get("actions", []),
+        },
+    )
+
+
+def effect(
+    action: str,
+    key: str,
+    workflow_id: str,
+    step_id: str,
+    account_id: str,
+    connector: str,
+    record_id: str,
+    created: bool,
+    at: datetime | None = None,
+) -> Entry:
+    return Entry(
+        key=f"effect:{key}",
+        kind=action,
+        at=at or datetime.now(UTC),
+        account_id=account_id,
+        workflow_id=workflow_id,
+        step_id=step_id,
+        connector=connector,
+        record_id=record_id,
+        detail={"idempotency_key": key, "created": created},
+    )
