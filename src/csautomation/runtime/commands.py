@@ -80,6 +80,9 @@ def _run(factory: Callable[[], Awaitable[T]], fast_loop: bool = False) -> T:
     # and again: fewer young-generation passes took the pipeline from about 1,000 to 1,700
     # signals evaluated a second (measured on 1,000 accounts of 60-day histories). Objects
     # freed by reference counting (nearly all) are freed at once all the same.
+    # Set back when the command ends: a command run inside another process (a test's
+    # CliRunner) must not change that process's collector.
+    before = gc.get_threshold()
     gc.set_threshold(10_000, 10, 10)
     loop_factory = None
     if fast_loop:
@@ -96,6 +99,8 @@ def _run(factory: Callable[[], Awaitable[T]], fast_loop: bool = False) -> T:
     except (CsAutomationError, ValueError) as exc:
         _fail(exc)
         raise  # unreachable: _fail exits
+    finally:
+        gc.set_threshold(*before)
 
 
 def _settings(
