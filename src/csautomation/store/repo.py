@@ -32,10 +32,12 @@ def make_engine(url: str) -> Engine:
         @event.listens_for(engine, "connect")
         def _pragmas(conn: Any, _record: Any) -> None:
             # WAL: readers do not block the writer; synchronous=FULL keeps commits durable.
+            # The busy timeout first: switching to WAL takes a lock too, and without it a
+            # process connecting while another writes (migrates, say) fails at once
             cur = conn.cursor()
+            cur.execute("PRAGMA busy_timeout=5000")
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=FULL")
-            cur.execute("PRAGMA busy_timeout=5000")
             cur.close()
 
         return engine
