@@ -103,18 +103,7 @@ class FactFrame:
 
     def record(self, i: int = -1) -> dict[str, Any]:
         """The flat fact record of day `i` (default: the last), normalised; missing omitted."""
-        a = self.account
-        rec: dict[str, Any] = {
-            "account.id": a.id,
-            "account.name": a.name,
-            "account.tier": a.tier.value,
-            "account.segment": a.segment,
-            "account.region": a.region,
-            "account.tenant": a.tenant,
-            "account.owner": a.owner,
-        }
-        if a.tags:
-            rec["account.tags"] = list(a.tags)
+        rec = account_facts(self.account)
         if self.band and self.band[i] is not None:
             rec["health.band"] = self.band[i]
         for key, arr in self.numbers.items():
@@ -382,3 +371,19 @@ def group_by_account(signals: Iterable[Signal]) -> dict[str, list[Signal]]:
     for s in signals:
         out[s.account_id].append(s)
     return out
+
+
+def account_facts(a: Account) -> dict[str, Any]:
+    """The account's own attributes as facts, the start of every record."""
+    rec: dict[str, Any] = {
+        "account.id": a.id,
+        "account.name": a.name,
+        "account.tier": a.tier.value,
+        "account.segment": a.segment,
+        "account.region": a.region,
+        "account.tenant": a.tenant,
+        "account.owner": a.owner,
+    }
+    if a.tags:
+        rec["account.tags"] = list(a.tags)
+    return rec

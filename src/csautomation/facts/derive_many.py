@@ -43,6 +43,7 @@ from csautomation.facts.derive import (
     _health,
     _pct_change,
     _quiet,
+    account_facts,
 )
 from csautomation.facts.health import HealthModel
 from csautomation.facts.model import Account, Signal, SignalType
@@ -595,17 +596,7 @@ def _to_records(
     scores: list[float] = last["health.score"].tolist()
     records = []
     for a, objs, pres, score in zip(accounts, objects, present, scores, strict=True):
-        rec: dict[str, Any] = {
-            "account.id": a.id,
-            "account.name": a.name,
-            "account.tier": a.tier.value,
-            "account.segment": a.segment,
-            "account.region": a.region,
-            "account.tenant": a.tenant,
-            "account.owner": a.owner,
-        }
-        if a.tags:
-            rec["account.tags"] = list(a.tags)
+        rec = account_facts(a)
         if score == score:
             rec["health.band"] = model.band(score)
         mask = pres.tolist()
