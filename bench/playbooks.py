@@ -54,8 +54,10 @@ from temporalio.runtime import (
 )
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from csautomation.activities.escalation import EscalationActivities
 from csautomation.activities.playbook import PlaybookActivities
 from csautomation.dispatcher import Firing, dispatch
+from csautomation.escalation.matrix import load_escalation_config
 from csautomation.facts.health import HealthModel, load_health_model
 from csautomation.facts.model import Account, Signal
 from csautomation.playbooks.loader import load_playbooks
@@ -453,19 +455,21 @@ async def signal_latency(
     core: CoreWarnings,
 ) -> None:
     """The pipeline and the workers run through every phase; each phase offers its signals
-    and waits for its tasks before the next begins.
-
-    The workers are left running: shutting down `build_workers`' workers hangs now and then
-    inside the SDK (see `run`), so the process ends without that shutdown."""
+    and waits for its tasks before the next begins."""
     runtime = RuleRuntime([root() / "rules"], model, cooldowns=SqlCooldowns(store))
     facts = FactsReader(store, model)  # shared, as `csauto dev` shares it
     pipeline = Pipeline(store, runtime, playbooks, client, facts=facts)
-    workers = build_workers(
-        client, PlaybookActivities(store, model, clock=lambda: AS_OF, facts=facts)
+    actions = PlaybookActivities(store, model, clock=lambda: AS_OF, facts=facts)
+    matrix, people = load_escalation_config(
+        root() / "escalation_matrix.yaml", root() / "people.yaml"
     )
+    # sharp-health-drop's escalations run too, as in `csauto worker`
+    escalations = EscalationActivities(actions, matrix, people)
+    workers = build_workers(client, actions, extra=escalations.all())
     expected = 0
+    stack = contextlib.AsyncExitStack()
     for w in workers:
-        await w.__aenter__()
+        await stack.enter_async_context(w)
     loop_task = asyncio.create_task(pipeline.run_forever())
     try:
         for phase in phases:
@@ -491,6 +495,7 @@ async def signal_latency(
     finally:
         loop_task.cancel()
         await asyncio.gather(loop_task, return_exceptions=True)
+        await stack.aclose()
         runtime.close()
     stages = stage_times(store)
     for phase in phases:
@@ -580,12 +585,7 @@ async def run(args: argparse.Namespace, core: CoreWarnings) -> int:
         f"\nstore seeded with {args.accounts:,} accounts x {HISTORY_DAYS} days of usage in "
         f"{seeded:.1f} s; total {time.perf_counter() - t_all:.0f} s"
     )
-    code = 0 if ok or not args.strict else 1
-    # Worker.initiate_shutdown sometimes never returns for workers with custom slot
-    # suppliers (runtime/worker.py's PrioritySlots; about 1 shutdown in 6 here), and leaving
-    # asyncio.run would shut C's workers down: the server and the files are gone, so leave.
-    sys.stdout.flush()
-    os._exit(code)
+    return 0 if ok or not args.strict else 1
 
 
 async def measure(

@@ -20,13 +20,13 @@ from temporalio import activity
 from temporalio.client import WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import FixedSizeSlotSupplier, Worker
 
 from csautomation.activities.playbook import PlaybookActivities
 from csautomation.dispatcher import QUEUES
 from csautomation.facts.health import load_health_model
 from csautomation.facts.model import Signal
-from csautomation.runtime.worker import WorkerConfig, build_workers
+from csautomation.runtime.worker import PrioritySlots, WorkerConfig, build_workers
 from csautomation.store.repo import Store, local_tasks
 from csautomation.workflows.escalation import EscalationWorkflow
 from csautomation.workflows.playbook import PlaybookWorkflow
@@ -388,6 +388,25 @@ async def test_a_pool_its_idle_pollers_could_fill_is_refused(
     small = WorkerConfig(activity_slots=8, local_activity_slots=16, workflow_slots=50, pollers=2)
     with pytest.raises(ValueError, match="activity_slots=8 is too small"):
         build_workers(env.client, Flood(store), list(QUEUES.values()), small)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_only_activity_slots_are_a_python_pool(
+    env: WorkflowEnvironment, store: Store
+) -> None:
+    # Core calls a Python supplier with its locks held and the supplier needs the GIL, which
+    # Worker.initiate_shutdown holds while it waits for those locks: with Python pools for
+    # every slot type, one run of this file in eight hung in a shutdown (runtime/worker.py)
+    config = WorkerConfig(activity_slots=16, local_activity_slots=16, workflow_slots=50)
+    workers = build_workers(env.client, Flood(store), list(QUEUES.values()), config)
+    assert len({id(w.config()["tuner"]) for w in workers}) == 1  # one pool for the queues
+    tuner = workers[0].config()["tuner"]
+    assert tuner is not None
+    assert isinstance(tuner._get_activity_task_slot_supplier(), PrioritySlots)
+    # the others the SDK's own, split between the queues: 50 // 4 and 16 // 4 a worker
+    assert tuner._get_workflow_task_slot_supplier() == FixedSizeSlotSupplier(12)
+    assert tuner._get_local_activity_task_slot_supplier() == FixedSizeSlotSupplier(4)
+    assert tuner._get_nexus_slot_supplier() == FixedSizeSlotSupplier(4)
 
 
 @pytest.mark.parametrize("slots", [16])

@@ -1,12 +1,26 @@
-"""Workers for the priority task queues, sharing one pool of slots that favours urgency.
+"""Workers for the priority task queues, sharing one pool of activity slots that favours
+urgency.
 
 Each priority has its own task queue (critical, high, normal, low) and its own Temporal
 worker, so a backlog on one queue never sits in front of another's tasks. The workers share
-one slot pool per slot type, with a ceiling per queue on the slots held by that queue and
-the less urgent ones: low work can fill half the pool, normal and low three quarters, high
-and below nine tenths, critical all of it. A flood of low-priority sweeps therefore always
+one pool of activity slots, with a ceiling per queue on the slots held by that queue and the
+less urgent ones: low work can fill half the pool, normal and low three quarters, high and
+below nine tenths, critical all of it. A flood of low-priority sweeps therefore always
 leaves room for a critical alert, and when a slot frees up the most urgent waiting queue
 gets it first.
+
+Workflow tasks and local activities are short, and are not pooled: each queue's worker has
+an equal share of their slots, so a flood on one queue cannot hold another's either. Their
+suppliers are the SDK's own (in Rust), not Python ones: core calls a Python supplier from
+its threads while it holds internal locks, and the supplier needs the GIL, which
+`Worker.initiate_shutdown` holds while it waits for those same locks, so a shutdown can
+hang for good (no signal handler runs then either). A hang's thread dump showed the event
+loop in core's `initiate_shutdown` waiting on a lock, and core threads in the local
+activity supplier's `mark_slot_used` and the workflow supplier's `release_slot` waiting for
+the GIL. Measured with the flood tests (tests/workflows/test_playbook_runtime.py, runs of
+the whole file): with Python pools for every slot type a shutdown hung in about one run in
+eight; with only the activity pool in Python, in one run of 48. The activity pool is what
+the priorities need, so it stays, and the risk with it: see docs/operations.md.
 """
 
 from __future__ import annotations
@@ -24,6 +38,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import (
     CustomSlotSupplier,
+    FixedSizeSlotSupplier,
     PollerBehaviorSimpleMaximum,
     SlotMarkUsedContext,
     SlotPermit,
@@ -151,7 +166,9 @@ def _resolve(fut: asyncio.Future[None], pool: PrioritySlots, queue: str) -> None
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    # idle pollers hold reserved slots too: keep pollers few and pools large beside them
+    # idle pollers hold reserved slots too: keep pollers few and pools large beside them.
+    # Activity slots are one pool for the queues; workflow and local activity slots are
+    # split evenly between the queues' workers.
     workflow_slots: int = 200
     activity_slots: int = 64
     local_activity_slots: int = 64
@@ -170,8 +187,8 @@ def build_workers(
     config: WorkerConfig | None = None,
     extra: Sequence[Callable[..., Any]] = (),
 ) -> list[Worker]:
-    """One worker per queue, sharing slot pools and one thread pool for activities;
-    `extra` are further activities (the escalation workflow's)."""
+    """One worker per queue, sharing the activity slot pool and one thread pool for
+    activities; `extra` are further activities (the escalation workflow's)."""
     cfg = config or WorkerConfig()
     # idle pollers hold reservations; a pool they could fill leaves none for running work
     floor = 2 * cfg.pollers * len(queues)
@@ -181,14 +198,17 @@ def build_workers(
                 f"{name}_slots={size} is too small for {len(queues)} queues with "
                 f"{cfg.pollers} pollers each: give at least {floor}"
             )
+    # each queue's share of the workflow and local activity slots, in the SDK's own
+    # suppliers: see the module doc
+    local_share = max(1, cfg.local_activity_slots // len(queues))
     tuner = WorkerTuner.create_composite(
-        workflow_supplier=PrioritySlots(cfg.workflow_slots),
+        workflow_supplier=FixedSizeSlotSupplier(cfg.workflow_slots // len(queues)),
         activity_supplier=PrioritySlots(cfg.activity_slots),
-        local_activity_supplier=PrioritySlots(cfg.local_activity_slots),
-        nexus_supplier=PrioritySlots(4),
+        local_activity_supplier=FixedSizeSlotSupplier(local_share),
+        nexus_supplier=FixedSizeSlotSupplier(4),
     )
     # the pools bound how many activities run at once, so the threads never queue
-    executor = ThreadPoolExecutor(cfg.activity_slots + cfg.local_activity_slots)
+    executor = ThreadPoolExecutor(cfg.activity_slots + local_share * len(queues))
     runner = SandboxedWorkflowRunner() if cfg.sandboxed else UnsandboxedWorkflowRunner()
     return [
         Worker(
