@@ -91,6 +91,9 @@ def worker(env: WorkflowEnvironment, acts: PlaybookActivities, queue: str, **kw:
         workflows=[PlaybookWorkflow, EscalationWorkflow],
         activities=[*acts.all(), *escalation_activities(acts).all()],
         activity_executor=ThreadPoolExecutor(8),
+        # as build_workers: with the SDK's default of no time at all, one run of the control
+        # test in 26 hung in the SDK's finalize_shutdown (runtime/worker.py)
+        graceful_shutdown_timeout=timedelta(seconds=30),
         **kw,
     )
 
@@ -407,6 +410,8 @@ async def test_only_activity_slots_are_a_python_pool(
     assert tuner._get_workflow_task_slot_supplier() == FixedSizeSlotSupplier(12)
     assert tuner._get_local_activity_task_slot_supplier() == FixedSizeSlotSupplier(4)
     assert tuner._get_nexus_slot_supplier() == FixedSizeSlotSupplier(4)
+    # running activities get time to finish on shutdown (none at all let shutdowns hang)
+    assert {w.config()["graceful_shutdown_timeout"] for w in workers} == {timedelta(seconds=30)}
 
 
 @pytest.mark.parametrize("slots", [16])

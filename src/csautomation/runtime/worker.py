@@ -19,8 +19,16 @@ loop in core's `initiate_shutdown` waiting on a lock, and core threads in the lo
 activity supplier's `mark_slot_used` and the workflow supplier's `release_slot` waiting for
 the GIL. Measured with the flood tests (tests/workflows/test_playbook_runtime.py, runs of
 the whole file): with Python pools for every slot type a shutdown hung in about one run in
-eight; with only the activity pool in Python, in one run of 48. The activity pool is what
+eight; with only the activity pool in Python, far less often. The activity pool is what
 the priorities need, so it stays, and the risk with it: see docs/operations.md.
+
+A second hang, with no Python supplier at all: a worker shut down while it ran activities,
+with the SDK's default graceful period of zero, now and then never came back from core's
+`finalize_shutdown` (the event loop idle, no thread blocked: an async wait core never
+wakes). The control flood test alone, one plain `Worker`, hung in 4 runs of 106; the whole
+file in 9 of 135. With a graceful period, so that running activities finish before core
+cancels them, it hung in none of 60 runs of the control test and 70 runs of the file. The
+workers therefore give running activities `graceful_shutdown_seconds` (30 s) to finish.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
@@ -178,6 +187,10 @@ class WorkerConfig:
     # about 0.6 s to 10 s (docs/benchmarks.md). The tests and every replay run the same
     # workflow code sandboxed, so production workers run it without by default.
     sandboxed: bool = False
+    # on shutdown (a deploy, SIGTERM) running activities get this long to finish before they
+    # are cancelled: a vendor call under way is seen through instead of being left to its
+    # retry. The SDK's default, no time at all, also let a shutdown hang (module doc).
+    graceful_shutdown_seconds: float = 30.0
 
 
 def build_workers(
@@ -221,6 +234,7 @@ def build_workers(
             workflow_runner=runner,
             workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(cfg.pollers),
             activity_task_poller_behavior=PollerBehaviorSimpleMaximum(cfg.pollers),
+            graceful_shutdown_timeout=timedelta(seconds=cfg.graceful_shutdown_seconds),
         )
         for queue in queues
     ]
