@@ -93,7 +93,7 @@ def worker(env: WorkflowEnvironment, acts: PlaybookActivities, queue: str, **kw:
         activity_executor=ThreadPoolExecutor(8),
         # as build_workers: with the SDK's default of no time at all, one run of the control
         # test in 26 hung in the SDK's finalize_shutdown (runtime/worker.py)
-        graceful_shutdown_timeout=timedelta(seconds=30),
+        graceful_shutdown_timeout=timedelta(seconds=WorkerConfig.graceful_shutdown_seconds),
         **kw,
     )
 
