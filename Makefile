@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean browser compose
+.PHONY: demo test lint bench clean browser compose stress exit-loops
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "csautomation needs Python 3.11 or 3.12"; exit 1; }
@@ -53,9 +53,20 @@ test: lint browser compose
 	$(BIN)/pytest
 	$(BIN)/pytest --db postgres  # the database tests again, where PostgreSQL answers (always on CI)
 
+# A test (TEST=<file, folder or node id>) or a csauto command (CMD="replay --file h.json")
+# run N times while one process a core spins: passes, failures and hangs (tests/stress.py).
+N ?= 50
+stress: $(STAMP)
+	@test -n "$(TEST)$(CMD)" || { echo 'make stress TEST=<test id> N=50, or make stress CMD="<csauto arguments>" N=100'; exit 2; }
+	$(if $(TEST),$(BIN)/python tests/stress.py pytest $(TEST) -n $(N),$(BIN)/python tests/stress.py command -n $(N) -- csauto $(CMD))
+
+# Every Temporal-touching csauto command N times on a busy machine (tests/exit_loops.py).
+exit-loops: $(STAMP)
+	$(BIN)/python tests/exit_loops.py -n $(N)
+
 bench: $(STAMP)
 	$(BIN)/python bench/rules.py
 	$(BIN)/python bench/playbooks.py
 
 clean:
-	rm -rf $(VENV) .csauto .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .csauto .pytest_cache .mypy_cache .ruff_cache .stress

@@ -16,18 +16,35 @@ rather than UTC shows.
 
 Without a server answering, `--db postgres` skips its tests, except on CI (CI=true), where
 the run stops with an error: CI must never pass by skipping them.
+
+`store` is an empty store over `db_url`; a module that needs data overrides it with a
+fixture of the same name that seeds it (tests/factories.py builds the data).
+
+Temporal: one time-skipping test server for the session (`env`), started when a test first
+asks for it, and for each test a `client` of a namespace of its own; what a test leaves
+there is ended and the shared clock proved free after it (tests/shared_temporal.py). Async
+tests and fixtures all run on the session's event loop, the one the server's client lives
+on.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import OperationalError
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from csautomation.store.repo import Store
+from factories import fake_vendors, new_store
+from fakes.vendors import Vendors
+from shared_temporal import own_namespace, shared_test_server
 
 PG_SERVER = os.environ.get("CSAUTO_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
 ON_CI = os.environ.get("CI", "").lower() in {"true", "1", "yes"}
@@ -192,3 +209,34 @@ def empty_db_url(db_url: str) -> Iterator[str]:
     _drop_schema(db_url)
     yield db_url
     _drop_schema(db_url)  # whatever state the test left; the next test's create_all builds
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    """An empty store over `db_url`, the schema at head."""
+    s = new_store(db_url)
+    yield s
+    s.engine.dispose()
+
+
+@pytest.fixture
+def vendors() -> Iterator[Vendors]:
+    """The fake vendors over HTTPS, each knowing ACME and BETA."""
+    with fake_vendors(("ACME", "BETA")) as v:
+        yield v
+
+
+@pytest_asyncio.fixture(scope="session")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    """The session's Temporal test server, skipping time while a test waits on a result or
+    sleeps (`env.sleep`). Tests take a `client`; this is for its clock."""
+    async with shared_test_server() as e:
+        yield e
+
+
+@pytest_asyncio.fixture
+async def client(env: WorkflowEnvironment) -> AsyncIterator[Client]:
+    """A client of this test's own namespace on `env`; what it leaves running is
+    terminated after the test (tests/shared_temporal.py)."""
+    async with own_namespace(env) as c:
+        yield c

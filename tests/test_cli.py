@@ -11,8 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from csautomation.cli import app
-from csautomation.facts.model import Account, Signal
+from csautomation.facts.model import Signal
 from csautomation.yamlsource import load_file
+from factories import account
 
 ROOT = Path(__file__).parents[1]
 RULES = str(ROOT / "rules")
@@ -29,25 +30,20 @@ def run(*args: str) -> tuple[int, str]:
 def data(tmp_path: Path) -> tuple[str, str]:
     end = date(2026, 11, 1)
     accounts = [
-        Account(
-            id="ACME",
+        account(
             name="Acme Corp",
-            tier="enterprise",
             arr=250000,
             seats=40,
-            owner="csm-01",
-            manager="mgr-01",
             renewal_date=end + timedelta(days=45),
             customer_since=date(2022, 3, 1),
         ),
-        Account(
+        account(
             id="GLOBEX",
             name="Globex",
             tier="smb",
             arr=12000,
             seats=10,
             owner="csm-02",
-            manager="mgr-01",
             renewal_date=end + timedelta(days=300),
             customer_since=date(2021, 3, 1),
         ),

@@ -1,6 +1,6 @@
 """`python -m csautomation`: the `csauto` command."""
 
-from csautomation.cli import app
+from csautomation.cli import main
 
 if __name__ == "__main__":
-    app(prog_name="csauto")
+    main()

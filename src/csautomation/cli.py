@@ -417,7 +417,11 @@ def sample_generate(
 
 
 def main() -> None:
-    app()
+    """The `csauto` process: the command, then an exit that the Temporal SDK's threads cannot
+    turn into an abort (csautomation.runner)."""
+    from csautomation.runner import run_and_exit
+
+    run_and_exit(lambda: app(prog_name="csauto"))
 
 
 if __name__ == "__main__":

@@ -25,12 +25,9 @@ def people() -> People:
 
 
 @pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    s = Store(db_url)
-    s.create_all()
-    populate(s)
-    yield s
-    s.engine.dispose()
+def store(store: Store) -> Store:
+    populate(store)
+    return store
 
 
 @pytest.fixture

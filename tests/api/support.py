@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -20,11 +20,11 @@ from csautomation.api.auth import token_digest
 from csautomation.api.errors import EscalationClosedError, EscalationNotFoundError
 from csautomation.escalation.model import EscalationPlan, PlannedLevel, Recipient
 from csautomation.escalation.people import People, Person, SignIn, Team
-from csautomation.facts.model import Account
 from csautomation.store.escalations import get_escalation, record_escalation
 from csautomation.store.repo import Store
 from csautomation.store.tables import PlaybookRunRow
 from csautomation.workflows.types import EscalationAction, EscalationEvent, EscalationState
+from factories import review_account
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 FAST = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
@@ -140,19 +140,6 @@ def _plan(state: EscalationState) -> dict[str, Any]:
     ).model_dump(mode="json")
 
 
-def _account(aid: str, name: str) -> Account:
-    return Account(
-        id=aid,
-        name=name,
-        tier="enterprise",  # type: ignore[arg-type]
-        arr=120_000,
-        owner="cara",
-        manager="mia",
-        renewal_date=date(2026, 9, 30),
-        customer_since=date(2023, 1, 15),
-    )
-
-
 EXPLAIN = {
     "rule_id": "usage-drop",
     "rule_version": "abc123",
@@ -189,10 +176,10 @@ def populate(s: Store) -> None:
     resolved one; west: a high whose deadline has passed (Carl)."""
     s.upsert_accounts(
         [
-            _account("acme", "Acme Corp"),
-            _account("beta", "Beta <b>Bold</b> Ltd"),  # markup in a name must be escaped
-            _account("gamma", "Gamma GmbH"),
-            _account("delta", "Delta Inc"),
+            review_account("acme", "Acme Corp"),
+            review_account("beta", "Beta <b>Bold</b> Ltd"),  # markup in a name must be escaped
+            review_account("gamma", "Gamma GmbH"),
+            review_account("delta", "Delta Inc"),
         ]
     )
     h = timedelta(hours=1)

@@ -6,21 +6,18 @@ the escalation workflow's signals and `state` query: actions arrive as signals c
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
-import pytest_asyncio
 from temporalio import workflow
-from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from csautomation.api.actions import TemporalActions
 from csautomation.api.errors import EscalationClosedError, EscalationNotFoundError
 from csautomation.workflows.types import EscalationAction, EscalationEvent, EscalationState
-from playbook_support import server_path
+from playbook_support import GRACEFUL_SHUTDOWN
+from shared_temporal import own_namespace
 
 
 @workflow.defn(name="StandInEscalation")
@@ -70,25 +67,21 @@ class StandInEscalation:
         return self._state
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=server_path(), data_converter=pydantic_data_converter
-    ) as e:
-        yield e
-
-
-@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.asyncio
 async def test_signals_and_state(env: WorkflowEnvironment) -> None:
-    client: Client = env.client
     queue = f"escalations-{uuid.uuid4()}"
-    actions = TemporalActions(client)
-    async with Worker(
-        client,
-        task_queue=queue,
-        workflows=[StandInEscalation],
-        workflow_runner=UnsandboxedWorkflowRunner(),
+    # not the `client` fixture: under tests/api that is the review app's TestClient
+    async with (
+        own_namespace(env) as client,
+        Worker(
+            client,
+            task_queue=queue,
+            workflows=[StandInEscalation],
+            workflow_runner=UnsandboxedWorkflowRunner(),
+            graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        ),
     ):
+        actions = TemporalActions(client)
         wid = f"escalation:test:acme:{uuid.uuid4()}"
         handle = await client.start_workflow(StandInEscalation.run, id=wid, task_queue=queue)
         state = await actions.state(wid)

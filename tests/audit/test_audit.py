@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -20,7 +21,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import text, update
 from temporalio import workflow
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from typer.testing import CliRunner
@@ -34,27 +35,19 @@ from csautomation.store.ledger import Query, entries
 from csautomation.store.outbox import mark_all_evaluated, runs
 from csautomation.store.repo import SqlCooldowns, Store, local_tasks
 from csautomation.store.tables import RuleVersionRow
+from csautomation.workflows.playbook import PlaybookWorkflow
 from csautomation.workflows.types import PlaybookInput, PlaybookResult
+from factories import ROOT, TODAY, playbook_store
 from playbook_support import (
+    GRACEFUL_SHUTDOWN,
     PLAYBOOKS,
-    ROOT,
-    TODAY,
-    make_store,
     make_worker,
     playbook_input,
-    server_path,
     until,
 )
+from shared_temporal import own_namespace
 
 PLAYBOOK = "playbook:usage-decline:usage-recovery:ACME:"
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=server_path(), data_converter=pydantic_data_converter
-    ) as e:
-        yield e
 
 
 @dataclass
@@ -63,44 +56,58 @@ class Run:
     url: str
     workflow_id: str
     address: str
+    namespace: str
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def done(env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory) -> Run:
+@pytest_asyncio.fixture(scope="module")
+async def done(
+    env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Run]:
     """One signal through the pipeline and a worker, its playbook run to the end."""
     folder = tmp_path_factory.mktemp("audit")
-    store = make_store(folder)
+    store = playbook_store(folder)
     mark_all_evaluated(store)
     queue = f"audit-{uuid.uuid4()}"
     runtime = RuleRuntime([ROOT / "rules"], load_health_model(), cooldowns=SqlCooldowns(store))
-    p = Pipeline(
-        store,
-        runtime,
-        PLAYBOOKS,
-        env.client,
-        queues=dict.fromkeys(("critical", "high", "medium", "low"), queue),
-    )
-    p.add_signal(
-        Signal(
-            type="usage_daily",
-            account_id="ACME",
-            occurred_at=datetime.combine(TODAY, time(18), tzinfo=UTC),
-            payload={"logins": 30, "active_users": 7},
-            idempotency_key="audit:acme:today",
+    async with own_namespace(env) as client:  # the module's: its tests read the run back
+        p = Pipeline(
+            store,
+            runtime,
+            PLAYBOOKS,
+            client,
+            queues=dict.fromkeys(("critical", "high", "medium", "low"), queue),
         )
-    )
-    async with make_worker(env, store, queue):
-        await p.run_once()
-        [wf_id] = [r.workflow_id for r in runs(store) if r.workflow_id.startswith(PLAYBOOK)]
-        await until(lambda: bool(local_tasks(store, wf_id)), "the CSM's task")
-        for r in runs(store):  # the rest of the playbook is other tests' business
-            await env.client.get_workflow_handle(r.workflow_id).terminate("audit test over")
-    runtime.close()
-    address = env.client.service_client.config.target_host
-    return Run(store, f"sqlite:///{folder}/csauto.db", wf_id, address)
+        p.add_signal(
+            Signal(
+                type="usage_daily",
+                account_id="ACME",
+                occurred_at=datetime.combine(TODAY, time(18), tzinfo=UTC),
+                payload={"logins": 30, "active_users": 7},
+                idempotency_key="audit:acme:today",
+            )
+        )
+        async with make_worker(client, store, queue):
+            await p.run_once()
+            [wf_id] = [r.workflow_id for r in runs(store) if r.workflow_id.startswith(PLAYBOOK)]
+            await until(lambda: bool(local_tasks(store, wf_id)), "the CSM's task")
+            # the task is stored inside the activity; the history records its completion
+            # a moment later, and the replay tests read that history
+            handle = client.get_workflow_handle(wf_id)
+            async with asyncio.timeout(30):
+                while not any(
+                    step.step_id == "outreach" and step.ended_at is not None
+                    for step in await handle.query(PlaybookWorkflow.step_history)
+                ):
+                    await asyncio.sleep(0.02)
+            for r in runs(store):  # the rest of the playbook is other tests' business
+                await client.get_workflow_handle(r.workflow_id).terminate("audit test over")
+        runtime.close()
+        address = client.service_client.config.target_host
+        yield Run(store, f"sqlite:///{folder}/csauto.db", wf_id, address, client.namespace)
+    store.engine.dispose()
 
 
-async def csauto(*args: str) -> tuple[int, str]:
+async def csauto(*args: str, namespace: str = "default") -> tuple[int, str]:
     """The real command, in its own process (it runs its own event loop)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -110,12 +117,13 @@ async def csauto(*args: str) -> tuple[int, str]:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         cwd=ROOT,
+        env={**os.environ, "CSAUTO_TEMPORAL_NAMESPACE": namespace},
     )
     stdout, _ = await proc.communicate()
     return proc.returncode or 0, stdout.decode()
 
 
-@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.asyncio
 async def test_the_ledger_holds_the_firing_the_run_and_the_task(done: Run) -> None:
     found = entries(done.store, Query(account_id="ACME"))
     kinds = [e.kind for e in found]
@@ -202,10 +210,16 @@ def test_a_tampered_rule_version_is_caught(done: Run, tmp_path: Path) -> None:
     assert "DIFFERENT" in result.output
 
 
-@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.asyncio
 async def test_replay_prints_the_timeline_and_deterministic(done: Run, tmp_path: Path) -> None:
     code, output = await csauto(
-        "replay", done.workflow_id, "--temporal-address", done.address, "--database-url", done.url
+        "replay",
+        done.workflow_id,
+        "--temporal-address",
+        done.address,
+        "--database-url",
+        done.url,
+        namespace=done.namespace,
     )
     assert code == 0, output
     assert "playbook usage-recovery" in output and "started by rule usage-decline" in output
@@ -222,6 +236,7 @@ async def test_replay_prints_the_timeline_and_deterministic(done: Run, tmp_path:
         str(tmp_path),
         "--temporal-address",
         done.address,
+        namespace=done.namespace,
     )
     assert code == 0, output
     [exported] = list(tmp_path.glob("*.json"))
@@ -243,20 +258,21 @@ class OlderPlaybookWorkflow:
         return PlaybookResult(outcome="done", steps=[])
 
 
-@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.asyncio
 async def test_an_older_incompatible_history_is_reported_clearly(
-    env: WorkflowEnvironment, tmp_path: Path
+    client: Client, tmp_path: Path
 ) -> None:
     queue = f"older-{uuid.uuid4()}"
     # unsandboxed: the sandbox would re-import this test module by name
     older = Worker(
-        env.client,
+        client,
         task_queue=queue,
         workflows=[OlderPlaybookWorkflow],
         workflow_runner=UnsandboxedWorkflowRunner(),
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
     async with older:
-        handle = await env.client.start_workflow(
+        handle = await client.start_workflow(
             "PlaybookWorkflow", playbook_input(), id=f"older-{uuid.uuid4()}", task_queue=queue
         )
         await handle.result()

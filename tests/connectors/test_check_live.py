@@ -4,10 +4,8 @@ and never a credential in what it prints."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from csautomation.cli import app
@@ -15,13 +13,6 @@ from fakes.vendors import Vendors
 
 runner = CliRunner()
 NAMES = ("salesforce", "zendesk", "hubspot", "slack", "ops-hook")
-
-
-@pytest.fixture
-def vendors() -> Iterator[Vendors]:
-    v = Vendors().start(("ACME",))
-    yield v
-    v.stop()
 
 
 def check(vendors: Vendors, tmp_path: Path, **override: str) -> tuple[int, dict[str, str]]:

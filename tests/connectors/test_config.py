@@ -15,7 +15,7 @@ from csautomation.errors import ConfigFileError
 from csautomation.store.deadletters import DeadLetter, dead_letters, record_dead_letter
 from csautomation.store.repo import Store, local_tasks
 from csautomation.workflows.types import EscalationNotice
-from playbook_support import make_store
+from factories import playbook_store
 
 ROOT = Path(__file__).parents[2]
 runner = CliRunner()
@@ -56,7 +56,7 @@ def test_two_defaults_for_one_capability_are_refused(tmp_path: Path) -> None:
 
 
 def test_without_vendors_every_capability_is_served_locally(db_url: str) -> None:
-    store = make_store(db_url)
+    store = playbook_store(db_url)
     connectors = build_connectors(load_connectors([ROOT / "connectors"]), store, env={})
     assert connectors.tasks(None).name == "local"
     assert connectors.notifier("slack").name == "local"  # disabled: the local fallback
@@ -109,7 +109,7 @@ def dead_task(store: Store, workflow_id: str) -> None:
 
 
 def test_dlq_retry_redrives_each_once_and_discard_closes(db_url: str) -> None:
-    store = make_store(db_url)
+    store = playbook_store(db_url)
     for wf in ("playbook:a", "playbook:b", "playbook:c"):
         dead_task(store, wf)
     dead_task(store, "playbook:a")  # recorded twice: still one entry
@@ -137,7 +137,7 @@ def test_dlq_retry_redrives_each_once_and_discard_closes(db_url: str) -> None:
 
 
 def test_dlq_retry_redrives_an_escalation_notice_once(db_url: str) -> None:
-    store = make_store(db_url)
+    store = playbook_store(db_url)
     wid = "escalation:r1:ACME:7"
     now = datetime(2026, 11, 1, 9, tzinfo=UTC)
     notice = EscalationNotice(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,25 +20,11 @@ from csautomation.errors import (
     ConnectorUnavailableError,
     ConnectorValidationError,
 )
-from csautomation.facts.model import Account
+from factories import account
 from fakes.hubspot import FakeHubSpot
 from fakes.server import Faults
 
 DUE = datetime(2030, 3, 4, 9, 30, tzinfo=UTC)
-
-
-def account(**extra: Any) -> Account:
-    return Account(
-        id="ACME",
-        name="Acme",
-        tier="enterprise",
-        arr=1e5,
-        owner="csm-01",
-        manager="mgr-01",
-        renewal_date=date(2027, 1, 1),
-        customer_since=date(2022, 1, 1),
-        **extra,
-    )
 
 
 def task(key: str = "playbook:r1:ACME:2030-03:call", **extra: Any) -> TaskRequest:

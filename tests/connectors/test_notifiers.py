@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from csautomation.errors import (
     ConnectorUnavailableError,
     ConnectorValidationError,
 )
-from csautomation.facts.model import Account
+from factories import account
 from fakes.hooks import FakeHooks
 from fakes.server import Faults
 
@@ -31,17 +30,7 @@ NOW = 1_900_000_000
 def note(
     key: str = "playbook:r1:ACME:2030-03:alert", text: str = "Acme is at risk"
 ) -> NotifyRequest:
-    acme = Account(
-        id="ACME",
-        name="Acme",
-        tier="enterprise",
-        arr=1e5,
-        owner="csm-01",
-        manager="mgr-01",
-        renewal_date=date(2027, 1, 1),
-        customer_since=date(2022, 1, 1),
-    )
-    return NotifyRequest(key, "playbook:r1:ACME:2030-03", "alert", acme, "#cs-alerts", text)
+    return NotifyRequest(key, "playbook:r1:ACME:2030-03", "alert", account(), "#cs-alerts", text)
 
 
 @pytest.fixture

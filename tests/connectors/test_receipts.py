@@ -11,7 +11,7 @@ from csautomation.connectors.local import LocalCrm
 from csautomation.connectors.registry import Connectors
 from csautomation.facts.health import load_health_model
 from csautomation.workflows.types import NotifyInput
-from playbook_support import TODAY, make_store
+from factories import TODAY, playbook_store
 
 
 class Webhook:
@@ -26,7 +26,7 @@ class Webhook:
 
 
 def test_a_retry_after_a_lost_completion_posts_once(db_url: str) -> None:
-    store = make_store(db_url)
+    store = playbook_store(db_url)
     hook = Webhook()
     acts = PlaybookActivities(
         store,

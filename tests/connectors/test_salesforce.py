@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from csautomation.errors import (
     ConnectorUnavailableError,
     ConnectorValidationError,
 )
-from csautomation.facts.model import Account
+from factories import account
 from fakes.salesforce import FakeSalesforce
 from fakes.server import Faults, Request, Response
 
@@ -44,20 +44,6 @@ PASSWORD_AUTH = {
     "client_id_env": "SF_CLIENT_ID",
     "client_secret_env": "SF_CLIENT_SECRET",
 }
-
-
-def account(account_id: str = "ACME", **extra: Any) -> Account:
-    return Account(
-        id=account_id,
-        name="Acme",
-        tier="enterprise",
-        arr=1e5,
-        owner="csm-01",
-        manager="mgr-01",
-        renewal_date=date(2027, 1, 1),
-        customer_since=date(2022, 1, 1),
-        **extra,
-    )
 
 
 def task(key: str = "playbook:r1:ACME:2030-03:call", **extra: Any) -> TaskRequest:
@@ -149,7 +135,7 @@ def test_the_account_is_looked_up_once_and_crm_ids_skip_the_lookup(
     crm.create_task(task("k-1"))
     crm.create_task(task("k-2", priority="low"))
     assert len(fake.soql) == 1
-    crm.create_task(task("k-3", account=account("OTHER", crm_ids={"salesforce": "001KNOWN"})))
+    crm.create_task(task("k-3", account=account(id="OTHER", crm_ids={"salesforce": "001KNOWN"})))
     assert len(fake.soql) == 1
     assert tasks_for(fake, "k-3")[0]["WhatId"] == "001KNOWN"
     assert tasks_for(fake, "k-2")[0]["Priority"] == "Low"
@@ -157,7 +143,7 @@ def test_the_account_is_looked_up_once_and_crm_ids_skip_the_lookup(
 
 def test_an_unknown_account_is_not_found(make: Any) -> None:
     with pytest.raises(ConnectorNotFoundError, match="Csauto_Account_Id__c = 'NOPE'") as info:
-        make().create_task(task(account=account("NOPE")))
+        make().create_task(task(account=account(id="NOPE")))
     assert not info.value.retryable
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from csautomation.errors import (
     ConnectorUnavailableError,
     ConnectorValidationError,
 )
-from csautomation.facts.model import Account
+from factories import account
 from fakes.server import Faults
 from fakes.zendesk import FakeZendesk
 
@@ -34,16 +34,7 @@ def task(key: str = KEY, **extra: Any) -> TaskRequest:
         "idempotency_key": key,
         "workflow_id": "playbook:r1:ACME:2030-03",
         "step_id": "call",
-        "account": Account(
-            id="ACME",
-            name="Acme",
-            tier="enterprise",
-            arr=1e5,
-            owner="csm-01",
-            manager="mgr-01",
-            renewal_date=date(2027, 1, 1),
-            customer_since=date(2022, 1, 1),
-        ),
+        "account": account(),
         "assignee": "csm-01",
         "subject": "Call Acme about renewal",
         "description": "Usage fell 40% in 30 days.",

@@ -16,8 +16,7 @@ from csautomation.escalation.cli import schema, simulate, validate
 from csautomation.escalation.matrix import load_escalation_config
 from csautomation.escalation.model import EscalationPlan
 from csautomation.escalation.policy import plan
-from csautomation.facts.model import Account
-from csautomation.store.repo import Store
+from factories import account, new_store
 
 ROOT = Path(__file__).parents[2]
 MATRIX, PEOPLE = load_escalation_config(ROOT / "escalation_matrix.yaml", ROOT / "people.yaml")
@@ -29,18 +28,15 @@ app.command("schema")(schema)
 runner = CliRunner()
 
 ACCOUNTS = [
-    Account(
+    account(
         id="ENT-1",
         name="Initech Holdings",
-        tier="enterprise",
         arr=420_000,
         region="emea",
-        owner="csm-01",
-        manager="mgr-01",
         renewal_date=date(2027, 3, 1),
         customer_since=date(2021, 3, 1),
     ),
-    Account(
+    account(
         id="SMB-1",
         name="Hooli Foods",
         tier="smb",
@@ -67,10 +63,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 @pytest.fixture
 def stored(env: dict[str, str], db_url: str) -> dict[str, str]:
-    store = Store(db_url)
-    store.create_all()
-    store.upsert_accounts(ACCOUNTS)
-    store.engine.dispose()
+    new_store(db_url, ACCOUNTS).engine.dispose()
     return env | {"CSAUTO_DATABASE_URL": db_url}
 
 

@@ -14,7 +14,8 @@ from csautomation.connectors.registry import Connectors
 from csautomation.facts.health import load_health_model
 from csautomation.store.repo import local_tasks
 from csautomation.workflows.types import EscalationNotice
-from playbook_support import escalation_activities, make_store
+from factories import playbook_store
+from playbook_support import escalation_activities
 
 DUE = datetime(2026, 11, 2, 12, 30, tzinfo=UTC)
 
@@ -46,7 +47,7 @@ def notice(channel: str) -> EscalationNotice:
 
 
 def test_a_crm_gets_a_task_and_slack_a_mention_each_once(db_url: str) -> None:
-    store = make_store(db_url)
+    store = playbook_store(db_url)
     slack = Slack()
     connectors = Connectors({"local": LocalCrm(store), "slack": slack}, "local", "local")
     esc = escalation_activities(

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import factories
 from csautomation.facts import derive_many
 from csautomation.facts.catalog import FACTS, FactType
 from csautomation.facts.derive import MAX_LOOKBACK, derive, group_by_account
@@ -147,19 +148,17 @@ def histories(draw: st.DrawFn, as_of: date) -> tuple[Account, list[Signal], date
         scale = factor if back < cliff else 1.0
         payload = _payload(kind, rnd, level * scale * (0.4 if day.weekday() >= 5 else 1), day)
         signals.append(Signal(type=kind, account_id=account_id, occurred_at=at, payload=payload))
-    account = Account(
+    drawn = factories.account(
         id=account_id,
         name=f"Account {account_id}",
         tier=rnd.choice(["enterprise", "mid_market", "smb"]),
         arr=rnd.choice([0.0, 12_000.0, rnd.uniform(1000, 500_000)]),
         seats=rnd.randint(1, 400),
-        owner="csm-01",
-        manager="mgr-01",
         renewal_date=as_of + timedelta(days=rnd.randint(-20, 400)),
         customer_since=as_of - timedelta(days=rnd.randint(-10, 3000)),
         tags=tuple(rnd.sample(["strategic", "reference", "at-risk"], rnd.randint(0, 2))),
     )
-    return account, signals, as_of
+    return drawn, signals, as_of
 
 
 ANOMALY = ["usage.anomaly_score", "usage.logins_7d_baseline", "health.anomaly_score"]
@@ -212,14 +211,12 @@ def _usage(account_id: str, days: Iterable[int], as_of: date = END, **payload: A
 
 
 def _account(account_id: str) -> Account:
-    return Account(
+    return factories.account(
         id=account_id,
         name=account_id,
         tier="smb",
         arr=5000.0,
         seats=30,
-        owner="csm-01",
-        manager="mgr-01",
         renewal_date=END + timedelta(days=90),
         customer_since=date(2024, 1, 1),
     )

@@ -25,6 +25,7 @@ from csautomation.ingest.validate import clean_json, unstorable
 from csautomation.store.quarantine import held
 from csautomation.store.repo import Store, table
 from csautomation.store.tables import SignalRow
+from factories import review_account
 
 TOKEN = "analytics-token-" + "t" * 24
 HMAC_SECRET = "crm-hmac-secret-" + "s" * 24
@@ -56,12 +57,9 @@ def sources() -> Sources:
 
 
 @pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    s = Store(db_url)
-    s.create_all()
-    populate(s)
-    yield s
-    s.engine.dispose()
+def store(store: Store) -> Store:
+    populate(store)
+    return store
 
 
 @pytest.fixture
@@ -211,13 +209,11 @@ def test_a_bad_signal_is_discarded_once(http: httpx.Client, store: Store) -> Non
 def test_an_unknown_account_is_reprocessed_once_the_account_exists(
     http: httpx.Client, store: Store
 ) -> None:
-    from api.support import _account  # the same account shape the app's tests use
-
     qid = http.post("/v1/signals", json=usage(account="newco"), headers=auth()).json()[
         "quarantine_ids"
     ][0]
     assert http.post(f"/v1/quarantine/{qid}/reprocess", headers=bearer("ada")).status_code == 422
-    store.upsert_accounts([_account("newco", "NewCo")])
+    store.upsert_accounts([review_account("newco", "NewCo")])
     assert http.post(f"/v1/quarantine/{qid}/reprocess", headers=bearer("ada")).status_code == 200
     assert len(store.signals_for("newco")) == 1
 

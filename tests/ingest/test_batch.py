@@ -15,12 +15,6 @@ from csautomation.store.repo import Store
 runner = CliRunner()
 
 
-def store(db_url: str) -> Store:
-    s = Store(db_url)
-    s.create_all()
-    return s
-
-
 def usage(day: int, logins: object = 40, account: str = "ACME") -> dict[str, object]:
     return {
         "type": "usage_daily",
@@ -45,11 +39,10 @@ def write_jsonl(path: Path) -> Path:
 
 
 def test_jsonl_rows_are_checked_with_line_and_field_and_stored_once(
-    tmp_path: Path, db_url: str
+    tmp_path: Path, store: Store
 ) -> None:
-    s = store(db_url)
     path = write_jsonl(tmp_path / "signals.jsonl")
-    report = import_file(s, path)
+    report = import_file(store, path)
     assert (report.rows, report.accepted, report.stored, report.duplicates) == (6, 3, 2, 1)
     assert [(r.line, r.field) for r in report.rejected] == [
         (2, "payload.logins"),
@@ -58,13 +51,12 @@ def test_jsonl_rows_are_checked_with_line_and_field_and_stored_once(
     ]
     assert "greater than or equal to 0" in str(report.rejected[0])
     assert str(report.rejected[1]).startswith("line 4: not JSON")
-    again = import_file(s, path)  # the same file again changes nothing
+    again = import_file(store, path)  # the same file again changes nothing
     assert (again.accepted, again.stored, again.duplicates) == (3, 0, 3)
-    assert s.signals_version("ACME")[0] == 2
+    assert store.signals_version("ACME")[0] == 2
 
 
-def test_csv_takes_payload_columns_or_a_json_payload(tmp_path: Path, db_url: str) -> None:
-    s = store(db_url)
+def test_csv_takes_payload_columns_or_a_json_payload(tmp_path: Path, store: Store) -> None:
     path = tmp_path / "signals.csv"
     path.write_text(
         "type,account_id,occurred_at,payload.logins,payload.active_users,payload\n"
@@ -75,7 +67,7 @@ def test_csv_takes_payload_columns_or_a_json_payload(tmp_path: Path, db_url: str
         'nps_response,BETA,2026-11-01T10:00:00Z,,,"{score: 9}"\n',
         encoding="utf-8",
     )
-    report = import_file(s, path)
+    report = import_file(store, path)
     assert (report.rows, report.accepted, report.stored) == (5, 2, 2)
     assert [(r.line, r.field) for r in report.rejected] == [
         (4, "payload.logins"),

@@ -11,16 +11,12 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time
 from pathlib import Path
 
 import httpx
 import pytest
-import pytest_asyncio
-from temporalio.client import WorkflowExecutionStatus
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
+from temporalio.client import Client, WorkflowExecutionStatus
 
 from api.support import FAST, SECRET, FakeActions, build_people
 from csautomation.api import create_app
@@ -31,26 +27,11 @@ from csautomation.rules.runtime import RuleRuntime
 from csautomation.runtime.pipeline import Pipeline
 from csautomation.store.outbox import mark_all_evaluated, pending_signals, runs
 from csautomation.store.repo import SqlCooldowns, Store, local_tasks
-from playbook_support import (
-    PLAYBOOKS,
-    ROOT,
-    TODAY,
-    make_store,
-    make_worker,
-    server_path,
-    until,
-)
+from factories import ROOT, TODAY, playbook_store
+from playbook_support import PLAYBOOKS, make_worker, until
 
 TOKEN = "e2e-source-token-" + "x" * 20
 PLAYBOOK = "playbook:usage-decline:usage-recovery:ACME:"
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=server_path(), data_converter=pydantic_data_converter
-    ) as e:
-        yield e
 
 
 def todays_usage(key: str = "e2e:acme:today", account: str = "ACME") -> dict[str, object]:
@@ -64,18 +45,18 @@ def todays_usage(key: str = "e2e:acme:today", account: str = "ACME") -> dict[str
     }
 
 
-def pipeline(store: Store, env: WorkflowEnvironment, queue: str) -> Pipeline:
+def pipeline(store: Store, client: Client, queue: str) -> Pipeline:
     runtime = RuleRuntime([ROOT / "rules"], load_health_model(), cooldowns=SqlCooldowns(store))
     queues = dict.fromkeys(("critical", "high", "medium", "low"), queue)
-    return Pipeline(store, runtime, PLAYBOOKS, env.client, queues=queues)
+    return Pipeline(store, runtime, PLAYBOOKS, client, queues=queues)
 
 
-@pytest.mark.asyncio(loop_scope="module")
-async def test_a_posted_signal_starts_its_playbook(env: WorkflowEnvironment, db_url: str) -> None:
-    store = make_store(db_url)
+@pytest.mark.asyncio
+async def test_a_posted_signal_starts_its_playbook(client: Client, db_url: str) -> None:
+    store = playbook_store(db_url)
     mark_all_evaluated(store)  # the history is context; only the posted signal is news
     queue = f"e2e-{uuid.uuid4()}"
-    pipe = pipeline(store, env, queue)
+    pipe = pipeline(store, client, queue)
     app = create_app(
         store,
         build_people(),
@@ -85,7 +66,7 @@ async def test_a_posted_signal_starts_its_playbook(env: WorkflowEnvironment, db_
         sources=Sources({"warehouse": SourceSpec(auth="token", secret_env="T")}, {"T": TOKEN}),
         on_stored=pipe.wake.set,
     )
-    worker = make_worker(env, store, queue)
+    worker = make_worker(client, store, queue)
     loop = asyncio.create_task(pipe.run_forever(poll=30))  # only the post can wake it in time
     try:
         async with worker, serving(app) as url, httpx.AsyncClient(base_url=url) as http:
@@ -100,7 +81,7 @@ async def test_a_posted_signal_starts_its_playbook(env: WorkflowEnvironment, db_
 
             await until(started, "the playbook's start")
             run = next(x for x in runs(store) if x.workflow_id.startswith(PLAYBOOK))
-            handle = env.client.get_workflow_handle(run.workflow_id)
+            handle = client.get_workflow_handle(run.workflow_id)
             assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
             await until(lambda: bool(local_tasks(store, run.workflow_id)), "the CSM's task")
             task = local_tasks(store, run.workflow_id)[0]
@@ -112,18 +93,18 @@ async def test_a_posted_signal_starts_its_playbook(env: WorkflowEnvironment, db_
             )
             assert again.json()["duplicates"] == 1
             for x in runs(store):  # leave nothing open on this queue
-                await env.client.get_workflow_handle(x.workflow_id).terminate("test over")
+                await client.get_workflow_handle(x.workflow_id).terminate("test over")
     finally:
         loop.cancel()
         pipe.runtime.close()
     assert sum(1 for x in runs(store) if x.workflow_id.startswith(PLAYBOOK)) == 1
 
 
-@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.asyncio
 async def test_a_signal_acknowledged_by_a_killed_process_is_evaluated_after_restart(
-    env: WorkflowEnvironment, tmp_path: Path, db_url: str
+    client: Client, tmp_path: Path, db_url: str
 ) -> None:
-    store = make_store(db_url)
+    store = playbook_store(db_url)
     mark_all_evaluated(store)
     (tmp_path / "sources.yaml").write_text(
         "sources:\n  warehouse: {auth: token, secret_env: E2E_SOURCE_TOKEN}\n"
@@ -170,7 +151,7 @@ async def test_a_signal_acknowledged_by_a_killed_process_is_evaluated_after_rest
             proc.stdout.close()
     assert [p.signal.idempotency_key for p in pending_signals(store, 10)] == ["crash:beta"]
     queue = f"e2e-{uuid.uuid4()}"
-    pipe = pipeline(store, env, queue)  # a fresh pipeline: nothing but the store carries over
+    pipe = pipeline(store, client, queue)  # a fresh pipeline: nothing but the store carries over
     try:
         evaluated, dispatched = await pipe.run_once()
         assert evaluated == 1 and dispatched >= 1
@@ -178,7 +159,7 @@ async def test_a_signal_acknowledged_by_a_killed_process_is_evaluated_after_rest
         started = [x for x in runs(store) if x.workflow_id.startswith(prefix)]
         assert len(started) == 1 and started[0].run_id is not None
         for x in runs(store):
-            await env.client.get_workflow_handle(x.workflow_id).terminate("test over")
+            await client.get_workflow_handle(x.workflow_id).terminate("test over")
     finally:
         pipe.runtime.close()
 

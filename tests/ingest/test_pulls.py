@@ -29,6 +29,7 @@ from csautomation.ingest.pulls import (
 )
 from csautomation.store.repo import Store, table
 from csautomation.store.tables import SignalRow
+from factories import new_store
 from fakes.salesforce import CHANGED_ACCOUNTS, FakeSalesforce, sf_date
 from fakes.server import Faults
 from fakes.zendesk import FakeZendesk, read_cursor, unix
@@ -113,9 +114,7 @@ def ctx(
     for key, value in ENV.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", sf.ca_file(tmp_path))
-    store = Store(db_url)
-    store.create_all()
-    return PullContext(store=store, connectors_path=folder, now=NOW)
+    return PullContext(store=new_store(db_url), connectors_path=folder, now=NOW)
 
 
 def signals(store: Store) -> dict[str, tuple[str, str, dict[str, Any]]]:

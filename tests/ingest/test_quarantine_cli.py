@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,6 @@ from click.testing import Result
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from api.support import _account
 from csautomation.facts.health import load_health_model
 from csautomation.facts.model import Signal
 from csautomation.ingest.intake import Intake, Outcome
@@ -30,7 +29,8 @@ from csautomation.runtime.quarantine_cli import register
 from csautomation.store.quarantine import get_held
 from csautomation.store.repo import SqlCooldowns, Store, table
 from csautomation.store.tables import SignalRow
-from playbook_support import PLAYBOOKS, ROOT
+from factories import ROOT, review_account
+from playbook_support import PLAYBOOKS
 
 runner = CliRunner()
 app = typer.Typer()
@@ -48,12 +48,9 @@ def usage(account: str = "acme", logins: Any = 40, **extra: Any) -> dict[str, An
 
 
 @pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    s = Store(db_url)
-    s.create_all()
-    s.upsert_accounts([_account("acme", "Acme Corp")])
-    yield s
-    s.engine.dispose()
+def store(store: Store) -> Store:
+    store.upsert_accounts([review_account("acme", "Acme Corp")])
+    return store
 
 
 @pytest.fixture
@@ -215,7 +212,7 @@ def test_a_held_signal_is_released_once_its_account_exists(
 
     early = csauto(env, "retry", qid)
     assert early.exit_code == 1 and "account_id: unknown account 'newco'" in early.output
-    store.upsert_accounts([_account("newco", "NewCo")])
+    store.upsert_accounts([review_account("newco", "NewCo")])
     released = csauto(env, "retry", qid)
     assert released.exit_code == 0, released.output
     assert f"item {qid} reprocessed: signal early" in released.output

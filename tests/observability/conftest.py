@@ -16,6 +16,7 @@ from csautomation.api import create_app
 from csautomation.api.server import BackgroundServer
 from csautomation.ingest.sources import Sources, SourceSpec
 from csautomation.store.repo import Store
+from factories import new_store
 
 TOKEN = "observability-token-" + "t" * 24
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -30,8 +31,7 @@ def sources() -> Sources:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(f"sqlite:///{tmp_path}/csauto.db")
-    s.create_all()
+    s = new_store(tmp_path)
     populate(s)
     yield s
     s.engine.dispose()

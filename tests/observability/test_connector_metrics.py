@@ -6,7 +6,6 @@ counted, the breaker gauge follows the breaker, and a process's probe server (wh
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date
 from pathlib import Path
 
 import httpx
@@ -17,9 +16,8 @@ from csautomation.connectors.base import NotifyRequest
 from csautomation.connectors.config import SlackConfig
 from csautomation.connectors.loader import build_connectors
 from csautomation.errors import CircuitOpenError, ConnectorUnavailableError
-from csautomation.facts.model import Account
 from csautomation.runtime.probe import ProbeServer
-from csautomation.store.repo import Store
+from factories import account, new_store
 from fakes.hooks import FakeHooks
 from observability.conftest import parse, value
 
@@ -27,16 +25,7 @@ CONNECTOR = "slack-observed"
 
 
 def note(n: int) -> NotifyRequest:
-    acme = Account(
-        id="ACME",
-        name="Acme",
-        tier="enterprise",
-        arr=1e5,
-        owner="csm-01",
-        manager="mgr-01",
-        renewal_date=date(2027, 1, 1),
-        customer_since=date(2022, 1, 1),
-    )
+    acme = account()
     key = f"playbook:r1:ACME:2030-03:alert-{n}"
     return NotifyRequest(key, "playbook:r1:ACME:2030-03", "alert", acme, "#cs", "Acme at risk")
 
@@ -63,8 +52,7 @@ def test_a_failing_vendor_counts_errors_and_opens_the_breaker_gauge(
             "breaker": {"failures": 2, "reset_after": "10m"},
         }
     )
-    store = Store(f"sqlite:///{tmp_path}/csauto.db")
-    store.create_all()
+    store = new_store(tmp_path)
     connectors = build_connectors(
         {CONNECTOR: config},
         store,

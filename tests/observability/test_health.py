@@ -4,18 +4,15 @@ what is not ready. No sign-in on either."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
-import pytest_asyncio
 from fastapi import FastAPI
 from temporalio.client import Client
-from temporalio.testing import WorkflowEnvironment
 
 from api.support import FAST, NOW, SECRET, FakeActions, build_people
 from csautomation.api import create_app
-from csautomation.runtime import server
 from csautomation.runtime.server import connect, free_port
 from csautomation.store.repo import Store
 
@@ -38,14 +35,6 @@ def unreachable() -> Iterator[Store]:
     s = Store(f"postgresql+psycopg://csauto@127.0.0.1:{free_port()}/csauto")
     yield s
     s.engine.dispose()
-
-
-@pytest_asyncio.fixture
-async def temporal() -> AsyncIterator[WorkflowEnvironment]:
-    async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=server.test_server_path()
-    ) as env:
-        yield env
 
 
 def asgi(app: FastAPI) -> httpx.AsyncClient:
@@ -84,10 +73,8 @@ async def test_not_ready_while_temporal_is_unreachable(store: Store) -> None:
 
 
 @pytest.mark.asyncio
-async def test_ready_with_the_store_and_a_serving_temporal(
-    store: Store, temporal: WorkflowEnvironment
-) -> None:
-    async with asgi(app_over(store, temporal.client)) as http:
+async def test_ready_with_the_store_and_a_serving_temporal(store: Store, client: Client) -> None:
+    async with asgi(app_over(store, client)) as http:
         ready = await http.get("/health/ready")
     assert ready.status_code == 200, ready.text
     assert ready.json()["checks"] == {"database": "ok", "temporal": "ok"}

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time
 
 import pytest
-import pytest_asyncio
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
+from temporalio.client import Client
 
 from csautomation.dispatcher import Firing, plan, start
 from csautomation.facts.health import load_health_model
@@ -17,21 +14,14 @@ from csautomation.rules.runtime import RuleRuntime
 from csautomation.runtime.pipeline import Pipeline
 from csautomation.store.outbox import mark_all_evaluated, runs, undispatched_firings
 from csautomation.store.repo import SqlCooldowns, Store
-from playbook_support import PLAYBOOKS, ROOT, TODAY, make_store, server_path
+from factories import ROOT, TODAY, playbook_store
+from playbook_support import PLAYBOOKS
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=server_path(), data_converter=pydantic_data_converter
-    ) as e:
-        yield e
-
-
-def pipeline(store: Store, env: WorkflowEnvironment) -> Pipeline:
+def pipeline(store: Store, client: Client) -> Pipeline:
     """A fresh pipeline, as after a restart: nothing but the store carries over."""
     runtime = RuleRuntime([ROOT / "rules"], load_health_model(), cooldowns=SqlCooldowns(store))
-    return Pipeline(store, runtime, PLAYBOOKS, env.client)
+    return Pipeline(store, runtime, PLAYBOOKS, client)
 
 
 def todays_signal() -> Signal:
@@ -52,13 +42,13 @@ def usage_runs(store: Store) -> list[tuple[str, str | None]]:
     ]
 
 
-@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.asyncio
 async def test_a_signal_delivered_twice_starts_its_playbook_once(
-    env: WorkflowEnvironment, db_url: str
+    client: Client, db_url: str
 ) -> None:
-    store = make_store(db_url)
+    store = playbook_store(db_url)
     mark_all_evaluated(store)  # the history is context, not news
-    p = pipeline(store, env)
+    p = pipeline(store, client)
     assert p.add_signal(todays_signal()) is True
     assert p.add_signal(todays_signal()) is False  # the same delivery again
     evaluated, dispatched = await p.run_once()
@@ -66,19 +56,19 @@ async def test_a_signal_delivered_twice_starts_its_playbook_once(
     assert await p.run_once() == (0, 0)
     started = usage_runs(store)
     assert len(started) == 1 and started[0][1] is not None
-    handle = env.client.get_workflow_handle(started[0][0])
+    handle = client.get_workflow_handle(started[0][0])
     assert (await handle.describe()).run_id == started[0][1]
     assert undispatched_firings(store) == []
     p.runtime.close()
 
 
-@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.asyncio
 async def test_a_crash_between_evaluation_and_dispatch_starts_the_workflow_once(
-    env: WorkflowEnvironment, db_url: str
+    client: Client, db_url: str
 ) -> None:
-    store = make_store(db_url)
+    store = playbook_store(db_url)
     mark_all_evaluated(store)
-    first = pipeline(store, env)
+    first = pipeline(store, client)
     first.add_signal(todays_signal())
     assert first.evaluate_pending() == 1  # ... and the process dies before dispatching
     first.runtime.close()
@@ -86,7 +76,7 @@ async def test_a_crash_between_evaluation_and_dispatch_starts_the_workflow_once(
     assert row.dispatched_at is None
 
     # a second crash: this time after the workflow started, before the outbox knew
-    second = pipeline(store, env)
+    second = pipeline(store, client)
     firing = Firing(
         rule_id=row.rule_id,
         rule_version=row.rule_version,
@@ -97,10 +87,10 @@ async def test_a_crash_between_evaluation_and_dispatch_starts_the_workflow_once(
         actions=tuple(row.actions),
         explain=row.explain,
     )
-    started = [await start(env.client, p) for p in plan(firing, PLAYBOOKS)]
+    started = [await start(client, p) for p in plan(firing, PLAYBOOKS)]
     second.runtime.close()
 
-    third = pipeline(store, env)
+    third = pipeline(store, client)
     pending = len(undispatched_firings(store))
     assert await third.run_once() == (0, pending)
     assert undispatched_firings(store) == []

@@ -1,5 +1,5 @@
-"""Shared set-up for the scheduler tests: a store whose accounts' logins fell, a
-scheduled rule over it, and a tiny pull (this module stands in for
+"""Shared set-up for the scheduler tests: a scheduled rule over the accounts of
+`factories.scheduler_store`, and a tiny pull (this module stands in for
 csautomation.ingest.pulls: `SchedulerOptions(pulls_module="scheduling.support")`)."""
 
 from __future__ import annotations
@@ -8,13 +8,12 @@ import os
 import time as clock
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import select
 
-from csautomation.facts.model import Account, Signal
 from csautomation.scheduling.tables import SchedulerRunRow
 from csautomation.store.repo import Store, table
 from csautomation.store.tables import RuleFiringRow
@@ -42,43 +41,6 @@ def write_rules(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "usage.yaml").write_text(RULE)
     return folder
-
-
-def account(account_id: str) -> Account:
-    return Account(
-        id=account_id,
-        name=f"{account_id.title()} Corp",
-        tier="enterprise",
-        arr=2e5,
-        seats=40,
-        owner="csm-01",
-        manager="mgr-01",
-        renewal_date=date(2030, 2, 1),
-        customer_since=date(2022, 1, 1),
-    )
-
-
-def make_store(url: str, today: date, falling: tuple[str, ...] = ("ACME", "BETA")) -> Store:
-    """`falling` accounts went from 100 logins a day to 30 a month before `today`; STEADY
-    kept 100."""
-    store = Store(url)
-    store.create_all()
-    ids = (*falling, "STEADY")
-    store.upsert_accounts(account(i) for i in ids)
-    signals = []
-    for account_id in ids:
-        for back in range(90, -1, -1):
-            logins = 30 if back <= 30 and account_id in falling else 100
-            signals.append(
-                Signal(
-                    type="usage_daily",
-                    account_id=account_id,
-                    occurred_at=datetime.combine(today - timedelta(days=back), time(0), UTC),
-                    payload={"logins": logins, "active_users": logins // 4},
-                )
-            )
-    store.add_signals(signals)
-    return store
 
 
 def firings(store: Store) -> list[tuple[str, str, int, datetime | None]]:

@@ -22,14 +22,15 @@ from csautomation.scheduling.jobs import JobContext, NoSchedulerError
 from csautomation.scheduling.leader import Lease
 from csautomation.scheduling.tables import create_tables
 from csautomation.store.facts import FactsReader
-from scheduling.support import firings, make_store, run_rows, write_rules
+from factories import scheduler_store
+from scheduling.support import firings, run_rows, write_rules
 
 FIRE = datetime(2026, 11, 1, 6, 0, 0, 400_000, tzinfo=UTC)
 
 
 @pytest.fixture
 def ctx(tmp_path: Path, db_url: str) -> Iterator[JobContext]:
-    store = make_store(db_url, FIRE.date())
+    store = scheduler_store(db_url, FIRE.date())
     create_tables(store.engine)
     runtime = RuleRuntime([write_rules(tmp_path / "rules")], load_health_model())
     out = tmp_path / "pulls.txt"

@@ -66,14 +66,6 @@ def test_the_executor_passes_the_fire_time_and_applies_the_policy_on_its_clock()
 
 # the real scheduler -------------------------------------------------------------------------
 @pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    s = Store(db_url)
-    s.create_all()
-    yield s
-    s.engine.dispose()
-
-
-@pytest.fixture
 def runtime(tmp_path: Path) -> Iterator[RuleRuntime]:
     r = RuleRuntime([write_rules(tmp_path / "rules")], load_health_model())
     yield r

@@ -21,7 +21,8 @@ import pytest
 from csautomation.scheduling.leader import current_lease
 from csautomation.scheduling.tables import create_tables
 from csautomation.store.repo import Store
-from scheduling.support import firings, make_store, run_rows, wait_for, write_rules
+from factories import scheduler_store
+from scheduling.support import firings, run_rows, wait_for, write_rules
 
 TESTS = Path(__file__).parents[1]
 TTL = 2.0  # seconds: a dead leader is replaced within TTL + one renewal
@@ -77,7 +78,7 @@ class Proc:
 @pytest.fixture
 def setup(tmp_path: Path, db_url: str) -> Iterator[tuple[Store, Path, str]]:
     url = db_url
-    store = make_store(url, datetime.now(UTC).date())
+    store = scheduler_store(url, datetime.now(UTC).date())
     create_tables(store.engine)
     write_rules(tmp_path / "rules")
     out = tmp_path / "pulls.txt"

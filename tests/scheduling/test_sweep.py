@@ -17,7 +17,8 @@ from csautomation.scheduling.sweep import SweepError, sweep
 from csautomation.store.facts import FactsReader
 from csautomation.store.outbox import undispatched_firings
 from csautomation.store.repo import SqlCooldowns, Store
-from scheduling.support import RULE, firings, make_store, write_rules
+from factories import add_scheduler_accounts, scheduler_store
+from scheduling.support import RULE, firings, write_rules
 
 ROOT = Path(__file__).parents[2]
 TODAY = date(2026, 11, 1)
@@ -25,10 +26,8 @@ AT = datetime(2026, 11, 1, 6, tzinfo=UTC)
 
 
 @pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    s = make_store(db_url, TODAY)
-    yield s
-    s.engine.dispose()
+def store(store: Store) -> Store:
+    return add_scheduler_accounts(store, TODAY)
 
 
 @pytest.fixture
@@ -87,7 +86,7 @@ def test_an_account_that_fired_within_its_cooldown_is_suppressed(
 def test_the_batch_sweep_agrees_with_the_streaming_evaluation(db_url: str) -> None:
     """Every shipped scheduled rule, swept in batch mode, matches the accounts that the
     per-account (durable_rules) path matches on a schedule trigger."""
-    store = make_store(db_url, TODAY, falling=("ACME",))
+    store = scheduler_store(db_url, TODAY, falling=("ACME",))
     runtime = RuleRuntime([ROOT / "rules"], load_health_model())
     try:
         scheduled = [r.id for r in runtime.ruleset.enabled if r.rule.trigger.schedule]

@@ -12,21 +12,9 @@ from csautomation.facts.health import load_health_model
 from csautomation.facts.model import Account, Signal
 from csautomation.store.facts import FactsReader
 from csautomation.store.repo import Store, _signal_row
+from factories import account
 
 AS_OF = date(2026, 11, 1)
-
-
-def account() -> Account:
-    return Account(
-        id="ACME",
-        name="Acme",
-        tier="enterprise",
-        arr=1e5,
-        owner="csm-01",
-        manager="mgr-01",
-        renewal_date=date(2027, 1, 1),
-        customer_since=date(2022, 1, 1),
-    )
 
 
 def usage(back: int, logins: int) -> Signal:

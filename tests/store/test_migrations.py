@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shutil
 import threading
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +20,11 @@ from sqlmodel import SQLModel
 from typer.testing import CliRunner
 
 from csautomation.cli import app
-from csautomation.facts.model import Account, Signal
+from csautomation.facts.model import Signal
 from csautomation.scheduling.scheduler import stored_jobs
 from csautomation.store import migrate
 from csautomation.store.repo import Store, local_tasks, make_engine
+from factories import account
 
 ROOT = Path(__file__).parents[2]
 runner = CliRunner()
@@ -55,20 +56,6 @@ def engine(empty_db_url: str) -> Any:
     e = Store(empty_db_url).engine
     yield e
     e.dispose()
-
-
-def account(account_id: str) -> Account:
-    return Account(
-        id=account_id,
-        name=f"{account_id.title()} Corp",
-        tier="enterprise",
-        arr=1e5,
-        seats=20,
-        owner="csm-01",
-        manager="mgr-01",
-        renewal_date=date(2027, 1, 1),
-        customer_since=date(2022, 1, 1),
-    )
 
 
 def test_upgrade_from_empty_builds_exactly_the_models(engine: Engine) -> None:
@@ -121,7 +108,7 @@ def test_a_database_made_before_migrations_keeps_its_rows(engine: Engine) -> Non
     with engine.begin() as conn:
         conn.execute(text("drop index ix_signals_pending"))
     old = Store(engine.url.render_as_string(hide_password=False))
-    old.upsert_accounts([account("ACME"), account("BETA")])
+    old.upsert_accounts(account(id=i, name=f"{i.title()} Corp", seats=20) for i in ("ACME", "BETA"))
     at = datetime(2026, 11, 1, 9, tzinfo=UTC)
     for day in range(1, 4):
         old.add_signal(

@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from csautomation.facts.health import load_health_model
-from csautomation.facts.model import Account, Signal
+from csautomation.facts.model import Signal
 from csautomation.rules.runtime import RuleRuntime
 from csautomation.store.repo import SqlCooldowns, Store
+from factories import account
 
 ROOT = Path(__file__).parents[2]
-
-
-def account() -> Account:
-    return Account(
-        id="ACME",
-        name="Acme",
-        tier="enterprise",
-        arr=1e5,
-        owner="csm-01",
-        manager="mgr-01",
-        renewal_date=date(2027, 1, 1),
-        customer_since=date(2022, 1, 1),
-    )
 
 
 def signal(day: int, key: str | None = None) -> Signal:

@@ -17,26 +17,26 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
+from csautomation.runtime.server import test_server_path  # noqa: E402
 from csautomation.workflows.playbook import PlaybookWorkflow  # noqa: E402
+from factories import playbook_store  # noqa: E402
 from playbook_support import (  # noqa: E402
     HISTORIES,
     PLAYBOOKS,
     RECORDED_ACCOUNT,
-    make_store,
     make_worker,
     playbook_input,
-    server_path,
 )
 
 
 async def main(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=server_path(), data_converter=pydantic_data_converter
+        test_server_existing_path=test_server_path(), data_converter=pydantic_data_converter
     ) as env:
         with tempfile.TemporaryDirectory() as tmp:
-            store = make_store(Path(tmp))
-            async with make_worker(env, store, "record"):
+            store = playbook_store(Path(tmp))
+            async with make_worker(env.client, store, "record"):
                 for playbook_id in sorted(PLAYBOOKS):
                     account = RECORDED_ACCOUNT.get(playbook_id, "ACME")
                     wf_id = f"playbook:recorded:{account}:{playbook_id}"

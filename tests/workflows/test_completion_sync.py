@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import pytest_asyncio
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from csautomation.connectors.base import Completion, Receipt, TaskRequest
@@ -17,17 +15,10 @@ from csautomation.connectors.registry import Connectors
 from csautomation.runtime.sync import cursor, sync_completions, workflow_and_step
 from csautomation.store.repo import Store
 from csautomation.workflows.playbook import PlaybookWorkflow
-from playbook_support import make_store, make_worker, playbook_input, server_path
+from factories import playbook_store
+from playbook_support import make_worker, playbook_input
 
 NOW = datetime(2026, 11, 1, 12, tzinfo=UTC)
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=server_path(), data_converter=pydantic_data_converter
-    ) as e:
-        yield e
 
 
 class VendorCrm:
@@ -48,17 +39,17 @@ class VendorCrm:
         return list(self.done)
 
 
-@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.asyncio
 async def test_a_task_completed_at_the_vendor_moves_its_playbook_on(
-    env: WorkflowEnvironment, db_url: str
+    env: WorkflowEnvironment, client: Client, db_url: str
 ) -> None:
-    store = make_store(db_url)
+    store = playbook_store(db_url)
     crm = VendorCrm(store)
     connectors = Connectors({"local": crm.local, "crm": crm}, default="crm", fallback=None)
     queue = f"sync-{uuid.uuid4()}"
-    worker = make_worker(env, store, queue)  # its activities create the task locally
+    worker = make_worker(client, store, queue)  # its activities create the task locally
     async with worker:
-        handle = await env.client.start_workflow(
+        handle = await client.start_workflow(
             PlaybookWorkflow.run,
             playbook_input("usage-recovery"),
             id=f"playbook:sync:{uuid.uuid4()}",
@@ -66,11 +57,11 @@ async def test_a_task_completed_at_the_vendor_moves_its_playbook_on(
         )
         while await handle.query(PlaybookWorkflow.current_step) != "wait-for-call":
             await env.sleep(timedelta(minutes=1))
-        assert await sync_completions(env.client, store, connectors, NOW) == 0
+        assert await sync_completions(client, store, connectors, NOW) == 0
         assert cursor(store, "crm", NOW - timedelta(days=9)) == NOW
         crm.done.append(Completion("T-1", f"{handle.id}:outreach", NOW))
         later = NOW + timedelta(minutes=10)
-        assert await sync_completions(env.client, store, connectors, later) == 1
+        assert await sync_completions(client, store, connectors, later) == 1
         assert crm.asked[-1] == NOW - timedelta(minutes=5)  # from the cursor, with overlap
         while await handle.query(PlaybookWorkflow.current_step) == "wait-for-call":
             await env.sleep(timedelta(minutes=1))

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, time
 
 import pytest
-import pytest_asyncio
-from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -28,15 +25,8 @@ from csautomation.store.repo import Store, local_tasks
 from csautomation.workflows.escalation import EscalationWorkflow
 from csautomation.workflows.playbook import PlaybookWorkflow
 from csautomation.workflows.types import PlaybookInput
-from playbook_support import TODAY, make_store, server_path
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=server_path(), data_converter=pydantic_data_converter
-    ) as e:
-        yield e
+from factories import TODAY, playbook_store
+from playbook_support import GRACEFUL_SHUTDOWN
 
 
 class Flaky:
@@ -82,7 +72,7 @@ def playbook(on_failure: str = "continue") -> Playbook:
 
 
 async def run(
-    env: WorkflowEnvironment, store: Store, crm: Flaky, pb: Playbook
+    client: Client, store: Store, crm: Flaky, pb: Playbook
 ) -> tuple[WorkflowHandle[PlaybookWorkflow, object], Worker]:
     acts = PlaybookActivities(
         store,
@@ -92,13 +82,14 @@ async def run(
     )
     queue = f"dl-{uuid.uuid4()}"
     worker = Worker(
-        env.client,
+        client,
         task_queue=queue,
         workflows=[PlaybookWorkflow, EscalationWorkflow],
         activities=acts.all(),
         activity_executor=ThreadPoolExecutor(4),
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
-    handle = await env.client.start_workflow(
+    handle = await client.start_workflow(
         PlaybookWorkflow.run,
         PlaybookInput(playbook=pb, playbook_version=pb.version, account_id="ACME"),
         id=f"playbook:dl:{uuid.uuid4()}",
@@ -107,11 +98,11 @@ async def run(
     return handle, worker
 
 
-@pytest.mark.asyncio(loop_scope="module")
-async def test_transient_failures_end_in_one_task(env: WorkflowEnvironment, db_url: str) -> None:
-    store = make_store(db_url)
+@pytest.mark.asyncio
+async def test_transient_failures_end_in_one_task(client: Client, db_url: str) -> None:
+    store = playbook_store(db_url)
     crm = Flaky(store, 3, ConnectorUnavailableError("crm", "create_task", "HTTP 503", status=503))
-    handle, worker = await run(env, store, crm, playbook())
+    handle, worker = await run(client, store, crm, playbook())
     async with worker:
         result = await handle.result()
     assert result.outcome == "done" and crm.calls == 4
@@ -119,16 +110,16 @@ async def test_transient_failures_end_in_one_task(env: WorkflowEnvironment, db_u
     assert dead_letters(store) == []
 
 
-@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.asyncio
 async def test_a_refused_action_goes_straight_to_the_dead_letter_store(
-    env: WorkflowEnvironment, db_url: str
+    client: Client, db_url: str
 ) -> None:
-    store = make_store(db_url)
+    store = playbook_store(db_url)
     refused = ConnectorValidationError(
         "crm", "create_task", "REQUIRED_FIELD_MISSING: Subject", status=400
     )
     crm = Flaky(store, 100, refused)
-    handle, worker = await run(env, store, crm, playbook())
+    handle, worker = await run(client, store, crm, playbook())
     async with worker:
         result = await handle.result()
     assert result.outcome == "done"  # on_failure: continue
@@ -149,14 +140,14 @@ async def test_a_refused_action_goes_straight_to_the_dead_letter_store(
     assert [s.result for s in result.steps][0] == "dead_letter"
 
 
-@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.asyncio
 async def test_a_vendor_down_exhausts_bounded_retries_then_pauses_until_redriven(
-    env: WorkflowEnvironment, db_url: str
+    env: WorkflowEnvironment, client: Client, db_url: str
 ) -> None:
-    store = make_store(db_url)
+    store = playbook_store(db_url)
     down = ConnectorUnavailableError("crm", "create_task", "HTTP 503", status=503)
     crm = Flaky(store, 100, down)
-    handle, worker = await run(env, store, crm, playbook(on_failure="pause"))
+    handle, worker = await run(client, store, crm, playbook(on_failure="pause"))
     async with worker:
         # time skipping runs the backoff (1 + 2 + ... s) while the test waits for the pause
         while await handle.query(PlaybookWorkflow.current_step) != "call" or not dead_letters(

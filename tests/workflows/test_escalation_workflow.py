@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.common import WorkflowIDReusePolicy
@@ -40,21 +38,14 @@ from csautomation.workflows.types import (
     EscalationState,
     RunOutcome,
 )
-from playbook_support import HISTORIES, escalation_activities, make_store, server_path
+from factories import playbook_store
+from playbook_support import GRACEFUL_SHUTDOWN, HISTORIES, escalation_activities
 
 CSM = Recipient(person_id="csm-01", name="Dana", role="csm", team="east")
 MGR = Recipient(person_id="mgr-01", name="Mo", role="manager", team="east")
 DIR = Recipient(person_id="dir-01", name="Di", role="director", team="east")
 # minutes after the round starts that it must be acknowledged by
 ROUNDS = ((1, 0, CSM, 30), (1, 1, CSM, 30), (2, 0, MGR, 60), (3, 0, DIR, 120))
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=server_path(), data_converter=pydantic_data_converter
-    ) as e:
-        yield e
 
 
 @dataclass
@@ -145,23 +136,24 @@ async def state(handle: WorkflowHandle[Any, Any]) -> EscalationState:
     return st
 
 
-def worker(env: WorkflowEnvironment, fakes: Fakes, queue: str) -> Worker:
+def worker(client: Client, fakes: Fakes, queue: str) -> Worker:
     return Worker(
-        env.client,
+        client,
         task_queue=queue,
         workflows=[EscalationWorkflow],
         activities=fakes.all(),
         activity_executor=ThreadPoolExecutor(4),
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
 
 
-@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.asyncio
 async def test_an_unacknowledged_escalation_reaches_each_round_exactly_on_time(
-    env: WorkflowEnvironment,
+    env: WorkflowEnvironment, client: Client
 ) -> None:
     fakes, queue = Fakes(), f"esc-{uuid.uuid4()}"
-    async with worker(env, fakes, queue):
-        handle = await open_one(env.client, queue)
+    async with worker(client, fakes, queue):
+        handle = await open_one(client, queue)
         await env.sleep(timedelta(hours=10))
         st = await state(handle)
         start = st.opened_at
@@ -196,11 +188,13 @@ async def test_an_unacknowledged_escalation_reaches_each_round_exactly_on_time(
     assert fakes.outcomes == ["resolved"]
 
 
-@pytest.mark.asyncio(loop_scope="module")
-async def test_acknowledge_stops_the_climb_and_resolve_closes_it(env: WorkflowEnvironment) -> None:
+@pytest.mark.asyncio
+async def test_acknowledge_stops_the_climb_and_resolve_closes_it(
+    env: WorkflowEnvironment, client: Client
+) -> None:
     fakes, queue = Fakes(), f"esc-{uuid.uuid4()}"
-    async with worker(env, fakes, queue):
-        handle = await open_one(env.client, queue)
+    async with worker(client, fakes, queue):
+        handle = await open_one(client, queue)
         await env.sleep(timedelta(minutes=10))
         await handle.signal(
             EscalationWorkflow.acknowledge, EscalationAction(by="csm-01", note="on it")
@@ -222,13 +216,13 @@ async def test_acknowledge_stops_the_climb_and_resolve_closes_it(env: WorkflowEn
         assert final.resolved_at is not None
 
 
-@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.asyncio
 async def test_a_snooze_holds_the_timers_and_the_level_is_reached_again_after(
-    env: WorkflowEnvironment,
+    env: WorkflowEnvironment, client: Client
 ) -> None:
     fakes, queue = Fakes(), f"esc-{uuid.uuid4()}"
-    async with worker(env, fakes, queue):
-        handle = await open_one(env.client, queue)
+    async with worker(client, fakes, queue):
+        handle = await open_one(client, queue)
         await env.sleep(timedelta(minutes=40))  # level 1's repeat has gone out
         st = await state(handle)
         start = st.opened_at
@@ -250,11 +244,11 @@ async def test_a_snooze_holds_the_timers_and_the_level_is_reached_again_after(
         await handle.result()
 
 
-@pytest.mark.asyncio(loop_scope="module")
-async def test_reassign_tells_the_new_holder(env: WorkflowEnvironment) -> None:
+@pytest.mark.asyncio
+async def test_reassign_tells_the_new_holder(env: WorkflowEnvironment, client: Client) -> None:
     fakes, queue = Fakes(), f"esc-{uuid.uuid4()}"
-    async with worker(env, fakes, queue):
-        handle = await open_one(env.client, queue)
+    async with worker(client, fakes, queue):
+        handle = await open_one(client, queue)
         await env.sleep(timedelta(minutes=5))
         await handle.signal(
             EscalationWorkflow.reassign, EscalationAction(by="mgr-01", to="csm-02", note="covering")
@@ -270,18 +264,18 @@ async def test_reassign_tells_the_new_holder(env: WorkflowEnvironment) -> None:
         await handle.result()
 
 
-@pytest.mark.asyncio(loop_scope="module")
-async def test_the_same_escalation_is_never_opened_twice(env: WorkflowEnvironment) -> None:
+@pytest.mark.asyncio
+async def test_the_same_escalation_is_never_opened_twice(client: Client) -> None:
     fakes, queue = Fakes(), f"esc-{uuid.uuid4()}"
     wid = f"escalation:rule:ACME:{uuid.uuid4()}"
-    async with worker(env, fakes, queue):
-        handle = await open_one(env.client, queue, wid)
+    async with worker(client, fakes, queue):
+        handle = await open_one(client, queue, wid)
         with pytest.raises(WorkflowAlreadyStartedError):
-            await open_one(env.client, queue, wid)  # while it is open
+            await open_one(client, queue, wid)  # while it is open
         await handle.signal(EscalationWorkflow.resolve, EscalationAction(by="mgr-01"))
         await handle.result()
         with pytest.raises(WorkflowAlreadyStartedError):
-            await open_one(env.client, queue, wid)  # and after it closed
+            await open_one(client, queue, wid)  # and after it closed
     assert len([p for p in fakes.plans if p.from_level == 1]) == 1
 
 
@@ -289,14 +283,14 @@ HISTORY = HISTORIES / "escalation" / "climb-reassign-ack-snooze-resolve.json"
 HISTORY_ID = "escalation:recorded:ACME:1"
 
 
-async def record_history(env: WorkflowEnvironment) -> None:
+async def record_history(env: WorkflowEnvironment, client: Client) -> None:
     """Every branch once: climb, reassign, acknowledge, snooze, wake, resolve.
     Re-record after a deliberate, versioned change:
         CSAUTO_RECORD_HISTORIES=1 .venv/bin/pytest tests/workflows/test_escalation_workflow.py
     """
     fakes, queue = Fakes(), f"esc-{uuid.uuid4()}"
-    async with worker(env, fakes, queue):
-        handle = await open_one(env.client, queue, HISTORY_ID)
+    async with worker(client, fakes, queue):
+        handle = await open_one(client, queue, HISTORY_ID)
         await env.sleep(timedelta(minutes=70))
         await handle.signal(EscalationWorkflow.reassign, EscalationAction(by="mgr-01", to="csm-02"))
         await handle.signal(EscalationWorkflow.acknowledge, EscalationAction(by="csm-02"))
@@ -311,10 +305,10 @@ async def record_history(env: WorkflowEnvironment) -> None:
     HISTORY.write_text(history.to_json(), encoding="utf-8")
 
 
-@pytest.mark.asyncio(loop_scope="module")
-async def test_the_committed_history_replays(env: WorkflowEnvironment) -> None:
+@pytest.mark.asyncio
+async def test_the_committed_history_replays(env: WorkflowEnvironment, client: Client) -> None:
     if os.environ.get("CSAUTO_RECORD_HISTORIES"):
-        await record_history(env)
+        await record_history(env, client)
     history = WorkflowHistory.from_json(HISTORY_ID, HISTORY.read_text(encoding="utf-8"))
     kinds = {e.WhichOneof("attributes") for e in history.events}
     assert "workflow_execution_signaled_event_attributes" in kinds
@@ -322,26 +316,27 @@ async def test_the_committed_history_replays(env: WorkflowEnvironment) -> None:
     await replayer.replay_workflow(history)
 
 
-@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.asyncio
 @pytest.mark.parametrize("severity", ["critical", "high"])
 async def test_the_shipped_matrix_is_followed_to_the_minute_in_working_time(
-    env: WorkflowEnvironment, db_url: str, severity: str
+    env: WorkflowEnvironment, client: Client, db_url: str, severity: str
 ) -> None:
     """With the real activities and the shipped matrix: critical (enterprise) runs around
     the clock, high (enterprise) counts London business hours, skipping nights, weekends
     and bank holidays. Each round is reached exactly when the one before expires."""
-    store = make_store(db_url)
+    store = playbook_store(db_url)
     acts = PlaybookActivities(store, load_health_model())
     esc = escalation_activities(acts)
     queue = f"esc-{uuid.uuid4()}"
     async with Worker(
-        env.client,
+        client,
         task_queue=queue,
         workflows=[EscalationWorkflow],
         activities=[*acts.all(), *esc.all()],
         activity_executor=ThreadPoolExecutor(4),
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     ):
-        handle = await env.client.start_workflow(
+        handle = await client.start_workflow(
             EscalationWorkflow.run,
             EscalationInput(
                 account_id="ACME", severity=severity, reason="r", source_workflow_id=""
@@ -381,13 +376,13 @@ async def test_the_shipped_matrix_is_followed_to_the_minute_in_working_time(
         )
 
 
-@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.asyncio
 async def test_completing_the_crm_task_acknowledges_for_its_assignee(
-    env: WorkflowEnvironment,
+    env: WorkflowEnvironment, client: Client
 ) -> None:
     fakes, queue = Fakes(), f"esc-{uuid.uuid4()}"
-    async with worker(env, fakes, queue):
-        handle = await open_one(env.client, queue)
+    async with worker(client, fakes, queue):
+        handle = await open_one(client, queue)
         await env.sleep(timedelta(minutes=5))
         [task] = [n for _, n in fakes.notices if n.channel == "local"]
         await handle.signal(EscalationWorkflow.task_completed, task.step_id)  # as the CRM does

@@ -8,29 +8,26 @@ from __future__ import annotations
 import os
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
+from temporalio.client import Client
 from temporalio.worker import Worker
 
 from csautomation.activities.playbook import PlaybookActivities
-from csautomation.connectors.loader import build_connectors, load_connectors
 from csautomation.facts.health import load_health_model
 from csautomation.playbooks.spec import Playbook
 from csautomation.store.deadletters import dead_letters
 from csautomation.workflows.escalation import EscalationWorkflow
 from csautomation.workflows.playbook import PlaybookWorkflow
 from csautomation.workflows.types import PlaybookInput
+from factories import TODAY, playbook_store, vendor_connectors
 from fakes.server import Faults
 from fakes.vendors import SF_KEY, Vendors
-from playbook_support import TODAY, make_store, server_path
+from playbook_support import GRACEFUL_SHUTDOWN
 
 RUNS = int(os.environ.get("CSAUTO_EXACTLY_ONCE_RUNS", "500"))
 FAULT_RATE = 0.3
@@ -60,36 +57,27 @@ PLAYBOOK = Playbook.model_validate(
 )
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=server_path(), data_converter=pydantic_data_converter
-    ) as e:
-        yield e
-
-
 @pytest.fixture
-def vendors() -> Iterator[Vendors]:
-    v = Vendors().start(ACCOUNTS)
-    for seed, fake in enumerate((v.salesforce, v.zendesk, v.hubspot)):
+def vendors(vendors: Vendors) -> Vendors:
+    for seed, fake in enumerate((vendors.salesforce, vendors.zendesk, vendors.hubspot)):
         fake.faults = Faults(FAULT_RATE, seed=seed)
-    yield v
-    v.stop()
+    return vendors
 
 
 async def run_playbooks(
-    env: WorkflowEnvironment, acts: PlaybookActivities, queue: str
+    client: Client, acts: PlaybookActivities, queue: str
 ) -> tuple[list[Any], list[Any]]:
     async with Worker(
-        env.client,
+        client,
         task_queue=queue,
         workflows=[PlaybookWorkflow, EscalationWorkflow],
         activities=acts.all(),
         activity_executor=ThreadPoolExecutor(32),
         max_concurrent_activities=32,
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     ):
         handles = [
-            await env.client.start_workflow(
+            await client.start_workflow(
                 PlaybookWorkflow.run,
                 PlaybookInput(
                     playbook=PLAYBOOK,
@@ -106,14 +94,12 @@ async def run_playbooks(
     return handles, results
 
 
-@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.asyncio
 async def test_500_playbooks_make_exactly_one_record_per_vendor_under_30_percent_faults(
-    env: WorkflowEnvironment, vendors: Vendors, tmp_path: Path, db_url: str
+    client: Client, vendors: Vendors, tmp_path: Path, db_url: str
 ) -> None:
-    store = make_store(db_url)
-    configs = load_connectors([vendors.write_configs(tmp_path / "connectors", **RESILIENCE)])
-    ca_file = vendors.ca_file(tmp_path)
-    connectors = build_connectors(configs, store, env=vendors.credentials(), verify=ca_file)
+    store = playbook_store(db_url)
+    connectors = vendor_connectors(vendors, store, tmp_path, **RESILIENCE)
     acts = PlaybookActivities(
         store,
         load_health_model(),
@@ -122,7 +108,7 @@ async def test_500_playbooks_make_exactly_one_record_per_vendor_under_30_percent
     )
     queue = f"exactly-once-{uuid.uuid4()}"
     try:
-        handles, results = await run_playbooks(env, acts, queue)
+        handles, results = await run_playbooks(client, acts, queue)
     finally:
         connectors.close()
 

@@ -8,18 +8,15 @@ import asyncio
 import threading
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from temporalio import activity
-from temporalio.client import WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
+from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import FixedSizeSlotSupplier, Worker
 
 from csautomation.activities.playbook import PlaybookActivities
@@ -31,14 +28,13 @@ from csautomation.store.repo import Store, local_tasks
 from csautomation.workflows.escalation import EscalationWorkflow
 from csautomation.workflows.playbook import PlaybookWorkflow
 from csautomation.workflows.types import ActionResult, FactsInput, RunOutcome, TaskInput
+from factories import TODAY, add_playbook_accounts
 from playbook_support import (
-    TODAY,
+    GRACEFUL_SHUTDOWN,
     end_escalations,
     escalation_activities,
-    make_store,
     make_worker,
     playbook_input,
-    server_path,
 )
 
 WAIT = 30.0  # seconds: a bound for things that happen at once, never a synchronisation
@@ -48,28 +44,9 @@ def noon() -> datetime:
     return datetime.combine(TODAY, time(12), tzinfo=UTC)
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=server_path(), data_converter=pydantic_data_converter
-    ) as e:
-        yield e
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def own_env() -> AsyncIterator[WorkflowEnvironment]:
-    """A server of its own, for tests on the fixed priority queues: nothing left behind."""
-    async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=server_path(), data_converter=pydantic_data_converter
-    ) as e:
-        yield e
-
-
 @pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    s = make_store(db_url)
-    yield s
-    s.engine.dispose()
+def store(store: Store) -> Store:
+    return add_playbook_accounts(store)
 
 
 class Probe(PlaybookActivities):
@@ -84,24 +61,24 @@ class Probe(PlaybookActivities):
         self.loop.call_soon_threadsafe(event.set)
 
 
-def worker(env: WorkflowEnvironment, acts: PlaybookActivities, queue: str, **kw: Any) -> Worker:
+def worker(client: Client, acts: PlaybookActivities, queue: str, **kw: Any) -> Worker:
     return Worker(
-        env.client,
+        client,
         task_queue=queue,
         workflows=[PlaybookWorkflow, EscalationWorkflow],
         activities=[*acts.all(), *escalation_activities(acts).all()],
         activity_executor=ThreadPoolExecutor(8),
         # as build_workers: with the SDK's default of no time at all, one run of the control
         # test in 26 hung in the SDK's finalize_shutdown (runtime/worker.py)
-        graceful_shutdown_timeout=timedelta(seconds=WorkerConfig.graceful_shutdown_seconds),
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         **kw,
     )
 
 
 async def start(
-    env: WorkflowEnvironment, queue: str, playbook: str = "usage-recovery", account: str = "ACME"
+    client: Client, queue: str, playbook: str = "usage-recovery", account: str = "ACME"
 ) -> WorkflowHandle[Any, Any]:
-    return await env.client.start_workflow(
+    return await client.start_workflow(
         PlaybookWorkflow.run,
         playbook_input(playbook, account),
         id=f"playbook:test:{playbook}:{account}:{uuid.uuid4()}",
@@ -133,23 +110,23 @@ class Counting(Probe):
             self.calls[(self.label, "record_run_outcome", inp.workflow_id)] += 1
 
 
-@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.asyncio
 async def test_a_new_worker_takes_over_without_repeating_steps(
-    env: WorkflowEnvironment, store: Store
+    client: Client, store: Store
 ) -> None:
     calls: Counter[tuple[str, str, str]] = Counter()
     queue = f"q-{uuid.uuid4()}"
     first = Counting(store, calls, "A")
     # no sticky cache on A: the test server does not reliably time out a workflow task left
     # on a stopped worker's sticky queue, and the run would hang there
-    async with worker(env, first, queue, max_cached_workflows=0):
-        handle = await start(env, queue)
+    async with worker(client, first, queue, max_cached_workflows=0):
+        handle = await start(client, queue)
         await asyncio.wait_for(first.outreach_created.wait(), WAIT)
     # worker A is gone: B replays the history and must not create the task again
-    async with worker(env, Counting(store, calls, "B"), queue):
+    async with worker(client, Counting(store, calls, "B"), queue):
         await handle.signal(PlaybookWorkflow.task_completed, "outreach")
         result = await handle.result()
-        assert await end_escalations(env, handle.id, result) == 1
+        assert await end_escalations(client, handle.id, result) == 1
     steps = [s.step_id for s in result.steps]
     assert steps == [
         "outreach",
@@ -199,15 +176,15 @@ class GoalGate(Probe):
         return facts
 
 
-@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.asyncio
 async def test_goal_met_during_a_wait_ends_the_run_at_the_next_tick(
-    env: WorkflowEnvironment, store: Store
+    client: Client, store: Store
 ) -> None:
     queue = f"q-{uuid.uuid4()}"
     gate = GoalGate(store)
-    async with worker(env, gate, queue):
+    async with worker(client, gate, queue):
         try:
-            handle = await start(env, queue)
+            handle = await start(client, queue)
             await asyncio.wait_for(gate.created.wait(), WAIT)
             # signalled while the task activity still runs, so wait-for-call ends at once
             # and the reads are: before outreach, before wait-for-call, before give-it-time
@@ -259,9 +236,9 @@ async def test_goal_met_during_a_wait_ends_the_run_at_the_next_tick(
         ),
     ],
 )
-@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.asyncio
 async def test_unanswered_playbooks_wait_out_their_days_and_escalate(
-    env: WorkflowEnvironment,
+    client: Client,
     store: Store,
     playbook: str,
     steps: list[str],
@@ -269,10 +246,10 @@ async def test_unanswered_playbooks_wait_out_their_days_and_escalate(
     kinds: list[str],
 ) -> None:
     queue = f"q-{uuid.uuid4()}"
-    async with make_worker(env, store, queue):
-        handle = await start(env, queue, playbook)
+    async with make_worker(client, store, queue):
+        handle = await start(client, queue, playbook)
         result = await handle.result()
-        assert await end_escalations(env, handle.id, result) == 1
+        assert await end_escalations(client, handle.id, result) == 1
     assert result.outcome == "escalated"
     assert [s.step_id for s in result.steps] == steps
     wait = next(s for s in result.steps if s.step_id == wait_step)
@@ -322,18 +299,18 @@ class Flood(Probe):
         return ActionResult(connector="flood", record_id=inp.idempotency_key, created=True)
 
 
-async def flood(env: WorkflowEnvironment, store: Store, queue: str, n: int = 40) -> None:
+async def flood(client: Client, store: Store, queue: str, n: int = 40) -> None:
     """n champion-change playbooks (no goal: straight to their task) on one queue."""
     acme = store.account("ACME")
     assert acme is not None
     ids = [f"FLOOD-{i:02d}" for i in range(n)]
     store.upsert_accounts(acme.model_copy(update={"id": i, "name": i}) for i in ids)
-    await asyncio.gather(*(start(env, queue, "champion-change", a) for a in ids))
+    await asyncio.gather(*(start(client, queue, "champion-change", a) for a in ids))
 
 
 @asynccontextmanager
 async def priority_workers(
-    env: WorkflowEnvironment, acts: PlaybookActivities, activity_slots: int
+    client: Client, acts: PlaybookActivities, activity_slots: int
 ) -> AsyncIterator[None]:
     # pollers=1 is refused by the SDK (a workflow cache needs two); each worker then holds
     # three activity slots while idle, twelve for the four queues
@@ -342,21 +319,21 @@ async def priority_workers(
     )
     async with AsyncExitStack() as stack:
         extra = escalation_activities(acts).all()
-        for w in build_workers(env.client, acts, list(QUEUES.values()), config, extra):
+        for w in build_workers(client, acts, list(QUEUES.values()), config, extra):
             await stack.enter_async_context(w)
         yield
 
 
-@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.asyncio
 async def test_a_critical_task_runs_while_a_low_priority_flood_holds_its_slots(
-    own_env: WorkflowEnvironment, store: Store
+    client: Client, store: Store
 ) -> None:
     acts = Flood(store)
-    async with priority_workers(own_env, acts, 16):
+    async with priority_workers(client, acts, 16):
         try:
-            await flood(own_env, store, QUEUES["low"])
+            await flood(client, store, QUEUES["low"])
             await acts.started("FLOOD", 1)
-            await start(own_env, QUEUES["critical"])
+            await start(client, QUEUES["critical"])
             await acts.started("ACME", 1)
             # meanwhile the flood is blocked, within low's half of the pool, and queued
             assert 0 < acts.count("FLOOD") <= 8
@@ -365,17 +342,17 @@ async def test_a_critical_task_runs_while_a_low_priority_flood_holds_its_slots(
             acts.release.set()
 
 
-@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.asyncio
 async def test_control_one_plain_worker_lets_the_flood_starve_the_critical_task(
-    env: WorkflowEnvironment, store: Store
+    client: Client, store: Store
 ) -> None:
     queue = f"q-{uuid.uuid4()}"
     acts = Flood(store)
-    async with worker(env, acts, queue, max_concurrent_activities=4):
+    async with worker(client, acts, queue, max_concurrent_activities=4):
         try:
-            await flood(env, store, queue)
+            await flood(client, store, queue)
             await acts.started("FLOOD", 4)
-            await start(env, queue)
+            await start(client, queue)
             with pytest.raises(TimeoutError):
                 await acts.started("ACME", 1, timeout=3)
             assert acts.count("FLOOD", acts.ended) == 0
@@ -383,25 +360,21 @@ async def test_control_one_plain_worker_lets_the_flood_starve_the_critical_task(
             acts.release.set()
 
 
-@pytest.mark.asyncio(loop_scope="module")
-async def test_a_pool_its_idle_pollers_could_fill_is_refused(
-    env: WorkflowEnvironment, store: Store
-) -> None:
+@pytest.mark.asyncio
+async def test_a_pool_its_idle_pollers_could_fill_is_refused(client: Client, store: Store) -> None:
     # 8 slots < what the four workers' idle pollers ask for: low would end with none
     small = WorkerConfig(activity_slots=8, local_activity_slots=16, workflow_slots=50, pollers=2)
     with pytest.raises(ValueError, match="activity_slots=8 is too small"):
-        build_workers(env.client, Flood(store), list(QUEUES.values()), small)
+        build_workers(client, Flood(store), list(QUEUES.values()), small)
 
 
-@pytest.mark.asyncio(loop_scope="module")
-async def test_only_activity_slots_are_a_python_pool(
-    env: WorkflowEnvironment, store: Store
-) -> None:
+@pytest.mark.asyncio
+async def test_only_activity_slots_are_a_python_pool(client: Client, store: Store) -> None:
     # Core calls a Python supplier with its locks held and the supplier needs the GIL, which
     # Worker.initiate_shutdown holds while it waits for those locks: with Python pools for
     # every slot type, one run of this file in eight hung in a shutdown (runtime/worker.py)
     config = WorkerConfig(activity_slots=16, local_activity_slots=16, workflow_slots=50)
-    workers = build_workers(env.client, Flood(store), list(QUEUES.values()), config)
+    workers = build_workers(client, Flood(store), list(QUEUES.values()), config)
     assert len({id(w.config()["tuner"]) for w in workers}) == 1  # one pool for the queues
     tuner = workers[0].config()["tuner"]
     assert tuner is not None
@@ -411,18 +384,20 @@ async def test_only_activity_slots_are_a_python_pool(
     assert tuner._get_local_activity_task_slot_supplier() == FixedSizeSlotSupplier(4)
     assert tuner._get_nexus_slot_supplier() == FixedSizeSlotSupplier(4)
     # running activities get time to finish on shutdown (none at all let shutdowns hang)
-    assert {w.config()["graceful_shutdown_timeout"] for w in workers} == {timedelta(seconds=30)}
+    grace = timedelta(seconds=config.graceful_shutdown_seconds)
+    assert grace > timedelta(0)
+    assert {w.config()["graceful_shutdown_timeout"] for w in workers} == {grace}
 
 
 @pytest.mark.parametrize("slots", [16])
-@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.asyncio
 async def test_the_low_queue_drains_once_the_flood_is_released(
-    own_env: WorkflowEnvironment, store: Store, slots: int
+    client: Client, store: Store, slots: int
 ) -> None:
     acts = Flood(store)
-    async with priority_workers(own_env, acts, slots):
+    async with priority_workers(client, acts, slots):
         try:
-            await flood(own_env, store, QUEUES["low"])
+            await flood(client, store, QUEUES["low"])
             await acts.started("FLOOD", 1)
         finally:
             acts.release.set()

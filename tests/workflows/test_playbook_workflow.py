@@ -3,50 +3,39 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
-import pytest_asyncio
-from temporalio.client import WorkflowFailureError
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from csautomation.store.repo import Store, local_tasks
 from csautomation.workflows.playbook import PlaybookWorkflow
 from csautomation.workflows.types import PlaybookInput
-from playbook_support import end_escalations, make_store, make_worker, playbook_input, server_path
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=server_path(), data_converter=pydantic_data_converter
-    ) as e:
-        yield e
+from factories import add_playbook_accounts
+from playbook_support import end_escalations, make_worker, playbook_input
 
 
 @pytest.fixture
-def store(db_url: str) -> Store:
-    return make_store(db_url)
+def store(store: Store) -> Store:
+    return add_playbook_accounts(store)
 
 
-def worker(env: WorkflowEnvironment, store: Store, queue: str) -> Worker:
-    return make_worker(env, store, queue)
+def worker(client: Client, store: Store, queue: str) -> Worker:
+    return make_worker(client, store, queue)
 
 
 def inp() -> PlaybookInput:
     return playbook_input()
 
 
-@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.asyncio
 async def test_weeks_of_waiting_finish_in_seconds_and_tasks_are_created_once(
-    env: WorkflowEnvironment, store: Store
+    client: Client, store: Store
 ) -> None:
     queue = f"q-{uuid.uuid4()}"
-    async with worker(env, store, queue):
-        handle = await env.client.start_workflow(
+    async with worker(client, store, queue):
+        handle = await client.start_workflow(
             PlaybookWorkflow.run,
             inp(),
             id=f"playbook:usage-decline:ACME:{uuid.uuid4()}",
@@ -54,7 +43,7 @@ async def test_weeks_of_waiting_finish_in_seconds_and_tasks_are_created_once(
         )
         # nobody completes the outreach task: after 7 days it escalates, and ends escalated
         result = await handle.result()
-        assert await end_escalations(env, handle.id, result) == 1  # opened, still open
+        assert await end_escalations(client, handle.id, result) == 1  # opened, still open
     assert result.outcome == "escalated"
     assert [s.step_id for s in result.steps] == [
         "outreach",
@@ -68,13 +57,11 @@ async def test_weeks_of_waiting_finish_in_seconds_and_tasks_are_created_once(
     assert "-70" in tasks[0].description or "%" in tasks[0].description
 
 
-@pytest.mark.asyncio(loop_scope="module")
-async def test_task_completed_signal_moves_the_playbook_on(
-    env: WorkflowEnvironment, store: Store
-) -> None:
+@pytest.mark.asyncio
+async def test_task_completed_signal_moves_the_playbook_on(client: Client, store: Store) -> None:
     queue = f"q-{uuid.uuid4()}"
-    async with worker(env, store, queue):
-        handle = await env.client.start_workflow(
+    async with worker(client, store, queue):
+        handle = await client.start_workflow(
             PlaybookWorkflow.run,
             inp(),
             id=f"playbook:usage-decline:ACME:{uuid.uuid4()}",
@@ -82,26 +69,26 @@ async def test_task_completed_signal_moves_the_playbook_on(
         )
         await handle.signal(PlaybookWorkflow.task_completed, "outreach")
         result = await handle.result()
-        await end_escalations(env, handle.id, result)
+        await end_escalations(client, handle.id, result)
     steps = [s.step_id for s in result.steps]
     # the call happened, usage is still down after two weeks: branch to escalate
     assert steps[:4] == ["outreach", "wait-for-call", "give-it-time", "check-recovery"]
     assert result.outcome == "escalated"
 
 
-@pytest.mark.asyncio(loop_scope="module")
-async def test_the_same_workflow_id_starts_one_run(env: WorkflowEnvironment, store: Store) -> None:
+@pytest.mark.asyncio
+async def test_the_same_workflow_id_starts_one_run(client: Client, store: Store) -> None:
     queue = f"q-{uuid.uuid4()}"
     wf_id = f"playbook:usage-decline:ACME:{uuid.uuid4()}"
-    async with worker(env, store, queue):
-        first = await env.client.start_workflow(
+    async with worker(client, store, queue):
+        first = await client.start_workflow(
             PlaybookWorkflow.run,
             inp(),
             id=wf_id,
             task_queue=queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         )
-        second = await env.client.start_workflow(
+        second = await client.start_workflow(
             PlaybookWorkflow.run,
             inp(),
             id=wf_id,
@@ -110,19 +97,17 @@ async def test_the_same_workflow_id_starts_one_run(env: WorkflowEnvironment, sto
         )
         assert first.result_run_id == second.result_run_id
         result = await first.result()  # nobody calls: it escalates, once
-        assert await end_escalations(env, wf_id, result) == 1
+        assert await end_escalations(client, wf_id, result) == 1
     assert result.outcome == "escalated"
     assert len(local_tasks(store, wf_id)) == 1
 
 
-@pytest.mark.asyncio(loop_scope="module")
-async def test_unknown_account_fails_without_retrying_forever(
-    env: WorkflowEnvironment, store: Store
-) -> None:
+@pytest.mark.asyncio
+async def test_unknown_account_fails_without_retrying_forever(client: Client, store: Store) -> None:
     queue = f"q-{uuid.uuid4()}"
     bad = inp().model_copy(update={"account_id": "NOPE"})
-    async with worker(env, store, queue):
+    async with worker(client, store, queue):
         with pytest.raises(WorkflowFailureError):
-            await env.client.execute_workflow(
+            await client.execute_workflow(
                 PlaybookWorkflow.run, bad, id=f"p:{uuid.uuid4()}", task_queue=queue
             )

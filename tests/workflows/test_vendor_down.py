@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
-import pytest_asyncio
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
+from temporalio.client import Client
 from temporalio.worker import Worker
 
 from csautomation.activities.playbook import PlaybookActivities
@@ -28,17 +25,10 @@ from csautomation.store.deadletters import dead_letters, resolve
 from csautomation.workflows.escalation import EscalationWorkflow
 from csautomation.workflows.playbook import PlaybookWorkflow
 from csautomation.workflows.types import PlaybookInput
-from playbook_support import TODAY, make_store, server_path
+from factories import TODAY, playbook_store
+from playbook_support import GRACEFUL_SHUTDOWN
 
 RUNS = 20
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=server_path(), data_converter=pydantic_data_converter
-    ) as e:
-        yield e
 
 
 class Vendor(Guardable):
@@ -81,11 +71,11 @@ PLAYBOOK = Playbook.model_validate(
 )
 
 
-@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.asyncio
 async def test_a_dead_vendor_is_not_hammered_and_every_action_is_redriven_once(
-    env: WorkflowEnvironment, db_url: str
+    client: Client, db_url: str
 ) -> None:
-    store = make_store(db_url)
+    store = playbook_store(db_url)
     vendor = Vendor()
     breaker = CircuitBreaker("crm", Breaker(failures=5, reset_after=timedelta(hours=1)))
     vendor.guard = Guard("crm", breaker)
@@ -97,14 +87,15 @@ async def test_a_dead_vendor_is_not_hammered_and_every_action_is_redriven_once(
     )
     queue = f"down-{uuid.uuid4()}"
     async with Worker(
-        env.client,
+        client,
         task_queue=queue,
         workflows=[PlaybookWorkflow, EscalationWorkflow],
         activities=acts.all(),
         activity_executor=ThreadPoolExecutor(8),
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     ):
         handles = [
-            await env.client.start_workflow(
+            await client.start_workflow(
                 PlaybookWorkflow.run,
                 PlaybookInput(playbook=PLAYBOOK, playbook_version="v", account_id="ACME"),
                 id=f"playbook:down:{i}:{uuid.uuid4()}",

