@@ -49,9 +49,12 @@ compose:
 	  || { echo "Could not install docker-compose: install Debian's 'docker-compose' package (apt-get install docker-compose), then run make test again."; exit 1; }; \
 	}
 
+# each pass on one pytest process a core (at most 4), a test file kept on one process
+XDIST ?= --numprocesses=auto --maxprocesses=4 --dist=loadfile --durations=15
+
 test: lint browser compose
-	$(BIN)/pytest
-	$(BIN)/pytest --db postgres  # the database tests again, where PostgreSQL answers (always on CI)
+	$(BIN)/pytest $(XDIST)
+	$(BIN)/pytest $(XDIST) --db postgres  # the database tests again, where PostgreSQL answers (always on CI)
 
 # A test (TEST=<file, folder or node id>) or a csauto command (CMD="replay --file h.json")
 # run N times while one process a core spins: passes, failures and hangs (tests/stress.py).

@@ -143,7 +143,7 @@ def usage(account_id: str, at: datetime, logins: int) -> Signal:
 
 
 def history(account_id: str) -> list[Signal]:
-    """As ACME in tests/playbook_support: 100 logins a day, then 30 for the last 30 days."""
+    """As ACME in tests/factories.py: 100 logins a day, then 30 for the last 30 days."""
     return [
         usage(account_id, AS_OF - timedelta(days=back), 100 if back > 30 else 30)
         for back in range(HISTORY_DAYS, 0, -1)

@@ -46,6 +46,11 @@ from factories import fake_vendors, new_store
 from fakes.vendors import Vendors
 from shared_temporal import own_namespace, shared_test_server
 
+# pytest-xdist gives its workers COLUMNS=80, and rich fixes a console's width from COLUMNS
+# when the console is made (the commands' module-level ones, at import): the tests that set
+# COLUMNS for a command would get 80 columns on a worker instead of their own
+os.environ.pop("COLUMNS", None)
+
 PG_SERVER = os.environ.get("CSAUTO_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
 ON_CI = os.environ.get("CI", "").lower() in {"true", "1", "yes"}
 SERVER_TIMEZONE = "Pacific/Kiritimati"  # UTC+14

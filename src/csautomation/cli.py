@@ -183,7 +183,10 @@ def rules_test(
                 out.print(f"[green]PASS[/green] {case.rule}: {case.name}")
             continue
         failed += 1
-        out.print(f"[red]FAIL[/red] {file}:{line}: {case.rule}: {case.name}: {result.reason}")
+        out.print(
+            f"[red]FAIL[/red] {file}:{line}: {case.rule}: {case.name}: {result.reason}",
+            soft_wrap=True,
+        )
         if result.explanation is not None:
             out.print(result.explanation.render())
     untested = sorted({r.id for r in ruleset.rules} - {c.rule for _, _, c in cases})

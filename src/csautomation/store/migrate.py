@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -250,6 +251,13 @@ def downgrade(engine: Engine, to: str) -> None:
     _run(engine, "downgrade", command.downgrade, to)
 
 
+# SQLite answers "database is locked" at once, without waiting out the busy timeout, where
+# waiting could deadlock (a read transaction asking to write, a switch to WAL): four
+# processes starting together on a new file met it once in a full test run (not in 30 runs
+# of that test alone). Another process is migrating then: read the schema again shortly.
+SQLITE_LOCKED_RETRY_SECONDS = 30.0
+
+
 def ensure_schema(engine: Engine) -> None:
     """What `Store.create_all()` does: make the database's schema the code's head.
 
@@ -259,6 +267,20 @@ def ensure_schema(engine: Engine) -> None:
     - behind, or our tables without a version table (made before migrations): upgrade;
     - at a revision the code does not know (ahead): `SchemaError`, and nothing changes.
     """
+    deadline = time.monotonic() + SQLITE_LOCKED_RETRY_SECONDS
+    pause = 0.05
+    while True:
+        try:
+            return _ensure_schema(engine)
+        except SchemaError as exc:
+            locked = engine.dialect.name == "sqlite" and "database is locked" in str(exc)
+            if not locked or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 1.0)
+
+
+def _ensure_schema(engine: Engine) -> None:
     newest = head()
     with _connected(engine) as conn:
         found = _current(conn)
