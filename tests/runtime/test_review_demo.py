@@ -57,13 +57,17 @@ def demo(tmp_path: Path) -> Iterator[str]:
         else:
             pytest.fail("the demo ended without serving:\n" + "".join(seen[-40:]))
     finally:
-        proc.send_signal(signal.SIGINT)
+        # SIGTERM, as a supervisor stops it (SIGINT is ignored by a process started in the
+        # background of a non-interactive shell, as CI scripts may start it)
+        proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(60)
+            code = proc.wait(60)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+            code = None
         proc.stdout.close()
+    assert code == 0, f"csauto demo --serve ended with {code} on SIGTERM, not 0"
 
 
 @pytest.mark.slow
