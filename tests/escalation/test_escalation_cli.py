@@ -1,4 +1,4 @@
-"""`csauto escalations validate | simulate | schema`, registered here on a throwaway app: the
+"""`csauto escalations validate | simulate | schema`: the
 shipped files validate, problems come out as file:line:column, and simulate prints the
 timeline of every shipped severity without touching anything."""
 
@@ -9,10 +9,9 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from csautomation.escalation.cli import schema, simulate, validate
+from csautomation.cli import app
 from csautomation.escalation.matrix import load_escalation_config
 from csautomation.escalation.model import EscalationPlan
 from csautomation.escalation.policy import plan
@@ -21,10 +20,6 @@ from factories import account, new_store
 ROOT = Path(__file__).parents[2]
 MATRIX, PEOPLE = load_escalation_config(ROOT / "escalation_matrix.yaml", ROOT / "people.yaml")
 
-app = typer.Typer()
-app.command("validate")(validate)
-app.command("simulate")(simulate)
-app.command("schema")(schema)
 runner = CliRunner()
 
 ACCOUNTS = [
@@ -68,7 +63,7 @@ def stored(env: dict[str, str], db_url: str) -> dict[str, str]:
 
 
 def run(env: dict[str, str], *args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args), env=env)
+    result = runner.invoke(app, ["escalations", *args], env=env)
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     return result.exit_code, result.output
 

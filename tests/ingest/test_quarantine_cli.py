@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
 from click.testing import Result
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from csautomation.cli import app
 from csautomation.facts.health import load_health_model
 from csautomation.facts.model import Signal
 from csautomation.ingest.intake import Intake, Outcome
@@ -25,7 +25,6 @@ from csautomation.ingest.sources import Caller, SourceSpec
 from csautomation.ingest.writer import SignalWriter
 from csautomation.rules.runtime import RuleRuntime
 from csautomation.runtime.pipeline import Pipeline
-from csautomation.runtime.quarantine_cli import register
 from csautomation.store.quarantine import get_held
 from csautomation.store.repo import SqlCooldowns, Store, table
 from csautomation.store.tables import SignalRow
@@ -33,8 +32,6 @@ from factories import ROOT, review_account
 from playbook_support import PLAYBOOKS
 
 runner = CliRunner()
-app = typer.Typer()
-register(app)  # as `csauto` does
 
 
 def usage(account: str = "acme", logins: Any = 40, **extra: Any) -> dict[str, Any]:
@@ -133,7 +130,7 @@ def test_list_and_show_print_senders_text_literally(store: Store, env: dict[str,
 
 
 def test_the_json_is_the_http_apis_shape(store: Store, env: dict[str, str]) -> None:
-    from csautomation.ingest.routes import QuarantineItem
+    from csautomation.api.quarantine import QuarantineItem
 
     (qid,) = take(store, [usage(logins="many")]).quarantined
     item = json.loads(csauto(env, "show", str(qid), "--json").output)

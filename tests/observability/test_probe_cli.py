@@ -14,8 +14,9 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from csautomation.bootstrap import settings
 from csautomation.cli import app
-from csautomation.runtime.commands import _probing, _settings
+from csautomation.cli.common import probing
 from observability.conftest import parse
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,11 +32,11 @@ def test_each_process_command_takes_a_metrics_port(command: list[str]) -> None:
 def test_the_environment_variable_starts_the_probe(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CSAUTO_METRICS_PORT", "0")
     monkeypatch.setenv("CSAUTO_METRICS_HOST", "127.0.0.1")
-    with _probing(_settings(), None) as probe:
+    with probing(settings(), None) as probe:
         assert probe is not None
         assert httpx.get(probe.url + "/health/live", timeout=5).status_code == 200
     monkeypatch.delenv("CSAUTO_METRICS_PORT")
-    with _probing(_settings(), None) as probe:
+    with probing(settings(), None) as probe:
         assert probe is None  # off unless asked for
 
 

@@ -13,6 +13,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from csautomation.activities.playbook import PlaybookActivities
+from csautomation.activities.redrive import redrive
 from csautomation.connectors.base import Receipt, TaskRequest
 from csautomation.connectors.config import Breaker, LocalConfig, Retry
 from csautomation.connectors.registry import Connectors
@@ -20,7 +21,6 @@ from csautomation.connectors.resilience import CircuitBreaker, Guard, Guardable
 from csautomation.errors import ConnectorUnavailableError
 from csautomation.facts.health import load_health_model
 from csautomation.playbooks.spec import Playbook
-from csautomation.runtime.ops import redrive
 from csautomation.store.deadletters import dead_letters, resolve
 from csautomation.workflows.escalation import EscalationWorkflow
 from csautomation.workflows.playbook import PlaybookWorkflow

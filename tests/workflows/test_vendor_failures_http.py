@@ -25,12 +25,12 @@ from typer.testing import CliRunner
 
 from csautomation import logs
 from csautomation.activities.playbook import PlaybookActivities
+from csautomation.activities.redrive import redrive
 from csautomation.cli import app
 from csautomation.connectors.registry import Connectors
 from csautomation.connectors.resilience import BreakerState
 from csautomation.facts.health import load_health_model
 from csautomation.playbooks.spec import Playbook
-from csautomation.runtime.ops import redrive
 from csautomation.store.deadletters import dead_letters
 from csautomation.store.repo import Store
 from csautomation.workflows.escalation import EscalationWorkflow

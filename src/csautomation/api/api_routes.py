@@ -16,10 +16,9 @@ signalled; `by` is always the caller.
 # run time, and the dependency aliases live in `router`'s scope, not the module's.
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Query
 
 from csautomation.api.auth import Authenticator
-from csautomation.api.errors import NotSignedInError
 from csautomation.api.review import (
     ActionBody,
     ListQuery,
@@ -35,16 +34,7 @@ from csautomation.workflows.types import EscalationState
 def router(review: Review, authn: Authenticator) -> APIRouter:
     api = APIRouter(prefix="/api", tags=["escalations"])
 
-    def caller(request: Request) -> Person:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise NotSignedInError("send 'Authorization: Bearer <token>'")
-        person = authn.from_token(token.strip())
-        if person is None:
-            raise NotSignedInError("unknown API token")
-        return person
-
-    Caller = Annotated[Person, Depends(caller)]
+    Caller = Annotated[Person, Depends(authn.caller)]
 
     def target(workflow_id: str, person: Caller) -> EscalationState:
         return review.actionable(person, workflow_id)

@@ -28,7 +28,8 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from csautomation import metrics
-from csautomation.api import api_routes, docs, pages
+from csautomation.api import api_routes, docs, health, pages, quarantine
+from csautomation.api import intake as intake_routes
 from csautomation.api.actions import EscalationActions
 from csautomation.api.auth import Authenticator
 from csautomation.api.auth import session_secret as env_session_secret
@@ -37,11 +38,9 @@ from csautomation.api.review import Review
 from csautomation.errors import ServiceUnavailableError
 from csautomation.escalation.people import People
 from csautomation.facts.health import load_health_model
-from csautomation.ingest import routes as ingest_routes
 from csautomation.ingest.intake import Intake
 from csautomation.ingest.sources import Sources
 from csautomation.ingest.writer import SignalWriter
-from csautomation.runtime import probe
 from csautomation.store.facts import FactsReader
 from csautomation.store.repo import Store
 
@@ -126,11 +125,12 @@ def create_app(
     )
     intake = Intake(store, SignalWriter(store, on_stored))
     app.state.intake = intake
-    app.include_router(ingest_routes.router(intake, sources or Sources({}), authn))
+    app.include_router(intake_routes.router(intake, sources or Sources({})))
+    app.include_router(quarantine.router(intake, authn))
     app.include_router(api_routes.router(review, authn))
     app.include_router(docs.router(app, templates))
     app.include_router(pages.router(review, authn, templates))
-    _operations(app, store, temporal)
+    health.install(app, store, temporal)
     app.add_middleware(
         SessionMiddleware,
         secret_key=session_secret or env_session_secret(),
@@ -143,7 +143,7 @@ def create_app(
     # in front of everything: signals skip FastAPI's and Starlette's layers, the sessions
     # and the routing (see SignalIntake)
     app.front = metrics.RequestMetrics(
-        ingest_routes.SignalIntake(
+        intake_routes.SignalIntake(
             app.behind, intake=intake, sources=sources or Sources({}), extra=HEADERS
         )
     )
@@ -181,35 +181,6 @@ def create_app(
         return pages.error_page(templates, request, 422, text)
 
     return app
-
-
-def _operations(app: FastAPI, store: Store, temporal: Client | None) -> None:
-    """Liveness, readiness and metrics: unauthenticated, for probes and Prometheus."""
-    registry = metrics.api_registry(store)
-
-    @app.get("/health/live", tags=["operations"], summary="The process is up (no dependency)")
-    async def live() -> dict[str, str]:
-        return {"status": "live"}
-
-    @app.get(
-        "/health/ready",
-        tags=["operations"],
-        summary="The database answers (and Temporal, when the app has a client)",
-        responses={503: {"description": "`checks` names what is not ready"}},
-    )
-    async def ready() -> JSONResponse:
-        checks = await probe.ready(store, temporal)
-        ok = all(v == "ok" for v in checks.values())
-        return JSONResponse(
-            {"status": "ready" if ok else "not ready", "checks": checks}, 200 if ok else 503
-        )
-
-    # a plain def: FastAPI runs it on a worker thread, off the loop, as the store's
-    # queries need
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics (keep it private)")
-    def scrape(request: Request) -> Response:
-        body, kind = metrics.exposition(registry, request.headers.get("accept", ""))
-        return Response(body, media_type=kind)
 
 
 def template_env() -> Environment:

@@ -35,8 +35,10 @@ from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from fastapi import Request
 
 from csautomation import logs
+from csautomation.api.errors import NotSignedInError
 from csautomation.errors import ConfigError
 from csautomation.escalation.people import People, Person
 from csautomation.workflows.types import EscalationState
@@ -193,6 +195,17 @@ class Authenticator:
                 if hmac.compare_digest(known.strip().lower(), digest):
                     found = person
         return found
+
+    def caller(self, request: Request) -> Person:
+        """The dependency of every token-authenticated API route: the person whose API
+        token the request bears (`Authorization: Bearer <token>`)."""
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise NotSignedInError("send 'Authorization: Bearer <token>'")
+        person = self.from_token(token.strip())
+        if person is None:
+            raise NotSignedInError("unknown API token")
+        return person
 
     def from_session(self, person_id: object, stamp: object) -> Person | None:
         """The signed-in person, while they may still sign in with the same password."""

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import TypeAdapter
 
-from csautomation.ingest.routes import SignalBatch
+from csautomation.api.intake import SignalBatch
 
 METHODS = ("get", "post", "put", "patch", "delete")
 

@@ -6,31 +6,23 @@ and `GET /health/live` on a small standard-library HTTP server on a daemon threa
 task on the process's event loop, so that a loop busy with (or stuck in) work still
 answers a scrape, and liveness means the process is up rather than idle. prometheus_client's
 own `start_http_server` serves its metrics on every path and has no health answer.
-
-`ready` checks what the API needs to do its work (the database, and Temporal when it has a
-client), for its `/health/ready`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
-from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import REGISTRY
 from prometheus_client.registry import Collector
-from sqlalchemy import text
 
 from csautomation.errors import ServiceUnavailableError
 from csautomation.metrics import exposition
 
 if TYPE_CHECKING:
-    from temporalio.client import Client
-
-    from csautomation.store.repo import Store
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -111,43 +103,3 @@ class ProbeServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-async def ready(store: Store, temporal: Client | None = None) -> dict[str, str]:
-    """Each dependency's readiness: "ok", or in a few words why not (the details go to
-    the log: the answer is unauthenticated)."""
-    checks = {"database": _database(store)}
-    if temporal is not None:
-        checks["temporal"] = _temporal(temporal)
-    results = await asyncio.gather(*checks.values())
-    return dict(zip(checks, results, strict=True))
-
-
-async def _database(store: Store) -> str:
-    def select_one() -> None:
-        with store.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-
-    try:
-        # the thread may outlive the timeout (a driver's connect has its own), not the answer
-        await asyncio.wait_for(asyncio.to_thread(select_one), CHECK_SECONDS)
-    except TimeoutError:
-        return "no answer in time"
-    except Exception as exc:  # the probe's edge: any failure is "not ready", logged
-        log.warning("readiness: the database did not answer: %s", exc)
-        return f"unreachable ({type(exc).__name__})"
-    return "ok"
-
-
-async def _temporal(client: Client) -> str:
-    try:
-        serving = await asyncio.wait_for(
-            client.service_client.check_health(timeout=timedelta(seconds=CHECK_SECONDS)),
-            CHECK_SECONDS + 1,
-        )
-    except TimeoutError:
-        return "no answer in time"
-    except Exception as exc:  # the probe's edge: RPCError, or the bridge's RuntimeError
-        log.warning("readiness: Temporal did not answer: %s", exc)
-        return f"unreachable ({type(exc).__name__})"
-    return "ok" if serving else "not serving"

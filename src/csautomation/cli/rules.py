@@ -1,4 +1,4 @@
-"""The `csauto` command."""
+"""`csauto rules`: validate, test, dry-run, explain and backtest rules."""
 
 from __future__ import annotations
 
@@ -10,42 +10,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from csautomation.audit.cli import register as register_audit
-from csautomation.errors import ConfigFileError, CsAutomationError
-from csautomation.runtime.commands import register as register_runtime
-from csautomation.runtime.db_cli import register as register_db
-from csautomation.runtime.escalations import register as register_escalations
-from csautomation.runtime.ops import register as register_ops
-from csautomation.runtime.quarantine_cli import register as register_quarantine
-from csautomation.scheduling.cli import app as scheduler_app
+from csautomation.cli.audit import rules_replay
+from csautomation.cli.common import err, out, write_schema
+from csautomation.cli.sample import DATA_DIR
 
-app = typer.Typer(
-    help="csautomation: rule-based automation for Customer Success teams.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
-rules_app = typer.Typer(help="Validate, test, dry-run and backtest rules.", no_args_is_help=True)
-playbooks_app = typer.Typer(help="Validate playbooks (workflows/).", no_args_is_help=True)
-sample_app = typer.Typer(help="The deterministic sample data set.", no_args_is_help=True)
-app.add_typer(rules_app, name="rules")
-app.add_typer(playbooks_app, name="playbooks")
-app.add_typer(sample_app, name="sample")
-app.add_typer(scheduler_app, name="scheduler")
-register_runtime(app)
-register_ops(app)
-register_escalations(app)
-register_quarantine(app)
-register_db(app)
-register_audit(app, rules_app)
+app = typer.Typer(help="Validate, test, dry-run and backtest rules.", no_args_is_help=True)
+app.command("replay")(rules_replay)
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
-
-DATA_DIR = Path(".csauto/sample")
 RulesOpt = Annotated[list[Path] | None, typer.Option("--rules", help="rule files or folders")]
 AccountsOpt = Annotated[Path | None, typer.Option("--accounts", help="accounts JSONL")]
 SignalsOpt = Annotated[
@@ -54,16 +28,6 @@ SignalsOpt = Annotated[
 ModelOpt = Annotated[Path | None, typer.Option("--health-model", help="health model YAML")]
 AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="evaluate as of this date")]
 FormatOpt = Annotated[str, typer.Option("--format", help="table or json")]
-
-
-def _fail(exc: CsAutomationError) -> None:
-    if isinstance(exc, ConfigFileError):
-        for p in exc.problems:
-            err.print(f"[red]error[/red] {p}", markup=True, soft_wrap=True)
-        err.print(f"{len(exc.problems)} problem(s) found")
-    else:
-        err.print(f"[red]error[/red] {exc}", soft_wrap=True)
-    raise typer.Exit(1)
 
 
 def _health_model(path: Path | None) -> Any:
@@ -111,42 +75,27 @@ def _as_of(value: str | None, signals: list[Any]) -> date:
     return max((s.day for s in signals), default=datetime.now(UTC).date())
 
 
-@rules_app.command("validate")
+@app.command("validate")
 def rules_validate(paths: Annotated[list[Path] | None, typer.Argument()] = None) -> None:
     """Check rule files; every problem is printed as file:line:column."""
     from csautomation.rules.loader import load_rules
 
-    try:
-        ruleset = load_rules(_rule_paths(paths))
-    except CsAutomationError as exc:
-        _fail(exc)
+    ruleset = load_rules(_rule_paths(paths))
     out.print(
         f"[green]ok[/green] {len(ruleset.rules)} rules in {len(ruleset.files)} files "
         f"({len(ruleset.enabled)} enabled)"
     )
 
 
-def _write_schema(model: Any, title: str, output: Path | None) -> None:
-    schema = model.model_json_schema(by_alias=True)
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = title
-    text = json.dumps(schema, indent=2) + "\n"
-    if output:
-        output.write_text(text, encoding="utf-8")
-        out.print(f"wrote {output}")
-    else:
-        sys.stdout.write(text)
-
-
-@rules_app.command("schema")
+@app.command("schema")
 def rules_schema(output: Annotated[Path | None, typer.Option("--output", "-o")] = None) -> None:
     """Print (or write) the JSON Schema of rule files, for editor autocompletion."""
     from csautomation.rules.spec import RuleFile
 
-    _write_schema(RuleFile, "csautomation rule file", output)
+    write_schema(RuleFile, "csautomation rule file", output)
 
 
-@rules_app.command("facts")
+@app.command("facts")
 def rules_facts() -> None:
     """List every fact a rule can read, with its type and meaning."""
     from csautomation.facts.catalog import FACTS
@@ -159,7 +108,7 @@ def rules_facts() -> None:
     out.print(table)
 
 
-@rules_app.command("test")
+@app.command("test")
 def rules_test(
     paths: Annotated[list[Path] | None, typer.Argument()] = None,
     health_model: ModelOpt = None,
@@ -169,12 +118,9 @@ def rules_test(
     from csautomation.rules.loader import load_rules
     from csautomation.rules.testcases import case_files, load_cases, run_case
 
-    try:
-        ruleset = load_rules(_rule_paths(paths))
-        model = _health_model(health_model)
-        cases = load_cases(case_files(_rule_paths(paths)))
-    except CsAutomationError as exc:
-        _fail(exc)
+    ruleset = load_rules(_rule_paths(paths))
+    model = _health_model(health_model)
+    cases = load_cases(case_files(_rule_paths(paths)))
     failed = 0
     for file, line, case in cases:
         result = run_case(ruleset, model, file, line, case)
@@ -197,7 +143,7 @@ def rules_test(
         raise typer.Exit(1)
 
 
-@rules_app.command("evaluate")
+@app.command("evaluate")
 def rules_evaluate(
     rules: RulesOpt = None,
     accounts: AccountsOpt = None,
@@ -210,11 +156,8 @@ def rules_evaluate(
     from csautomation.facts.derive import group_by_account
     from csautomation.rules.runtime import RuleRuntime
 
-    try:
-        runtime = RuleRuntime(_rule_paths(rules), _health_model(health_model))
-        accs, sigs = _load_data(accounts, signals)
-    except CsAutomationError as exc:
-        _fail(exc)
+    runtime = RuleRuntime(_rule_paths(rules), _health_model(health_model))
+    accs, sigs = _load_data(accounts, signals)
     day = _as_of(as_of, sigs)
     at = datetime.combine(day, time(23, 59), tzinfo=UTC)
     by_account = group_by_account(sigs)
@@ -255,7 +198,7 @@ def _passing_checks(node: Any) -> list[Any]:
     return [c for child in node.children for c in _passing_checks(child)]
 
 
-@rules_app.command("explain")
+@app.command("explain")
 def rules_explain(
     rule: str,
     account: str,
@@ -271,12 +214,9 @@ def rules_explain(
     from csautomation.rules.explain import explain
     from csautomation.rules.loader import load_rules
 
-    try:
-        ruleset = load_rules(_rule_paths(rules))
-        model = _health_model(health_model)
-        accs, sigs = _load_data(accounts, signals)
-    except CsAutomationError as exc:
-        _fail(exc)
+    ruleset = load_rules(_rule_paths(rules))
+    model = _health_model(health_model)
+    accs, sigs = _load_data(accounts, signals)
     compiled = ruleset.by_id(rule)
     if compiled is None:
         import difflib
@@ -299,7 +239,7 @@ def rules_explain(
         out.print(why.render())
 
 
-@rules_app.command("backtest")
+@app.command("backtest")
 def rules_backtest(
     since: Annotated[str, typer.Option("--since", help="how far back, e.g. 90d")] = "90d",
     rules: RulesOpt = None,
@@ -319,12 +259,9 @@ def rules_backtest(
         days = parse_duration(since).days
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    try:
-        ruleset = load_rules(_rule_paths(rules))
-        model = _health_model(health_model)
-        accs, sigs = _load_data(accounts, signals)
-    except CsAutomationError as exc:
-        _fail(exc)
+    ruleset = load_rules(_rule_paths(rules))
+    model = _health_model(health_model)
+    accs, sigs = _load_data(accounts, signals)
     end = _as_of(as_of, sigs)
     chosen = list(ruleset.rules if include_disabled else ruleset.enabled)
     with Progress(console=err, transient=True) as progress:
@@ -382,50 +319,3 @@ def _print_backtest(result: Any) -> None:
     for a, key in keys.items():
         overlap.add_row(key, *[str(result.overlap(a, b)) for b in result.rules])
     out.print(overlap)
-
-
-@playbooks_app.command("validate")
-def playbooks_validate(paths: Annotated[list[Path] | None, typer.Argument()] = None) -> None:
-    """Check playbook files; every problem is printed as file:line:column."""
-    from csautomation.playbooks.loader import load_playbooks
-
-    try:
-        playbooks = load_playbooks(paths or [Path("workflows")])
-    except CsAutomationError as exc:
-        _fail(exc)
-    for pb in playbooks.values():
-        out.print(f"[green]ok[/green] {pb.id} (version {pb.version}, {len(pb.steps)} steps)")
-
-
-@playbooks_app.command("schema")
-def playbooks_schema(output: Annotated[Path | None, typer.Option("--output", "-o")] = None) -> None:
-    """Print (or write) the JSON Schema of playbook files."""
-    from csautomation.playbooks.spec import PlaybookFile
-
-    _write_schema(PlaybookFile, "csautomation playbook file", output)
-
-
-@sample_app.command("generate")
-def sample_generate(
-    out_dir: Annotated[Path, typer.Option("--out")] = DATA_DIR,
-    accounts: Annotated[int, typer.Option("--accounts")] = 500,
-    days: Annotated[int, typer.Option("--days")] = 180,
-    seed: Annotated[int, typer.Option("--seed")] = 7,
-) -> None:
-    """Write the deterministic sample data set (accounts.jsonl, signals.jsonl)."""
-    from csautomation.sample.generate import write_sample
-
-    acc, sig = write_sample(out_dir, n_accounts=accounts, days=days, seed=seed)
-    out.print(f"wrote {acc} and {sig}")
-
-
-def main() -> None:
-    """The `csauto` process: the command, then an exit that the Temporal SDK's threads cannot
-    turn into an abort (csautomation.runner)."""
-    from csautomation.runner import run_and_exit
-
-    run_and_exit(lambda: app(prog_name="csauto"))
-
-
-if __name__ == "__main__":
-    main()

@@ -24,14 +24,14 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from csautomation.cli.common import DbOpt, fail, open_store, out
 from csautomation.errors import CsAutomationError
-from csautomation.runtime.commands import DbOpt, _fail, _settings, _store, out
 
 if TYPE_CHECKING:
     from csautomation.store.repo import Store
     from csautomation.store.tables import QuarantineRow
 
-quarantine_app = typer.Typer(
+app = typer.Typer(
     help="Signals that could not be accepted, and stored ones held back.", no_args_is_help=True
 )
 
@@ -62,8 +62,7 @@ def _plain(value: object) -> Text:
 
 
 def _die(message: str) -> NoReturn:
-    _fail(CsAutomationError(escape(_safe(message))))  # _fail prints markup; ours is text
-    raise typer.Exit(1)  # not reached: _fail exits; this tells the type checker
+    fail(CsAutomationError(escape(_safe(message))))  # fail prints markup; ours is text
 
 
 @contextmanager
@@ -73,7 +72,9 @@ def _opened(database_url: str | None) -> Iterator[Store]:
     from sqlalchemy.exc import SQLAlchemyError
 
     try:
-        store = _store(_settings(db=database_url))
+        store = open_store(database_url)
+    except CsAutomationError as exc:  # a schema newer than this code, say
+        _die(str(exc))
     except ValidationError as exc:  # CSAUTO_* variables: every problem, one per line
         _die(f"the settings are not valid: {exc}")
     except (SQLAlchemyError, ImportError, OSError, ValueError) as exc:  # URL, driver, folder
@@ -141,7 +142,7 @@ def _print_json(data: Any) -> None:
     out.print(json.dumps(data, indent=2, ensure_ascii=False), markup=False, soft_wrap=True)
 
 
-@quarantine_app.command("list")
+@app.command("list")
 def quarantine_list(
     status: Annotated[Status, typer.Option("--status", help="which items")] = Status.open,
     source: Annotated[str | None, typer.Option("--source", help="one source's items")] = None,
@@ -190,7 +191,7 @@ def quarantine_list(
     out.print(shown)
 
 
-@quarantine_app.command("show")
+@app.command("show")
 def quarantine_show(row_id: IdArg, as_json: JsonOpt = False, database_url: DbOpt = None) -> None:
     """One item, whole: every error and the raw text as it came."""
     from csautomation.store.quarantine import get_held
@@ -258,7 +259,7 @@ def _corrected(file: Path | None, data: str | None) -> Any:
         _die(f"{where}: not valid JSON: nested too deeply")
 
 
-@quarantine_app.command("retry")
+@app.command("retry")
 def quarantine_retry(
     row_id: IdArg,
     file: Annotated[
@@ -297,7 +298,7 @@ def quarantine_retry(
         out.print(Text(f"item {row_id} reprocessed: stored under key ") + _plain(done.key))
 
 
-@quarantine_app.command("discard")
+@app.command("discard")
 def quarantine_discard(row_id: IdArg, by: ByOpt = None, database_url: DbOpt = None) -> None:
     """Give up on an item; it stays listed with --status discarded."""
     from csautomation.ingest.intake import discard
@@ -318,7 +319,3 @@ def _who(by: str | None) -> str:
     if not by.strip():
         _die("--by must name someone")
     return by.strip()
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(quarantine_app, name="quarantine")

@@ -5,28 +5,14 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from csautomation import logs
-from csautomation.errors import CsAutomationError, ServiceUnavailableError
-from csautomation.runtime.commands import (
-    AddressOpt,
-    DbOpt,
-    MetricsPortOpt,
-    _config,
-    _connect,
-    _connectors,
-    _fail,
-    _probing,
-    _run,
-    _settings,
-    _store,
-    err,
-    out,
-)
+from csautomation import bootstrap, logs
+from csautomation.cli.common import AddressOpt, DbOpt, MetricsPortOpt, err, out, probing, run
+from csautomation.errors import ServiceUnavailableError
 
 app = typer.Typer(
     help="Scheduled rule sweeps, data pulls and completion sync (schedules.yaml).",
@@ -41,19 +27,8 @@ SchedulesOpt = Annotated[
 ]
 
 
-def _schedules(path: Path | None) -> Any:
-    """The schedules of `--schedules` (required to exist), else of CSAUTO_SCHEDULES_PATH
-    (default schedules.yaml; defaults when missing)."""
-    from csautomation.scheduling.config import load_schedules
-
-    try:
-        return load_schedules(path or _settings().schedules_path, required=path is not None)
-    except CsAutomationError as exc:
-        _fail(exc)
-
-
 @app.command("run")
-def run(
+def scheduler_run(
     schedules: SchedulesOpt = None,
     address: AddressOpt = None,
     database_url: DbOpt = None,
@@ -65,25 +40,25 @@ def run(
     from csautomation.scheduling.scheduler import run_scheduler
     from csautomation.store.repo import SqlCooldowns
 
-    config = _schedules(schedules)
-    settings = _settings(db=database_url, address=address)
-    model, _, _ = _config(settings)
+    settings = bootstrap.settings(database_url=database_url, temporal_address=address)
+    config = bootstrap.load_schedules(settings, schedules)
+    model = bootstrap.load_configuration(settings).model
 
     async def main() -> None:
-        store = _store(settings)
+        store = bootstrap.open_store(settings)
         client = connectors = None
         if config.completion_sync.enabled:  # the only job that needs Temporal
             try:
-                client = await _connect(settings)
+                client = await bootstrap.connect(settings)
             except ServiceUnavailableError as exc:
                 raise ServiceUnavailableError(
                     f"{exc}. The scheduler needs Temporal for completion sync only; "
                     "`completion_sync: {enabled: false}` in schedules.yaml runs it without"
                 ) from None
-            connectors = _connectors(settings, store)
+            connectors = bootstrap.build_connectors(settings, store)
         runtime = RuleRuntime([settings.rules_path], model, cooldowns=SqlCooldowns(store))
         out.print(
-            f"scheduler on {_masked(settings.database_url)}; `csauto scheduler jobs` lists its jobs"
+            f"scheduler on {bootstrap.masked(settings)}; `csauto scheduler jobs` lists its jobs"
         )
         try:
             await run_scheduler(
@@ -98,11 +73,11 @@ def run(
             runtime.close()
 
     async def probed() -> None:
-        with _probing(settings, metrics_port):
+        with probing(settings, metrics_port):
             await main()
 
     logs.setup(logging.INFO)
-    _run(probed)
+    run(probed)
 
 
 @app.command("jobs")
@@ -115,13 +90,10 @@ def jobs(schedules: SchedulesOpt = None, database_url: DbOpt = None) -> None:
     from csautomation.scheduling.scheduler import stored_jobs
     from csautomation.scheduling.tables import create_tables
 
-    settings = _settings(db=database_url)
-    config = _schedules(schedules)
-    try:
-        ruleset = load_rules([settings.rules_path])
-    except CsAutomationError as exc:
-        _fail(exc)
-    store = _store(settings)
+    settings = bootstrap.settings(database_url=database_url)
+    config = bootstrap.load_schedules(settings, schedules)
+    ruleset = load_rules([settings.rules_path])
+    store = bootstrap.open_store(settings)
     create_tables(store.engine)
     planned = {s.id: s for s in plan_jobs(config, ruleset, config.completion_sync.enabled)}
     stored = {j.id: j for j in stored_jobs(store.engine)}
@@ -174,14 +146,12 @@ def sweep_now(
     from csautomation.scheduling.sweep import sweep
 
     when = _parse_at(at)
-    settings = _settings(db=database_url)
-    model, _, _ = _config(settings)
-    store = _store(settings)
+    settings = bootstrap.settings(database_url=database_url)
+    model = bootstrap.load_configuration(settings).model
+    store = bootstrap.open_store(settings)
     runtime = RuleRuntime([settings.rules_path], model)
     try:
         result = sweep(store, runtime, [rule_id], when)
-    except CsAutomationError as exc:
-        _fail(exc)
     finally:
         runtime.close()
     out.print(
@@ -205,10 +175,3 @@ def _parse_at(value: str | None) -> datetime:
 
 def _utc(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _masked(url: str) -> str:
-    """The database URL without its password (alembic is imported only when needed)."""
-    from csautomation.store.migrate import masked
-
-    return masked(url)

@@ -17,17 +17,9 @@ from typing import Annotated, Any
 
 import typer
 
+from csautomation import bootstrap
+from csautomation.cli.common import AddressOpt, DbOpt, err, fail, open_store, out, run
 from csautomation.errors import CsAutomationError, ServiceUnavailableError
-from csautomation.runtime.commands import (
-    AddressOpt,
-    DbOpt,
-    _fail,
-    _run,
-    _settings,
-    _store,
-    err,
-    out,
-)
 
 history_app = typer.Typer(help="Workflow histories, for offline replay.", no_args_is_help=True)
 
@@ -61,7 +53,7 @@ def audit(
     from csautomation.store.ledger import Query, entries, to_json
 
     found = entries(
-        _store(_settings(db=database_url)),
+        open_store(database_url),
         Query(account_id=account, workflow_id=workflow, since=_since(since), kinds=kind or ()),
     )
     if jsonl is not None:
@@ -119,9 +111,7 @@ def _what(e: Any) -> str:
 async def _fetch(settings: Any, workflow_id: str) -> Any:
     from temporalio.service import RPCError, RPCStatusCode
 
-    from csautomation.runtime.server import connect
-
-    client = await connect(settings.temporal_address, settings.temporal_namespace)
+    client = await bootstrap.connect(settings)
     try:
         return await client.get_workflow_handle(workflow_id).fetch_history()
     except RPCError as exc:
@@ -149,20 +139,17 @@ def replay(
 
     if (workflow_id is None) == (file is None):
         raise typer.BadParameter("give a WORKFLOW_ID or --file, one of the two")
-    settings = _settings(db=database_url, address=address)
-    try:
-        if file is not None:
-            history = read_history(file, workflow_id)
-        else:
-            assert workflow_id is not None
-            history = _run(lambda: _fetch(settings, workflow_id))
-        tl = timeline(history)
-    except CsAutomationError as exc:
-        _fail(exc)
+    settings = bootstrap.settings(database_url=database_url, temporal_address=address)
+    if file is not None:
+        history = read_history(file, workflow_id)
+    else:
+        assert workflow_id is not None
+        history = run(lambda: _fetch(settings, workflow_id))
+    tl = timeline(history)
     out.print(tl.render(), markup=False, soft_wrap=True)
     if file is None or database_url is not None:  # offline, the ledger only when named
         _ledger_notes(settings, tl.workflow_id)
-    verdict = _run(lambda: run_replay(history))
+    verdict = run(lambda: run_replay(history))
     style = "green" if verdict.deterministic else "red"
     out.print(f"replay: [{style}]{verdict.render()}[/{style}]", soft_wrap=True)
     if not verdict.deterministic:
@@ -177,7 +164,7 @@ def _ledger_notes(settings: Any, workflow_id: str) -> None:
     from csautomation.store.ledger import Query, entries
 
     try:
-        found = entries(_store(settings), Query(workflow_id=workflow_id))
+        found = entries(bootstrap.open_store(settings), Query(workflow_id=workflow_id))
     except SQLAlchemyError:
         return
     for e in found:
@@ -209,14 +196,13 @@ def history_export(
     """Write workflow histories to JSON files that `csauto replay --file` replays offline
     (the same format as Temporal's UI and CLI downloads)."""
     from csautomation.audit.replay import file_name
-    from csautomation.runtime.server import connect
 
     if not workflow_ids and query is None:
         raise typer.BadParameter("give WORKFLOW_IDs or --query")
-    settings = _settings(address=address)
+    settings = bootstrap.settings(temporal_address=address)
 
     async def main() -> list[Path]:
-        client = await connect(settings.temporal_address, settings.temporal_namespace)
+        client = await bootstrap.connect(settings)
         ids = list(workflow_ids or [])
         if query is not None:
             async for wf in client.list_workflows(query, limit=limit):
@@ -230,10 +216,7 @@ def history_export(
             written.append(path)
         return written
 
-    try:
-        written = _run(main)
-    except CsAutomationError as exc:
-        _fail(exc)
+    written = run(main)
     for path in written:
         out.print(str(path))
     err.print(f"{len(written)} histories written to {out_dir}")
@@ -247,18 +230,11 @@ def rules_replay(
     version, and show that the decision is the same (exit code 1 when it is not)."""
     from csautomation.audit.decisions import DecisionError, replay_firing
 
-    settings = _settings(db=database_url)
+    settings = bootstrap.settings(database_url=database_url)
     try:
-        result = replay_firing(_store(settings), firing_id, settings)
+        result = replay_firing(bootstrap.open_store(settings), firing_id, settings)
     except (DecisionError, CsAutomationError) as exc:
-        _fail(exc)
+        fail(exc)
     out.print(result.render(), markup=False, soft_wrap=True)
     if not result.same:
         raise typer.Exit(1)
-
-
-def register(app: typer.Typer, rules_app: typer.Typer) -> None:
-    app.command("audit")(audit)
-    app.command("replay")(replay)
-    app.add_typer(history_app, name="history")
-    rules_app.command("replay")(rules_replay)

@@ -12,10 +12,10 @@ from rich.table import Table
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError
 
-from csautomation.errors import CsAutomationError
-from csautomation.runtime.commands import DbOpt, _fail, _settings, out
+from csautomation import bootstrap
+from csautomation.cli.common import DbOpt, out
 
-db_app = typer.Typer(
+app = typer.Typer(
     help="The database schema: its revision, and migrations up and down.", no_args_is_help=True
 )
 
@@ -27,26 +27,23 @@ def _engine(database_url: str | None) -> Iterator[Engine]:
     from csautomation.store import migrate
     from csautomation.store.repo import Store
 
-    url = _settings(db=database_url).database_url
+    url = bootstrap.settings(database_url=database_url).database_url
     try:
-        try:
-            engine = Store(url).engine
-        except ArgumentError:
-            raise migrate.SchemaError(
-                f"not a database URL: {migrate.masked(url)} (for example "
-                "postgresql+psycopg://user@host/db or sqlite:///.csauto/csauto.db)"
-            ) from None
-        except ImportError as exc:
-            hint = " (pip install 'csautomation[postgres]')" if "postgres" in url else ""
-            raise migrate.SchemaError(
-                f"{migrate.masked(url)} needs the driver {exc.name}, which is not installed{hint}"
-            ) from None
-        try:
-            yield engine
-        finally:
-            engine.dispose()
-    except CsAutomationError as exc:
-        _fail(exc)
+        engine = Store(url).engine
+    except ArgumentError:
+        raise migrate.SchemaError(
+            f"not a database URL: {migrate.masked(url)} (for example "
+            "postgresql+psycopg://user@host/db or sqlite:///.csauto/csauto.db)"
+        ) from None
+    except ImportError as exc:
+        hint = " (pip install 'csautomation[postgres]')" if "postgres" in url else ""
+        raise migrate.SchemaError(
+            f"{migrate.masked(url)} needs the driver {exc.name}, which is not installed{hint}"
+        ) from None
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 def _describe(revisions: tuple[str, ...] | None) -> str:
@@ -70,7 +67,7 @@ def _move(direction: str, to: str, database_url: str | None) -> None:
         )
 
 
-@db_app.command("upgrade")
+@app.command("upgrade")
 def upgrade(
     to: Annotated[str, typer.Option("--to", help="a revision; default: head")] = "head",
     database_url: DbOpt = None,
@@ -79,7 +76,7 @@ def upgrade(
     _move("upgrade", to, database_url)
 
 
-@db_app.command("downgrade")
+@app.command("downgrade")
 def downgrade(
     to: Annotated[str, typer.Argument(help='a revision, or "base" to drop every table')],
     database_url: DbOpt = None,
@@ -88,7 +85,7 @@ def downgrade(
     _move("downgrade", to, database_url)
 
 
-@db_app.command("current")
+@app.command("current")
 def current(database_url: DbOpt = None) -> None:
     """The database's revision, and whether it is the code's newest."""
     from csautomation.store import migrate
@@ -110,7 +107,7 @@ def current(database_url: DbOpt = None) -> None:
         )
 
 
-@db_app.command("history")
+@app.command("history")
 def history() -> None:
     """The code's revisions, newest first."""
     from csautomation.store import migrate
@@ -124,7 +121,7 @@ def history() -> None:
     out.print(table)
 
 
-@db_app.command("revision")
+@app.command("revision")
 def revision(
     message: Annotated[str, typer.Option("-m", "--message", help="what the revision does")],
     rev_id: Annotated[
@@ -135,12 +132,5 @@ def revision(
     migrations/versions/ (review it before committing)."""
     from csautomation.store import migrate
 
-    try:
-        path = migrate.new_revision(message, rev_id)
-    except CsAutomationError as exc:
-        _fail(exc)
+    path = migrate.new_revision(message, rev_id)
     out.print(f"wrote {path}: review it (see csautomation.store.migrations)", markup=False)
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(db_app, name="db")

@@ -1,7 +1,10 @@
-"""`csauto escalations validate | simulate | schema`: check escalation_matrix.yaml with
-people.yaml, and show the plan an escalation would follow without opening one.
+"""`csauto escalations`: the escalation matrix, and the open escalations on the command line.
 
-Plain functions with typer annotations; the `csauto` app registers them.
+validate, simulate and schema check escalation_matrix.yaml with people.yaml and show the
+plan an escalation would follow without opening one. list and show read the escalations
+index in the store; ack, resolve, reassign and snooze signal the escalation's workflow, as
+the review page's buttons do, and print its new state. The command line is an operator's
+tool: it acts as the person named by `--by` and does not apply the page's team visibility.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -17,6 +20,8 @@ from zoneinfo import ZoneInfo
 import typer
 from rich.table import Table
 
+from csautomation import bootstrap
+from csautomation.cli.common import AddressOpt, DataDirOpt, DbOpt, err, open_store, out, run
 from csautomation.errors import CsAutomationError
 from csautomation.escalation.matrix import (
     EscalationMatrix,
@@ -27,8 +32,10 @@ from csautomation.escalation.model import EscalationPlan
 from csautomation.escalation.people import People
 from csautomation.escalation.policy import plan
 from csautomation.facts.model import Account
-from csautomation.runtime.commands import DataDirOpt, DbOpt, _fail, _settings, err, out
 from csautomation.settings import Settings
+from csautomation.workflows.types import EscalationAction, EscalationState
+
+app = typer.Typer(help="Escalations: the matrix, and the open ones.", no_args_is_help=True)
 
 # --at accepts an ISO date and time; without an offset it is UTC
 AT_FORMATS = [
@@ -43,10 +50,11 @@ AT_FORMATS = [
 _SAMPLE_ID = re.compile(r"^(ACME|ACC-\d{5})$")
 
 
+@app.command("validate")
 def validate() -> None:
     """Check escalation_matrix.yaml and people.yaml (CSAUTO_ESCALATION_MATRIX_PATH,
     CSAUTO_PEOPLE_PATH): every problem as file:line:column, exit code 1 if any."""
-    settings = Settings()
+    settings = bootstrap.settings()
     matrix, people = _load(settings)
     entries = sum(len(e) for e in matrix.severities.values())
     out.print(
@@ -58,6 +66,7 @@ def validate() -> None:
     )
 
 
+@app.command("simulate")
 def simulate(
     severity: Annotated[
         str, typer.Option("--severity", help="a severity of the matrix: critical, high, ...")
@@ -78,22 +87,19 @@ def simulate(
     database_url: DbOpt = None,
 ) -> None:
     """Print who an escalation would reach, through what, and when: nothing is sent."""
-    settings = _settings(data_dir, database_url)
+    settings = bootstrap.settings(data_dir=data_dir, database_url=database_url)
     matrix, people = _load(settings)
     found, source = _account(settings, account)
     start = datetime.now(UTC) if at is None else at
     start = start.replace(tzinfo=UTC) if start.tzinfo is None else start.astimezone(UTC)
-    try:
-        result = plan(matrix, people, found, severity, start)
-    except CsAutomationError as exc:
-        _fail(exc)
-        raise  # unreachable: _fail exits
+    result = plan(matrix, people, found, severity, start)
     if as_json:
         sys.stdout.write(json.dumps(result.model_dump(mode="json"), indent=2) + "\n")
         return
     _print_plan(result, found, source)
 
 
+@app.command("schema")
 def schema(output: Annotated[Path | None, typer.Option("--output", "-o")] = None) -> None:
     """The JSON Schema of escalation_matrix.yaml, for editors."""
     text = json.dumps(matrix_json_schema(), indent=2) + "\n"
@@ -105,11 +111,7 @@ def schema(output: Annotated[Path | None, typer.Option("--output", "-o")] = None
 
 
 def _load(settings: Settings) -> tuple[EscalationMatrix, People]:
-    try:
-        return load_escalation_config(settings.escalation_matrix_path, settings.people_path)
-    except CsAutomationError as exc:
-        _fail(exc)
-        raise  # unreachable: _fail exits
+    return load_escalation_config(settings.escalation_matrix_path, settings.people_path)
 
 
 def _account(settings: Settings, account_id: str) -> tuple[Account, str]:
@@ -123,7 +125,7 @@ def _account(settings: Settings, account_id: str) -> tuple[Account, str]:
         return found, "the sample data"
     err.print(
         f"[red]error[/red] no account '{account_id}' in the store "
-        f"({_masked(settings.database_url)}) or in the sample data",
+        f"({bootstrap.masked(settings)}) or in the sample data",
         soft_wrap=True,
     )
     raise typer.Exit(1)
@@ -200,8 +202,129 @@ def _print_plan(result: EscalationPlan, account: Account, source: str) -> None:
         out.print(f"[yellow]note[/yellow] {note}", soft_wrap=True)
 
 
-def _masked(url: str) -> str:
-    """The database URL without its password (alembic is imported only when needed)."""
-    from csautomation.store.migrate import masked
+ByOpt = Annotated[str, typer.Option("--by", help="your person id in people.yaml")]
 
-    return masked(url)
+
+def _age(since: datetime, now: datetime) -> str:
+    minutes = int((now - since).total_seconds() // 60)
+    return (
+        f"{minutes // 1440}d{minutes % 1440 // 60}h"
+        if minutes >= 1440
+        else f"{minutes // 60}h{minutes % 60:02d}m"
+    )
+
+
+@app.command("list")
+def list_(
+    severity: Annotated[str | None, typer.Option(help="critical, high, medium, low")] = None,
+    team: Annotated[str | None, typer.Option()] = None,
+    holder: Annotated[str | None, typer.Option(help="a person id")] = None,
+    level: Annotated[int | None, typer.Option()] = None,
+    all_: Annotated[bool, typer.Option("--all", help="resolved ones too")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    database_url: DbOpt = None,
+) -> None:
+    """Open escalations, most urgent first."""
+    from csautomation.store.escalations import Filters, list_escalations
+
+    store = open_store(database_url)
+    status = ("open", "acknowledged", "snoozed", "resolved") if all_ else Filters.status
+    found = list_escalations(
+        store, Filters(severity=severity, level=level, team=team, holder=holder, status=status)
+    )
+    if as_json:
+        out.print_json(json.dumps([s.model_dump(mode="json") for s in found]))
+        return
+    now = datetime.now(UTC)
+    table = Table(title=f"{len(found)} escalation(s)")
+    for col in ("id", "account", "severity", "status", "level", "holder", "age", "ack by"):
+        table.add_column(col)
+    for s in found:
+        table.add_row(
+            s.workflow_id,
+            s.account_id,
+            s.severity,
+            s.status,
+            str(s.level),
+            s.holder_name or s.holder,
+            _age(s.opened_at, now),
+            f"{s.ack_by:%Y-%m-%d %H:%M}" if s.ack_by else "",
+        )
+    out.print(table)
+
+
+@app.command("show")
+def show(workflow_id: str, database_url: DbOpt = None) -> None:
+    """One escalation: its state and timeline, as last recorded."""
+    from csautomation.store.escalations import get_escalation
+
+    st = get_escalation(open_store(database_url), workflow_id)
+    if st is None:
+        raise CsAutomationError(f"no escalation '{workflow_id}'")
+    _print(st)
+
+
+def _print(st: EscalationState) -> None:
+    out.print(
+        f"[bold]{st.workflow_id}[/bold]  {st.severity}  {st.status}  level {st.level}  "
+        f"held by {st.holder_name or st.holder}  team {st.team or '-'}"
+    )
+    if st.ack_by:
+        out.print(f"acknowledge by {st.ack_by:%Y-%m-%d %H:%M} UTC")
+    for e in st.timeline:
+        out.print(f"  {e.at:%Y-%m-%d %H:%M}  {e.kind:<12} {e.by:<10} {e.detail}")
+
+
+def _act(address: str | None, workflow_id: str, kind: str, action: EscalationAction) -> None:
+    from csautomation.api.actions import TemporalActions
+
+    settings = bootstrap.settings(temporal_address=address)
+
+    async def main() -> EscalationState:
+        actions = TemporalActions(await bootstrap.connect(settings))
+        await getattr(actions, kind)(workflow_id, action)
+        return await actions.state(workflow_id)
+
+    _print(run(main))
+
+
+@app.command("ack")
+def ack(workflow_id: str, by: ByOpt, note: str = "", address: AddressOpt = None) -> None:
+    """Acknowledge: the climb stops and you hold it."""
+    _act(address, workflow_id, "acknowledge", EscalationAction(by=by, note=note))
+
+
+@app.command("resolve")
+def resolve(
+    workflow_id: str,
+    by: ByOpt,
+    note: Annotated[str, typer.Option(help="the resolution, for the record")],
+    address: AddressOpt = None,
+) -> None:
+    """Resolve it, with a note saying how."""
+    _act(address, workflow_id, "resolve", EscalationAction(by=by, note=note))
+
+
+@app.command("reassign")
+def reassign(
+    workflow_id: str,
+    by: ByOpt,
+    to: Annotated[str, typer.Option(help="the new holder's person id")],
+    note: str = "",
+    address: AddressOpt = None,
+) -> None:
+    """Hand it to someone else, who is told through the level's channels."""
+    _act(address, workflow_id, "reassign", EscalationAction(by=by, to=to, note=note))
+
+
+@app.command("snooze")
+def snooze(
+    workflow_id: str,
+    by: ByOpt,
+    hours: Annotated[float, typer.Option(help="how long the timers wait")],
+    note: str = "",
+    address: AddressOpt = None,
+) -> None:
+    """Hold the timers; when it wakes, the current level is reached again."""
+    until = datetime.now(UTC) + timedelta(hours=hours)
+    _act(address, workflow_id, "snooze", EscalationAction(by=by, until=until, note=note))

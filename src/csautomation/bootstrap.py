@@ -1,0 +1,190 @@
+"""The composition root: one Settings in, the parts of a running csautomation out.
+
+Every process (the `csauto` commands, `csauto dev`, the tests that run the whole thing)
+builds its parts here, so there is one answer to "where does the worker get its
+connectors". Builders raise the project's errors (errors.py); the process edge (cli/) turns
+them into a message and an exit code. Heavy modules are imported inside the builders, so a
+command pays only for the parts it builds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from csautomation.errors import ConfigError
+from csautomation.settings import Settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from temporalio.client import Client
+
+    from csautomation.activities.escalation import EscalationActivities
+    from csautomation.activities.playbook import PlaybookActivities
+    from csautomation.connectors.registry import Connectors
+    from csautomation.facts.health import HealthModel
+    from csautomation.playbooks.spec import Playbook
+    from csautomation.rules.loader import RuleSet
+    from csautomation.scheduling.config import Schedules
+    from csautomation.store.facts import FactsReader
+    from csautomation.store.repo import Store
+
+__all__ = [
+    "Configuration",
+    "build_connectors",
+    "build_escalations",
+    "build_review_app",
+    "connect",
+    "load_configuration",
+    "masked",
+    "open_store",
+    "load_schedules",
+    "settings",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """What CS ops edit, loaded and validated together: the health model, the playbooks
+    (workflows/) and the rules (rules/), every playbook a rule starts present."""
+
+    model: HealthModel
+    playbooks: Mapping[str, Playbook]
+    ruleset: RuleSet
+
+
+def settings(
+    data_dir: Path | None = None,
+    database_url: str | None = None,
+    temporal_address: str | None = None,
+) -> Settings:
+    """CSAUTO_* variables, overridden by the options a command was given."""
+    given: dict[str, Any] = {}
+    if data_dir is not None:
+        given["data_dir"] = data_dir
+    if database_url is not None:
+        given["database_url"] = database_url
+    if temporal_address is not None:
+        given["temporal_address"] = temporal_address
+    return Settings(**given)
+
+
+def load_configuration(settings: Settings) -> Configuration:
+    from csautomation.facts.health import load_health_model
+    from csautomation.playbooks.loader import load_playbooks
+    from csautomation.rules.loader import load_rules
+    from csautomation.rules.spec import StartPlaybook
+
+    path = settings.health_model_path
+    if path is None and Path("health_model.yaml").exists():
+        path = Path("health_model.yaml")
+    model = load_health_model(path)
+    playbooks = load_playbooks([settings.playbooks_path])
+    ruleset = load_rules([settings.rules_path])
+    wanted = {
+        a.start_playbook
+        for r in ruleset.rules
+        for a in r.rule.actions
+        if isinstance(a, StartPlaybook)
+    }
+    missing = sorted(wanted - set(playbooks))
+    if missing:
+        raise ConfigError(f"rules start playbooks that do not exist: {', '.join(missing)}")
+    return Configuration(model, playbooks, ruleset)
+
+
+def load_schedules(settings: Settings, path: Path | None = None) -> Schedules:
+    """The schedules of `path` (required to exist), else of CSAUTO_SCHEDULES_PATH (default
+    schedules.yaml; the defaults when it is missing)."""
+    from csautomation.scheduling.config import load_schedules as load
+
+    return load(path or settings.schedules_path, required=path is not None)
+
+
+def open_store(settings: Settings) -> Store:
+    """The store, migrated (or refused when its schema is newer than this code)."""
+    from csautomation.store.repo import Store
+
+    store = Store(settings.database_url)
+    store.create_all()
+    return store
+
+
+def build_connectors(settings: Settings, store: Store) -> Connectors:
+    """The configured connectors (connectors/), each breaker reporting to the store."""
+    from csautomation.connectors.loader import build_connectors as build
+    from csautomation.connectors.loader import load_connectors
+    from csautomation.connectors.resilience import BreakerState
+    from csautomation.store.deadletters import save_breaker
+
+    configs = load_connectors([settings.connectors_path])
+
+    def report(state: BreakerState) -> None:
+        save_breaker(store, state.connector, state.state, state.failures, state.last_error)
+
+    return build(configs, store, on_change=report)
+
+
+def build_escalations(
+    settings: Settings, actions: PlaybookActivities, page_url: str = ""
+) -> EscalationActivities:
+    """The escalation workflow's activities over escalation_matrix.yaml and people.yaml."""
+    from csautomation.activities.escalation import EscalationActivities
+    from csautomation.escalation.matrix import load_escalation_config
+
+    matrix, people = load_escalation_config(settings.escalation_matrix_path, settings.people_path)
+    return EscalationActivities(actions, matrix, people, page_url=page_url)
+
+
+def build_review_app(
+    settings: Settings,
+    store: Store,
+    client: Client,
+    facts: FactsReader | None = None,
+    on_stored: Callable[[], None] | None = None,
+) -> FastAPI:
+    """The manager's review page, its API and the signal intake (sources.yaml) over the
+    store and the escalation workflows."""
+    from csautomation.api.actions import TemporalActions
+    from csautomation.api.app import create_app
+    from csautomation.escalation.people import load_people
+    from csautomation.ingest.sources import load_sources
+
+    people = load_people(settings.people_path)
+    sources = load_sources(settings.sources_path)
+    for name, variable in sources.missing_secrets().items():
+        log.warning("source %s refuses every signal until %s is set", name, variable)
+    return create_app(
+        store,
+        people,
+        TemporalActions(client),
+        facts=facts,
+        sources=sources,
+        on_stored=on_stored,
+        temporal=client,
+    )
+
+
+async def connect(settings: Settings, lazy: bool = False) -> Client:
+    """The Temporal client of settings, traced when CSAUTO_OTEL is on."""
+    from csautomation.runtime.server import connect as connect_to
+    from csautomation.runtime.server import tracing_interceptors
+
+    return await connect_to(
+        settings.temporal_address,
+        settings.temporal_namespace,
+        lazy=lazy,
+        interceptors=tracing_interceptors(settings.otel),
+    )
+
+
+def masked(settings: Settings) -> str:
+    """The database URL without its password, for a start-up line."""
+    from csautomation.store.migrate import masked as mask
+
+    return mask(settings.database_url)

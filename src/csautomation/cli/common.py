@@ -1,0 +1,172 @@
+"""What every `csauto` command shares: its consoles, its options, how it fails and how a
+long-running command runs and stops.
+
+The project's errors become a message and exit code 1 in one place (`CommandGroup`), so a
+command lets them rise; SIGTERM stops a long-running command with 0, Ctrl-C with 130.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from csautomation import bootstrap
+from csautomation.errors import ConfigFileError, CsAutomationError
+from csautomation.settings import Settings
+
+if TYPE_CHECKING:
+    from csautomation.runtime.probe import ProbeServer
+    from csautomation.store.repo import Store
+
+__all__ = [
+    "AddressOpt",
+    "CommandGroup",
+    "DataDirOpt",
+    "DbOpt",
+    "MetricsPortOpt",
+    "err",
+    "fail",
+    "open_store",
+    "out",
+    "probing",
+    "run",
+    "write_schema",
+]
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+T = TypeVar("T")
+
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="default: CSAUTO_DATA_DIR")]
+DbOpt = Annotated[str | None, typer.Option("--database-url", help="default: CSAUTO_DATABASE_URL")]
+AddressOpt = Annotated[
+    str | None, typer.Option("--temporal-address", help="default: CSAUTO_TEMPORAL_ADDRESS")
+]
+MetricsPortOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--metrics-port",
+        min=0,
+        help="serve /metrics and /health/live on this port (default: CSAUTO_METRICS_PORT; "
+        "none). Keep it private",
+    ),
+]
+
+
+def fail(exc: Exception) -> NoReturn:
+    """Print `exc` for a person (each located problem on its own line) and exit 1."""
+    if isinstance(exc, ConfigFileError):
+        for p in exc.problems:
+            err.print(f"[red]error[/red] {p}", soft_wrap=True)
+        err.print(f"{len(exc.problems)} problem(s) found")
+    else:
+        err.print(f"[red]error[/red] {exc}", soft_wrap=True)
+    raise typer.Exit(1)
+
+
+class CommandGroup(TyperGroup):
+    """The `csauto` group: a project error raised by any command below it ends the command
+    with its message and exit code 1, never a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer.Context: typer vendors click
+        try:
+            return super().invoke(ctx)
+        except CsAutomationError as exc:
+            fail(exc)
+
+
+class _Terminated(Exception):
+    """SIGTERM asked the process to stop: a requested stop, which ends with exit code 0."""
+
+
+async def _stoppable(factory: Callable[[], Awaitable[T]]) -> T:
+    """SIGTERM cancels the main task, so servers and workers shut down as on Ctrl-C."""
+    task = asyncio.current_task()
+    assert task is not None
+    terminated: list[bool] = []
+
+    def terminate() -> None:
+        terminated.append(True)
+        task.cancel()
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, terminate)
+    try:
+        return await factory()
+    except asyncio.CancelledError:
+        if terminated:
+            raise _Terminated from None
+        raise
+
+
+def run(factory: Callable[[], Awaitable[T]], fast_loop: bool = False) -> T:
+    """Run a coroutine to completion; Ctrl-C ends it quietly, our errors end it clearly.
+    `fast_loop`: on uvloop where it is installed (the HTTP server; docs/benchmarks.md)."""
+    # A long-running process keeps caches of many small objects that the cyclic collector
+    # would traverse again and again (docs/benchmarks.md: pipeline throughput). Set back
+    # when the command ends: a command run inside another process (a test's CliRunner)
+    # must not change that process's collector.
+    before = gc.get_threshold()
+    gc.set_threshold(10_000, 10, 10)
+    loop_factory = None
+    if fast_loop:
+        with contextlib.suppress(ImportError):
+            import uvloop
+
+            loop_factory = uvloop.new_event_loop
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(_stoppable(factory))
+    except _Terminated:
+        err.print("stopped")
+        raise typer.Exit(0) from None
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        err.print("stopped")
+        raise typer.Exit(130) from None
+    except (CsAutomationError, ValueError) as exc:
+        fail(exc)
+    finally:
+        gc.set_threshold(*before)
+
+
+@contextlib.contextmanager
+def probing(settings: Settings, port: int | None) -> Iterator[ProbeServer | None]:
+    """This process's /metrics and /health/live while the block runs, when a port is
+    given (`--metrics-port`, else CSAUTO_METRICS_PORT); yields the server, or None."""
+    port = settings.metrics_port if port is None else port
+    if port is None:
+        yield None
+        return
+    from csautomation.runtime.probe import ProbeServer
+
+    with ProbeServer(settings.metrics_host, port) as probe:
+        out.print(f"metrics and liveness on {probe.url}/metrics, /health/live")
+        yield probe
+
+
+def write_schema(model: Any, title: str, output: Path | None) -> None:
+    """Print (or write to `output`) the JSON Schema of a pydantic model, for editors."""
+    schema = model.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = title
+    text = json.dumps(schema, indent=2) + "\n"
+    if output:
+        output.write_text(text, encoding="utf-8")
+        out.print(f"wrote {output}")
+    else:
+        sys.stdout.write(text)
+
+
+def open_store(database_url: str | None) -> Store:
+    """The store of `--database-url` (default: CSAUTO_DATABASE_URL), migrated."""
+    return bootstrap.open_store(bootstrap.settings(database_url=database_url))

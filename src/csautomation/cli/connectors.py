@@ -1,0 +1,128 @@
+"""`csauto connectors`: the connectors' configuration, credentials and breakers, and one
+completion-sync pass."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from csautomation import bootstrap
+from csautomation.cli.common import DbOpt, out
+from csautomation.errors import ConnectorError
+
+app = typer.Typer(help="Vendor connectors (connectors/).", no_args_is_help=True)
+
+
+def _configs(settings: Any) -> dict[str, Any]:
+    from csautomation.connectors.loader import load_connectors
+
+    return load_connectors([settings.connectors_path])
+
+
+@app.command("validate")
+def validate() -> None:
+    """Check every file in connectors/ (file:line:column errors, exit code 1)."""
+    configs = _configs(bootstrap.settings())
+    enabled = sum(1 for c in configs.values() if c.enabled)
+    out.print(f"{len(configs)} connector(s) valid, {enabled} enabled")
+
+
+def _needs(config: Any) -> list[str]:
+    """The environment variables a configuration names."""
+    names: list[str] = []
+    for part in (config, getattr(config, "auth", None)):
+        if part is None:
+            continue
+        for field, value in part:
+            if field.endswith("_env") and isinstance(value, str):
+                names.append(value)
+    return names
+
+
+@app.command("check")
+def check() -> None:
+    """Verify each connector's configuration and credentials against the live service with
+    one authenticated call; a verdict per connector, exit code 1 if any enabled one fails."""
+    from csautomation.connectors.loader import vendor
+
+    settings = bootstrap.settings()
+    configs = _configs(settings)
+    table = Table(title="connectors check")
+    for col in ("connector", "type", "verdict"):
+        table.add_column(col)
+    failed = 0
+    for config in configs.values():
+        missing = [n for n in _needs(config) if not os.environ.get(n)]
+        if config.type == "local":
+            verdict = "[green]ok[/green]: built-in, kept in the csautomation store"
+        elif not config.enabled:
+            need = f"; needs {', '.join(missing)}" if missing else ""
+            verdict = f"[dim]disabled[/dim] (enabled: true in its file{need})"
+        else:
+            connector = vendor(config, os.environ, True)
+            try:
+                said = connector.check()
+                verdict = f"[green]ok[/green]: {said}"
+            except ConnectorError as exc:
+                failed += 1
+                verdict = f"[red]FAILED[/red]: {exc}"
+            finally:
+                connector.close()
+        table.add_row(config.id, config.type, verdict)
+    out.print(table)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("status")
+def status(database_url: DbOpt = None) -> None:
+    """Each connector's breaker, as its workers last reported it, and its dead letters."""
+    from csautomation.store.deadletters import breaker_states, dead_letters
+
+    settings = bootstrap.settings(database_url=database_url)
+    configs = _configs(settings)
+    store = bootstrap.open_store(settings)
+    states = breaker_states(store)
+    open_dl: dict[str, int] = {}
+    for dl in dead_letters(store):
+        open_dl[dl.connector] = open_dl.get(dl.connector, 0) + 1
+    table = Table(title="connectors status")
+    for col in ("connector", "type", "enabled", "breaker", "failures", "dead letters", "last"):
+        table.add_column(col)
+    for config in configs.values():
+        st = states.get(config.id)
+        breaker = st.state if st else "closed"
+        colour = {"closed": "green", "open": "red", "half_open": "yellow"}.get(breaker, "white")
+        table.add_row(
+            config.id,
+            config.type,
+            "yes" if config.enabled else "no",
+            f"[{colour}]{breaker}[/{colour}]" + ("" if st else " (no calls yet)"),
+            str(st.failures if st else 0),
+            str(open_dl.get(config.id, 0)),
+            (st.last_error[:60] if st and st.last_error else ""),
+        )
+    out.print(table)
+
+
+@app.command("sync")
+def sync(database_url: DbOpt = None) -> None:
+    """One completion-sync pass: tasks completed at the vendors move their playbooks on
+    (`csauto dev` runs one a minute)."""
+    from csautomation.connectors.loader import build_connectors
+    from csautomation.runtime.sync import sync_completions
+
+    settings = bootstrap.settings(database_url=database_url)
+    store = bootstrap.open_store(settings)
+    connectors = build_connectors(_configs(settings), store)
+
+    async def main() -> int:
+        client = await bootstrap.connect(settings)
+        return await sync_completions(client, store, connectors)
+
+    told = asyncio.run(main())
+    out.print(f"{told} playbook(s) told of completed tasks")

@@ -1,0 +1,30 @@
+"""`csauto playbooks`: check playbook files (workflows/) and print their schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from csautomation.cli.common import out, write_schema
+
+app = typer.Typer(help="Validate playbooks (workflows/).", no_args_is_help=True)
+
+
+@app.command("validate")
+def playbooks_validate(paths: Annotated[list[Path] | None, typer.Argument()] = None) -> None:
+    """Check playbook files; every problem is printed as file:line:column."""
+    from csautomation.playbooks.loader import load_playbooks
+
+    playbooks = load_playbooks(paths or [Path("workflows")])
+    for pb in playbooks.values():
+        out.print(f"[green]ok[/green] {pb.id} (version {pb.version}, {len(pb.steps)} steps)")
+
+
+@app.command("schema")
+def playbooks_schema(output: Annotated[Path | None, typer.Option("--output", "-o")] = None) -> None:
+    """Print (or write) the JSON Schema of playbook files."""
+    from csautomation.playbooks.spec import PlaybookFile
+
+    write_schema(PlaybookFile, "csautomation playbook file", output)

@@ -1,0 +1,69 @@
+"""`csauto tasks` (the built-in local CRM) and `csauto runs` (the index of workflow runs)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from csautomation import bootstrap
+from csautomation.cli.common import AddressOpt, DbOpt, err, open_store, out, run
+
+app = typer.Typer(help="Tasks of the built-in local CRM.", no_args_is_help=True)
+runs_app = typer.Typer(help="The index of playbook and escalation runs.", no_args_is_help=True)
+
+
+@app.command("list")
+def tasks_list(
+    assignee: Annotated[str | None, typer.Option("--assignee")] = None,
+    status: Annotated[str | None, typer.Option("--status", help="open or done")] = "open",
+    database_url: DbOpt = None,
+) -> None:
+    """Tasks in the local CRM."""
+    from csautomation.store.repo import local_tasks
+
+    table = Table()
+    for c in ("id", "assignee", "account", "subject", "due", "status"):
+        table.add_column(c)
+    for t in local_tasks(open_store(database_url)):
+        if t.kind != "task" or (assignee and t.assignee != assignee):
+            continue
+        if status and t.status != status:
+            continue
+        due = t.due_at.date().isoformat() if t.due_at else ""
+        table.add_row(str(t.id), t.assignee, t.account_id, t.subject, due, t.status)
+    out.print(table)
+
+
+@app.command("complete")
+def tasks_complete(task_id: int, address: AddressOpt = None, database_url: DbOpt = None) -> None:
+    """Mark a local task done and tell its playbook (completion sync)."""
+    from csautomation.runtime.tasks import complete_task
+
+    settings = bootstrap.settings(database_url=database_url, temporal_address=address)
+
+    async def main() -> Any:
+        client = await bootstrap.connect(settings)
+        return await complete_task(client, bootstrap.open_store(settings), task_id)
+
+    row = run(main)
+    if row is None:
+        err.print(f"no task {task_id} in the local CRM")
+        raise typer.Exit(1)
+    out.print(f"task {task_id} done; signalled {row.workflow_id}")
+
+
+@runs_app.command("list")
+def runs_list(
+    status: Annotated[str | None, typer.Option("--status")] = None, database_url: DbOpt = None
+) -> None:
+    """Workflows started from rule firings, with their status and outcome."""
+    from csautomation.store.outbox import runs
+
+    table = Table()
+    for c in ("workflow id", "queue", "status", "outcome", "started"):
+        table.add_column(c)
+    for r in runs(open_store(database_url), status):
+        table.add_row(r.workflow_id, r.task_queue, r.status, r.outcome, r.started_at.isoformat())
+    out.print(table)
