@@ -27,7 +27,8 @@ from csautomation.ingest.pulls import (
     UsageFileDropOptions,
     run_pull,
 )
-from csautomation.store.repo import Store, table
+from csautomation.store.engine import table
+from csautomation.store.repo import Store
 from csautomation.store.tables import SignalRow
 from factories import new_store
 from fakes.salesforce import CHANGED_ACCOUNTS, FakeSalesforce, sf_date

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from csautomation.scheduling.tables import create_tables
-from csautomation.store.repo import make_engine
+from csautomation.store.engine import make_engine
 
 
 @pytest.fixture

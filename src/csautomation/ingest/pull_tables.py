@@ -10,7 +10,7 @@ from sqlalchemy import Column, DateTime, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, SQLModel
 
-from csautomation.store.repo import table, upsert
+from csautomation.store.engine import table, upsert
 
 
 class PullCursorRow(SQLModel, table=True):

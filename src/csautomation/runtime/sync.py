@@ -18,7 +18,8 @@ from temporalio.service import RPCError
 from csautomation.connectors.base import CompletionSource
 from csautomation.connectors.registry import Connectors
 from csautomation.errors import ConnectorError
-from csautomation.store.repo import Store, table, upsert
+from csautomation.store.engine import table, upsert
+from csautomation.store.repo import Store
 from csautomation.store.tables import SyncCursorRow
 
 log = logging.getLogger(__name__)

@@ -28,9 +28,10 @@ from csautomation.rules.explain import explain
 from csautomation.rules.ir import CompiledRule, DerivedFact
 from csautomation.rules.runtime import SCHEDULE, Match, RuleRuntime, triggered
 from csautomation.runtime.pipeline import _BatchCooldowns
+from csautomation.store.engine import table
 from csautomation.store.facts import FactsReader
 from csautomation.store.outbox import commit_evaluation
-from csautomation.store.repo import Store, table
+from csautomation.store.repo import Store
 from csautomation.store.tables import AccountRow
 
 log = logging.getLogger(__name__)

@@ -35,7 +35,7 @@ from sqlmodel import SQLModel
 from sqlmodel.sql.sqltypes import AutoString
 
 from csautomation.errors import CsAutomationError
-from csautomation.store.repo import make_engine
+from csautomation.store.engine import make_engine
 
 __all__ = [
     "BASELINE",
