@@ -19,7 +19,6 @@ import yaml
 from sqlalchemy import select
 
 from csautomation.errors import ConfigError, ConnectorError
-from csautomation.ingest.pull_tables import load_cursor, save_cursor
 from csautomation.ingest.pulls import (
     PULL_KINDS,
     PullContext,
@@ -28,6 +27,7 @@ from csautomation.ingest.pulls import (
     run_pull,
 )
 from csautomation.store.engine import table
+from csautomation.store.pull_tables import load_cursor, save_cursor
 from csautomation.store.repo import Store
 from csautomation.store.tables import SignalRow
 from factories import new_store

@@ -48,7 +48,7 @@ from csautomation.connectors.loader import build_connectors, load_connectors
 from csautomation.errors import ConfigError, ConnectorError
 from csautomation.facts.model import Account, Signal, SignalType
 from csautomation.ingest.batch import ImportReport, import_file
-from csautomation.ingest.pull_tables import create_pull_tables, load_cursor, save_cursor
+from csautomation.store.pull_tables import create_pull_tables, load_cursor, save_cursor
 from csautomation.store.repo import Store
 
 if TYPE_CHECKING:

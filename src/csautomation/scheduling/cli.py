@@ -113,7 +113,7 @@ def jobs(schedules: SchedulesOpt = None, database_url: DbOpt = None) -> None:
     from csautomation.scheduling.jobs import plan_jobs
     from csautomation.scheduling.leader import current_lease
     from csautomation.scheduling.scheduler import stored_jobs
-    from csautomation.scheduling.tables import create_tables
+    from csautomation.store.scheduler_tables import create_tables
 
     settings = _settings(db=database_url)
     config = _schedules(schedules)

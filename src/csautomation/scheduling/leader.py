@@ -29,8 +29,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.engine import Engine
 
-from csautomation.scheduling.tables import SchedulerLeaseRow
 from csautomation.store.engine import aware, table, upsert
+from csautomation.store.scheduler_tables import SchedulerLeaseRow
 
 Clock = Callable[[], datetime]
 

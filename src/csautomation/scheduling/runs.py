@@ -26,8 +26,8 @@ from sqlalchemy import JSON, DateTime, Integer, String, and_, delete, func, lite
 from sqlalchemy.engine import Engine
 
 from csautomation.scheduling.leader import Lease
-from csautomation.scheduling.tables import SchedulerLeaseRow, SchedulerRunRow
 from csautomation.store.engine import aware, table, upsert
+from csautomation.store.scheduler_tables import SchedulerLeaseRow, SchedulerRunRow
 
 
 @dataclass(frozen=True)
