@@ -332,7 +332,7 @@ def worker(
 ) -> None:
     """A Temporal worker for the given priority queues (more urgent queues served first)."""
     from csautomation.activities.playbook import PlaybookActivities
-    from csautomation.dispatcher import queue_names
+    from csautomation.pipeline import queue_names
     from csautomation.runtime.worker import WorkerConfig, build_workers
 
     settings = _settings(db=database_url, address=address)
@@ -371,9 +371,8 @@ def pipeline(
     metrics_port: MetricsPortOpt = None,
 ) -> None:
     """Evaluate stored signals and start the workflows their firings call for, until stopped."""
+    from csautomation.pipeline import Pipeline, SqlCooldowns
     from csautomation.rules.runtime import RuleRuntime
-    from csautomation.runtime.pipeline import Pipeline
-    from csautomation.store.repo import SqlCooldowns
 
     settings = _settings(db=database_url, address=address)
     model, playbooks, _ = _config(settings)
@@ -401,15 +400,14 @@ def dev(
     API. Ctrl-C stops it."""
     from csautomation.activities.playbook import PlaybookActivities
     from csautomation.api.server import serve_async
+    from csautomation.pipeline import Pipeline, SqlCooldowns
     from csautomation.rules.runtime import RuleRuntime
-    from csautomation.runtime.pipeline import Pipeline
     from csautomation.runtime.server import start_dev_server, tracing_interceptors
     from csautomation.runtime.worker import WorkerConfig, build_workers
     from csautomation.scheduling.cli import _schedules
     from csautomation.scheduling.scheduler import run_scheduler
     from csautomation.store.facts import FactsReader
     from csautomation.store.outbox import mark_all_evaluated
-    from csautomation.store.repo import SqlCooldowns
 
     settings = _settings(data_dir=data_dir)
     model, playbooks, _ = _config(settings)

@@ -61,9 +61,9 @@ def run(
 ) -> None:
     """The scheduler process: every scheduler process competes for one lease, and the one
     holding it runs the jobs. Ctrl-C stops it and hands the lease over."""
+    from csautomation.pipeline import SqlCooldowns
     from csautomation.rules.runtime import RuleRuntime
     from csautomation.scheduling.scheduler import run_scheduler
-    from csautomation.store.repo import SqlCooldowns
 
     config = _schedules(schedules)
     settings = _settings(db=database_url, address=address)

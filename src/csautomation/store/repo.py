@@ -12,7 +12,6 @@ from sqlmodel import Session, col
 from sqlmodel import select as orm_select
 
 from csautomation.facts.model import Account, Signal, SignalType
-from csautomation.rules.runtime import Match
 from csautomation.store.engine import aware, make_engine, table, upsert
 from csautomation.store.tables import (
     AccountRow,
@@ -266,28 +265,6 @@ def local_tasks(store: Store, workflow_id: str | None = None) -> list[LocalTaskR
         if workflow_id is not None:
             q = q.where(LocalTaskRow.workflow_id == workflow_id)
         return list(s.exec(q.order_by(col(LocalTaskRow.id))).all())
-
-
-class SqlCooldowns:
-    """The rule runtime's CooldownStore, kept in the rule_firings table."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    def last_fired(self, rule_id: str, account_id: str) -> datetime | None:
-        return self.store.last_fired(rule_id, account_id)
-
-    def record(self, match: Match) -> None:
-        self.store.record_firing(
-            match.rule_id,
-            match.rule.version,
-            match.account_id,
-            match.window,
-            match.rule.rule.priority.value,
-            match.at,
-            match.explanation.to_dict(),
-            [a.model_dump(mode="json", by_alias=True) for a in match.rule.rule.actions],
-        )
 
 
 def _signal_row(sig: Signal) -> SignalRow:
