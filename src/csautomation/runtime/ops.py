@@ -129,8 +129,8 @@ def status(database_url: DbOpt = None) -> None:
 def sync(database_url: DbOpt = None) -> None:
     """One completion-sync pass: tasks completed at the vendors move their playbooks on
     (`csauto dev` runs one a minute)."""
+    from csautomation.ingest.completions import sync_completions
     from csautomation.runtime.server import connect
-    from csautomation.runtime.sync import sync_completions
 
     settings = _settings(db=database_url)
     store = _store(settings)

@@ -18,7 +18,7 @@ from temporalio.service import RPCError
 from csautomation.connectors.base import CompletionSource
 from csautomation.connectors.registry import Connectors
 from csautomation.errors import ConnectorError
-from csautomation.store.engine import table, upsert
+from csautomation.store.engine import aware, table, upsert
 from csautomation.store.repo import Store
 from csautomation.store.tables import SyncCursorRow
 
@@ -29,9 +29,7 @@ def cursor(store: Store, connector: str, default: datetime) -> datetime:
     t = table(SyncCursorRow)
     with store.engine.connect() as conn:
         value = conn.execute(select(t.c.synced_until).where(t.c.connector == connector)).scalar()
-    if not isinstance(value, datetime):
-        return default
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return aware(value) if isinstance(value, datetime) else default
 
 
 def move_cursor(store: Store, connector: str, until: datetime) -> None:
