@@ -275,7 +275,8 @@ def seed(url: str, n: int) -> list[str]:
 def stored_count(url: str) -> int:
     from sqlalchemy import func, select
 
-    from csautomation.store.repo import Store, table
+    from csautomation.store.engine import table
+    from csautomation.store.repo import Store
     from csautomation.store.tables import SignalRow
 
     store = Store(url)

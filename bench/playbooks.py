@@ -56,19 +56,18 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from csautomation.activities.escalation import EscalationActivities
 from csautomation.activities.playbook import PlaybookActivities
-from csautomation.dispatcher import Firing, dispatch
 from csautomation.escalation.matrix import load_escalation_config
 from csautomation.facts.health import HealthModel, load_health_model
 from csautomation.facts.model import Account, Signal
+from csautomation.pipeline import Firing, Pipeline, SqlCooldowns, dispatch
 from csautomation.playbooks.loader import load_playbooks
 from csautomation.playbooks.spec import Playbook
 from csautomation.rules.runtime import RuleRuntime
-from csautomation.runtime.pipeline import Pipeline
 from csautomation.runtime.server import dev_server_path, start_dev_server
 from csautomation.runtime.worker import build_workers
 from csautomation.store.facts import FactsReader
 from csautomation.store.outbox import mark_all_evaluated
-from csautomation.store.repo import SqlCooldowns, Store, local_tasks
+from csautomation.store.repo import Store, local_tasks
 from csautomation.store.tables import LocalTaskRow, PlaybookRunRow, RuleFiringRow, SignalRow
 
 AS_OF = datetime(2026, 11, 1, 9, tzinfo=UTC)  # the offered signals' time; the activities' clock

@@ -29,11 +29,11 @@ from typer.testing import CliRunner
 from csautomation.cli import app
 from csautomation.facts.health import load_health_model
 from csautomation.facts.model import Signal
+from csautomation.pipeline import Pipeline, SqlCooldowns
 from csautomation.rules.runtime import RuleRuntime
-from csautomation.runtime.pipeline import Pipeline
 from csautomation.store.ledger import Query, entries
 from csautomation.store.outbox import mark_all_evaluated, runs
-from csautomation.store.repo import SqlCooldowns, Store, local_tasks
+from csautomation.store.repo import Store, local_tasks
 from csautomation.store.tables import RuleVersionRow
 from csautomation.workflows.playbook import PlaybookWorkflow
 from csautomation.workflows.types import PlaybookInput, PlaybookResult

@@ -22,8 +22,9 @@ from csautomation.api.server import BackgroundServer
 from csautomation.connectors.webhook import sign
 from csautomation.ingest.sources import Sources, SourceSpec, load_sources
 from csautomation.ingest.validate import clean_json, unstorable
+from csautomation.store.engine import table
 from csautomation.store.quarantine import held
-from csautomation.store.repo import Store, table
+from csautomation.store.repo import Store
 from csautomation.store.tables import SignalRow
 from factories import review_account
 

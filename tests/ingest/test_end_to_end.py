@@ -23,10 +23,10 @@ from csautomation.api import create_app
 from csautomation.api.server import serving
 from csautomation.facts.health import load_health_model
 from csautomation.ingest.sources import Sources, SourceSpec
+from csautomation.pipeline import Pipeline, SqlCooldowns
 from csautomation.rules.runtime import RuleRuntime
-from csautomation.runtime.pipeline import Pipeline
 from csautomation.store.outbox import mark_all_evaluated, pending_signals, runs
-from csautomation.store.repo import SqlCooldowns, Store, local_tasks
+from csautomation.store.repo import Store, local_tasks
 from factories import ROOT, TODAY, playbook_store
 from playbook_support import PLAYBOOKS, make_worker, until
 

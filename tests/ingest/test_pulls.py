@@ -19,7 +19,6 @@ import yaml
 from sqlalchemy import select
 
 from csautomation.errors import ConfigError, ConnectorError
-from csautomation.ingest.pull_tables import load_cursor, save_cursor
 from csautomation.ingest.pulls import (
     PULL_KINDS,
     PullContext,
@@ -27,7 +26,9 @@ from csautomation.ingest.pulls import (
     UsageFileDropOptions,
     run_pull,
 )
-from csautomation.store.repo import Store, table
+from csautomation.store.engine import table
+from csautomation.store.pull_tables import load_cursor, save_cursor
+from csautomation.store.repo import Store
 from csautomation.store.tables import SignalRow
 from factories import new_store
 from fakes.salesforce import CHANGED_ACCOUNTS, FakeSalesforce, sf_date

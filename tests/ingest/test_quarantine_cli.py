@@ -23,10 +23,11 @@ from csautomation.facts.model import Signal
 from csautomation.ingest.intake import Intake, Outcome
 from csautomation.ingest.sources import Caller, SourceSpec
 from csautomation.ingest.writer import SignalWriter
+from csautomation.pipeline import Pipeline, SqlCooldowns
 from csautomation.rules.runtime import RuleRuntime
-from csautomation.runtime.pipeline import Pipeline
+from csautomation.store.engine import table
 from csautomation.store.quarantine import get_held
-from csautomation.store.repo import SqlCooldowns, Store, table
+from csautomation.store.repo import Store
 from csautomation.store.tables import SignalRow
 from factories import ROOT, review_account
 from playbook_support import PLAYBOOKS

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 import httpx
 
-from csautomation.store.repo import Store, make_engine
+from csautomation.store.engine import make_engine
+from csautomation.store.repo import Store
 from csautomation.store.tables import DeadLetterRow, PlaybookRunRow, RuleFiringRow
 from observability.conftest import AUTH, scrape, value
 

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy.engine import Engine
 
-from csautomation.scheduling.tables import create_tables
-from csautomation.store.repo import make_engine
+from csautomation.store.engine import make_engine
+from csautomation.store.scheduler_tables import create_tables
 
 
 @pytest.fixture

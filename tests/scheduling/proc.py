@@ -19,11 +19,12 @@ from pathlib import Path
 
 from csautomation import logs
 from csautomation.facts.health import load_health_model
+from csautomation.pipeline import SqlCooldowns
 from csautomation.rules.runtime import RuleRuntime
 from csautomation.scheduling.config import load_schedules
 from csautomation.scheduling.jobs import JobSpec, every
 from csautomation.scheduling.scheduler import SchedulerOptions, run_scheduler
-from csautomation.store.repo import SqlCooldowns, Store
+from csautomation.store.repo import Store
 
 
 def every_second(spec: JobSpec) -> JobSpec:

@@ -14,8 +14,9 @@ from typing import Any, TypeVar
 
 from sqlalchemy import select
 
-from csautomation.scheduling.tables import SchedulerRunRow
-from csautomation.store.repo import Store, table
+from csautomation.store.engine import table
+from csautomation.store.repo import Store
+from csautomation.store.scheduler_tables import SchedulerRunRow
 from csautomation.store.tables import RuleFiringRow
 
 T = TypeVar("T")

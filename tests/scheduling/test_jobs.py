@@ -20,8 +20,8 @@ from csautomation.scheduling import jobs
 from csautomation.scheduling.config import Schedules
 from csautomation.scheduling.jobs import JobContext, NoSchedulerError
 from csautomation.scheduling.leader import Lease
-from csautomation.scheduling.tables import create_tables
 from csautomation.store.facts import FactsReader
+from csautomation.store.scheduler_tables import create_tables
 from factories import scheduler_store
 from scheduling.support import firings, run_rows, write_rules
 

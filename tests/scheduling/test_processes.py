@@ -19,8 +19,8 @@ from typing import IO, Any
 import pytest
 
 from csautomation.scheduling.leader import current_lease
-from csautomation.scheduling.tables import create_tables
 from csautomation.store.repo import Store
+from csautomation.store.scheduler_tables import create_tables
 from factories import scheduler_store
 from scheduling.support import firings, run_rows, wait_for, write_rules
 

@@ -12,11 +12,12 @@ from typer.testing import CliRunner
 
 from csautomation.cli import app
 from csautomation.facts.health import load_health_model
+from csautomation.pipeline import SqlCooldowns
 from csautomation.rules.runtime import SCHEDULE, RuleRuntime
 from csautomation.scheduling.sweep import SweepError, sweep
 from csautomation.store.facts import FactsReader
 from csautomation.store.outbox import undispatched_firings
-from csautomation.store.repo import SqlCooldowns, Store
+from csautomation.store.repo import Store
 from factories import add_scheduler_accounts, scheduler_store
 from scheduling.support import RULE, firings, write_rules
 

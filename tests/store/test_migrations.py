@@ -23,7 +23,8 @@ from csautomation.cli import app
 from csautomation.facts.model import Signal
 from csautomation.scheduling.scheduler import stored_jobs
 from csautomation.store import migrate
-from csautomation.store.repo import Store, local_tasks, make_engine
+from csautomation.store.engine import make_engine
+from csautomation.store.repo import Store, local_tasks
 from factories import account
 
 ROOT = Path(__file__).parents[2]

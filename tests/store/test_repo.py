@@ -7,8 +7,9 @@ from pathlib import Path
 
 from csautomation.facts.health import load_health_model
 from csautomation.facts.model import Signal
+from csautomation.pipeline import SqlCooldowns
 from csautomation.rules.runtime import RuleRuntime
-from csautomation.store.repo import SqlCooldowns, Store
+from csautomation.store.repo import Store
 from factories import account
 
 ROOT = Path(__file__).parents[2]

@@ -20,9 +20,9 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import FixedSizeSlotSupplier, Worker
 
 from csautomation.activities.playbook import PlaybookActivities
-from csautomation.dispatcher import QUEUES
 from csautomation.facts.health import load_health_model
 from csautomation.facts.model import Signal
+from csautomation.pipeline import QUEUES
 from csautomation.runtime.worker import PrioritySlots, WorkerConfig, build_workers
 from csautomation.store.repo import Store, local_tasks
 from csautomation.workflows.escalation import EscalationWorkflow

@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from csautomation.connectors.base import FieldUpdate, NotifyRequest, Receipt, TaskRequest
 from csautomation.connectors.config import Retry
 from csautomation.connectors.local import LocalCrm
+from csautomation.connectors.receipts import keep_receipt, receipt_for
 from csautomation.connectors.registry import Connectors, UnknownConnectorError
 from csautomation.errors import ConnectorError
 from csautomation.facts.health import HealthModel
@@ -28,7 +29,6 @@ from csautomation.store import ledger
 from csautomation.store.deadletters import DeadLetter, record_dead_letter
 from csautomation.store.facts import FactsReader
 from csautomation.store.outbox import finish_run
-from csautomation.store.receipts import keep_receipt, receipt_for
 from csautomation.store.repo import Store
 from csautomation.workflows.types import (
     ActionResult,

@@ -22,8 +22,9 @@ from csautomation.rules.explain import Explanation, explain
 from csautomation.rules.ir import compile_rule
 from csautomation.rules.spec import Rule
 from csautomation.settings import Settings
+from csautomation.store.engine import table
 from csautomation.store.ledger import rule_source
-from csautomation.store.repo import Store, table
+from csautomation.store.repo import Store
 from csautomation.store.tables import RuleFiringRow
 
 

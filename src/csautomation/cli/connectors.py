@@ -114,7 +114,7 @@ def sync(database_url: DbOpt = None) -> None:
     """One completion-sync pass: tasks completed at the vendors move their playbooks on
     (`csauto dev` runs one a minute)."""
     from csautomation.connectors.loader import build_connectors
-    from csautomation.runtime.sync import sync_completions
+    from csautomation.ingest.completions import sync_completions
 
     settings = bootstrap.settings(database_url=database_url)
     store = bootstrap.open_store(settings)

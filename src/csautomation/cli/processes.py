@@ -105,7 +105,7 @@ def worker(
 ) -> None:
     """A Temporal worker for the given priority queues (more urgent queues served first)."""
     from csautomation.activities.playbook import PlaybookActivities
-    from csautomation.dispatcher import queue_names
+    from csautomation.pipeline import queue_names
     from csautomation.runtime.worker import WorkerConfig, build_workers
 
     settings = bootstrap.settings(database_url=database_url, temporal_address=address)
@@ -145,9 +145,8 @@ def pipeline(
     metrics_port: MetricsPortOpt = None,
 ) -> None:
     """Evaluate stored signals and start the workflows their firings call for, until stopped."""
+    from csautomation.pipeline import Pipeline, SqlCooldowns
     from csautomation.rules.runtime import RuleRuntime
-    from csautomation.runtime.pipeline import Pipeline
-    from csautomation.store.repo import SqlCooldowns
 
     settings = bootstrap.settings(database_url=database_url, temporal_address=address)
     config = bootstrap.load_configuration(settings)
@@ -217,12 +216,11 @@ async def _run_dev(
 ) -> None:
     from csautomation.activities.playbook import PlaybookActivities
     from csautomation.api.server import serve_async
+    from csautomation.pipeline import Pipeline, SqlCooldowns
     from csautomation.rules.runtime import RuleRuntime
-    from csautomation.runtime.pipeline import Pipeline
     from csautomation.runtime.worker import WorkerConfig, build_workers
     from csautomation.scheduling.scheduler import run_scheduler
     from csautomation.store.facts import FactsReader
-    from csautomation.store.repo import SqlCooldowns
 
     client = server.env.client
     facts = FactsReader(store, config.model)  # one derivation serves rules and playbooks

@@ -36,9 +36,9 @@ def scheduler_run(
 ) -> None:
     """The scheduler process: every scheduler process competes for one lease, and the one
     holding it runs the jobs. Ctrl-C stops it and hands the lease over."""
+    from csautomation.pipeline import SqlCooldowns
     from csautomation.rules.runtime import RuleRuntime
     from csautomation.scheduling.scheduler import run_scheduler
-    from csautomation.store.repo import SqlCooldowns
 
     settings = bootstrap.settings(database_url=database_url, temporal_address=address)
     config = bootstrap.load_schedules(settings, schedules)
@@ -88,7 +88,7 @@ def jobs(schedules: SchedulesOpt = None, database_url: DbOpt = None) -> None:
     from csautomation.scheduling.jobs import plan_jobs
     from csautomation.scheduling.leader import current_lease
     from csautomation.scheduling.scheduler import stored_jobs
-    from csautomation.scheduling.tables import create_tables
+    from csautomation.store.scheduler_tables import create_tables
 
     settings = bootstrap.settings(database_url=database_url)
     config = bootstrap.load_schedules(settings, schedules)

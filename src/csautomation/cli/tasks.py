@@ -39,7 +39,7 @@ def tasks_list(
 @app.command("complete")
 def tasks_complete(task_id: int, address: AddressOpt = None, database_url: DbOpt = None) -> None:
     """Mark a local task done and tell its playbook (completion sync)."""
-    from csautomation.runtime.tasks import complete_task
+    from csautomation.ingest.completions import complete_task
 
     settings = bootstrap.settings(database_url=database_url, temporal_address=address)
 

@@ -41,11 +41,11 @@ from csautomation.escalation.matrix import EscalationMatrix, load_escalation_con
 from csautomation.escalation.people import People
 from csautomation.facts.health import HealthModel
 from csautomation.facts.model import Account, Signal
+from csautomation.ingest.completions import complete_task
+from csautomation.pipeline import Pipeline, SqlCooldowns
 from csautomation.playbooks.spec import Playbook
 from csautomation.rules.runtime import RuleRuntime
-from csautomation.runtime.pipeline import Pipeline
 from csautomation.runtime.server import quiet_runtime, start_dev_server
-from csautomation.runtime.tasks import complete_task
 from csautomation.runtime.worker import build_workers
 from csautomation.store.escalations import list_escalations
 from csautomation.store.facts import FactsReader
@@ -58,7 +58,7 @@ from csautomation.store.outbox import (
     tasks_per_assignee,
     undispatched_firings,
 )
-from csautomation.store.repo import SqlCooldowns, Store, local_tasks
+from csautomation.store.repo import Store, local_tasks
 
 DAY = 86400.0
 

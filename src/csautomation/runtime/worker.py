@@ -62,7 +62,7 @@ from temporalio.worker import (
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from csautomation.activities.playbook import PlaybookActivities
-from csautomation.dispatcher import QUEUES
+from csautomation.pipeline import QUEUES
 from csautomation.workflows.escalation import EscalationWorkflow
 from csautomation.workflows.playbook import PlaybookWorkflow
 

@@ -9,6 +9,10 @@
     scheduler.py  the process: elect, reconcile the job store, run while leading
     cli.py        `csauto scheduler run | jobs | sweep`
 
+Its tables are the store's (store/scheduler_tables.py).
+
 Modules are imported directly (`from csautomation.scheduling.sweep import sweep`): the
 command line imports this package at start-up, and it stays light.
 """
+
+__all__ = ["cli", "config", "executor", "jobs", "leader", "runs", "scheduler", "sweep"]

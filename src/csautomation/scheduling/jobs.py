@@ -2,7 +2,7 @@
 
     sweep:<rule id>     the rule over every account (sweep.py), on the rule's own cron
     pull:<name>         csautomation.ingest.pulls.run_pull for an entry of schedules.yaml
-    completion-sync     completions in the CRM signalled to their playbooks (runtime/sync.py)
+    completion-sync     completions in the CRM signalled to their playbooks (ingest/completions.py)
 
 APScheduler's SQLAlchemy job store pickles a reference to each job's function and its
 arguments, so the functions live here at module level and take simple values (a rule id,
@@ -212,7 +212,7 @@ def completion_sync_job(fire_time: datetime | None = None) -> dict[str, Any] | N
     """Signal completed CRM tasks to their playbooks, on the loop the Temporal client uses."""
 
     def work(ctx: JobContext, at: datetime) -> dict[str, Any]:
-        from csautomation.runtime.sync import sync_completions
+        from csautomation.ingest.completions import sync_completions
 
         if ctx.client is None or ctx.loop is None or ctx.connectors is None:
             return {"skipped": "no Temporal client in this scheduler"}

@@ -29,8 +29,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.engine import Engine
 
-from csautomation.scheduling.tables import SchedulerLeaseRow
-from csautomation.store.repo import _aware, table, upsert
+from csautomation.store.engine import aware, table, upsert
+from csautomation.store.scheduler_tables import SchedulerLeaseRow
 
 Clock = Callable[[], datetime]
 
@@ -144,4 +144,4 @@ def current_lease(engine: Engine, name: str = LEASE_NAME) -> LeaseState | None:
         ).first()
     if row is None:
         return None
-    return LeaseState(name, row.holder, int(row.epoch), _aware(row.expires_at))
+    return LeaseState(name, row.holder, int(row.epoch), aware(row.expires_at))

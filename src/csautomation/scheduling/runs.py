@@ -26,8 +26,8 @@ from sqlalchemy import JSON, DateTime, Integer, String, and_, delete, func, lite
 from sqlalchemy.engine import Engine
 
 from csautomation.scheduling.leader import Lease
-from csautomation.scheduling.tables import SchedulerLeaseRow, SchedulerRunRow
-from csautomation.store.repo import _aware, table, upsert
+from csautomation.store.engine import aware, table, upsert
+from csautomation.store.scheduler_tables import SchedulerLeaseRow, SchedulerRunRow
 
 
 @dataclass(frozen=True)
@@ -141,11 +141,11 @@ def last_runs(engine: Engine) -> dict[str, Run]:
 def _run(r: Any) -> Run:
     return Run(
         r.job_id,
-        _aware(r.fire_time),
+        aware(r.fire_time),
         int(r.epoch),
         r.holder,
-        _aware(r.claimed_at),
-        _aware(r.finished_at) if r.finished_at else None,
+        aware(r.claimed_at),
+        aware(r.finished_at) if r.finished_at else None,
         r.status,
         dict(r.result or {}),
     )

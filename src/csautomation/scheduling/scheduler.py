@@ -54,9 +54,9 @@ from csautomation.scheduling.leader import (
     current_lease,
     utc_now,
 )
-from csautomation.scheduling.tables import JOBS_TABLE, create_tables
 from csautomation.store.facts import FactsReader
 from csautomation.store.repo import Store
+from csautomation.store.scheduler_tables import JOBS_TABLE, create_tables
 
 log = logging.getLogger(__name__)
 

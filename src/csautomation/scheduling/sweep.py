@@ -23,14 +23,15 @@ from sqlalchemy import select
 
 from csautomation.errors import ConfigError
 from csautomation.facts.model import Account
+from csautomation.pipeline import BatchCooldowns
 from csautomation.rules.batch import BatchEvaluator, Columns
 from csautomation.rules.explain import explain
 from csautomation.rules.ir import CompiledRule, DerivedFact
 from csautomation.rules.runtime import SCHEDULE, Match, RuleRuntime, triggered
-from csautomation.runtime.pipeline import _BatchCooldowns
+from csautomation.store.engine import table
 from csautomation.store.facts import FactsReader
 from csautomation.store.outbox import commit_evaluation
-from csautomation.store.repo import Store, table
+from csautomation.store.repo import Store
 from csautomation.store.tables import AccountRow
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ def sweep(
     for batch in _accounts(store, chunk):
         records = [reader.record(a, at.date(), tuple(derived.values())) for a in batch]
         masks = evaluator.evaluate(Columns.from_records(records, evaluator.keys))
-        cooldowns = _BatchCooldowns(store, [a.id for a in batch])
+        cooldowns = BatchCooldowns(store, [a.id for a in batch])
         for rule in rules:
             for i in np.flatnonzero(masks[rule.id]):
                 account, record = batch[i], records[i]

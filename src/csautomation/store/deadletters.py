@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import select, update
 
 from csautomation.store import ledger
-from csautomation.store.repo import Store, table, upsert
+from csautomation.store.engine import table, upsert
+from csautomation.store.repo import Store
 from csautomation.store.tables import ConnectorStateRow, DeadLetterRow
 
 

@@ -10,7 +10,8 @@ from typing import Any
 from sqlalchemy import select
 
 from csautomation.store import ledger
-from csautomation.store.repo import Store, table, upsert
+from csautomation.store.engine import table, upsert
+from csautomation.store.repo import Store
 from csautomation.store.tables import EscalationRow, PlaybookRunRow, RuleFiringRow
 from csautomation.workflows.types import EscalationState
 

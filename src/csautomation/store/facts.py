@@ -27,7 +27,8 @@ from csautomation.facts.derive_many import derive_records
 from csautomation.facts.health import HealthModel
 from csautomation.facts.model import Account, Signal, SignalType
 from csautomation.rules.ir import DerivedFact
-from csautomation.store.repo import Store, _aware
+from csautomation.store.engine import aware
+from csautomation.store.repo import Store
 from csautomation.store.tables import SignalRow
 
 Version = tuple[int, int]  # (signal count, newest row id)
@@ -203,7 +204,7 @@ def _rows_many(
                         Signal.model_construct(
                             type=SignalType(kind),
                             account_id=account_id,
-                            occurred_at=_aware(occurred_at),
+                            occurred_at=aware(occurred_at),
                             payload=dict(payload),
                             idempotency_key=key,
                         ),

@@ -35,7 +35,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from csautomation.store.repo import Store, _aware, table, upsert
+from csautomation.store.engine import aware, table, upsert
+from csautomation.store.repo import Store
 from csautomation.store.tables import DecisionRow, PlaybookVersionRow, RuleVersionRow
 
 LEDGER = table(DecisionRow)
@@ -142,7 +143,7 @@ def entries(store: Store, q: Query = Query()) -> list[Entry]:
     out = []
     for r in rows:
         values = {k: v for k, v in r.items() if k != "id"}
-        values["at"] = _aware(values["at"])
+        values["at"] = aware(values["at"])
         out.append(Entry(**values))
     return out
 

@@ -35,7 +35,7 @@ from sqlmodel import SQLModel
 from sqlmodel.sql.sqltypes import AutoString
 
 from csautomation.errors import CsAutomationError
-from csautomation.store.repo import make_engine
+from csautomation.store.engine import make_engine
 
 __all__ = [
     "BASELINE",
@@ -59,7 +59,7 @@ __all__ = [
 MIGRATIONS = Path(__file__).with_name("migrations")
 BASELINE = "0001_baseline"
 VERSION_TABLE = "alembic_version"
-# APScheduler's job store: APScheduler creates and owns it (scheduling/tables.py)
+# APScheduler's job store: APScheduler creates and owns it (store/scheduler_tables.py)
 UNMANAGED = frozenset({"apscheduler_jobs"})
 # pg_advisory_xact_lock's key: "csauto" in ASCII
 _LOCK_KEY = 0x63736175746F
@@ -89,8 +89,8 @@ def masked(url: object) -> str:
 
 def target_metadata() -> MetaData:
     """The metadata of every table the code uses, whichever modules the process imported."""
-    import csautomation.ingest.pull_tables
-    import csautomation.scheduling.tables
+    import csautomation.store.pull_tables
+    import csautomation.store.scheduler_tables
     import csautomation.store.tables  # noqa: F401
 
     return SQLModel.metadata

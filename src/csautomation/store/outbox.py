@@ -22,7 +22,8 @@ from sqlmodel import col, select
 
 from csautomation.facts.model import Signal
 from csautomation.store import ledger
-from csautomation.store.repo import Store, _aware, table, upsert
+from csautomation.store.engine import aware, table, upsert
+from csautomation.store.repo import Store
 from csautomation.store.tables import LocalTaskRow, PlaybookRunRow, RuleFiringRow, SignalRow
 
 
@@ -45,11 +46,11 @@ def pending_signals(store: Store, limit: int = 1000) -> list[PendingSignal]:
         sig = Signal(
             type=r.type,
             account_id=r.account_id,
-            occurred_at=_aware(r.occurred_at),
+            occurred_at=aware(r.occurred_at),
             payload=r.payload,
             idempotency_key=r.idempotency_key,
         )
-        out.append(PendingSignal(r.id, sig, _aware(r.received_at)))
+        out.append(PendingSignal(r.id, sig, aware(r.received_at)))
     return out
 
 

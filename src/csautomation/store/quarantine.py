@@ -12,7 +12,8 @@ from sqlalchemy import select, update
 from sqlmodel import col
 from sqlmodel import select as orm_select
 
-from csautomation.store.repo import Store, table, upsert
+from csautomation.store.engine import table, upsert
+from csautomation.store.repo import Store
 from csautomation.store.tables import QuarantineRow, SignalRow
 
 RAW_LIMIT = 64 * 1024  # characters of a bad item kept; enough to see and fix it

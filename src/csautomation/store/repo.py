@@ -6,15 +6,13 @@ from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, event, func, select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, SQLModel, col, create_engine
+from sqlmodel import Session, col
 from sqlmodel import select as orm_select
 
 from csautomation.facts.model import Account, Signal, SignalType
-from csautomation.rules.runtime import Match
+from csautomation.store.engine import aware, make_engine, table, upsert
 from csautomation.store.tables import (
     AccountRow,
     LocalTaskRow,
@@ -23,56 +21,6 @@ from csautomation.store.tables import (
 )
 
 DEFAULT_URL = "sqlite:///.csauto/csauto.db"
-
-
-def make_engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False})
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(conn: Any, _record: Any) -> None:
-            # WAL: readers do not block the writer; synchronous=FULL keeps commits durable.
-            # The busy timeout first: switching to WAL takes a lock too, and without it a
-            # process connecting while another writes (migrates, say) fails at once
-            cur = conn.cursor()
-            cur.execute("PRAGMA busy_timeout=5000")
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
-            cur.close()
-
-        return engine
-    engine = create_engine(url, pool_pre_ping=True)
-    if engine.dialect.name == "postgresql":
-
-        @event.listens_for(engine, "connect")
-        def _utc(conn: Any, _record: Any) -> None:
-            # timestamptz values come back in the session's time zone, which is the server's
-            # unless set: UTC, as everything we store and compare (a libpq `options` startup
-            # parameter would lose to a client's PGTZ)
-            with conn.cursor() as cur:
-                cur.execute("SET TIME ZONE 'UTC'")
-            conn.commit()
-
-    return engine
-
-
-def upsert(conn: Connection, table: Table) -> Any:
-    """INSERT ... ON CONFLICT for the connection's dialect (SQLite and PostgreSQL)."""
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
-
-
-def table(model: type[SQLModel]) -> Table:
-    """A model's table, for Core statements: the hot paths skip the ORM's unit of work."""
-    t = model.__table__  # type: ignore[attr-defined]
-    assert isinstance(t, Table)
-    return t
-
-
-def _aware(value: datetime) -> datetime:
-    """SQLite returns naive datetimes; everything we store is UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class Store:
@@ -228,7 +176,7 @@ class Store:
             Signal.model_construct(
                 type=SignalType(kind),
                 account_id=account_id,
-                occurred_at=_aware(occurred_at),
+                occurred_at=aware(occurred_at),
                 payload=dict(payload),
                 idempotency_key=key,
             )
@@ -278,7 +226,7 @@ class Store:
                     RuleFiringRow.rule_id == rule_id, RuleFiringRow.account_id == account_id
                 )
             ).one()
-        return _aware(value) if value else None
+        return aware(value) if value else None
 
     def last_firings(self, account_ids: Collection[str]) -> dict[tuple[str, str], datetime]:
         """When each rule last fired for each of the accounts: (rule, account) -> time."""
@@ -292,7 +240,7 @@ class Store:
                     .where(t.c.account_id.in_(ids[start : start + 500]))
                     .group_by(t.c.rule_id, t.c.account_id)
                 ).all()
-                out.update({(r, a): _aware(at) for r, a, at in rows if at is not None})
+                out.update({(r, a): aware(at) for r, a, at in rows if at is not None})
         return out
 
 
@@ -317,28 +265,6 @@ def local_tasks(store: Store, workflow_id: str | None = None) -> list[LocalTaskR
         if workflow_id is not None:
             q = q.where(LocalTaskRow.workflow_id == workflow_id)
         return list(s.exec(q.order_by(col(LocalTaskRow.id))).all())
-
-
-class SqlCooldowns:
-    """The rule runtime's CooldownStore, kept in the rule_firings table."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    def last_fired(self, rule_id: str, account_id: str) -> datetime | None:
-        return self.store.last_fired(rule_id, account_id)
-
-    def record(self, match: Match) -> None:
-        self.store.record_firing(
-            match.rule_id,
-            match.rule.version,
-            match.account_id,
-            match.window,
-            match.rule.rule.priority.value,
-            match.at,
-            match.explanation.to_dict(),
-            [a.model_dump(mode="json", by_alias=True) for a in match.rule.rule.actions],
-        )
 
 
 def _signal_row(sig: Signal) -> SignalRow:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from csautomation.store.engine import make_engine
 from csautomation.store.migrate import configure_options
-from csautomation.store.repo import make_engine
 
 config = context.config
 

@@ -224,7 +224,7 @@ def upgrade() -> None:
     _index("quarantine", "source")
     _index("quarantine", "status")
 
-    # scheduling/tables.py
+    # store/scheduler_tables.py
     op.create_table(
         "scheduler_leases",
         sa.Column("name", sa.String(length=64), nullable=False),
@@ -253,7 +253,7 @@ def upgrade() -> None:
     )
     _index("scheduler_runs", "job_id")
 
-    # ingest/pull_tables.py
+    # store/pull_tables.py
     op.create_table(
         "pull_cursors",
         sa.Column("kind", sa.String(length=64), nullable=False),

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 from temporalio.client import Client
 
-from csautomation.dispatcher import QUEUES, dispatch
 from csautomation.facts.health import load_health_model
+from csautomation.pipeline import QUEUES, dispatch
 from csautomation.rules.runtime import RuleRuntime
 from csautomation.store.repo import local_tasks
 from csautomation.workflows.playbook import PlaybookWorkflow

@@ -19,7 +19,7 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -27,10 +27,18 @@ from typing import Any
 from temporalio.client import Client
 
 from csautomation import metrics
-from csautomation.dispatcher import QUEUES, Firing, Planned, UnknownPlaybookError, plan, start
 from csautomation.facts.model import Signal
+from csautomation.pipeline.cooldowns import BatchCooldowns
+from csautomation.pipeline.dispatch import (
+    QUEUES,
+    Firing,
+    Planned,
+    UnknownPlaybookError,
+    plan,
+    start,
+)
 from csautomation.playbooks.spec import Playbook
-from csautomation.rules.runtime import Match, RuleRuntime
+from csautomation.rules.runtime import RuleRuntime
 from csautomation.store.facts import FactsReader
 from csautomation.store.outbox import (
     PendingSignal,
@@ -46,44 +54,6 @@ from csautomation.store.repo import Store
 from csautomation.store.tables import RuleFiringRow
 
 log = logging.getLogger(__name__)
-
-
-class _BatchCooldowns:
-    """A pass's view of cooldowns: the store's firings for the pass's accounts, read in one
-    query, plus this pass's own, written at the end."""
-
-    def __init__(self, store: Store, account_ids: Collection[str]) -> None:
-        self.stored = store.last_firings(account_ids)
-        self.fired: dict[tuple[str, str], Match] = {}
-
-    def last_fired(self, rule_id: str, account_id: str) -> datetime | None:
-        mine = self.fired.get((rule_id, account_id))
-        return mine.at if mine is not None else self.stored.get((rule_id, account_id))
-
-    def record(self, match: Match) -> None:
-        self.fired[(match.rule_id, match.account_id)] = match
-
-    def rows(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "rule_id": f.rule_id,
-                "rule_version": f.rule_version,
-                "account_id": f.account_id,
-                "window": f.window,
-                "priority": f.priority,
-                "fired_at": f.at,
-                "explain": f.explain,
-                "actions": list(f.actions),
-            }
-            for f in map(Firing.from_match, self.fired.values())
-        ]
-
-    def rules(self) -> dict[str, tuple[str, dict[str, Any]]]:
-        """The rules that fired, as they are at their versions (for the decision ledger)."""
-        return {
-            m.rule.version: (m.rule_id, m.rule.rule.model_dump(mode="json", by_alias=True))
-            for m in self.fired.values()
-        }
 
 
 @dataclass
@@ -139,7 +109,7 @@ class Pipeline:
         by_account: dict[str, list[PendingSignal]] = defaultdict(list)
         for p in pending:
             by_account[p.signal.account_id].append(p)
-        batch = _BatchCooldowns(self.store, by_account)
+        batch = BatchCooldowns(self.store, by_account)
         accounts = self.store.accounts(by_account)
         unknown = [p for a, items in by_account.items() if a not in accounts for p in items]
         if unknown:

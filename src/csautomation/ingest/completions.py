@@ -4,10 +4,14 @@ cursor; every completion is signalled to the playbook that created the record, f
 the idempotency key the record carries (workflow id + ":" + step id). Signals are
 idempotent in effect (a step completed twice is completed), so an overlap is harmless:
 the cursor moves back by `overlap` to catch records the vendor reports late.
+
+The built-in local CRM needs no polling: `complete_task` marks its task done and signals
+the playbook at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -18,8 +22,11 @@ from temporalio.service import RPCError
 from csautomation.connectors.base import CompletionSource
 from csautomation.connectors.registry import Connectors
 from csautomation.errors import ConnectorError
-from csautomation.store.repo import Store, table, upsert
-from csautomation.store.tables import SyncCursorRow
+from csautomation.store.engine import aware, table, upsert
+from csautomation.store.outbox import complete_local_task
+from csautomation.store.repo import Store
+from csautomation.store.tables import LocalTaskRow, SyncCursorRow
+from csautomation.workflows.playbook import PlaybookWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +35,7 @@ def cursor(store: Store, connector: str, default: datetime) -> datetime:
     t = table(SyncCursorRow)
     with store.engine.connect() as conn:
         value = conn.execute(select(t.c.synced_until).where(t.c.connector == connector)).scalar()
-    if not isinstance(value, datetime):
-        return default
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return aware(value) if isinstance(value, datetime) else default
 
 
 def move_cursor(store: Store, connector: str, until: datetime) -> None:
@@ -85,3 +90,21 @@ async def sync_completions(
                 continue
         move_cursor(store, name, at)
     return told
+
+
+async def complete_task(client: Client, store: Store, task_id: int) -> LocalTaskRow | None:
+    """Mark the task done, then signal its workflow; None when there is no such task.
+
+    Marking first is safe: completing again re-sends the signal, which the workflow treats
+    as the same fact. A workflow that has already closed simply ignores it.
+    """
+    row = await asyncio.to_thread(complete_local_task, store, task_id)
+    if row is None:
+        return None
+    handle = client.get_workflow_handle(row.workflow_id)
+    try:
+        await handle.signal(PlaybookWorkflow.task_completed, row.step_id)
+    except RPCError as exc:  # closed, or unknown to this cluster: the task is still done
+        if "not found" not in str(exc).lower() and "completed" not in str(exc).lower():
+            raise
+    return row

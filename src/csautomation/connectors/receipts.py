@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from csautomation.connectors.base import Receipt
-from csautomation.store.repo import Store, table, upsert
+from csautomation.store.engine import table, upsert
+from csautomation.store.repo import Store
 from csautomation.store.tables import ReceiptRow
 
 

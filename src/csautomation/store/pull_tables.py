@@ -1,6 +1,6 @@
 """Where each pull stopped: one row per (kind, name), its cursor in words a person can read
-(a timestamp, a vendor's cursor, the last file imported). Created by the pulls themselves
-(`create_pull_tables`), so the store's own tables need not know about them."""
+(a timestamp, a vendor's cursor, the last file imported). A pull creates the table before it
+runs (`create_pull_tables`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlalchemy import Column, DateTime, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, SQLModel
 
-from csautomation.store.repo import table, upsert
+from csautomation.store.engine import table, upsert
 
 
 class PullCursorRow(SQLModel, table=True):

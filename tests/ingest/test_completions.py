@@ -12,7 +12,7 @@ from temporalio.testing import WorkflowEnvironment
 from csautomation.connectors.base import Completion, Receipt, TaskRequest
 from csautomation.connectors.local import LocalCrm
 from csautomation.connectors.registry import Connectors
-from csautomation.runtime.sync import cursor, sync_completions, workflow_and_step
+from csautomation.ingest.completions import cursor, sync_completions, workflow_and_step
 from csautomation.store.repo import Store
 from csautomation.workflows.playbook import PlaybookWorkflow
 from factories import playbook_store

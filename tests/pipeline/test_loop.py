@@ -7,13 +7,12 @@ from datetime import UTC, datetime, time
 import pytest
 from temporalio.client import Client
 
-from csautomation.dispatcher import Firing, plan, start
 from csautomation.facts.health import load_health_model
 from csautomation.facts.model import Signal
+from csautomation.pipeline import Firing, Pipeline, SqlCooldowns, plan, start
 from csautomation.rules.runtime import RuleRuntime
-from csautomation.runtime.pipeline import Pipeline
 from csautomation.store.outbox import mark_all_evaluated, runs, undispatched_firings
-from csautomation.store.repo import SqlCooldowns, Store
+from csautomation.store.repo import Store
 from factories import ROOT, TODAY, playbook_store
 from playbook_support import PLAYBOOKS
 

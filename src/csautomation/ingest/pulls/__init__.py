@@ -1,0 +1,49 @@
+"""Pulls: the jobs `schedules.yaml` lists under `pulls:`, each bringing vendor data in as
+signals. A kind has an options model (`PULL_KINDS`); the scheduler calls
+`run_pull(kind, options, ctx)`.
+
+    salesforce_accounts  Accounts changed since the cursor (SOQL by LastModifiedDate, paged by
+                         nextRecordsUrl): our Account rows, `contract_update` when renewal
+                         date, ARR or seats changed, `churn_prediction` when the field is set
+    zendesk_tickets      the cursor-based incremental ticket export: `support_ticket`, and
+                         `support_escalation` for urgent or escalation-tagged tickets
+    usage_file_drop      *.jsonl and *.csv files dropped in a folder, imported as by
+                         `csauto ingest`, then moved to done/ or rejected/
+
+Exactly once by order, page by page: signals first (each with a deterministic idempotency
+key), then accounts, then the cursor (table `pull_cursors`). A crash in between re-reads a
+page whose signals the store already holds, and their keys drop them. Salesforce re-reads
+the minute before its cursor: a record committed late carries an earlier LastModifiedDate.
+
+Vendor failures leave as the connector's ConnectorError subclasses, the cursor where the
+last committed page left it; unknown kinds, bad options and missing connectors are
+ConfigErrors. A record that cannot become an account or a signal is logged and skipped;
+editing it in the vendor brings it back.
+
+    common.py       the context, result and options every kind shares; the guarded connector
+    salesforce.py   salesforce_accounts
+    zendesk.py      zendesk_tickets
+    file_drop.py    usage_file_drop
+    run.py          `PULL_KINDS` and `run_pull`
+"""
+
+from csautomation.ingest.pulls.common import PullContext, PullOptions, PullResult
+from csautomation.ingest.pulls.file_drop import KIND_FILES, UsageFileDropOptions
+from csautomation.ingest.pulls.run import PULL_KINDS, run_pull
+from csautomation.ingest.pulls.salesforce import KIND_SF, SalesforceAccountsOptions, account_soql
+from csautomation.ingest.pulls.zendesk import KIND_ZD, ZendeskTicketsOptions
+
+__all__ = [
+    "KIND_FILES",
+    "KIND_SF",
+    "KIND_ZD",
+    "PULL_KINDS",
+    "PullContext",
+    "PullOptions",
+    "PullResult",
+    "SalesforceAccountsOptions",
+    "UsageFileDropOptions",
+    "ZendeskTicketsOptions",
+    "account_soql",
+    "run_pull",
+]
