@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from datetime import UTC, datetime
 from typing import Any
@@ -125,11 +124,14 @@ class JsonFormatter(logging.Formatter):
 def setup(level: int = logging.INFO, fmt: str | None = None) -> None:
     """basicConfig, with the mask on every root handler. CSAUTO_LOG_LEVEL (DEBUG, INFO,
     WARNING, ERROR) overrides the command's level; CSAUTO_LOG_FORMAT=json its format."""
-    named = os.environ.get("CSAUTO_LOG_LEVEL", "").strip().upper()
+    from csautomation.settings import Settings
+
+    settings = Settings()
+    named = settings.log_level.strip().upper()
     if named in ("DEBUG", "INFO", "WARNING", "ERROR"):
         level = getattr(logging, named)
     logging.basicConfig(level=level, format=fmt or logging.BASIC_FORMAT)
-    as_json = os.environ.get("CSAUTO_LOG_FORMAT", "").strip().lower() == "json"
+    as_json = settings.log_format.strip().lower() == "json"
     for handler in logging.getLogger().handlers:
         install(handler, level)
         if as_json:

@@ -1,10 +1,14 @@
-"""Settings from the environment (CSAUTO_*), built once at the edge and passed down."""
+"""Settings from the environment: every CSAUTO_* variable the engine reads is a field here,
+built once at the edge (csautomation.bootstrap) and passed down.
+
+Credentials of connectors and signal sources are not here: their files name the variables
+that hold them (connectors/, sources.yaml), read where the connector is built."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import model_validator
+from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -36,6 +40,15 @@ class Settings(BaseSettings):
     # Temporal's OpenTelemetry TracingInterceptor on every client (pip install
     # 'csautomation[otel]'); the exporter is configured by the standard OTEL_* variables
     otel: bool = False
+    # DEBUG, INFO, WARNING or ERROR overrides each command's log level; log_format "json":
+    # one JSON object a line (logs.py). Other values are ignored.
+    log_level: str = ""
+    log_format: str = ""
+    # the bundled Temporal dev server's own log level (csauto dev, the demo)
+    temporal_log_level: str = "error"
+    # signs the review page's session cookies; unset: a random key a process (sessions end
+    # when it stops). At least 32 characters (api/auth.py)
+    session_secret: SecretStr | None = None
 
     @model_validator(mode="after")
     def _default_database(self) -> Settings:

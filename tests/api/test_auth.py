@@ -7,6 +7,7 @@ import logging
 
 import pytest
 from argon2 import PasswordHasher
+from pydantic import SecretStr
 
 from api.support import FAST, NOW, build_people, password, token
 from csautomation.api import auth
@@ -94,12 +95,12 @@ def test_scope(who: str, team: str, holder: str, sees: bool, acts: bool) -> None
 
 def test_session_secret(caplog: pytest.LogCaptureFixture) -> None:
     key = "k" * 40
-    assert auth.session_secret({"CSAUTO_SESSION_SECRET": key}) == key
+    assert auth.session_secret(SecretStr(key)) == key
     with pytest.raises(ConfigError, match="at least 32 characters"):
-        auth.session_secret({"CSAUTO_SESSION_SECRET": "short"})
+        auth.session_secret(SecretStr("short"))
     with caplog.at_level(logging.WARNING, logger="csautomation.api.auth"):
-        first = auth.session_secret({})
-        second = auth.session_secret({"CSAUTO_SESSION_SECRET": "  "})
+        first = auth.session_secret(None)
+        second = auth.session_secret(SecretStr("  "))
     assert first == second and len(first) >= 32  # one random key per process
     assert "CSAUTO_SESSION_SECRET is not set" in caplog.text
 

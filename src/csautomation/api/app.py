@@ -41,6 +41,7 @@ from csautomation.facts.health import load_health_model
 from csautomation.ingest.intake import Intake
 from csautomation.ingest.sources import Sources
 from csautomation.ingest.writer import SignalWriter
+from csautomation.settings import Settings
 from csautomation.store.facts import FactsReader
 from csautomation.store.repo import Store
 
@@ -133,7 +134,7 @@ def create_app(
     health.install(app, store, temporal)
     app.add_middleware(
         SessionMiddleware,
-        secret_key=session_secret or env_session_secret(),
+        secret_key=session_secret or env_session_secret(Settings().session_secret),
         session_cookie=SESSION_COOKIE,
         max_age=SESSION_HOURS * 3600,
         same_site="lax",
@@ -147,6 +148,13 @@ def create_app(
             app.behind, intake=intake, sources=sources or Sources({}), extra=HEADERS
         )
     )
+
+    _error_handlers(app, templates)
+    return app
+
+
+def _error_handlers(app: FastAPI, templates: Jinja2Templates) -> None:
+    """Our errors as answers: JSON for the APIs, a page (or the sign-in) for the pages."""
 
     @app.exception_handler(ReviewError)
     async def _review_error(request: Request, exc: ReviewError) -> Response:
@@ -179,8 +187,6 @@ def create_app(
                 422,
             )
         return pages.error_page(templates, request, 422, text)
-
-    return app
 
 
 def template_env() -> Environment:

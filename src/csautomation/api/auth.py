@@ -24,18 +24,18 @@ import getpass
 import hashlib
 import hmac
 import logging
-import os
 import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Request
+from pydantic import SecretStr
 
 from csautomation import logs
 from csautomation.api.errors import NotSignedInError
@@ -90,9 +90,9 @@ def hash_password_command() -> None:
         raise SystemExit(f"error: {exc}") from None
 
 
-def session_secret(environ: Mapping[str, str] = os.environ) -> str:
-    """The key that signs session cookies: CSAUTO_SESSION_SECRET, never a file."""
-    value = environ.get(SESSION_SECRET_ENV, "").strip()
+def session_secret(configured: SecretStr | None) -> str:
+    """The key that signs session cookies: CSAUTO_SESSION_SECRET (Settings), never a file."""
+    value = configured.get_secret_value().strip() if configured else ""
     if value:
         if len(value) < _MIN_SECRET:
             raise ConfigError(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any, cast, get_args
@@ -52,7 +53,6 @@ FILTERS = ("severity", "level", "team", "holder", "status", "min_age_hours")
 
 def router(review: Review, authn: Authenticator, templates: Jinja2Templates) -> APIRouter:
     pages = APIRouter(include_in_schema=False)
-    css = resources.files("csautomation.api").joinpath("static/app.css").read_bytes()
 
     def signed_in(request: Request) -> Person:
         session = request.session
@@ -75,6 +75,18 @@ def router(review: Review, authn: Authenticator, templates: Jinja2Templates) -> 
             **context,
         }
         return templates.TemplateResponse(request, name, context, status_code=status)
+
+    _session_routes(pages, authn, render)
+    _escalation_routes(pages, review, signed_in, render)
+    return pages
+
+
+Render = Callable[..., Response]
+
+
+def _session_routes(pages: APIRouter, authn: Authenticator, render: Render) -> None:
+    """The stylesheet, sign-in and sign-out."""
+    css = resources.files("csautomation.api").joinpath("static/app.css").read_bytes()
 
     @pages.get("/static/app.css")
     def stylesheet() -> Response:
@@ -118,35 +130,16 @@ def router(review: Review, authn: Authenticator, templates: Jinja2Templates) -> 
         flash(request, "info", "Signed out.")
         return RedirectResponse("/login", 303)
 
+
+def _escalation_routes(
+    pages: APIRouter, review: Review, signed_in: Callable[[Request], Person], render: Render
+) -> None:
+    """The list of escalations, one escalation, and the actions on it."""
+
     @pages.get("/")
     def escalations(request: Request) -> Response:
         person = signed_in(request)
-        scope = scope_of(person)
-        given = {k: v for k, v in request.query_params.items() if k in FILTERS}
-        problem = ""
-        try:
-            query = ListQuery.model_validate(given)
-        except ValidationError as exc:
-            problem = first_problem(exc).message
-            query = ListQuery()
-        now = review.now()
-        found = review.escalations(person, query)
-        if scope.teams is not None:
-            teams = list(scope.teams)
-        else:  # an admin filters by any team; a csm by their own
-            teams = sorted(review.people.teams) if scope.holder is None else person.all_teams
-        context = {
-            "rows": views.rows(found, review.store, review.people, now),
-            "query": query,
-            "given": given,
-            "problem": problem,
-            "severities": SEVERITIES,
-            "statuses": STATUSES,
-            "teams": teams,
-            "holders": [] if scope.holder else review.team_people(scope),
-            "read_only": not scope.acts,
-            "now": views.when(now),
-        }
+        context = _list_context(review, person, request)
         return render(request, "list.html", context, person)
 
     @pages.get("/escalations/{workflow_id}")
@@ -196,8 +189,6 @@ def router(review: Review, authn: Authenticator, templates: Jinja2Templates) -> 
         who = holder or "no one"
         flash(request, "ok", f"{DONE[action]}. Status: {fresh.status}; held by {who}.")
         return back
-
-    return pages
 
 
 def error_page(templates: Jinja2Templates, request: Request, status: int, message: str) -> Response:
@@ -252,3 +243,33 @@ def _until(text: str) -> Any:
 
 def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
+
+
+def _list_context(review: Review, person: Person, request: Request) -> dict[str, Any]:
+    """The list page's escalations, filters and choices for `person`."""
+    scope = scope_of(person)
+    given = {k: v for k, v in request.query_params.items() if k in FILTERS}
+    problem = ""
+    try:
+        query = ListQuery.model_validate(given)
+    except ValidationError as exc:
+        problem = first_problem(exc).message
+        query = ListQuery()
+    now = review.now()
+    found = review.escalations(person, query)
+    if scope.teams is not None:
+        teams = list(scope.teams)
+    else:  # an admin filters by any team; a csm by their own
+        teams = sorted(review.people.teams) if scope.holder is None else person.all_teams
+    return {
+        "rows": views.rows(found, review.store, review.people, now),
+        "query": query,
+        "given": given,
+        "problem": problem,
+        "severities": SEVERITIES,
+        "statuses": STATUSES,
+        "teams": teams,
+        "holders": [] if scope.holder else review.team_people(scope),
+        "read_only": not scope.acts,
+        "now": views.when(now),
+    }

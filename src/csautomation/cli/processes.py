@@ -89,6 +89,7 @@ def demo(
         matrix_path=settings.escalation_matrix_path,
         people_path=settings.people_path,
         review_port=port,
+        temporal_log_level=settings.temporal_log_level,
     )
     logs.setup(logging.WARNING, "%(levelname)s %(message)s")
     result = run(lambda: run_demo(opts, out))
@@ -184,7 +185,9 @@ def dev(
         if load_sample:
             _load_sample(store, settings.data_dir / "sample")
         server = await start_dev_server(
-            settings.data_dir, interceptors=tracing_interceptors(settings.otel)
+            settings.data_dir,
+            interceptors=tracing_interceptors(settings.otel),
+            log_level=settings.temporal_log_level,
         )
         try:
             await _run_dev(settings, config, schedules, store, server, port)

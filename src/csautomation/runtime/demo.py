@@ -78,6 +78,7 @@ class DemoOptions:
     matrix_path: Path = Path("escalation_matrix.yaml")
     people_path: Path = Path("people.yaml")
     review_port: int = 8000  # the manager's review page on 127.0.0.1 (0: any free port)
+    temporal_log_level: str = "error"  # the dev server's own log
 
 
 @dataclass
@@ -164,7 +165,9 @@ async def run_demo(opts: DemoOptions, console: Console) -> DemoResult:
     runtime = RuleRuntime(list(opts.rule_paths), opts.model, cooldowns=SqlCooldowns(store))
     console.print(f"starting the Temporal dev server (SQLite in {opts.data_dir}) ...")
     matrix, people = load_escalation_config(opts.matrix_path, opts.people_path)
-    server = await start_dev_server(opts.data_dir, runtime=quiet_runtime())
+    server = await start_dev_server(
+        opts.data_dir, runtime=quiet_runtime(), log_level=opts.temporal_log_level
+    )
     env, ui_url = server.env, server.ui_url
     try:
         app = create_app(store, people, TemporalActions(env.client))

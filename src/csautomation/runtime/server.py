@@ -83,6 +83,7 @@ async def start_dev_server(
     ui: bool = True,
     runtime: Runtime | None = None,
     interceptors: Sequence[Interceptor] = (),
+    log_level: str = "error",
 ) -> DevServer:
     """The Temporal dev server with its UI, persisting to SQLite in `data_dir`. Ports that
     are taken (another dev server, say) are replaced by free ones; read them off the result.
@@ -100,7 +101,7 @@ async def start_dev_server(
         # the SDK waits 5 s by default: on a busy machine the server took longer to answer
         # and `csauto demo` failed before it began
         dev_server_startup_timeout=STARTUP_TIMEOUT,
-        dev_server_log_level=os.environ.get("CSAUTO_TEMPORAL_LOG_LEVEL", "error"),
+        dev_server_log_level=log_level,
         data_converter=pydantic_data_converter,
         port=port,
         ui=ui,
