@@ -1,10 +1,14 @@
 """The review API and the manager's pages (FastAPI, Jinja2 templates).
 
-    app.py         create_app: the JSON API under /api and the pages, in one app
-    api_routes.py  the JSON API (Bearer tokens)
-    pages.py       the pages (session cookie, CSRF token in every form)
+    app.py         create_app: the JSON API under /api, the intake and the pages, in one app
+    intake.py      POST /v1/signals: the signal intake (a source's token or signature)
+    quarantine.py  the quarantine API (/v1/quarantine, admins and ops)
+    api_routes.py  the escalations API (Bearer tokens)
+    health.py      /health/live, /health/ready, /metrics
+    pages.py       the pages (session cookie, CSRF token in every form), views.py their rows
+    docs.py        /docs, the OpenAPI description rendered without scripts
     review.py      the logic both call: scope, filters, checks before any signal
-    auth.py        sign-in, tokens, sessions, and what each role sees
+    auth.py        sign-in, tokens (the one Bearer dependency), sessions, what each role sees
     actions.py     EscalationActions, and TemporalActions that signals the workflows
     server.py      serve (uvicorn), and BackgroundServer for tests and demos
     errors.py      what the API refuses, with its HTTP status
