@@ -30,6 +30,7 @@ from csautomation.store.facts import FactsReader
 from csautomation.store.outbox import finish_run
 from csautomation.store.receipts import keep_receipt, receipt_for
 from csautomation.store.repo import Store
+from csautomation.workflows import activity_names as names
 from csautomation.workflows.types import (
     ActionResult,
     DeadLetterInput,
@@ -105,11 +106,11 @@ class PlaybookActivities:
             connector=receipt.connector, record_id=receipt.record_id, created=receipt.created
         )
 
-    @activity.defn(name="read_account_facts")
+    @activity.defn(name=names.READ_ACCOUNT_FACTS)
     def read_account_facts(self, inp: FactsInput) -> dict[str, Any]:
         return self._facts(self.account(inp.account_id))
 
-    @activity.defn(name="create_task")
+    @activity.defn(name=names.CREATE_TASK)
     def create_task(self, inp: TaskInput) -> ActionResult:
         account = self.account(inp.account_id)
         context = self._context(account, inp.context)
@@ -128,9 +129,9 @@ class PlaybookActivities:
         result = self.deliver(
             inp.idempotency_key, connector, lambda: connector.create_task(request)
         )
-        return self.recorded("create_task", inp, result)
+        return self.recorded(names.CREATE_TASK, inp, result)
 
-    @activity.defn(name="notify")
+    @activity.defn(name=names.NOTIFY)
     def notify(self, inp: NotifyInput) -> ActionResult:
         account = self.account(inp.account_id)
         request = NotifyRequest(
@@ -143,9 +144,9 @@ class PlaybookActivities:
         )
         connector = self.connector("notifier", inp.channel)
         result = self.deliver(inp.idempotency_key, connector, lambda: connector.notify(request))
-        return self.recorded("notify", inp, result)
+        return self.recorded(names.NOTIFY, inp, result)
 
-    @activity.defn(name="update_account")
+    @activity.defn(name=names.UPDATE_ACCOUNT)
     def update_account(self, inp: UpdateInput) -> ActionResult:
         request = FieldUpdate(
             idempotency_key=inp.idempotency_key,
@@ -159,7 +160,7 @@ class PlaybookActivities:
         result = self.deliver(
             inp.idempotency_key, connector, lambda: connector.update_account(request)
         )
-        return self.recorded("update_account", inp, result)
+        return self.recorded(names.UPDATE_ACCOUNT, inp, result)
 
     def recorded(self, action: str, inp: _Step, result: ActionResult) -> ActionResult:
         """Enter a side effect done in the decision ledger (once, however often retried)."""
@@ -190,11 +191,11 @@ class PlaybookActivities:
         keep_receipt(self.store, key, receipt)
         return self._result(receipt)
 
-    @activity.defn(name="record_dead_letter")
+    @activity.defn(name=names.RECORD_DEAD_LETTER)
     def record_dead_letter(self, inp: DeadLetterInput) -> int:
         return record_dead_letter(self.store, DeadLetter(**inp.model_dump()))
 
-    @activity.defn(name="record_run_outcome")
+    @activity.defn(name=names.RECORD_RUN_OUTCOME)
     def record_run_outcome(self, inp: RunOutcome) -> None:
         finish_run(self.store, inp.workflow_id, inp.outcome, datetime.now(UTC))
 
