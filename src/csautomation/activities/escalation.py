@@ -18,7 +18,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from csautomation.activities.playbook import PlaybookActivities
-from csautomation.connectors.base import NotifyRequest, TaskRequest
+from csautomation.connectors.base import NotifyRequest, TaskConnector, TaskRequest
 from csautomation.errors import CsAutomationError
 from csautomation.escalation.matrix import EscalationMatrix
 from csautomation.escalation.model import EscalationPlan
@@ -99,7 +99,7 @@ class EscalationActivities:
             + (f" {link}" if self.page_url else "")
         )
         key = inp.idempotency_key
-        if configured is not None and hasattr(configured, "create_task"):
+        if isinstance(configured, TaskConnector):
             task = TaskRequest(
                 idempotency_key=key,
                 workflow_id=inp.workflow_id,
@@ -111,8 +111,7 @@ class EscalationActivities:
                 due_at=inp.ack_by or self.actions.clock(),
                 priority=PRIORITY.get(inp.severity, "high"),
             )
-            crm: Any = configured
-            done = self.actions.deliver(key, crm, lambda: crm.create_task(task))
+            done = self.actions.deliver(key, configured, lambda: configured.create_task(task))
             return self.actions.recorded(names.NOTIFY_ESCALATION, inp, done)
         message = NotifyRequest(
             idempotency_key=key,
@@ -122,7 +121,7 @@ class EscalationActivities:
             channel=inp.channel,
             text=text,
         )
-        notifier = self.actions.connector("notifier", inp.channel)
+        notifier = self.actions.connector(self.actions.connectors.notifier, inp.channel)
         done = self.actions.deliver(key, notifier, lambda: notifier.notify(message))
         return self.actions.recorded(names.NOTIFY_ESCALATION, inp, done)
 

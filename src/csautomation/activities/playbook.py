@@ -11,12 +11,21 @@ import logging
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from csautomation.connectors.base import FieldUpdate, NotifyRequest, Receipt, TaskRequest
+from csautomation.connectors.base import (
+    Connector,
+    FieldUpdate,
+    NotifyConnector,
+    NotifyRequest,
+    Receipt,
+    RecordConnector,
+    TaskConnector,
+    TaskRequest,
+)
 from csautomation.connectors.config import Retry
 from csautomation.connectors.local import LocalCrm
 from csautomation.connectors.registry import Connectors, UnknownConnectorError
@@ -42,6 +51,8 @@ from csautomation.workflows.types import (
 )
 
 log = logging.getLogger(__name__)
+
+C = TypeVar("C", TaskConnector, NotifyConnector, RecordConnector)
 
 
 class _Step(Protocol):
@@ -125,7 +136,7 @@ class PlaybookActivities:
             due_at=inp.due_at,
             priority=inp.priority,
         )
-        connector = self.connector("tasks", inp.connector)
+        connector = self.connector(self.connectors.tasks, inp.connector)
         result = self.deliver(
             inp.idempotency_key, connector, lambda: connector.create_task(request)
         )
@@ -142,7 +153,7 @@ class PlaybookActivities:
             channel=inp.channel,
             text=self._render(inp.template, self._context(account, inp.context)),
         )
-        connector = self.connector("notifier", inp.channel)
+        connector = self.connector(self.connectors.notifier, inp.channel)
         result = self.deliver(inp.idempotency_key, connector, lambda: connector.notify(request))
         return self.recorded(names.NOTIFY, inp, result)
 
@@ -156,7 +167,7 @@ class PlaybookActivities:
             field=inp.field,
             value=inp.value,
         )
-        connector = self.connector("records", inp.connector)
+        connector = self.connector(self.connectors.records, inp.connector)
         result = self.deliver(
             inp.idempotency_key, connector, lambda: connector.update_account(request)
         )
@@ -179,7 +190,7 @@ class PlaybookActivities:
         )
         return result
 
-    def deliver(self, key: str, connector: Any, call: Callable[[], Receipt]) -> ActionResult:
+    def deliver(self, key: str, connector: Connector, call: Callable[[], Receipt]) -> ActionResult:
         """Call the vendor unless an earlier attempt's receipt is kept; keep this one. The
         local connector deduplicates in its own table and needs no receipt."""
         if isinstance(connector, LocalCrm):
@@ -199,11 +210,14 @@ class PlaybookActivities:
     def record_run_outcome(self, inp: RunOutcome) -> None:
         finish_run(self.store, inp.workflow_id, inp.outcome, datetime.now(UTC))
 
-    def connector(self, capability: str, name: str | None) -> Any:
+    @staticmethod
+    def connector(find: Callable[[str | None], C], name: str | None) -> C:
+        """`find(name)`: one of the registry's capabilities (`self.connectors.tasks`, ...);
+        a connector that is not there fails the action for good."""
         try:
-            return getattr(self.connectors, capability)(name)
+            return find(name)
         except UnknownConnectorError as exc:
-            raise ApplicationError(str(exc), non_retryable=True, type="UnknownConnector") from None
+            raise ApplicationError(str(exc), non_retryable=True, type="UnknownConnector") from exc
 
     def all(self) -> list[Callable[..., Any]]:
         return [
@@ -216,7 +230,7 @@ class PlaybookActivities:
         ]
 
 
-def _retry(connector: Any) -> Retry:
+def _retry(connector: Connector) -> Retry:
     config = getattr(connector, "config", None)
     return getattr(config, "retry", None) or Retry()
 
