@@ -57,7 +57,7 @@ class EscalationActivities:
         try:
             return plan(self.matrix, self.people, account, inp.severity, inp.start, inp.from_level)
         except CsAutomationError as exc:  # an unknown severity: no retry will fix it
-            raise ApplicationError(str(exc), non_retryable=True, type=type(exc).__name__) from None
+            raise ApplicationError(str(exc), non_retryable=True, type=type(exc).__name__) from exc
 
     @activity.defn(name=names.OPEN_ESCALATION)
     async def open_escalation(self, inp: OpenEscalation) -> str:

@@ -106,7 +106,7 @@ class PlaybookActivities:
         try:
             return render(source, context)
         except TemplateProblem as exc:
-            raise ApplicationError(str(exc), non_retryable=True, type="TemplateError") from None
+            raise ApplicationError(str(exc), non_retryable=True, type="TemplateError") from exc
 
     def _context(self, account: Account, extra: dict[str, Any]) -> dict[str, Any]:
         return {"account": account.model_dump(mode="json"), "facts": self._facts(account), **extra}
@@ -275,4 +275,4 @@ def _vendor(call: Callable[[], Receipt], policy: Retry) -> Receipt:
             category=ApplicationErrorCategory.UNSPECIFIED
             if final
             else ApplicationErrorCategory.BENIGN,
-        ) from None
+        ) from None  # the ConnectorError's own cause, a vendor library's, may name a secret

@@ -181,6 +181,7 @@ class ZendeskTicketing(Guardable):
         secrets = self._secrets
         try:
             return action(client)
+        # `from None` below: zenpy's exception holds the response unredacted
         except APIException as exc:
             resp = exc.response
             if resp is None:
