@@ -1,10 +1,22 @@
-"""The csautomation exception tree.
+"""The csautomation exception tree: every exception class in src/ is in it.
 
     CsAutomationError
-     ├── ConfigError            a configuration file cannot be used
-     │    └── ConfigFileError   ... with one or more located problems (file:line:column)
-     ├── RuleError              a rule cannot be evaluated
-     │    └── RuleEngineError   durable_rules refused a ruleset or a fact
+     ├── ConfigError            a configuration file or value cannot be used
+     │    ├── ConfigFileError   ... with one or more located problems (file:line:column)
+     │    │    └── YamlSyntaxError (*)    a file is not YAML            [yamlsource]
+     │    ├── TemplateProblem (*)     a Jinja template fails (also ValueError)
+     │    │                                                      [playbooks.templates]
+     │    ├── UnknownConnectorError   a step names a connector that is not configured,
+     │    │                           or one without the capability (also LookupError)
+     │    │                                                      [connectors.registry]
+     │    ├── UnknownPlaybookError (*)  a rule starts a playbook that is not loaded
+     │    │                           (also LookupError)         [dispatcher]
+     │    └── SweepError            a sweep names an unknown, disabled or unscheduled rule
+     │                                                            [scheduling.sweep]
+     ├── RuleError              a rule cannot be compiled or evaluated
+     │    ├── RuleEngineError   durable_rules refused a ruleset or a fact
+     │    └── CompactSyntaxError (*)  a one-line condition does not parse (also
+     │                                ValueError, for pydantic)  [rules.compact]
      ├── ConnectorError         a vendor call failed (connector, operation, retryable, ...)
      │    ├── ConnectorValidationError  the vendor refused the request (4xx): never retried
      │    ├── ConnectorNotFoundError    a record or endpoint does not exist: never retried
@@ -14,10 +26,25 @@
      │    └── ConnectorUnavailableError 5xx, timeouts, resets: retried with backoff
      │         └── CircuitOpenError     the connector's breaker is open: no call was made
      ├── EscalationError        an escalation cannot be planned (an unknown severity, say)
-     └── ServiceUnavailableError  Temporal (or another service we need) does not answer
+     ├── ServiceUnavailableError  Temporal (or another service we need) does not answer
+     ├── SchemaError            the database schema is not the code's   [store.migrate]
+     ├── NoSchedulerError       a job ran where no scheduler leads      [scheduling.jobs]
+     ├── SourceAuthError (*)    an ingest request proves no source (401)  [ingest.sources]
+     ├── HistoryFileError       a workflow history file cannot be read  [audit.replay]
+     ├── DecisionError          a firing to replay is not in the store  [audit.decisions]
+     └── ReviewError            what the review API refuses, with its HTTP status [api.errors]
+          ├── InputError, NotSignedInError, NotAllowedError
+          ├── EscalationNotFoundError, EscalationClosedError
+          └── QuarantineNotFoundError                                  [ingest.routes]
+
+(*) its module is another part's of issue 17: until the merge gives it this base it
+derives from Exception (or ValueError, LookupError) alone. Not in the tree on purpose: the CLI's
+private `_Terminated` (runtime.commands), a SIGTERM unwinding the main task, not an error.
 
 Every located problem is a `Problem`: file, line, column, the field path inside the
 document, and a message written for a CS ops person ("expected a number, found 'forty'").
+`raise ... from None` only where the cause could carry a secret (a vendor library's
+exception naming a webhook URL, a response echoing a token); elsewhere `from exc`.
 """
 
 from __future__ import annotations

@@ -172,8 +172,7 @@ def test_check_passes_unguarded_and_traffic_through_the_guard() -> None:
 
     breaker = CircuitBreaker("crm", Breaker(failures=1), Clock())
     breaker.failure(ConnectorUnavailableError("crm", "op", "x"))
-    vendor = Vendor()
-    vendor.guard = Guard("crm", breaker)
+    vendor = Vendor(Guard("crm", breaker))
     assert vendor.call("check") == "check"  # verification reaches the vendor while open
     with pytest.raises(CircuitOpenError):
         vendor.call("create_task")

@@ -37,7 +37,8 @@ class Vendor(Guardable):
 
     name = "crm"
 
-    def __init__(self) -> None:
+    def __init__(self, guard: Guard) -> None:
+        super().__init__(guard)
         self.config = LocalConfig(id="crm", type="local", retry=Retry(attempts=4))
         self.up = False
         self.calls = 0
@@ -76,9 +77,8 @@ async def test_a_dead_vendor_is_not_hammered_and_every_action_is_redriven_once(
     client: Client, db_url: str
 ) -> None:
     store = playbook_store(db_url)
-    vendor = Vendor()
     breaker = CircuitBreaker("crm", Breaker(failures=5, reset_after=timedelta(hours=1)))
-    vendor.guard = Guard("crm", breaker)
+    vendor = Vendor(Guard("crm", breaker))
     acts = PlaybookActivities(
         store,
         load_health_model(),

@@ -18,13 +18,14 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from csautomation.activities.playbook import PlaybookActivities
-from csautomation.connectors.base import NotifyRequest, TaskRequest
+from csautomation.connectors.base import NotifyRequest, TaskConnector, TaskRequest
 from csautomation.errors import CsAutomationError
 from csautomation.escalation.matrix import EscalationMatrix
 from csautomation.escalation.model import EscalationPlan
 from csautomation.escalation.people import People
 from csautomation.escalation.policy import plan
 from csautomation.store.escalations import record_escalation
+from csautomation.workflows import activity_names as names
 from csautomation.workflows.types import (
     ActionResult,
     EscalationNotice,
@@ -50,15 +51,15 @@ class EscalationActivities:
         self.people = people
         self.page_url = page_url.rstrip("/")
 
-    @activity.defn(name="plan_escalation")
+    @activity.defn(name=names.PLAN_ESCALATION)
     def plan_escalation(self, inp: EscalationPlanInput) -> EscalationPlan:
         account = self.actions.account(inp.account_id)
         try:
             return plan(self.matrix, self.people, account, inp.severity, inp.start, inp.from_level)
         except CsAutomationError as exc:  # an unknown severity: no retry will fix it
-            raise ApplicationError(str(exc), non_retryable=True, type=type(exc).__name__) from None
+            raise ApplicationError(str(exc), non_retryable=True, type=type(exc).__name__) from exc
 
-    @activity.defn(name="open_escalation")
+    @activity.defn(name=names.OPEN_ESCALATION)
     async def open_escalation(self, inp: OpenEscalation) -> str:
         """Start the escalation workflow on this worker's queue, once per id: an open one
         is kept (a retried step), a closed one is not opened again."""
@@ -77,11 +78,11 @@ class EscalationActivities:
             return "closed"
         return handle.result_run_id or ""
 
-    @activity.defn(name="record_escalation")
+    @activity.defn(name=names.RECORD_ESCALATION)
     def record_escalation(self, inp: EscalationRecord) -> None:
         record_escalation(self.store, inp.state, inp.seq, inp.plan)
 
-    @activity.defn(name="notify_escalation")
+    @activity.defn(name=names.NOTIFY_ESCALATION)
     def notify_escalation(self, inp: EscalationNotice) -> ActionResult:
         account = self.actions.account(inp.account_id)
         person = self.people.get(inp.person_id)
@@ -98,7 +99,7 @@ class EscalationActivities:
             + (f" {link}" if self.page_url else "")
         )
         key = inp.idempotency_key
-        if configured is not None and hasattr(configured, "create_task"):
+        if isinstance(configured, TaskConnector):
             task = TaskRequest(
                 idempotency_key=key,
                 workflow_id=inp.workflow_id,
@@ -110,9 +111,8 @@ class EscalationActivities:
                 due_at=inp.ack_by or self.actions.clock(),
                 priority=PRIORITY.get(inp.severity, "high"),
             )
-            crm: Any = configured
-            done = self.actions.deliver(key, crm, lambda: crm.create_task(task))
-            return self.actions.recorded("notify_escalation", inp, done)
+            done = self.actions.deliver(key, configured, lambda: configured.create_task(task))
+            return self.actions.recorded(names.NOTIFY_ESCALATION, inp, done)
         message = NotifyRequest(
             idempotency_key=key,
             workflow_id=inp.workflow_id,
@@ -121,9 +121,9 @@ class EscalationActivities:
             channel=inp.channel,
             text=text,
         )
-        notifier = self.actions.connector("notifier", inp.channel)
+        notifier = self.actions.connector(self.actions.connectors.notifier, inp.channel)
         done = self.actions.deliver(key, notifier, lambda: notifier.notify(message))
-        return self.actions.recorded("notify_escalation", inp, done)
+        return self.actions.recorded(names.NOTIFY_ESCALATION, inp, done)
 
     def all(self) -> list[Callable[..., Any]]:
         return [

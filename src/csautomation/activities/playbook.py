@@ -11,12 +11,21 @@ import logging
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from csautomation.connectors.base import FieldUpdate, NotifyRequest, Receipt, TaskRequest
+from csautomation.connectors.base import (
+    Connector,
+    FieldUpdate,
+    NotifyConnector,
+    NotifyRequest,
+    Receipt,
+    RecordConnector,
+    TaskConnector,
+    TaskRequest,
+)
 from csautomation.connectors.config import Retry
 from csautomation.connectors.local import LocalCrm
 from csautomation.connectors.receipts import keep_receipt, receipt_for
@@ -30,6 +39,7 @@ from csautomation.store.deadletters import DeadLetter, record_dead_letter
 from csautomation.store.facts import FactsReader
 from csautomation.store.outbox import finish_run
 from csautomation.store.repo import Store
+from csautomation.workflows import activity_names as names
 from csautomation.workflows.types import (
     ActionResult,
     DeadLetterInput,
@@ -41,6 +51,8 @@ from csautomation.workflows.types import (
 )
 
 log = logging.getLogger(__name__)
+
+C = TypeVar("C", TaskConnector, NotifyConnector, RecordConnector)
 
 
 class _Step(Protocol):
@@ -94,7 +106,7 @@ class PlaybookActivities:
         try:
             return render(source, context)
         except TemplateProblem as exc:
-            raise ApplicationError(str(exc), non_retryable=True, type="TemplateError") from None
+            raise ApplicationError(str(exc), non_retryable=True, type="TemplateError") from exc
 
     def _context(self, account: Account, extra: dict[str, Any]) -> dict[str, Any]:
         return {"account": account.model_dump(mode="json"), "facts": self._facts(account), **extra}
@@ -105,11 +117,11 @@ class PlaybookActivities:
             connector=receipt.connector, record_id=receipt.record_id, created=receipt.created
         )
 
-    @activity.defn(name="read_account_facts")
+    @activity.defn(name=names.READ_ACCOUNT_FACTS)
     def read_account_facts(self, inp: FactsInput) -> dict[str, Any]:
         return self._facts(self.account(inp.account_id))
 
-    @activity.defn(name="create_task")
+    @activity.defn(name=names.CREATE_TASK)
     def create_task(self, inp: TaskInput) -> ActionResult:
         account = self.account(inp.account_id)
         context = self._context(account, inp.context)
@@ -124,13 +136,13 @@ class PlaybookActivities:
             due_at=inp.due_at,
             priority=inp.priority,
         )
-        connector = self.connector("tasks", inp.connector)
+        connector = self.connector(self.connectors.tasks, inp.connector)
         result = self.deliver(
             inp.idempotency_key, connector, lambda: connector.create_task(request)
         )
-        return self.recorded("create_task", inp, result)
+        return self.recorded(names.CREATE_TASK, inp, result)
 
-    @activity.defn(name="notify")
+    @activity.defn(name=names.NOTIFY)
     def notify(self, inp: NotifyInput) -> ActionResult:
         account = self.account(inp.account_id)
         request = NotifyRequest(
@@ -141,11 +153,11 @@ class PlaybookActivities:
             channel=inp.channel,
             text=self._render(inp.template, self._context(account, inp.context)),
         )
-        connector = self.connector("notifier", inp.channel)
+        connector = self.connector(self.connectors.notifier, inp.channel)
         result = self.deliver(inp.idempotency_key, connector, lambda: connector.notify(request))
-        return self.recorded("notify", inp, result)
+        return self.recorded(names.NOTIFY, inp, result)
 
-    @activity.defn(name="update_account")
+    @activity.defn(name=names.UPDATE_ACCOUNT)
     def update_account(self, inp: UpdateInput) -> ActionResult:
         request = FieldUpdate(
             idempotency_key=inp.idempotency_key,
@@ -155,11 +167,11 @@ class PlaybookActivities:
             field=inp.field,
             value=inp.value,
         )
-        connector = self.connector("records", inp.connector)
+        connector = self.connector(self.connectors.records, inp.connector)
         result = self.deliver(
             inp.idempotency_key, connector, lambda: connector.update_account(request)
         )
-        return self.recorded("update_account", inp, result)
+        return self.recorded(names.UPDATE_ACCOUNT, inp, result)
 
     def recorded(self, action: str, inp: _Step, result: ActionResult) -> ActionResult:
         """Enter a side effect done in the decision ledger (once, however often retried)."""
@@ -178,7 +190,7 @@ class PlaybookActivities:
         )
         return result
 
-    def deliver(self, key: str, connector: Any, call: Callable[[], Receipt]) -> ActionResult:
+    def deliver(self, key: str, connector: Connector, call: Callable[[], Receipt]) -> ActionResult:
         """Call the vendor unless an earlier attempt's receipt is kept; keep this one. The
         local connector deduplicates in its own table and needs no receipt."""
         if isinstance(connector, LocalCrm):
@@ -190,19 +202,22 @@ class PlaybookActivities:
         keep_receipt(self.store, key, receipt)
         return self._result(receipt)
 
-    @activity.defn(name="record_dead_letter")
+    @activity.defn(name=names.RECORD_DEAD_LETTER)
     def record_dead_letter(self, inp: DeadLetterInput) -> int:
         return record_dead_letter(self.store, DeadLetter(**inp.model_dump()))
 
-    @activity.defn(name="record_run_outcome")
+    @activity.defn(name=names.RECORD_RUN_OUTCOME)
     def record_run_outcome(self, inp: RunOutcome) -> None:
         finish_run(self.store, inp.workflow_id, inp.outcome, datetime.now(UTC))
 
-    def connector(self, capability: str, name: str | None) -> Any:
+    @staticmethod
+    def connector(find: Callable[[str | None], C], name: str | None) -> C:
+        """`find(name)`: one of the registry's capabilities (`self.connectors.tasks`, ...);
+        a connector that is not there fails the action for good."""
         try:
-            return getattr(self.connectors, capability)(name)
+            return find(name)
         except UnknownConnectorError as exc:
-            raise ApplicationError(str(exc), non_retryable=True, type="UnknownConnector") from None
+            raise ApplicationError(str(exc), non_retryable=True, type="UnknownConnector") from exc
 
     def all(self) -> list[Callable[..., Any]]:
         return [
@@ -215,7 +230,7 @@ class PlaybookActivities:
         ]
 
 
-def _retry(connector: Any) -> Retry:
+def _retry(connector: Connector) -> Retry:
     config = getattr(connector, "config", None)
     return getattr(config, "retry", None) or Retry()
 
@@ -260,4 +275,4 @@ def _vendor(call: Callable[[], Receipt], policy: Retry) -> Receipt:
             category=ApplicationErrorCategory.UNSPECIFIED
             if final
             else ApplicationErrorCategory.BENIGN,
-        ) from None
+        ) from None  # the ConnectorError's own cause, a vendor library's, may name a secret

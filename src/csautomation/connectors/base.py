@@ -77,6 +77,10 @@ class RecordConnector(Protocol):
     def update_account(self, request: FieldUpdate) -> Receipt: ...
 
 
+# what the registry holds: a connector with at least one of the capabilities
+Connector = TaskConnector | NotifyConnector | RecordConnector
+
+
 @dataclass(frozen=True)
 class Completion:
     """A task or ticket the vendor reports done, keyed back to the step that created it."""

@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from csautomation.connectors.resilience import Guardable
+from csautomation.connectors.resilience import Guard, Guardable
 from csautomation.errors import (
     ConnectorAuthError,
     ConnectorError,
@@ -53,8 +53,13 @@ class HttpConnector(Guardable):
     base_url = ""  # subclasses with a fixed API root set it from their config
 
     def __init__(
-        self, config: Any, env: Mapping[str, str] | None = None, verify: str | bool = True
+        self,
+        config: Any,
+        env: Mapping[str, str] | None = None,
+        verify: str | bool = True,
+        guard: Guard | None = None,
     ) -> None:
+        super().__init__(guard)
         self.config = config
         self.name: str = config.id
         self._env = env

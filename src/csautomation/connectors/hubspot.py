@@ -18,6 +18,7 @@ import httpx
 from csautomation.connectors.base import Completion, Receipt, TaskRequest
 from csautomation.connectors.config import HubSpotConfig, secret
 from csautomation.connectors.http import HttpConnector, classify_status, classify_transport
+from csautomation.connectors.resilience import Guard
 from csautomation.errors import ConnectorNotFoundError, ConnectorValidationError
 from csautomation.facts.model import Account
 
@@ -52,9 +53,13 @@ class HubSpotCrm(HttpConnector):
     config: HubSpotConfig
 
     def __init__(
-        self, config: HubSpotConfig, env: Mapping[str, str] | None = None, verify: str | bool = True
+        self,
+        config: HubSpotConfig,
+        env: Mapping[str, str] | None = None,
+        verify: str | bool = True,
+        guard: Guard | None = None,
     ) -> None:
-        super().__init__(config, env, verify)
+        super().__init__(config, env, verify, guard)
         self.base_url = config.url
 
     def _call(self, operation: str, method: str, path: str, body: Any = None, **params: Any) -> Any:

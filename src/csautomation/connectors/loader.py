@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from csautomation.connectors.base import Connector
 from csautomation.connectors.config import (
     Capability,
     ConnectorConfig,
@@ -23,7 +24,6 @@ from csautomation.connectors.resilience import (
     BreakerState,
     CircuitBreaker,
     Guard,
-    Guardable,
     TokenBucket,
     temporal_clock,
 )
@@ -89,12 +89,19 @@ def load_connectors(paths: Sequence[Path]) -> dict[str, ConnectorConfig]:
     return out
 
 
-def vendor(config: ConnectorConfig, env: Mapping[str, str], verify: str | bool) -> Any:
-    """The bare connector (no breaker) for a configuration."""
+def vendor(
+    config: ConnectorConfig,
+    env: Mapping[str, str],
+    verify: str | bool,
+    guard: Guard | None = None,
+) -> Any:
+    """The connector for a configuration, behind `guard` (none: bare, for `check`)."""
     if isinstance(config, LocalConfig):
         raise TypeError("the local connector needs the store: use build_connectors")
     module, _, cls = VENDORS[config.type].partition(":")
-    return getattr(importlib.import_module(module), cls)(config, env=env, verify=verify)
+    return getattr(importlib.import_module(module), cls)(
+        config, env=env, verify=verify, guard=guard
+    )
 
 
 def build_connectors(
@@ -107,7 +114,7 @@ def build_connectors(
     """The enabled connectors, each guarded; the built-in `local` one always, as the
     default for any capability no enabled connector claims."""
     source = os.environ if env is None else env
-    by_name: dict[str, Any] = {"local": LocalCrm(store)}
+    by_name: dict[str, Connector] = {"local": LocalCrm(store)}
     defaults: dict[str, str] = {}
     for config in configs.values():
         if not config.enabled:
@@ -120,10 +127,8 @@ def build_connectors(
             )
             bucket = TokenBucket(config.rate_limit) if config.rate_limit else None
             guard = Guard(config.id, breaker, bucket, wait_limit=config.timeout.total_seconds())
-            connector = vendor(config, source, verify)
-            assert isinstance(connector, Guardable), f"{config.type} guards no request"
-            connector.guard = guard  # each of its requests passes the breaker and the limit
-            by_name[config.id] = connector
+            # each of its requests passes the breaker and the limit
+            by_name[config.id] = vendor(config, source, verify, guard)
         for capability in config.default_for:
             defaults[capability.value] = config.id
     return Connectors(by_name, default="local", fallback="local", defaults=defaults)

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
 
-from csautomation.connectors.base import NotifyConnector, RecordConnector, TaskConnector
+from csautomation.connectors.base import (
+    Connector,
+    NotifyConnector,
+    RecordConnector,
+    TaskConnector,
+)
+from csautomation.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 
-class UnknownConnectorError(LookupError):
-    pass
+class UnknownConnectorError(ConfigError, LookupError):
+    """A step names a connector that is not configured, or one without the capability
+    the step needs; no retry will fix it."""
 
 
 class Connectors:
@@ -21,7 +27,7 @@ class Connectors:
 
     def __init__(
         self,
-        by_name: Mapping[str, Any],
+        by_name: Mapping[str, Connector],
         default: str,
         fallback: str | None,
         defaults: Mapping[str, str] | None = None,
@@ -32,7 +38,7 @@ class Connectors:
         self.defaults = dict(defaults or {})  # capability -> connector id
         self._warned: set[str] = set()
 
-    def _get(self, name: str | None, capability: str = "") -> Any:
+    def _get(self, name: str | None, capability: str) -> Connector:
         key = name or self.defaults.get(capability, self.default)
         if key in self.by_name:
             return self.by_name[key]
@@ -53,13 +59,23 @@ class Connectors:
                 close()
 
     def tasks(self, name: str | None) -> TaskConnector:
-        c: TaskConnector = self._get(name, "tasks")
-        return c
+        c = self._get(name, "tasks")
+        if isinstance(c, TaskConnector):
+            return c
+        raise _incapable(c, "tasks")
 
     def notifier(self, name: str | None) -> NotifyConnector:
-        c: NotifyConnector = self._get(name, "notify")
-        return c
+        c = self._get(name, "notify")
+        if isinstance(c, NotifyConnector):
+            return c
+        raise _incapable(c, "notify")
 
     def records(self, name: str | None) -> RecordConnector:
-        c: RecordConnector = self._get(name, "records")
-        return c
+        c = self._get(name, "records")
+        if isinstance(c, RecordConnector):
+            return c
+        raise _incapable(c, "records")
+
+
+def _incapable(connector: Connector, capability: str) -> UnknownConnectorError:
+    return UnknownConnectorError(f"connector '{connector.name}' does not serve {capability}")

@@ -271,11 +271,13 @@ class Guard:
 
 
 class Guardable:
-    """A connector that sends each vendor request through `_guarded`; `build_connectors`
-    sets its guard. Verification (`check`) passes unguarded: it must reach the vendor
+    """A connector that sends each vendor request through `_guarded`, built with its guard
+    (`build_connectors` makes one per connector; None: unguarded, as `csauto connectors
+    check` builds them). Verification (`check`) passes unguarded: it must reach the vendor
     even while the breaker is open, and its verdict is not traffic."""
 
-    guard: Guard | None = None
+    def __init__(self, guard: Guard | None = None) -> None:
+        self.guard = guard
 
     def _guarded(self, operation: str, fn: Callable[[], T]) -> T:
         if self.guard is None or operation == "check":

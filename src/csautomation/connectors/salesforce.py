@@ -34,7 +34,7 @@ from csautomation import logs
 from csautomation.connectors.base import Completion, FieldUpdate, Receipt, TaskRequest
 from csautomation.connectors.config import SalesforceConfig, secret
 from csautomation.connectors.http import classify_status, classify_transport
-from csautomation.connectors.resilience import Guardable
+from csautomation.connectors.resilience import Guard, Guardable
 from csautomation.errors import (
     ConnectorAuthError,
     ConnectorError,
@@ -80,7 +80,9 @@ class SalesforceCrm(Guardable):
         config: SalesforceConfig,
         env: Mapping[str, str] | None = None,
         verify: str | bool = True,
+        guard: Guard | None = None,
     ) -> None:
+        super().__init__(guard)
         self.config = config
         self.name = config.id
         self._env = env

@@ -24,6 +24,7 @@ import httpx
 from csautomation.connectors.base import NotifyRequest, Receipt
 from csautomation.connectors.config import WebhookConfig, secret
 from csautomation.connectors.http import HttpConnector, classify_status, classify_transport
+from csautomation.connectors.resilience import Guard
 
 PREFIX = "sha256="
 
@@ -64,10 +65,11 @@ class WebhookNotifier(HttpConnector):
         config: WebhookConfig,
         env: Mapping[str, str] | None = None,
         verify: str | bool = True,
+        guard: Guard | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         # no base URL: the configured URL is posted to as is (a base_url adds a slash)
-        super().__init__(config, env, verify)
+        super().__init__(config, env, verify, guard)
         self._clock = clock
 
     def notify(self, request: NotifyRequest) -> Receipt:

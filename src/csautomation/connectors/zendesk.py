@@ -33,7 +33,7 @@ from zenpy.lib.exception import APIException, RatelimitBudgetExceeded, ZenpyExce
 from csautomation.connectors.base import Completion, Receipt, TaskRequest
 from csautomation.connectors.config import ZendeskConfig, secret
 from csautomation.connectors.http import classify_status, classify_transport
-from csautomation.connectors.resilience import Guardable
+from csautomation.connectors.resilience import Guard, Guardable
 from csautomation.errors import ConnectorAuthError, ConnectorValidationError
 
 PRIORITIES = {"critical": "urgent", "high": "high", "medium": "normal", "low": "low"}
@@ -106,8 +106,13 @@ class _Session(requests.Session):
 
 class ZendeskTicketing(Guardable):
     def __init__(
-        self, config: ZendeskConfig, env: Mapping[str, str] | None = None, verify: str | bool = True
+        self,
+        config: ZendeskConfig,
+        env: Mapping[str, str] | None = None,
+        verify: str | bool = True,
+        guard: Guard | None = None,
     ) -> None:
+        super().__init__(guard)
         self.config = config
         self.name = config.id
         self._env = env
@@ -176,6 +181,7 @@ class ZendeskTicketing(Guardable):
         secrets = self._secrets
         try:
             return action(client)
+        # `from None` below: zenpy's exception holds the response unredacted
         except APIException as exc:
             resp = exc.response
             if resp is None:

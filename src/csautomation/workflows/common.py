@@ -10,6 +10,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
+from csautomation.workflows import activity_names as names
+
 with workflow.unsafe.imports_passed_through():
     from csautomation.workflows.types import DeadLetterInput
 
@@ -42,7 +44,7 @@ async def dead_letter(
     errors = failure_chain(err)
     attempt = next((e["details"].get("attempt", 0) for e in errors if e["details"]), 0)
     await workflow.execute_local_activity(
-        "record_dead_letter",
+        names.RECORD_DEAD_LETTER,
         DeadLetterInput(
             idempotency_key=arg.idempotency_key,
             workflow_id=arg.workflow_id,

@@ -21,6 +21,7 @@ from datetime import datetime
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
+from csautomation.workflows import activity_names as names
 from csautomation.workflows.common import ACTION_RETRY, RETRY, TIMEOUT, dead_letter
 
 with workflow.unsafe.imports_passed_through():
@@ -129,7 +130,7 @@ class EscalationWorkflow:
                     self._event("exhausted", level=current.level, detail="every level reached")
                     await self._record()
         await workflow.execute_local_activity(
-            "record_run_outcome",
+            names.RECORD_RUN_OUTCOME,
             RunOutcome(workflow_id=wf_id, outcome="resolved"),
             start_to_close_timeout=TIMEOUT,
             retry_policy=RETRY,
@@ -234,7 +235,7 @@ class EscalationWorkflow:
         began = workflow.now()
         try:
             await workflow.execute_activity(
-                "notify_escalation",
+                names.NOTIFY_ESCALATION,
                 notice,
                 start_to_close_timeout=TIMEOUT,
                 retry_policy=ACTION_RETRY,
@@ -243,13 +244,13 @@ class EscalationWorkflow:
         except ActivityError as err:
             step_id = notice.step_id
             await dead_letter(
-                err, "notify_escalation", notice, step_id, channel, inp.account_id, began
+                err, names.NOTIFY_ESCALATION, notice, step_id, channel, inp.account_id, began
             )
         self._event("undelivered", level=st.level, detail=f"{channel} to {person}: dead-lettered")
 
     async def _plan(self, inp: EscalationInput, from_level: int) -> EscalationPlan:
         plan: EscalationPlan = await workflow.execute_local_activity(
-            "plan_escalation",
+            names.PLAN_ESCALATION,
             EscalationPlanInput(
                 account_id=inp.account_id,
                 severity=inp.severity,
@@ -266,7 +267,7 @@ class EscalationWorkflow:
         assert self._state is not None
         self._seq += 1
         await workflow.execute_local_activity(
-            "record_escalation",
+            names.RECORD_ESCALATION,
             EscalationRecord(
                 state=self._state,
                 seq=self._seq,

@@ -7,13 +7,14 @@ activity; conditions are evaluated here with the pure rule-language evaluator.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
+from csautomation.workflows import activity_names as names
 from csautomation.workflows.common import ACTION_RETRY, RETRY, TIMEOUT, dead_letter
 from csautomation.workflows.escalation import EscalationWorkflow
 
@@ -37,6 +38,15 @@ with workflow.unsafe.imports_passed_through():
 
 def _eval(condition: Any, facts: dict[str, Any]) -> bool:
     return holds(lower(condition, {}), facts)
+
+
+def _context(inp: PlaybookInput) -> dict[str, Any]:
+    """What an action's templates see of the firing, beside the account and its facts."""
+    return {
+        "rule": {"id": inp.rule_id, "version": inp.rule_version},
+        "params": inp.params,
+        "explain": inp.explain,
+    }
 
 
 @workflow.defn
@@ -81,7 +91,7 @@ class PlaybookWorkflow:
     async def _facts(self, account_id: str) -> dict[str, Any]:
         # a local activity: a short read, recorded as a marker, no extra server round trip
         result: dict[str, Any] = await workflow.execute_local_activity(
-            "read_account_facts",
+            names.READ_ACCOUNT_FACTS,
             FactsInput(account_id=account_id),
             result_type=dict,
             start_to_close_timeout=TIMEOUT,
@@ -139,7 +149,7 @@ class PlaybookWorkflow:
         outcome = await self._steps(inp)
         self._current = ""
         await workflow.execute_local_activity(
-            "record_run_outcome",
+            names.RECORD_RUN_OUTCOME,
             RunOutcome(workflow_id=workflow.info().workflow_id, outcome=outcome),
             start_to_close_timeout=TIMEOUT,
             retry_policy=RETRY,
@@ -173,111 +183,132 @@ class PlaybookWorkflow:
         return "completed"
 
     async def _run_step(self, inp: PlaybookInput, step: Step) -> str | None:
-        wf_id = workflow.info().workflow_id
-        if step.create_task is not None:
-            t = step.create_task
-            return await self._action(
-                inp,
-                step,
-                "create_task",
-                t.connector,
-                TaskInput(
-                    idempotency_key=f"{wf_id}:{step.id}",
-                    workflow_id=wf_id,
-                    step_id=step.id,
-                    account_id=inp.account_id,
-                    connector=t.connector,
-                    assignee=t.assignee,
-                    subject=t.subject,
-                    description=t.description,
-                    due_at=workflow.now() + t.due_in,
-                    priority=t.priority.value,
-                    context={
-                        "rule": {"id": inp.rule_id, "version": inp.rule_version},
-                        "params": inp.params,
-                        "explain": inp.explain,
-                    },
-                ),
-            )
-        if step.wait is not None:
-            ended = await self._wait(inp, step.wait)
-            return ended if ended in ("cancelled", "goal_met") else None
-        if step.wait_for is not None:
-            w = step.wait_for
-            ref = w.task_completed
-            if ref is not None:
-                ended = await self._wait(inp, w.timeout, done=lambda: ref in self._completed)
-            else:
-                ended = await self._wait(inp, w.timeout, condition=w.condition, every=w.check_every)
-            if ended is None:
-                return w.on_timeout
-            return ended if ended in ("cancelled", "goal_met") else None
-        if step.branch is not None:
-            b = step.branch
-            ok = _eval(b.if_, await self._facts(inp.account_id))
-            return b.then if ok else b.else_
-        if step.escalate is not None:
-            e = step.escalate
-            einp = EscalationInput(
-                account_id=inp.account_id,
-                severity=e.severity,
-                reason=e.reason,
-                source_workflow_id=wf_id,
-                rule_id=inp.rule_id,
-            )
-            eid = f"escalation:{inp.account_id}:{wf_id}:{step.id}"
-            if not workflow.patched("escalation-top-level"):
-                # runs recorded before escalations could last days waited for the stub child
-                await workflow.execute_child_workflow(EscalationWorkflow.run, einp, id=eid)
-                return None
-            # a workflow of its own, with a deterministic id: it outlives this playbook,
-            # managers close it, and a retried step finds the one already open
-            await workflow.execute_activity(
-                "open_escalation",
-                OpenEscalation(workflow_id=eid, input=einp),
-                start_to_close_timeout=TIMEOUT,
-                retry_policy=RETRY,
-            )
-            return None
-        context = {
-            "rule": {"id": inp.rule_id, "version": inp.rule_version},
-            "params": inp.params,
-            "explain": inp.explain,
+        """Run one step; return where to go next: a step id, "complete", "goal_met",
+        "cancelled", or None for the next step."""
+        kinds: dict[str, Callable[[PlaybookInput, Step], Awaitable[str | None]]] = {
+            "create_task": self._create_task,
+            "wait": self._wait_step,
+            "wait_for": self._wait_for,
+            "branch": self._branch,
+            "escalate": self._escalate,
+            "notify": self._notify,
+            "update_account": self._update_account,
         }
-        if step.notify is not None:
-            return await self._action(
-                inp,
-                step,
-                "notify",
-                step.notify.channel,
-                NotifyInput(
-                    idempotency_key=f"{wf_id}:{step.id}",
-                    workflow_id=wf_id,
-                    step_id=step.id,
-                    account_id=inp.account_id,
-                    channel=step.notify.channel,
-                    template=step.notify.template,
-                    context=context,
-                ),
-            )
-        if step.update_account is not None:
-            u = step.update_account
-            return await self._action(
-                inp,
-                step,
-                "update_account",
-                u.connector,
-                UpdateInput(
-                    idempotency_key=f"{wf_id}:{step.id}",
-                    workflow_id=wf_id,
-                    step_id=step.id,
-                    account_id=inp.account_id,
-                    connector=u.connector,
-                    field=u.field,
-                    value=u.value,
-                ),
-            )
+        run = kinds.get(step.kind)  # `complete` does nothing here: _steps ends the run
+        return None if run is None else await run(inp, step)
+
+    async def _create_task(self, inp: PlaybookInput, step: Step) -> str | None:
+        t = step.create_task
+        assert t is not None
+        wf_id = workflow.info().workflow_id
+        return await self._action(
+            inp,
+            step,
+            names.CREATE_TASK,
+            t.connector,
+            TaskInput(
+                idempotency_key=f"{wf_id}:{step.id}",
+                workflow_id=wf_id,
+                step_id=step.id,
+                account_id=inp.account_id,
+                connector=t.connector,
+                assignee=t.assignee,
+                subject=t.subject,
+                description=t.description,
+                due_at=workflow.now() + t.due_in,
+                priority=t.priority.value,
+                context=_context(inp),
+            ),
+        )
+
+    async def _wait_step(self, inp: PlaybookInput, step: Step) -> str | None:
+        assert step.wait is not None
+        ended = await self._wait(inp, step.wait)
+        return ended if ended in ("cancelled", "goal_met") else None
+
+    async def _wait_for(self, inp: PlaybookInput, step: Step) -> str | None:
+        w = step.wait_for
+        assert w is not None
+        ref = w.task_completed
+        if ref is not None:
+            ended = await self._wait(inp, w.timeout, done=lambda: ref in self._completed)
+        else:
+            ended = await self._wait(inp, w.timeout, condition=w.condition, every=w.check_every)
+        if ended is None:
+            return w.on_timeout
+        return ended if ended in ("cancelled", "goal_met") else None
+
+    async def _branch(self, inp: PlaybookInput, step: Step) -> str | None:
+        b = step.branch
+        assert b is not None
+        ok = _eval(b.if_, await self._facts(inp.account_id))
+        return b.then if ok else b.else_
+
+    async def _escalate(self, inp: PlaybookInput, step: Step) -> str | None:
+        e = step.escalate
+        assert e is not None
+        wf_id = workflow.info().workflow_id
+        einp = EscalationInput(
+            account_id=inp.account_id,
+            severity=e.severity,
+            reason=e.reason,
+            source_workflow_id=wf_id,
+            rule_id=inp.rule_id,
+        )
+        eid = f"escalation:{inp.account_id}:{wf_id}:{step.id}"
+        if not workflow.patched("escalation-top-level"):
+            # runs recorded before escalations could last days waited for the stub child
+            await workflow.execute_child_workflow(EscalationWorkflow.run, einp, id=eid)
+            return None
+        # a workflow of its own, with a deterministic id: it outlives this playbook,
+        # managers close it, and a retried step finds the one already open
+        await workflow.execute_activity(
+            names.OPEN_ESCALATION,
+            OpenEscalation(workflow_id=eid, input=einp),
+            start_to_close_timeout=TIMEOUT,
+            retry_policy=RETRY,
+        )
         return None
+
+    async def _notify(self, inp: PlaybookInput, step: Step) -> str | None:
+        n = step.notify
+        assert n is not None
+        wf_id = workflow.info().workflow_id
+        return await self._action(
+            inp,
+            step,
+            names.NOTIFY,
+            n.channel,
+            NotifyInput(
+                idempotency_key=f"{wf_id}:{step.id}",
+                workflow_id=wf_id,
+                step_id=step.id,
+                account_id=inp.account_id,
+                channel=n.channel,
+                template=n.template,
+                context=_context(inp),
+            ),
+        )
+
+    async def _update_account(self, inp: PlaybookInput, step: Step) -> str | None:
+        u = step.update_account
+        assert u is not None
+        wf_id = workflow.info().workflow_id
+        return await self._action(
+            inp,
+            step,
+            names.UPDATE_ACCOUNT,
+            u.connector,
+            UpdateInput(
+                idempotency_key=f"{wf_id}:{step.id}",
+                workflow_id=wf_id,
+                step_id=step.id,
+                account_id=inp.account_id,
+                connector=u.connector,
+                field=u.field,
+                value=u.value,
+            ),
+        )
 
     async def _action(
         self, inp: PlaybookInput, step: Step, name: str, connector: str | None, arg: Any
