@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from csautomation.errors import CsAutomationError
 from csautomation.store.deadletters import DeadLetter
 from csautomation.store.tables import DeadLetterRow
+from csautomation.workflows import activity_names as names
 from csautomation.workflows.types import EscalationNotice, NotifyInput, TaskInput, UpdateInput
 
 if TYPE_CHECKING:
@@ -27,10 +28,10 @@ def redrive(
     """Run a dead-lettered action again with its recorded input; the vendor's record id.
     `escalations` serves the escalation workflow's notices."""
     kinds: dict[str, tuple[Any, Any]] = {
-        "create_task": (acts, TaskInput),
-        "notify": (acts, NotifyInput),
-        "update_account": (acts, UpdateInput),
-        "notify_escalation": (escalations, EscalationNotice),
+        names.CREATE_TASK: (acts, TaskInput),
+        names.NOTIFY: (acts, NotifyInput),
+        names.UPDATE_ACCOUNT: (acts, UpdateInput),
+        names.NOTIFY_ESCALATION: (escalations, EscalationNotice),
     }
     target, model = kinds.get(action, (None, None))
     if target is None:
