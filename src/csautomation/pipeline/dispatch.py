@@ -22,6 +22,7 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from csautomation.errors import ConfigError
 from csautomation.playbooks.spec import Playbook, Step, TaskStep
 from csautomation.rules.runtime import Match
 from csautomation.rules.spec import Action, CreateTask, Escalate, StartPlaybook
@@ -123,8 +124,8 @@ def task_playbook(rule_id: str, action: CreateTask) -> Playbook:
     )
 
 
-class UnknownPlaybookError(LookupError):
-    pass
+class UnknownPlaybookError(ConfigError, LookupError):
+    """A rule starts a playbook that is not loaded: the firing waits in the outbox."""
 
 
 def plan(
