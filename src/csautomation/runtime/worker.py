@@ -10,27 +10,11 @@ leaves room for a critical alert, and when a slot frees up the most urgent waiti
 gets it first.
 
 Workflow tasks and local activities are short, and are not pooled: each queue's worker has
-an equal share of their slots, so a flood on one queue cannot hold another's either. Their
-suppliers are the SDK's own (in Rust), not Python ones: core calls a Python supplier from
-its threads while it holds internal locks, and the supplier needs the GIL, which
-`Worker.initiate_shutdown` holds while it waits for those same locks, so a shutdown can
-hang for good (no signal handler runs then either). A hang's thread dump showed the event
-loop in core's `initiate_shutdown` waiting on a lock, and core threads in the local
-activity supplier's `mark_slot_used` and the workflow supplier's `release_slot` waiting for
-the GIL. Measured with the flood tests (tests/workflows/test_playbook_runtime.py, runs of
-the whole file): with Python pools for every slot type a shutdown hung in about one run in
-eight; with only the activity pool in Python, in one run of 48 at first, and in none of the
-205 runs measured since (every hang among them was the second kind, below). The activity
-pool is what the priorities need, so it stays, and the risk with it: see
-docs/operations.md.
-
-A second hang, with no Python supplier at all: a worker shut down while it ran activities,
-with the SDK's default graceful period of zero, now and then never came back from core's
-`finalize_shutdown` (the event loop idle, no thread blocked: an async wait core never
-wakes). The control flood test alone, one plain `Worker`, hung in 4 runs of 106; the whole
-file in 9 of 135. With a graceful period, so that running activities finish before core
-cancels them, it hung in none of 60 runs of the control test and 70 runs of the file. The
-workers therefore give running activities `graceful_shutdown_seconds` (30 s) to finish.
+an equal share of their slots, from the SDK's own suppliers (in Rust). A Python supplier for
+them can hang a shutdown for good (core calls it holding locks that `initiate_shutdown`
+waits for while it holds the GIL). Running activities get `graceful_shutdown_seconds` to
+finish, as core's shutdown with none now and then never returns. The measurements behind
+both: docs/operations.md, "Worker shutdown".
 """
 
 from __future__ import annotations
