@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+import factories
 from csautomation.errors import EscalationError
 from csautomation.escalation.calendar import working_time_between
 from csautomation.escalation.matrix import EscalationMatrix, load_escalation_config
@@ -26,6 +27,7 @@ def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> date
 
 
 def account(**given: Any) -> Account:
+    """An SMB account in EMEA, owned by csm-02 (manager mgr-01)."""
     fields: dict[str, Any] = {
         "id": "ACC-1",
         "name": "Acme Corp",
@@ -33,11 +35,10 @@ def account(**given: Any) -> Account:
         "arr": 45_000,
         "region": "emea",
         "owner": "csm-02",
-        "manager": "mgr-01",
         "renewal_date": date(2027, 3, 1),
         "customer_since": date(2022, 3, 1),
     }
-    return Account.model_validate({**fields, **given})
+    return factories.account(**(fields | given))
 
 
 ENTERPRISE = account(id="ACC-ENT", tier="enterprise", arr=420_000, owner="csm-05", manager="mgr-02")
