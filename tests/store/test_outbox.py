@@ -10,8 +10,8 @@ from csautomation.store.outbox import (
     RunStart,
     commit_evaluation,
     finish_run,
-    index_runs,
-    mark_dispatched,
+    index_firings,
+    mark_firings,
     pending_signals,
     runs,
     undispatched_firings,
@@ -61,21 +61,21 @@ def test_an_evaluation_pass_commits_firings_and_marks_at_once_and_twice_is_once(
     assert [r.rule_id for r in outbox] == ["renewal-risk", "usage-decline"]  # critical first
     first = outbox[0]
     assert first.id is not None and first.actions == [{"start_playbook": "usage-recovery"}]
-    mark_dispatched(store, first.id, [], AT)
+    mark_firings(store, {first.id: []}, AT)
     assert [r.rule_id for r in undispatched_firings(store)] == ["usage-decline"]
 
 
 def test_the_runs_index_ends_the_same_whichever_write_lands_first(store: Store) -> None:
-    index_runs(store, 1, [start("wf-a")])
+    index_firings(store, {1: [start("wf-a")]})
     finish_run(store, "wf-a", "recovered", AT)
-    mark_dispatched(store, 1, [start("wf-a", "run-1")], AT)
+    mark_firings(store, {1: [start("wf-a", "run-1")]}, AT)
 
     finish_run(store, "wf-b", "escalated", AT)  # the workflow was faster than its index
-    index_runs(store, 1, [start("wf-b")])
-    mark_dispatched(store, 1, [start("wf-b", "run-2")], AT)
+    index_firings(store, {1: [start("wf-b")]})
+    mark_firings(store, {1: [start("wf-b", "run-2")]}, AT)
 
-    index_runs(store, 1, [start("wf-c")])
-    index_runs(store, 1, [start("wf-c")])  # a retried dispatch
+    index_firings(store, {1: [start("wf-c")]})
+    index_firings(store, {1: [start("wf-c")]})  # a retried dispatch
     by_id = {r.workflow_id: r for r in runs(store)}
     assert (by_id["wf-a"].status, by_id["wf-a"].outcome, by_id["wf-a"].run_id) == (
         "completed",

@@ -230,12 +230,6 @@ def _started(tl: Timeline, event: HistoryEvent) -> None:
     tl.lines.append(Line(_at(event), "workflow started", detail))
 
 
-def _activity_scheduled(event: HistoryEvent) -> tuple[str, dict[str, Any]]:
-    a = event.activity_task_scheduled_event_attributes
-    value = _first(a.input)
-    return a.activity_type.name, value if isinstance(value, dict) else {}
-
-
 def _result_text(name: str, inp: dict[str, Any], result: Any) -> list[str]:
     if isinstance(result, dict) and {"connector", "record_id"} <= result.keys():
         verb = "created" if result.get("created") else "already there (deduplicated)"

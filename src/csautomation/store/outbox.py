@@ -10,7 +10,7 @@ crash anywhere is healed by running the arrow again (invariant 1).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -52,19 +52,6 @@ def pending_signals(store: Store, limit: int = 1000) -> list[PendingSignal]:
         )
         out.append(PendingSignal(r.id, sig, aware(r.received_at)))
     return out
-
-
-def mark_evaluated(store: Store, row_ids: Iterable[int], at: datetime | None = None) -> None:
-    ids = list(row_ids)
-    when = at or datetime.now(UTC)
-    with store.session() as s:
-        for start in range(0, len(ids), 500):
-            s.exec(
-                update(SignalRow)
-                .where(col(SignalRow.id).in_(ids[start : start + 500]))
-                .values(evaluated_at=when)
-            )
-        s.commit()
 
 
 def commit_evaluation(
@@ -141,10 +128,6 @@ class RunStart:
     task_queue: str
 
 
-def index_runs(store: Store, firing_id: int, planned: Sequence[RunStart]) -> None:
-    index_firings(store, {firing_id: planned})
-
-
 def index_firings(
     store: Store,
     batch: Mapping[int, Sequence[RunStart]],
@@ -197,12 +180,6 @@ def index_firings(
                         index_elements=[t.c.workflow_id], set_=details, where=t.c.rule_id == ""
                     )
                 )
-
-
-def mark_dispatched(
-    store: Store, firing_id: int, runs: Sequence[RunStart], at: datetime | None = None
-) -> None:
-    mark_firings(store, {firing_id: runs}, at)
 
 
 def mark_firings(
@@ -327,11 +304,3 @@ def complete_local_task(store: Store, task_id: int) -> LocalTaskRow | None:
             s.commit()
             s.refresh(row)
         return row
-
-
-def run_summary(store: Store) -> dict[str, Any]:
-    return {
-        "firings": firings_per_rule(store),
-        "runs": run_counts(store),
-        "tasks": tasks_per_assignee(store),
-    }

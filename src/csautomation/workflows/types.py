@@ -53,11 +53,6 @@ class TaskInput(BaseModel):
     context: dict[str, Any]
 
 
-class TaskResult(BaseModel):
-    task_id: str
-    created: bool
-
-
 class EscalationInput(BaseModel):
     account_id: str
     severity: str
