@@ -265,3 +265,55 @@ def test_tasks_complete_of_an_unknown_task_is_a_clear_error(db_url: str) -> None
     )
     assert code == 1
     assert "cannot reach Temporal at 127.0.0.1:1 (connection refused)" in text
+
+
+# Every command csauto had before the commands moved into one cli/ package (issue 17).
+COMMANDS = {
+    "audit",
+    "connectors",
+    "db",
+    "demo",
+    "dev",
+    "dlq",
+    "escalations",
+    "history",
+    "ingest",
+    "people",
+    "pipeline",
+    "playbooks",
+    "quarantine",
+    "replay",
+    "rules",
+    "runs",
+    "sample",
+    "scheduler",
+    "serve",
+    "signals",
+    "tasks",
+    "worker",
+}
+
+
+def command_paths() -> list[list[str]]:
+    """Every command and group below `csauto`, as the arguments that reach it."""
+    import typer
+
+    found: list[list[str]] = []
+
+    def walk(command: object, path: list[str]) -> None:
+        found.append(path)
+        for name, sub in sorted(getattr(command, "commands", {}).items()):
+            walk(sub, [*path, name])
+
+    walk(typer.main.get_command(app), [])
+    return found
+
+
+def test_every_command_is_listed_and_answers_help() -> None:
+    paths = command_paths()
+    assert {p[0] for p in paths if len(p) == 1} == COMMANDS
+    assert len(paths) > 60  # the groups' subcommands too
+    for path in paths:
+        code, output = run(*path, "--help")
+        assert code == 0, (path, output)
+        assert "Usage: " in output and "Traceback" not in output, path
