@@ -7,12 +7,12 @@
     jobs.py       the job functions (sweeps, pulls, completion sync) and the plan
     sweep.py      scheduled rules over every account, in batch mode
     scheduler.py  the process: elect, reconcile the job store, run while leading
-    cli.py        `csauto scheduler run | jobs | sweep`
 
-Its tables are the store's (store/scheduler_tables.py).
+Its tables are the store's (store/scheduler_tables.py); its commands, `csauto scheduler run |
+jobs | sweep`, are in cli/scheduler.py.
 
 Modules are imported directly (`from csautomation.scheduling.sweep import sweep`): the
 command line imports this package at start-up, and it stays light.
 """
 
-__all__ = ["cli", "config", "executor", "jobs", "leader", "runs", "scheduler", "sweep"]
+__all__ = ["config", "executor", "jobs", "leader", "runs", "scheduler", "sweep"]
