@@ -18,9 +18,9 @@ from csautomation.facts import derive_many
 from csautomation.facts.catalog import FACTS, FactType
 from csautomation.facts.derive import MAX_LOOKBACK, derive, group_by_account
 from csautomation.facts.derive_many import derive_records
+from csautomation.facts.derived import DerivedFact, SignalsFact, WindowFact
 from csautomation.facts.health import HealthModel, load_health_model
 from csautomation.facts.model import Account, Signal, SignalType
-from csautomation.rules.ir import DerivedFact, SignalsFact, WindowFact
 from csautomation.rules.runtime import RuleRuntime
 from csautomation.sample.generate import generate
 

@@ -23,9 +23,9 @@ import numpy.typing as npt
 
 from csautomation.facts import anomaly
 from csautomation.facts.catalog import FACTS, FactType
+from csautomation.facts.derived import DerivedFact, SignalsFact, WindowFact, norm
 from csautomation.facts.health import COMPONENTS, HealthModel
 from csautomation.facts.model import Account, Signal, SignalType
-from csautomation.rules.ir import DerivedFact, SignalsFact, WindowFact, norm
 
 F = npt.NDArray[np.float64]
 NAN = float("nan")

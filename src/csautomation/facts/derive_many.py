@@ -45,9 +45,9 @@ from csautomation.facts.derive import (
     _quiet,
     account_facts,
 )
+from csautomation.facts.derived import DECIMALS, DerivedFact, SignalsFact, WindowFact
 from csautomation.facts.health import HealthModel
 from csautomation.facts.model import Account, Signal, SignalType
-from csautomation.rules.ir import DECIMALS, DerivedFact, SignalsFact, WindowFact
 
 I = npt.NDArray[np.intp]  # noqa: E741
 B = npt.NDArray[np.bool_]
@@ -584,7 +584,7 @@ def _to_records(
     values = np.stack(list(last.values()), axis=1)  # accounts x keys
     present = ~np.isnan(values)
     objects = values.astype(object)
-    # ir.norm() makes a whole number an int: those at once, the others one by one.
+    # derived.norm() makes a whole number an int: those at once, the others one by one.
     with np.errstate(invalid="ignore"):
         whole = present & (np.abs(values) < 2**53) & (values == np.floor(values))
     objects[whole] = values[whole].astype(np.int64).astype(object)
@@ -606,7 +606,7 @@ def _to_records(
 
 
 def _norm(value: float) -> float | int | None:
-    """ir.norm() of a float, without its dispatch on the type (it is a few times faster, and
+    """derived.norm() of a float, without its dispatch on the type (it is a few times faster, and
     a record holds a few dozen floats)."""
     if value in (_INF, -_INF):
         return None

@@ -16,11 +16,12 @@ from typing import Any, Protocol
 from csautomation.config import yaml_files
 from csautomation.errors import ConfigFileError
 from csautomation.facts.derive import derive
+from csautomation.facts.derived import DerivedFact
 from csautomation.facts.health import HealthModel
 from csautomation.facts.model import Account, Signal
 from csautomation.rules.engine import StreamingEvaluator
 from csautomation.rules.explain import Explanation, explain
-from csautomation.rules.ir import CompiledRule, DerivedFact
+from csautomation.rules.ir import CompiledRule
 from csautomation.rules.loader import RuleSet, fingerprint, load_rules
 
 log = logging.getLogger(__name__)

@@ -22,10 +22,11 @@ import numpy as np
 from sqlalchemy import select
 
 from csautomation.errors import ConfigError
+from csautomation.facts.derived import DerivedFact
 from csautomation.facts.model import Account
 from csautomation.rules.batch import BatchEvaluator, Columns
 from csautomation.rules.explain import explain
-from csautomation.rules.ir import CompiledRule, DerivedFact
+from csautomation.rules.ir import CompiledRule
 from csautomation.rules.runtime import SCHEDULE, Match, RuleRuntime, triggered
 from csautomation.runtime.pipeline import _BatchCooldowns
 from csautomation.store.facts import FactsReader
