@@ -10,7 +10,7 @@ observations NaN, so running sums and forward fills give the very numbers they g
 account's own array, and every "missing until w days of history exist" and every lag is
 masked against the column's own start. Days run down the rows so that running sums and
 fills go across all accounts at once. The floating-point operations are derive's, in
-derive's order (its own _health runs on the flattened grid), so the records are equal, not
+derive's order (numeric.health_scores runs on the flattened grid), so the records are equal, not
 merely close; the one change of order is in the 7-day mean of active users, whose sums are
 of whole numbers and so exact in any order.
 
@@ -37,17 +37,13 @@ from csautomation.facts.derive import (
     HEALTH_MATERIAL_DROP,
     HEALTH_SETTLE_DAYS,
     MAX_LOOKBACK,
-    NAN,
     USAGE_MATERIAL_DROP,
-    F,
-    _health,
-    _pct_change,
-    _quiet,
     account_facts,
 )
 from csautomation.facts.derived import DECIMALS, DerivedFact, SignalsFact, WindowFact
 from csautomation.facts.health import HealthModel
 from csautomation.facts.model import Account, Signal, SignalType
+from csautomation.facts.numeric import NAN, F, health_scores, pct_change, quiet
 
 I = npt.NDArray[np.intp]  # noqa: E741
 B = npt.NDArray[np.bool_]
@@ -378,9 +374,9 @@ def _robust_z(x: F, lo: I, first: int) -> tuple[F, F]:
 
 def _modified_z(base: F, today: F, count: I) -> tuple[F, F]:
     """anomaly.robust_z's score and median, one baseline a row (its very lines)."""
-    med = anomaly._sorted_median(np.sort(base, axis=1), count)
+    med = anomaly.sorted_median(np.sort(base, axis=1), count)
     dev = np.abs(base - med[:, None])
-    mad = anomaly._sorted_median(np.sort(dev, axis=1), count)
+    mad = anomaly.sorted_median(np.sort(dev, axis=1), count)
     diff = today - med
     with np.errstate(divide="ignore", invalid="ignore"):
         score = anomaly.MAD_K * diff / mad
@@ -479,7 +475,7 @@ def _facts(
     l30 = np.where(has_usage, _roll(logins, 30, start), NAN)
     out["usage.logins_7d"] = np.where(has_usage, _roll(logins, 7, start), NAN)
     out["usage.logins_30d"] = l30
-    out["usage.logins_change_30d_pct"] = _pct_change(l30, _lag(l30, 30, start))
+    out["usage.logins_change_30d_pct"] = pct_change(l30, _lag(l30, 30, start))
     # derive's nanmean over 7 days. Active users are whole numbers (the payload validates
     # them as int), so the sums are exact in whatever order they are added.
     seen = ~np.isnan(d.users)
@@ -487,13 +483,13 @@ def _facts(
         au = _window_sum(np.where(seen, d.users, 0.0), 7) / _window_sum(seen * 1.0, 7)
     au = np.where(np.isnan(au), _ffill(d.users), au)
     out["usage.active_users"] = au
-    out["usage.active_users_change_30d_pct"] = _pct_change(au, _lag(au, 30, start))
+    out["usage.active_users_change_30d_pct"] = pct_change(au, _lag(au, 30, start))
     utilization = au / seats_f * 100.0
     out["usage.seat_utilization_pct"] = utilization
     features = _roll(_running(d.features), 30, start)
     out["usage.feature_events_30d"] = np.where(has_usage, features, NAN)
     out["usage.days_since_last_login"] = _days_since(d.logins > 0)
-    growth = _pct_change(au, _lag(au, 90, start))
+    growth = pct_change(au, _lag(au, 90, start))
     out["expansion.usage_growth_pct"] = growth
     first_usage = np.where(has_usage, np.argmax(d.seen_usage, axis=0), n)
     weekly = _trailing_sum(d.logins, first_usage)
@@ -524,9 +520,9 @@ def _facts(
     interest = _roll(_running(d.interest), 90, start)
     out["expansion.interest_90d"] = interest
 
-    # derive's own _health, on the grid flattened: it is elementwise, so the same numbers.
+    # derive's own health_scores, on the grid flattened: it is elementwise, so the same numbers.
     metrics = {k: v.reshape(-1) for k, v in out.items() if k in out.series}
-    flat_score, flat_parts = _health(metrics, model, n * m)
+    flat_score, flat_parts = health_scores(metrics, model, n * m)
     score = flat_score.reshape(n, m)
     parts = {k: v.reshape(n, m) for k, v in flat_parts.items()}
     for k, v in parts.items():
@@ -562,7 +558,7 @@ def _extra(fact: DerivedFact, out: dict[str, F], counts: dict[str, F], start: I,
             return np.full(m, NAN)
         lo = max(n - 1 - fact.days, 0)
         window = np.where(_before(start, n)[lo:], NAN, series[lo:])
-        with np.errstate(all="ignore"), _quiet():
+        with np.errstate(all="ignore"), quiet():
             if fact.direction == "fell":
                 return np.asarray(np.nanmax(window, axis=0) - series[-1], dtype=np.float64)
             return np.asarray(series[-1] - np.nanmin(window, axis=0), dtype=np.float64)
