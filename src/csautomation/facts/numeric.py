@@ -13,6 +13,8 @@ import numpy.typing as npt
 from csautomation.facts.health import COMPONENTS, HealthModel
 
 F = npt.NDArray[np.float64]
+I = npt.NDArray[np.intp]  # noqa: E741
+B = npt.NDArray[np.bool_]
 NAN = float("nan")
 
 
