@@ -286,7 +286,7 @@ def _get(data: Any, path: Sequence[str | int]) -> Any:
 
 
 def _in_days(raw: Any) -> bool:
-    return isinstance(raw, str) and raw.strip().endswith("d")
+    return isinstance(raw, str) and raw.strip().endswith(("d", "w"))  # 2w is days too
 
 
 def load_matrix(path: Path, people: People | None = None) -> EscalationMatrix:
