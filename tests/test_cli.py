@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from csautomation.cli import app
+from csautomation.config import load_file
 from csautomation.facts.model import Signal
-from csautomation.yamlsource import load_file
 from factories import account
 
 ROOT = Path(__file__).parents[1]

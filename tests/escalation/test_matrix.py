@@ -10,6 +10,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from csautomation.config import load_file
 from csautomation.errors import ConfigFileError
 from csautomation.escalation.matrix import (
     EscalationMatrix,
@@ -18,7 +19,6 @@ from csautomation.escalation.matrix import (
     matrix_json_schema,
 )
 from csautomation.escalation.people import load_people
-from csautomation.yamlsource import load_file
 
 ROOT = Path(__file__).parents[2]
 MATRIX = ROOT / "escalation_matrix.yaml"

@@ -10,9 +10,9 @@ import pytest
 
 from csautomation.errors import ConfigFileError
 from csautomation.facts.derive import derive
+from csautomation.facts.derived import SignalsFact, WindowFact
 from csautomation.facts.health import HealthModel, load_health_model
 from csautomation.facts.model import Account, Signal
-from csautomation.rules.ir import SignalsFact, WindowFact
 
 END = date(2026, 11, 1)
 ROOT = Path(__file__).parents[2]

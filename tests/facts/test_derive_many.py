@@ -14,13 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import factories
-from csautomation.facts import derive_many
+from csautomation.facts import columns
 from csautomation.facts.catalog import FACTS, FactType
 from csautomation.facts.derive import MAX_LOOKBACK, derive, group_by_account
 from csautomation.facts.derive_many import derive_records
+from csautomation.facts.derived import DerivedFact, SignalsFact, WindowFact
 from csautomation.facts.health import HealthModel, load_health_model
 from csautomation.facts.model import Account, Signal, SignalType
-from csautomation.rules.ir import DerivedFact, SignalsFact, WindowFact
 from csautomation.rules.runtime import RuleRuntime
 from csautomation.sample.generate import generate
 
@@ -222,14 +222,14 @@ def _account(account_id: str) -> Account:
     )
 
 
-@pytest.mark.parametrize("cells", [derive_many._MAX_CELLS, 3000], ids=["one-grid", "cut-up"])
+@pytest.mark.parametrize("cells", [columns.MAX_CELLS, 3000], ids=["one-grid", "cut-up"])
 def test_histories_of_every_length_share_a_batch(
     monkeypatch: pytest.MonkeyPatch, cells: int
 ) -> None:
     """No signal, one day, under a week, the anomaly baseline, past MAX_LOOKBACK, in the future
     only, and a different as_of: each its own grid or row start, in one call; and the same
     with grids and anomaly baselines cut into small pieces."""
-    monkeypatch.setattr(derive_many, "_MAX_CELLS", cells)
+    monkeypatch.setattr(columns, "MAX_CELLS", cells)
     lengths = [0, 1, 6, 7, 34, 35, 60, 95, 96, 150, 151, 300, MAX_LOOKBACK, MAX_LOOKBACK + 50]
     items = [(_account(f"L{n}"), _usage(f"L{n}", range(n)), END) for n in lengths]
     items.append((_account("F"), _usage("F", range(-5, 0)), END))

@@ -11,12 +11,12 @@ import pytest
 from typer.testing import CliRunner
 
 from csautomation.cli import app
+from csautomation.config import load_file
 from csautomation.errors import ConfigFileError
 from csautomation.playbooks.loader import load_playbooks
 from csautomation.playbooks.templates import TemplateProblem, render
 from csautomation.rules.loader import load_rules
 from csautomation.rules.spec import StartPlaybook
-from csautomation.yamlsource import load_file
 
 ROOT = Path(__file__).parents[2]
 

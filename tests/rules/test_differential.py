@@ -10,10 +10,11 @@ from hypothesis import strategies as st
 
 import reference
 from csautomation.facts.catalog import FACTS, FactType
+from csautomation.facts.derived import norm
 from csautomation.rules import spec
 from csautomation.rules.batch import BatchEvaluator, Columns
 from csautomation.rules.engine import StreamingEvaluator
-from csautomation.rules.ir import compile_rule, norm
+from csautomation.rules.ir import compile_rule
 
 NUMBER_FACTS = [
     "health.score",

@@ -25,7 +25,7 @@ history_app = typer.Typer(help="Workflow histories, for offline replay.", no_arg
 
 
 def _since(value: str | None) -> datetime | None:
-    from csautomation.rules.spec import parse_duration
+    from csautomation.config import parse_duration
 
     if value is None:
         return None

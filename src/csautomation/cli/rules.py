@@ -251,9 +251,9 @@ def rules_backtest(
     include_disabled: Annotated[bool, typer.Option("--include-disabled")] = True,
 ) -> None:
     """Replay history day by day (no side effects): firings per rule per week, and overlap."""
+    from csautomation.config import parse_duration
     from csautomation.rules.backtest import backtest
     from csautomation.rules.loader import load_rules
-    from csautomation.rules.spec import parse_duration
 
     try:
         days = parse_duration(since).days

@@ -25,43 +25,18 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     StringConstraints,
-    WithJsonSchema,
 )
 
 from csautomation import logs
+from csautomation.config import ShortDuration
 from csautomation.errors import ConnectorAuthError
-
-_SHORT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
-_SIZES = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def _short(value: object) -> object:
-    if isinstance(value, timedelta):
-        return value
-    m = _SHORT.match(value) if isinstance(value, str) else None
-    if m is None or float(m.group(1)) <= 0:
-        raise ValueError(f"expected a duration such as 500ms, 10s, 5m or 1h, found {value!r}")
-    return timedelta(seconds=float(m.group(1)) * _SIZES[m.group(2)])
-
-
-def _format(value: timedelta) -> str:
-    return f"{value.total_seconds():g}s"
 
 
 def _id(value: object) -> object:
     """A vendor's numeric user id written without quotes is still an id."""
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
-
-# timeouts and backoffs are seconds, not days
-Duration = Annotated[
-    timedelta,
-    BeforeValidator(_short),
-    PlainSerializer(_format, return_type=str),
-    WithJsonSchema({"type": "string", "pattern": r"^\d+(\.\d+)?(ms|s|m|h|d)$"}),
-]
 
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
 
@@ -100,8 +75,8 @@ class Retry(Strict):
     """Temporal's retry policy for this connector's actions: exponential backoff with
     jitter, bounded attempts; a vendor's Retry-After overrides the next delay."""
 
-    initial: Duration = timedelta(seconds=1)
-    maximum: Duration = timedelta(minutes=5)
+    initial: ShortDuration = timedelta(seconds=1)
+    maximum: ShortDuration = timedelta(minutes=5)
     backoff: float = Field(default=2.0, ge=1.0, le=10.0)
     attempts: int = Field(default=8, ge=1, le=100)
 
@@ -111,7 +86,7 @@ class Breaker(Strict):
     let through (half-open): success closes it, failure opens it again."""
 
     failures: int = Field(default=5, ge=1, le=1000)
-    reset_after: Duration = timedelta(seconds=30)
+    reset_after: ShortDuration = timedelta(seconds=30)
 
 
 class RateLimit(Strict):
@@ -124,7 +99,7 @@ class Common(Strict):
     enabled: bool = True
     description: str = ""
     default_for: list[Capability] = Field(default_factory=list)
-    timeout: Duration = timedelta(seconds=10)
+    timeout: ShortDuration = timedelta(seconds=10)
     retry: Retry = Retry()
     breaker: Breaker = Breaker()
     rate_limit: RateLimit | None = None

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from csautomation.config import Document, load_yaml_files, validation_problems
 from csautomation.connectors.base import Connector
 from csautomation.connectors.config import (
     Capability,
@@ -28,9 +29,7 @@ from csautomation.connectors.resilience import (
     temporal_clock,
 )
 from csautomation.errors import ConfigFileError, Problem
-from csautomation.rules.loader import rule_files
 from csautomation.store.repo import Store
-from csautomation.yamlsource import YamlSyntaxError, load_file, validation_problems
 
 # type -> "module:Class", imported only when a connector of that type is configured
 VENDORS = {
@@ -42,25 +41,24 @@ VENDORS = {
 }
 
 
+def parse_connector(doc: Document) -> tuple[list[ConnectorConfig], list[Problem]]:
+    """The file's connector configuration, or its problems."""
+    if not isinstance(doc.data, dict):
+        return [], [doc.problem((), "expected a mapping with 'connector:' at the top")]
+    try:
+        return [ConnectorFile.model_validate(doc.data).connector], []
+    except ValidationError as exc:
+        return [], validation_problems(doc, exc, model=ConnectorFile)
+
+
 def load_connectors(paths: Sequence[Path]) -> dict[str, ConnectorConfig]:
     """Connector configurations by id; raise ConfigFileError listing every problem."""
-    problems: list[Problem] = []
+    loaded = load_yaml_files(paths, parse_connector)
+    problems = loaded.problems
     out: dict[str, ConnectorConfig] = {}
     where: dict[str, str] = {}
-    for path in rule_files(paths):
-        try:
-            doc = load_file(path)
-        except YamlSyntaxError as exc:
-            problems.append(exc.problem)
-            continue
-        if not isinstance(doc.data, dict):
-            problems.append(doc.problem((), "expected a mapping with 'connector:' at the top"))
-            continue
-        try:
-            config = ConnectorFile.model_validate(doc.data).connector
-        except ValidationError as exc:
-            problems.extend(validation_problems(doc, exc, model=ConnectorFile))
-            continue
+    for found in loaded.parsed:
+        doc, config = found.doc, found.value
         if config.id in out:
             problems.append(
                 doc.problem(
@@ -70,7 +68,7 @@ def load_connectors(paths: Sequence[Path]) -> dict[str, ConnectorConfig]:
             )
             continue
         out[config.id] = config
-        where[config.id] = str(path)
+        where[config.id] = doc.file
     enabled = [c for c in out.values() if c.enabled]
     for capability in Capability:
         claim = [c.id for c in enabled if capability in c.default_for]

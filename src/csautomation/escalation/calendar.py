@@ -32,7 +32,7 @@ from pydantic import (
     model_validator,
 )
 
-from csautomation.yamlsource import describe
+from csautomation.config import describe
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _DAY_MINUTES = 24 * 60

@@ -38,18 +38,18 @@ from pydantic import (
     model_validator,
 )
 
-from csautomation.connectors.config import Duration
-from csautomation.errors import ConfigFileError, Problem
-from csautomation.escalation.calendar import Calendar
-from csautomation.escalation.people import People, load_people
-from csautomation.facts.model import Account, Tier
-from csautomation.yamlsource import (
+from csautomation.config import (
     Document,
+    ShortDuration,
     YamlSyntaxError,
     format_path,
     load_file,
     validation_problems,
 )
+from csautomation.errors import ConfigFileError, Problem
+from csautomation.escalation.calendar import Calendar
+from csautomation.escalation.people import People, load_people
+from csautomation.facts.model import Account, Tier
 
 ROLES = ("owner", "manager", "director", "vp")
 _SLUG = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
@@ -165,7 +165,7 @@ class Match(Strict):
 class Level(Strict):
     reach: list[RoleRef] = Field(min_length=1, description="who is told at this level")
     channels: list[Channel] = Field(min_length=1, description="connector ids to tell them by")
-    ack_within: Duration = Field(
+    ack_within: ShortDuration = Field(
         description="time to acknowledge before the next round, in the entry's calendar"
     )
     repeat: int = Field(
@@ -286,7 +286,7 @@ def _get(data: Any, path: Sequence[str | int]) -> Any:
 
 
 def _in_days(raw: Any) -> bool:
-    return isinstance(raw, str) and raw.strip().endswith("d")
+    return isinstance(raw, str) and raw.strip().endswith(("d", "w"))  # 2w is days too
 
 
 def load_matrix(path: Path, people: People | None = None) -> EscalationMatrix:
@@ -304,7 +304,7 @@ def load_matrix(path: Path, people: People | None = None) -> EscalationMatrix:
 
 
 def _unbuildable(path: Path, exc: ValueError) -> Problem:
-    """Where PyYAML failed to build a scalar (yamlsource reports no position for it)."""
+    """Where PyYAML failed to build a scalar (config.source reports no position for it)."""
     constructor = yaml.SafeLoader("")
     root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
     stack: list[tuple[yaml.Node, tuple[str | int, ...]]] = [] if root is None else [(root, ())]

@@ -14,8 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from csautomation.config import YamlSyntaxError, load_file, validation_problems
 from csautomation.errors import ConfigFileError, Problem
-from csautomation.yamlsource import YamlSyntaxError, load_file, validation_problems
 
 Role = Literal["csm", "manager", "director", "vp", "admin", "ops"]
 Slug = str

@@ -98,9 +98,9 @@ def robust_z(x: F, from_index: int = 0) -> tuple[F, F]:
     if not keep.any():
         return z, median
     rows, today, count = rows[keep], today[keep], count[keep]
-    med = _sorted_median(np.sort(rows, axis=1), count)
+    med = sorted_median(np.sort(rows, axis=1), count)
     dev = np.abs(rows - med[:, None])
-    mad = _sorted_median(np.sort(dev, axis=1), count)
+    mad = sorted_median(np.sort(dev, axis=1), count)
     diff = today - med
     with np.errstate(divide="ignore", invalid="ignore"):
         score = MAD_K * diff / mad
@@ -116,7 +116,7 @@ def robust_z(x: F, from_index: int = 0) -> tuple[F, F]:
     return z, median
 
 
-def _sorted_median(s: F, count: npt.NDArray[np.intp]) -> F:
+def sorted_median(s: F, count: npt.NDArray[np.intp]) -> F:
     """Row medians of `s`, sorted with its missing values last, `count` present per row."""
     rows = np.arange(len(s))
     return np.asarray((s[rows, (count - 1) // 2] + s[rows, count // 2]) / 2.0, dtype=np.float64)

@@ -10,10 +10,8 @@ account's own previous eight weeks (the method, and why, in facts/anomaly.py).
 
 from __future__ import annotations
 
-import warnings
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -23,12 +21,11 @@ import numpy.typing as npt
 
 from csautomation.facts import anomaly
 from csautomation.facts.catalog import FACTS, FactType
-from csautomation.facts.health import COMPONENTS, HealthModel
+from csautomation.facts.derived import DerivedFact, SignalsFact, WindowFact, norm
+from csautomation.facts.health import HealthModel
 from csautomation.facts.model import Account, Signal, SignalType
-from csautomation.rules.ir import DerivedFact, SignalsFact, WindowFact, norm
+from csautomation.facts.numeric import NAN, F, health_scores, pct_change, quiet
 
-F = npt.NDArray[np.float64]
-NAN = float("nan")
 MAX_LOOKBACK = 400  # days of history kept per account: 90-day trends of 90-day windows, + slack
 USAGE_MATERIAL_DROP = 0.5  # a usage anomaly also loses half the usual week's logins
 HEALTH_MATERIAL_DROP = 10.0  # a health anomaly is also 10+ points below the usual score
@@ -66,11 +63,6 @@ def _days_since(mask: npt.NDArray[np.bool_]) -> F:
     return np.where(idx >= 0, np.arange(n) - idx, NAN).astype(np.float64)
 
 
-def _pct_change(now: F, before: F) -> F:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(before > 0, (now - before) / before * 100.0, NAN)
-
-
 def _window_extreme(x: F, days: int, fn: Any) -> F:
     """fn (max or min) over the last `days`+1 daily values, ignoring missing ones."""
     out = np.full(len(x), NAN)
@@ -78,17 +70,9 @@ def _window_extreme(x: F, days: int, fn: Any) -> F:
         return out
     padded = np.concatenate((np.full(days, NAN), x))
     view = np.lib.stride_tricks.sliding_window_view(padded, days + 1)
-    with np.errstate(all="ignore"), _quiet():
+    with np.errstate(all="ignore"), quiet():
         out = fn(view, axis=1)
     return np.asarray(out, dtype=np.float64)
-
-
-@contextmanager
-def _quiet() -> Iterator[None]:
-    """np.nanmax warns on all-NaN windows; those are simply missing facts."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        yield
 
 
 @dataclass
@@ -157,6 +141,55 @@ def _derive(
     extra: Sequence[DerivedFact],
     from_index: int = 0,
 ) -> FactFrame:
+    d = _daily(sigs, first, n)
+    out: dict[str, F] = {}
+    seats_f = _contract_facts(out, account, d, first, n)
+    has_usage = bool(d.seen_usage.any())
+    if has_usage:
+        _usage_facts(out, d, seats_f, from_index)
+    _engagement_facts(out, d)
+    score = _health_facts(out, model, n, from_index)
+    exp = model.expansion
+    with np.errstate(invalid="ignore"):
+        signal = out["expansion.interest_90d"] > 0
+        if has_usage:
+            signal |= out["usage.seat_utilization_pct"] >= exp.seat_utilization_pct_at_least
+            signal |= out["expansion.usage_growth_pct"] >= exp.usage_growth_pct_at_least
+    out["expansion.signal"] = signal.astype(np.float64)
+
+    for fact in extra:
+        out[fact.key] = _extra(fact, out, d.counts, n)
+    bands = [None if s != s else model.band(float(s)) for s in score]
+    days = [first + timedelta(days=i) for i in range(n)]
+    return FactFrame(account, days, out, bands, dict(d.counts))
+
+
+@dataclass
+class _Daily:
+    """The account's signals as daily arrays, day 0 being `first`."""
+
+    logins: F
+    users: F
+    features: F
+    seen_usage: npt.NDArray[np.bool_]
+    attended: F
+    missed: F
+    tickets: F
+    urgent: F
+    escalations: F
+    interest: F
+    nps: F
+    goals: F
+    churn: F
+    renewal: F  # days from `first` to the renewal date
+    arr: F
+    seats: F
+    champion_left: npt.NDArray[np.bool_]
+    sponsor_left: npt.NDArray[np.bool_]
+    counts: dict[str, F]  # signals per type on each day
+
+
+def _daily(sigs: list[Signal], first: date, n: int) -> _Daily:
     def zeros() -> F:
         return np.zeros(n)
 
@@ -206,81 +239,99 @@ def _derive(
                 seats[d] = p["seats"]
         elif t is SignalType.expansion_interest:
             interest[d] += 1
+    return _Daily(
+        logins,
+        users,
+        features,
+        seen_usage,
+        attended,
+        missed,
+        tickets,
+        urgent,
+        escalations,
+        interest,
+        nps,
+        goals,
+        churn,
+        renewal,
+        arr,
+        seats,
+        champion_left,
+        sponsor_left,
+        counts,
+    )
 
+
+def _contract_facts(out: dict[str, F], account: Account, d: _Daily, first: date, n: int) -> F:
+    """The account and contract facts into `out`; returns the seats, day by day."""
     day_index = np.arange(n, dtype=np.float64)
-    out: dict[str, F] = {}
-    renewal_f = _ffill(renewal)
+    renewal_f = _ffill(d.renewal)
     renewal_f = np.where(np.isnan(renewal_f), (account.renewal_date - first).days, renewal_f)
-    seats_f = _ffill(seats)
+    seats_f = _ffill(d.seats)
     seats_f = np.where(np.isnan(seats_f), account.seats, seats_f)
-    arr_f = _ffill(arr)
+    arr_f = _ffill(d.arr)
     arr_f = np.where(np.isnan(arr_f), account.arr, arr_f)
     out["account.arr"] = arr_f
     out["account.seats"] = seats_f
     out["account.tenure_days"] = day_index + (first - account.customer_since).days
     out["contract.arr"] = arr_f
     out["contract.days_to_renewal"] = renewal_f - day_index
+    return seats_f
 
-    has_usage = bool(seen_usage.any())
-    if has_usage:
-        l30 = _roll(logins, 30)
-        out["usage.logins_7d"] = _roll(logins, 7)
-        out["usage.logins_30d"] = l30
-        out["usage.logins_change_30d_pct"] = _pct_change(l30, _lag(l30, 30))
-        users_f = _ffill(users)
-        with _quiet():
-            au = np.nanmean(
-                np.lib.stride_tricks.sliding_window_view(
-                    np.concatenate((np.full(6, NAN), users)), 7
-                ),
-                axis=1,
-            )
-        au = np.where(np.isnan(au), users_f, au)
-        out["usage.active_users"] = au
-        out["usage.active_users_change_30d_pct"] = _pct_change(au, _lag(au, 30))
-        out["usage.seat_utilization_pct"] = au / seats_f * 100.0
-        out["usage.feature_events_30d"] = _roll(features, 30)
-        out["usage.days_since_last_login"] = _days_since(logins > 0)
-        out["expansion.usage_growth_pct"] = _pct_change(au, _lag(au, 90))
-        out.update(_usage_anomaly(logins, int(np.argmax(seen_usage)), from_index))
-    out["engagement.meetings_attended_90d"] = _roll(attended, 90)
-    out["engagement.meetings_missed_90d"] = _roll(missed, 90)
-    out["engagement.nps"] = _ffill(nps)
-    out["engagement.days_since_last_meeting"] = _days_since(attended > 0)
-    out["support.tickets_30d"] = _roll(tickets, 30)
-    out["support.urgent_tickets_30d"] = _roll(urgent, 30)
-    out["support.escalations_30d"] = _roll(escalations, 30)
-    out["support.escalations_90d"] = _roll(escalations, 90)
-    out["outcomes.goals_met_pct"] = _ffill(goals)
-    champ_days = _days_since(champion_left)
+
+def _usage_facts(out: dict[str, F], d: _Daily, seats_f: F, from_index: int) -> None:
+    logins, users = d.logins, d.users
+    l30 = _roll(logins, 30)
+    out["usage.logins_7d"] = _roll(logins, 7)
+    out["usage.logins_30d"] = l30
+    out["usage.logins_change_30d_pct"] = pct_change(l30, _lag(l30, 30))
+    users_f = _ffill(users)
+    with quiet():
+        au = np.nanmean(
+            np.lib.stride_tricks.sliding_window_view(np.concatenate((np.full(6, NAN), users)), 7),
+            axis=1,
+        )
+    au = np.where(np.isnan(au), users_f, au)
+    out["usage.active_users"] = au
+    out["usage.active_users_change_30d_pct"] = pct_change(au, _lag(au, 30))
+    out["usage.seat_utilization_pct"] = au / seats_f * 100.0
+    out["usage.feature_events_30d"] = _roll(d.features, 30)
+    out["usage.days_since_last_login"] = _days_since(logins > 0)
+    out["expansion.usage_growth_pct"] = pct_change(au, _lag(au, 90))
+    out.update(_usage_anomaly(logins, int(np.argmax(d.seen_usage)), from_index))
+
+
+def _engagement_facts(out: dict[str, F], d: _Daily) -> None:
+    """Meetings, support, outcomes, stakeholders, churn and expansion interest into `out`."""
+    out["engagement.meetings_attended_90d"] = _roll(d.attended, 90)
+    out["engagement.meetings_missed_90d"] = _roll(d.missed, 90)
+    out["engagement.nps"] = _ffill(d.nps)
+    out["engagement.days_since_last_meeting"] = _days_since(d.attended > 0)
+    out["support.tickets_30d"] = _roll(d.tickets, 30)
+    out["support.urgent_tickets_30d"] = _roll(d.urgent, 30)
+    out["support.escalations_30d"] = _roll(d.escalations, 30)
+    out["support.escalations_90d"] = _roll(d.escalations, 90)
+    out["outcomes.goals_met_pct"] = _ffill(d.goals)
+    champ_days = _days_since(d.champion_left)
     out["stakeholders.champion_changed_days_ago"] = champ_days
     out["stakeholders.champion_changed"] = np.where(champ_days <= 90, 1.0, 0.0)
-    out["stakeholders.exec_sponsor_changed"] = np.where(_days_since(sponsor_left) <= 90, 1.0, 0.0)
-    churn_f = _ffill(churn)
+    out["stakeholders.exec_sponsor_changed"] = np.where(_days_since(d.sponsor_left) <= 90, 1.0, 0.0)
+    churn_f = _ffill(d.churn)
     out["churn.probability"] = churn_f
     out["churn.probability_change_30d"] = churn_f - _lag(churn_f, 30)
-    out["expansion.interest_90d"] = _roll(interest, 90)
+    out["expansion.interest_90d"] = _roll(d.interest, 90)
 
-    score, parts = _health(out, model, n)
+
+def _health_facts(out: dict[str, F], model: HealthModel, n: int, from_index: int) -> F:
+    """The health score, its parts, trends and anomaly into `out`; returns the score."""
+    score, parts = health_scores(out, model, n)
     out.update(parts)
     out["health.score"] = score
     for w in (7, 30, 90):
         out[f"health.trend_{w}d"] = score - _lag(score, w)
     out.update(_health_anomaly(score, from_index))
     out["engagement.change_30d"] = parts["health.engagement"] - _lag(parts["health.engagement"], 30)
-    exp = model.expansion
-    with np.errstate(invalid="ignore"):
-        signal = out["expansion.interest_90d"] > 0
-        if has_usage:
-            signal |= out["usage.seat_utilization_pct"] >= exp.seat_utilization_pct_at_least
-            signal |= out["expansion.usage_growth_pct"] >= exp.usage_growth_pct_at_least
-    out["expansion.signal"] = signal.astype(np.float64)
-
-    for fact in extra:
-        out[fact.key] = _extra(fact, out, counts, n)
-    bands = [None if s != s else model.band(float(s)) for s in score]
-    days = [first + timedelta(days=i) for i in range(n)]
-    return FactFrame(account, days, out, bands, dict(counts))
+    return score
 
 
 def _usage_anomaly(logins: F, first_usage: int, from_index: int) -> dict[str, F]:
@@ -317,32 +368,6 @@ def _health_anomaly(score: F, from_index: int) -> dict[str, F]:
         "health.score_7d_baseline": median,
         "health.anomaly": anomaly.drop_flags(weekly, z, median, material),
     }
-
-
-def _health(out: dict[str, F], model: HealthModel, n: int) -> tuple[F, dict[str, F]]:
-    parts: dict[str, F] = {}
-    total, weight_sum = np.zeros(n), np.zeros(n)
-    weights = model.weights.model_dump()
-    for comp in COMPONENTS:
-        acc, wsum = np.zeros(n), np.zeros(n)
-        for m in model.components.get(comp, []):
-            values = out.get(m.metric)
-            if values is None:
-                continue
-            scaled = np.clip((values - m.bad) / (m.good - m.bad), 0.0, 1.0) * 100.0
-            present = ~np.isnan(scaled)
-            acc += np.where(present, scaled * m.weight, 0.0)
-            wsum += np.where(present, m.weight, 0.0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            comp_score = np.where(wsum > 0, acc / wsum, NAN)
-        parts[f"health.{comp}"] = comp_score
-        present = ~np.isnan(comp_score)
-        total += np.where(present, comp_score * weights[comp], 0.0)
-        weight_sum += np.where(present, weights[comp], 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        score = np.where(weight_sum > 0, total / weight_sum, NAN)
-    rounded = {k: np.round(v, 2).astype(np.float64) for k, v in parts.items()}
-    return np.round(score, 2).astype(np.float64), rounded
 
 
 def _extra(fact: DerivedFact, out: dict[str, F], counts: dict[str, F], n: int) -> F:

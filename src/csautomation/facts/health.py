@@ -7,9 +7,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from csautomation.config import YamlSyntaxError, load_file, load_text, validation_problems
 from csautomation.errors import ConfigFileError
 from csautomation.facts.catalog import FACTS, FactType, unknown_fact_message
-from csautomation.yamlsource import YamlSyntaxError, load_file, load_text, validation_problems
 
 COMPONENTS = (
     "product_usage",

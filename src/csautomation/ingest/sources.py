@@ -32,11 +32,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from csautomation import logs
+from csautomation.config import Duration, YamlSyntaxError, load_file, validation_problems
 from csautomation.connectors.webhook import verify_signature
 from csautomation.errors import ConfigFileError, Problem
 from csautomation.facts.model import SignalType
-from csautomation.rules.spec import Duration
-from csautomation.yamlsource import YamlSyntaxError, load_file, validation_problems
 
 SOURCE_HEADER = "x-csauto-source"
 TIMESTAMP_HEADER = "x-csauto-timestamp"

@@ -1,1 +1,6 @@
-"""Intervention playbooks: the YAML language of workflows/, validated before anything runs."""
+"""Intervention playbooks: the YAML language of workflows/, validated before anything runs.
+
+The seam is its modules: spec (the language), loader and templates.
+"""
+
+__all__ = ["loader", "spec", "templates"]

@@ -7,39 +7,33 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from csautomation.config import Document, load_yaml_files, validation_problems
 from csautomation.errors import ConfigFileError, Problem
 from csautomation.playbooks.spec import Playbook, PlaybookFile, reference_problems
-from csautomation.rules.loader import rule_files
-from csautomation.yamlsource import YamlSyntaxError, load_file, validation_problems
+
+
+def parse_playbook(doc: Document) -> tuple[list[Playbook], list[Problem]]:
+    """The file's playbook, or the problems that keep it out."""
+    if not isinstance(doc.data, dict):
+        return [], [doc.problem((), "expected a mapping with 'playbook:' at the top")]
+    try:
+        playbook = PlaybookFile.model_validate(doc.data).playbook
+    except ValidationError as exc:
+        return [], validation_problems(doc, exc, model=PlaybookFile)
+    broken = reference_problems(playbook)
+    if broken:
+        return [], [doc.problem(path, message) for path, message in broken]
+    return [playbook], []
 
 
 def load_playbooks(paths: Sequence[Path]) -> dict[str, Playbook]:
     """Playbooks by id; raise ConfigFileError listing every problem in every file."""
-    problems: list[Problem] = []
+    loaded = load_yaml_files(paths, parse_playbook, none_found="no playbook files found")
+    problems = loaded.problems
     out: dict[str, Playbook] = {}
     where: dict[str, str] = {}
-    files = rule_files(paths)
-    for path in files:
-        if not path.exists():
-            problems.append(Problem(str(path), 1, 1, "", "no such file or directory"))
-            continue
-        try:
-            doc = load_file(path)
-        except YamlSyntaxError as exc:
-            problems.append(exc.problem)
-            continue
-        if not isinstance(doc.data, dict):
-            problems.append(doc.problem((), "expected a mapping with 'playbook:' at the top"))
-            continue
-        try:
-            playbook = PlaybookFile.model_validate(doc.data).playbook
-        except ValidationError as exc:
-            problems.extend(validation_problems(doc, exc, model=PlaybookFile))
-            continue
-        broken = reference_problems(playbook)
-        if broken:
-            problems.extend(doc.problem(path, message) for path, message in broken)
-            continue
+    for found in loaded.parsed:
+        doc, playbook = found.doc, found.value
         if playbook.id in out:
             problems.append(
                 doc.problem(
@@ -49,9 +43,7 @@ def load_playbooks(paths: Sequence[Path]) -> dict[str, Playbook]:
             )
             continue
         out[playbook.id] = playbook
-        where[playbook.id] = str(path)
-    if not files:
-        problems.append(Problem(", ".join(map(str, paths)), 1, 1, "", "no playbook files found"))
+        where[playbook.id] = doc.file
     if problems:
         raise ConfigFileError(problems)
     return out

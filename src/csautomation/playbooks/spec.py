@@ -29,8 +29,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from csautomation.config import Duration
 from csautomation.playbooks.templates import check
-from csautomation.rules.spec import Condition, Duration, Priority, Scalar
+from csautomation.rules.spec import Condition, Priority, Scalar
 
 Template = Annotated[str, AfterValidator(check)]
 NEXT = ("continue", "complete")

@@ -16,10 +16,11 @@ import numpy as np
 import numpy.typing as npt
 
 from csautomation.facts.derive import FactFrame, derive, group_by_account
+from csautomation.facts.derived import DerivedFact
 from csautomation.facts.health import HealthModel
 from csautomation.facts.model import Account, Signal
 from csautomation.rules.batch import BatchEvaluator, Columns
-from csautomation.rules.ir import CompiledRule, DerivedFact
+from csautomation.rules.ir import CompiledRule
 
 STRING_KEYS = (
     "account.id",

@@ -16,7 +16,8 @@ import numpy as np
 import numpy.typing as npt
 
 from csautomation.facts.catalog import FactType
-from csautomation.rules.ir import And, CompiledRule, Leaf, Node, Not, Or, fact_keys, fact_type, norm
+from csautomation.facts.derived import norm
+from csautomation.rules.ir import And, CompiledRule, Leaf, Node, Not, Or, fact_keys, fact_type
 
 BoolArray = npt.NDArray[np.bool_]
 

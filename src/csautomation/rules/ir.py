@@ -18,25 +18,8 @@ from datetime import timedelta
 from typing import Any
 
 from csautomation.facts.catalog import FACTS, FactType
+from csautomation.facts.derived import DerivedFact, SignalsFact, WindowFact, norm
 from csautomation.rules import spec
-
-DECIMALS = 6
-
-
-def norm(value: Any) -> Any:
-    """The canonical form of a fact value or constant; None means missing."""
-    if value is None or isinstance(value, bool | str):
-        return value
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
-            return None
-        r = round(value, DECIMALS)
-        return int(r) if r.is_integer() and abs(r) < 2**53 else r
-    if isinstance(value, list | tuple):
-        return [norm(v) for v in value] or None
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,35 +45,6 @@ class Not:
 
 
 Node = Leaf | And | Or | Not
-
-
-@dataclass(frozen=True, slots=True)
-class WindowFact:
-    """max (fell) or min (rose) of a fact over the last `days` days, against today."""
-
-    fact: str
-    direction: str  # "fell" or "rose"
-    days: int
-
-    @property
-    def key(self) -> str:
-        return f"window:{self.fact}:{self.direction}:{self.days}d"
-
-
-@dataclass(frozen=True, slots=True)
-class SignalsFact:
-    """How many of `types` (distinct types, or occurrences) were seen in the last `days`."""
-
-    types: tuple[str, ...]
-    days: int
-    counting: str  # "types" or "occurrences"
-
-    @property
-    def key(self) -> str:
-        return f"signals:{self.counting}:{self.days}d:{','.join(self.types)}"
-
-
-DerivedFact = WindowFact | SignalsFact
 
 
 def fact_type(key: str) -> FactType:

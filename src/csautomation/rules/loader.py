@@ -9,16 +9,10 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from csautomation.config import Document, load_yaml_files, model_fields_of, validation_problems
 from csautomation.errors import ConfigFileError, Problem
 from csautomation.rules import spec
 from csautomation.rules.ir import CompiledRule, compile_rule
-from csautomation.yamlsource import (
-    Document,
-    YamlSyntaxError,
-    load_file,
-    model_fields_of,
-    validation_problems,
-)
 
 KNOWN_FIELDS = model_fields_of(
     spec.RuleFile,
@@ -32,8 +26,6 @@ KNOWN_FIELDS = model_fields_of(
     spec.EscalateSpec,
     spec.TaskSpec,
 ) | {"all", "any", "not", "window", "signals", "escalate", "create_task", "in"}
-
-TEST_DIR = "tests"
 
 
 @dataclass(frozen=True)
@@ -49,21 +41,6 @@ class RuleSet:
     @property
     def enabled(self) -> tuple[CompiledRule, ...]:
         return tuple(r for r in self.rules if r.rule.enabled)
-
-
-def rule_files(paths: Sequence[Path]) -> list[Path]:
-    """YAML files under the given paths, skipping the `tests/` folders of rule test cases."""
-    out: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            out.extend(
-                p
-                for p in sorted(path.rglob("*.y*ml"))
-                if p.suffix in (".yaml", ".yml") and TEST_DIR not in p.relative_to(path).parts
-            )
-        else:
-            out.append(path)
-    return out
 
 
 def fingerprint(files: Iterable[Path]) -> str:
@@ -91,39 +68,25 @@ def parse_document(doc: Document) -> tuple[list[spec.Rule], list[Problem]]:
 
 def load_rules(paths: Sequence[Path]) -> RuleSet:
     """Load and compile; raise ConfigFileError with every problem found in every file."""
-    files = rule_files(paths)
-    problems: list[Problem] = []
+    loaded = load_yaml_files(paths, parse_document, none_found="no rule files (*.yaml) found")
+    problems = loaded.problems
     rules: list[CompiledRule] = []
     seen: dict[str, tuple[str, int]] = {}
-    for path in files:
-        if not path.exists():
-            problems.append(Problem(str(path), 1, 1, "", "no such file or directory"))
-            continue
-        try:
-            doc = load_file(path)
-        except YamlSyntaxError as exc:
-            problems.append(exc.problem)
-            continue
-        parsed, found = parse_document(doc)
-        problems.extend(found)
-        for index, rule in enumerate(parsed):
-            line, _ = doc.position(("rules", index, "id"))
-            if rule.id in seen:
-                first_file, first_line = seen[rule.id]
-                problems.append(
-                    doc.problem(
-                        ("rules", index, "id"),
-                        f"duplicate rule id '{rule.id}' "
-                        f"(also defined at {first_file}:{first_line})",
-                    )
+    for found in loaded.parsed:
+        doc, index, rule = found.doc, found.index, found.value
+        line, _ = doc.position(("rules", index, "id"))
+        if rule.id in seen:
+            first_file, first_line = seen[rule.id]
+            problems.append(
+                doc.problem(
+                    ("rules", index, "id"),
+                    f"duplicate rule id '{rule.id}' (also defined at {first_file}:{first_line})",
                 )
-                continue
-            seen[rule.id] = (str(path), line)
-            rules.append(compile_rule(rule))
-    if not files:
-        problems.append(
-            Problem(", ".join(str(p) for p in paths), 1, 1, "", "no rule files (*.yaml) found")
-        )
+            )
+            continue
+        seen[rule.id] = (doc.file, line)
+        rules.append(compile_rule(rule))
     if problems:
         raise ConfigFileError(problems)
+    files = loaded.files
     return RuleSet(tuple(rules), tuple(str(f) for f in files), fingerprint(files), seen)

@@ -13,14 +13,16 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from csautomation.config import yaml_files
 from csautomation.errors import ConfigFileError
 from csautomation.facts.derive import derive
+from csautomation.facts.derived import DerivedFact
 from csautomation.facts.health import HealthModel
 from csautomation.facts.model import Account, Signal
 from csautomation.rules.engine import StreamingEvaluator
 from csautomation.rules.explain import Explanation, explain
-from csautomation.rules.ir import CompiledRule, DerivedFact
-from csautomation.rules.loader import RuleSet, fingerprint, load_rules, rule_files
+from csautomation.rules.ir import CompiledRule
+from csautomation.rules.loader import RuleSet, fingerprint, load_rules
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +122,7 @@ class RuleRuntime:
         if not force and now - self._checked < self.reload_interval:
             return False
         self._checked = now
-        if not force and fingerprint(rule_files(self.paths)) == self.ruleset.fingerprint:
+        if not force and fingerprint(yaml_files(self.paths)) == self.ruleset.fingerprint:
             return False
         try:
             ruleset = load_rules(self.paths)

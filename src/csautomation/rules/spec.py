@@ -23,7 +23,6 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
-    PlainSerializer,
     SerializerFunctionWrapHandler,
     Tag,
     WithJsonSchema,
@@ -32,52 +31,10 @@ from pydantic import (
 )
 from pydantic.types import JsonValue
 
+from csautomation.config import Duration
 from csautomation.facts.catalog import FACTS, FactType, unknown_fact_message
 from csautomation.facts.model import SignalType, Tier
 from csautomation.rules.compact import parse_compact
-
-_DURATION = re.compile(r"^\s*(\d+)\s*(m|h|d|w)\s*$")
-_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-_SPELLED = re.compile(r"^\s*(\d+)\s*(min|minutes?|hours?|hrs?|days?|weeks?|wks?)\s*$", re.I)
-
-
-def parse_duration(value: Any) -> timedelta:
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, str):
-        m = _DURATION.match(value)
-        if m and int(m.group(1)) > 0:
-            return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
-        if m:
-            raise ValueError(f"a duration must be longer than zero, found {value!r}")
-    hint = ""
-    if isinstance(value, int) and not isinstance(value, bool):
-        hint = f"; add a unit, e.g. {value}d"
-    elif isinstance(value, str) and (spelled := _SPELLED.match(value)):
-        hint = f"; write {spelled.group(1)}{spelled.group(2)[0].lower()}"
-    raise ValueError(f"expected a duration such as 30m, 12h, 14d or 2w, found {value!r}{hint}")
-
-
-def format_duration(value: timedelta) -> str:
-    seconds = int(value.total_seconds())
-    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds // 60}m"
-
-
-Duration = Annotated[
-    timedelta,
-    BeforeValidator(parse_duration),
-    PlainSerializer(format_duration, return_type=str),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "pattern": r"^\d+\s*(m|h|d|w)$",
-            "description": "a duration: 30m, 12h, 14d or 2w",
-        }
-    ),
-]
 
 
 def _check_days(value: timedelta) -> timedelta:
@@ -314,7 +271,7 @@ _KINDS = ("all", "any", "not", "window", "signals", "fact")
 
 def _tag(kind: str | None) -> str | None:
     """Union tags appear in pydantic error locations next to real keys ('window', 'window');
-    a tag that cannot be a key lets yamlsource tell them apart."""
+    a tag that cannot be a key lets config.source tell them apart."""
     return f"<{kind}>" if kind else None
 
 

@@ -29,18 +29,18 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from csautomation.config import YamlSyntaxError, load_file, validation_problems
 from csautomation.errors import ConfigFileError, Problem
 from csautomation.facts.catalog import FACTS, unknown_fact_message
 from csautomation.facts.derive import derive
+from csautomation.facts.derived import norm
 from csautomation.facts.health import HealthModel
 from csautomation.facts.model import Account, Signal, SignalType
 from csautomation.rules.batch import BatchEvaluator, Columns
 from csautomation.rules.engine import StreamingEvaluator
 from csautomation.rules.explain import Explanation, explain
-from csautomation.rules.ir import norm
 from csautomation.rules.loader import RuleSet
 from csautomation.rules.runtime import triggered
-from csautomation.yamlsource import YamlSyntaxError, load_file, validation_problems
 
 AS_OF = date(2026, 11, 1)
 _RANGE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")

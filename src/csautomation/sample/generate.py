@@ -115,6 +115,29 @@ def _cliff(archetype: str, seed: int, i: int) -> tuple[int, float] | None:
     return side.randint(3, 70), side.uniform(0.6, 0.9)
 
 
+class _Feed:
+    """One account's signals as the import format's records, each at a random working hour
+    of its day."""
+
+    def __init__(self, a: Account, rnd: random.Random, end: date) -> None:
+        self.a, self.rnd, self.end = a, rnd, end
+        self.out: list[dict[str, Any]] = []
+
+    def add(self, kind: SignalType, back: int, payload: dict[str, Any]) -> None:
+        day = self.end - timedelta(days=back)
+        rnd = self.rnd
+        at = datetime.combine(day, time(9 + rnd.randint(0, 8), rnd.randint(0, 59)), tzinfo=UTC)
+        self.out.append(
+            {
+                "type": kind.value,
+                "account_id": self.a.id,
+                "occurred_at": at.isoformat(),
+                "payload": payload,
+                "idempotency_key": f"{self.a.id}:{kind.value}:{day}:{len(self.out)}",
+            }
+        )
+
+
 def _signals(
     a: Account,
     archetype: str,
@@ -123,29 +146,20 @@ def _signals(
     days: int,
     cliff: tuple[int, float] | None = None,
 ) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    n = 0
+    feed = _Feed(a, rnd, end)
+    _usage(feed, archetype, days, cliff)
+    _engagement(feed, archetype, days)
+    _events(feed, archetype, days)
+    return feed.out
 
-    def add(kind: SignalType, back: int, payload: dict[str, Any]) -> None:
-        nonlocal n
-        day = end - timedelta(days=back)
-        at = datetime.combine(day, time(9 + rnd.randint(0, 8), rnd.randint(0, 59)), tzinfo=UTC)
-        out.append(
-            {
-                "type": kind.value,
-                "account_id": a.id,
-                "occurred_at": at.isoformat(),
-                "payload": payload,
-                "idempotency_key": f"{a.id}:{kind.value}:{day}:{n}",
-            }
-        )
-        n += 1
 
-    unhealthy = archetype != "healthy" and archetype != "expansion"
+def _usage(feed: _Feed, archetype: str, days: int, cliff: tuple[int, float] | None) -> None:
+    """The contract, then a usage signal a day, shaped by the archetype."""
+    a, rnd, end = feed.a, feed.rnd, feed.end
     use = rnd.uniform(0.35, 0.8) if archetype != "expansion" else rnd.uniform(0.8, 0.95)
     decline_start = rnd.randint(20, 60)
     decline = rnd.uniform(0.3, 0.7)
-    add(
+    feed.add(
         SignalType.contract_update,
         days - 1,
         {"renewal_date": a.renewal_date.isoformat(), "arr": a.arr, "seats": a.seats},
@@ -165,7 +179,7 @@ def _signals(
         weekday = (end - timedelta(days=back)).weekday()
         level *= 0.4 if weekday >= 5 else 1.0
         users = max(0, round(a.seats * level * rnd.uniform(0.9, 1.1)))
-        add(
+        feed.add(
             SignalType.usage_daily,
             back,
             {
@@ -174,16 +188,24 @@ def _signals(
                 "feature_events": users * rnd.randint(2, 6),
             },
         )
+
+
+def _engagement(feed: _Feed, archetype: str, days: int) -> None:
+    """Meetings, NPS and outcome reviews, and the weekly churn prediction."""
+    rnd = feed.rnd
+    unhealthy = archetype != "healthy" and archetype != "expansion"
     for back in range(days - rnd.randint(1, 20), 0, -rnd.randint(14, 28)):
         miss = 0.5 if unhealthy else 0.1
-        add(SignalType.meeting, back, {"status": "missed" if rnd.random() < miss else "attended"})
+        feed.add(
+            SignalType.meeting, back, {"status": "missed" if rnd.random() < miss else "attended"}
+        )
     for back in range(days - rnd.randint(1, 60), 0, -90):
-        add(
+        feed.add(
             SignalType.nps_response,
             back,
             {"score": rnd.randint(2, 6) if unhealthy else rnd.randint(7, 10)},
         )
-        add(
+        feed.add(
             SignalType.outcome_review,
             back,
             {"goals_met_pct": rnd.randint(10, 45) if unhealthy else rnd.randint(60, 100)},
@@ -194,32 +216,36 @@ def _signals(
             p = min(0.9, 0.2 + 0.7 * (days - back) / days)
         elif archetype == "renewal_risk":
             p = rnd.uniform(0.25, 0.5)
-        add(SignalType.churn_prediction, back, {"probability": round(p, 3)})
+        feed.add(SignalType.churn_prediction, back, {"probability": round(p, 3)})
+
+
+def _events(feed: _Feed, archetype: str, days: int) -> None:
+    """Support tickets and escalations, a champion leaving, interest in expanding."""
+    rnd = feed.rnd
     for _ in range(rnd.randint(0, 3)):
-        add(
+        feed.add(
             SignalType.support_ticket,
             rnd.randint(0, days - 1),
             {"priority": rnd.choice(["low", "normal", "normal", "high"])},
         )
     if archetype == "support_storm":
         for _ in range(rnd.randint(3, 6)):
-            add(
+            feed.add(
                 SignalType.support_ticket,
                 rnd.randint(0, 25),
                 {"priority": rnd.choice(["urgent", "high", "normal"])},
             )
         for _ in range(rnd.randint(1, 3)):
-            add(SignalType.support_escalation, rnd.randint(0, 25), {"reason": "outage"})
+            feed.add(SignalType.support_escalation, rnd.randint(0, 25), {"reason": "outage"})
     if archetype == "champion_left":
-        add(
+        feed.add(
             SignalType.stakeholder_change,
             rnd.randint(5, 80),
             {"role": "champion", "change": "left", "person": "champion"},
         )
     if archetype == "expansion":
         for _ in range(rnd.randint(1, 2)):
-            add(SignalType.expansion_interest, rnd.randint(0, 80), {"source": "sales"})
-    return out
+            feed.add(SignalType.expansion_interest, rnd.randint(0, 80), {"source": "sales"})
 
 
 def _raw(

@@ -25,53 +25,18 @@ from typing import Annotated, Any
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     ValidationError,
-    WithJsonSchema,
     model_validator,
 )
 
+from csautomation.config import Interval, YamlSyntaxError, load_file, validation_problems
 from csautomation.errors import ConfigFileError, Problem
 from csautomation.rules.spec import Cron
-from csautomation.yamlsource import YamlSyntaxError, load_file, validation_problems
 
 DEFAULT_PATH = Path("schedules.yaml")
 
-_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_interval(value: object) -> timedelta:
-    if isinstance(value, timedelta):
-        return value
-    m = _DURATION.match(value) if isinstance(value, str) else None
-    if m is None or int(m.group(1)) == 0:
-        hint = (
-            f"; add a unit, e.g. {value}m"
-            if isinstance(value, int) and not isinstance(value, bool)
-            else ""
-        )
-        raise ValueError(f"expected a duration such as 30s, 15m, 1h or 1d, found {value!r}{hint}")
-    return timedelta(seconds=int(m.group(1)) * _SECONDS[m.group(2)])
-
-
-def format_interval(value: timedelta) -> str:
-    seconds = int(value.total_seconds())
-    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
-Interval = Annotated[
-    timedelta,
-    BeforeValidator(parse_interval),
-    PlainSerializer(format_interval, return_type=str),
-    WithJsonSchema({"type": "string", "pattern": r"^\d+\s*(s|m|h|d|w)$"}),
-]
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 

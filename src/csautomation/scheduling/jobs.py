@@ -33,11 +33,12 @@ from typing import Any
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from csautomation.config import format_duration as format_interval
 from csautomation.errors import CsAutomationError
 from csautomation.rules.loader import RuleSet
 from csautomation.rules.runtime import SCHEDULE, RuleRuntime, triggered
 from csautomation.scheduling import runs
-from csautomation.scheduling.config import Schedules, format_interval
+from csautomation.scheduling.config import Schedules
 from csautomation.scheduling.leader import Lease
 from csautomation.scheduling.sweep import sweep
 from csautomation.store.facts import FactsReader

@@ -22,11 +22,12 @@ import numpy as np
 from sqlalchemy import select
 
 from csautomation.errors import ConfigError
+from csautomation.facts.derived import DerivedFact
 from csautomation.facts.model import Account
 from csautomation.pipeline import BatchCooldowns
 from csautomation.rules.batch import BatchEvaluator, Columns
 from csautomation.rules.explain import explain
-from csautomation.rules.ir import CompiledRule, DerivedFact
+from csautomation.rules.ir import CompiledRule
 from csautomation.rules.runtime import SCHEDULE, Match, RuleRuntime, triggered
 from csautomation.store.engine import table
 from csautomation.store.facts import FactsReader

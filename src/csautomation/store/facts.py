@@ -24,9 +24,9 @@ from sqlalchemy import select
 
 from csautomation.facts.derive import derive
 from csautomation.facts.derive_many import derive_records
+from csautomation.facts.derived import DerivedFact
 from csautomation.facts.health import HealthModel
 from csautomation.facts.model import Account, Signal, SignalType
-from csautomation.rules.ir import DerivedFact
 from csautomation.store.engine import aware
 from csautomation.store.repo import Store
 from csautomation.store.tables import SignalRow

@@ -1,10 +1,10 @@
-"""yamlsource: a scalar YAML reads as a date but is not one is a located problem."""
+"""config.source: a scalar YAML reads as a date but is not one is a located problem."""
 
 from __future__ import annotations
 
 import pytest
 
-from csautomation.yamlsource import YamlSyntaxError, load_text
+from csautomation.config import YamlSyntaxError, load_text
 
 
 def test_an_impossible_date_is_a_located_problem_not_a_traceback() -> None:

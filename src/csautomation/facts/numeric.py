@@ -1,0 +1,59 @@
+"""Array helpers that derive (one account) and derive_many (a grid of accounts) share, so
+that both compute a fact with the very same floating-point operations."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import numpy.typing as npt
+
+from csautomation.facts.health import COMPONENTS, HealthModel
+
+F = npt.NDArray[np.float64]
+I = npt.NDArray[np.intp]  # noqa: E741
+B = npt.NDArray[np.bool_]
+NAN = float("nan")
+
+
+def pct_change(now: F, before: F) -> F:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(before > 0, (now - before) / before * 100.0, NAN)
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """np.nanmax warns on all-NaN windows; those are simply missing facts."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
+def health_scores(out: dict[str, F], model: HealthModel, n: int) -> tuple[F, dict[str, F]]:
+    """The health score and its components (rounded to 2 decimals), elementwise over the
+    metrics in `out`, each array of length `n`."""
+    parts: dict[str, F] = {}
+    total, weight_sum = np.zeros(n), np.zeros(n)
+    weights = model.weights.model_dump()
+    for comp in COMPONENTS:
+        acc, wsum = np.zeros(n), np.zeros(n)
+        for m in model.components.get(comp, []):
+            values = out.get(m.metric)
+            if values is None:
+                continue
+            scaled = np.clip((values - m.bad) / (m.good - m.bad), 0.0, 1.0) * 100.0
+            present = ~np.isnan(scaled)
+            acc += np.where(present, scaled * m.weight, 0.0)
+            wsum += np.where(present, m.weight, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            comp_score = np.where(wsum > 0, acc / wsum, NAN)
+        parts[f"health.{comp}"] = comp_score
+        present = ~np.isnan(comp_score)
+        total += np.where(present, comp_score * weights[comp], 0.0)
+        weight_sum += np.where(present, weights[comp], 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        score = np.where(weight_sum > 0, total / weight_sum, NAN)
+    rounded = {k: np.round(v, 2).astype(np.float64) for k, v in parts.items()}
+    return np.round(score, 2).astype(np.float64), rounded
