@@ -170,3 +170,30 @@ def test_modules_and_functions_stay_small(name: str) -> None:
         and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
     ]
     assert not long, f"{path.relative_to(SRC)}: " + ", ".join(long)
+
+
+def test_every_exception_is_in_the_drawn_tree() -> None:
+    """Every exception class defined in src/ derives from CsAutomationError and is drawn in
+    errors.py's docstring; the one exception to that is named there too."""
+    import importlib
+    import inspect
+
+    from csautomation import errors
+
+    outside = {"_Terminated"}  # cli.common: a requested stop, not an error
+    found: list[str] = []
+    for name in MODULES:
+        if ".migrations" in name:  # Alembic's env.py runs only under Alembic
+            continue
+        module = importlib.import_module(name)
+        for cls_name, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ != name or not issubclass(cls, BaseException):
+                continue
+            if cls_name in outside:
+                assert cls_name in (errors.__doc__ or "")
+                continue
+            if not issubclass(cls, errors.CsAutomationError):
+                found.append(f"{name}.{cls_name} is not a CsAutomationError")
+            elif cls_name not in (errors.__doc__ or ""):
+                found.append(f"{name}.{cls_name} is not drawn in errors.py")
+    assert not found, "\n".join(found)

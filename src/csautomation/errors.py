@@ -3,19 +3,19 @@
     CsAutomationError
      ├── ConfigError            a configuration file or value cannot be used
      │    ├── ConfigFileError   ... with one or more located problems (file:line:column)
-     │    │    └── YamlSyntaxError (*)    a file is not YAML            [yamlsource]
-     │    ├── TemplateProblem (*)     a Jinja template fails (also ValueError)
+     │    │    └── YamlSyntaxError   a file is not YAML              [config.source]
+     │    ├── TemplateProblem     a Jinja template fails (also ValueError)
      │    │                                                      [playbooks.templates]
      │    ├── UnknownConnectorError   a step names a connector that is not configured,
      │    │                           or one without the capability (also LookupError)
      │    │                                                      [connectors.registry]
-     │    ├── UnknownPlaybookError (*)  a rule starts a playbook that is not loaded
-     │    │                           (also LookupError)         [dispatcher]
+     │    ├── UnknownPlaybookError  a rule starts a playbook that is not loaded
+     │    │                           (also LookupError)         [pipeline.dispatch]
      │    └── SweepError            a sweep names an unknown, disabled or unscheduled rule
      │                                                            [scheduling.sweep]
      ├── RuleError              a rule cannot be compiled or evaluated
      │    ├── RuleEngineError   durable_rules refused a ruleset or a fact
-     │    └── CompactSyntaxError (*)  a one-line condition does not parse (also
+     │    └── CompactSyntaxError  a one-line condition does not parse (also
      │                                ValueError, for pydantic)  [rules.compact]
      ├── ConnectorError         a vendor call failed (connector, operation, retryable, ...)
      │    ├── ConnectorValidationError  the vendor refused the request (4xx): never retried
@@ -29,17 +29,16 @@
      ├── ServiceUnavailableError  Temporal (or another service we need) does not answer
      ├── SchemaError            the database schema is not the code's   [store.migrate]
      ├── NoSchedulerError       a job ran where no scheduler leads      [scheduling.jobs]
-     ├── SourceAuthError (*)    an ingest request proves no source (401)  [ingest.sources]
+     ├── SourceAuthError        an ingest request proves no source (401)  [ingest.sources]
      ├── HistoryFileError       a workflow history file cannot be read  [audit.replay]
      ├── DecisionError          a firing to replay is not in the store  [audit.decisions]
      └── ReviewError            what the review API refuses, with its HTTP status [api.errors]
           ├── InputError, NotSignedInError, NotAllowedError
           ├── EscalationNotFoundError, EscalationClosedError
-          └── QuarantineNotFoundError                                  [ingest.routes]
+          └── QuarantineNotFoundError                                  [api.quarantine]
 
-(*) its module is another part's of issue 17: until the merge gives it this base it
-derives from Exception (or ValueError, LookupError) alone. Not in the tree on purpose: the CLI's
-private `_Terminated` (runtime.commands), a SIGTERM unwinding the main task, not an error.
+Not in the tree on purpose: the CLI's private `_Terminated` (cli.common), a SIGTERM
+unwinding the main task, not an error.
 
 Every located problem is a `Problem`: file, line, column, the field path inside the
 document, and a message written for a CS ops person ("expected a number, found 'forty'").

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, Tag, ValidationError
 
-from csautomation.errors import Problem
+from csautomation.errors import ConfigFileError, Problem
 
 PathKey = tuple[str | int, ...]
 
@@ -43,10 +43,12 @@ class Document:
         return Problem(self.file, line, column, format_path(path), message)
 
 
-class YamlSyntaxError(Exception):
+class YamlSyntaxError(ConfigFileError):
+    """A file that is not YAML: one located problem."""
+
     def __init__(self, problem: Problem) -> None:
         self.problem = problem
-        super().__init__(str(problem))
+        super().__init__([problem])
 
 
 def format_path(path: Iterable[str | int]) -> str:

@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from csautomation import logs
 from csautomation.config import Duration, YamlSyntaxError, load_file, validation_problems
 from csautomation.connectors.webhook import verify_signature
-from csautomation.errors import ConfigFileError, Problem
+from csautomation.errors import ConfigFileError, CsAutomationError, Problem
 from csautomation.facts.model import SignalType
 
 SOURCE_HEADER = "x-csauto-source"
@@ -76,7 +76,7 @@ class Caller:
         return not self.spec.types or kind in self.spec.types
 
 
-class SourceAuthError(Exception):
+class SourceAuthError(CsAutomationError):
     """401: the request did not prove a source. The message never holds a secret."""
 
 

@@ -12,13 +12,15 @@ from typing import Any
 from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
+from csautomation.errors import ConfigError
+
 _ENV = SandboxedEnvironment(
     undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False
 )
 
 
-class TemplateProblem(ValueError):
-    pass
+class TemplateProblem(ConfigError, ValueError):
+    """A template that does not parse or render (a ValueError, for pydantic validators)."""
 
 
 def check(source: str) -> str:

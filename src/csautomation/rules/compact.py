@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from csautomation.errors import RuleError
+
 _TOKEN = re.compile(
     r"""\s*(?:
         (?P<number>-?\d+(?:\.\d+)?(?![\w.]))
@@ -27,8 +29,8 @@ SYMBOLS = {"<": "lt", "<=": "lte", ">": "gt", ">=": "gte", "==": "eq", "!=": "ne
 _OPERATORS = "< <= > >= == != in, not in, between, contains, exists"
 
 
-class CompactSyntaxError(ValueError):
-    pass
+class CompactSyntaxError(RuleError, ValueError):
+    """A one-line condition that does not parse (a ValueError, for pydantic validators)."""
 
 
 def _tokens(text: str) -> list[tuple[str, str, int]]:
