@@ -31,6 +31,7 @@ from csautomation.connectors.local import LocalCrm
 from csautomation.connectors.receipts import keep_receipt, receipt_for
 from csautomation.connectors.registry import Connectors, UnknownConnectorError
 from csautomation.errors import ConnectorError
+from csautomation.facts.catalog import FACTS
 from csautomation.facts.health import HealthModel
 from csautomation.facts.model import Account
 from csautomation.playbooks.templates import TemplateProblem, render
@@ -109,7 +110,10 @@ class PlaybookActivities:
             raise ApplicationError(str(exc), non_retryable=True, type="TemplateError") from exc
 
     def _context(self, account: Account, extra: dict[str, Any]) -> dict[str, Any]:
-        return {"account": account.model_dump(mode="json"), "facts": self._facts(account), **extra}
+        # every fact of the catalog is there, None (shown "not known") when it has no value
+        # for this account; a misspelt name still fails the template
+        facts = dict.fromkeys(FACTS, None) | self._facts(account)
+        return {"account": account.model_dump(mode="json"), "facts": facts, **extra}
 
     @staticmethod
     def _result(receipt: Receipt) -> ActionResult:
@@ -125,12 +129,14 @@ class PlaybookActivities:
     def create_task(self, inp: TaskInput) -> ActionResult:
         account = self.account(inp.account_id)
         context = self._context(account, inp.context)
+        wanted = account.owner if inp.assignee == "owner" else account.manager
         request = TaskRequest(
             idempotency_key=inp.idempotency_key,
             workflow_id=inp.workflow_id,
             step_id=inp.step_id,
             account=account,
-            assignee=account.owner if inp.assignee == "owner" else account.manager,
+            # an account with no owner yet: its manager, else the connector's default
+            assignee=wanted or account.manager or account.owner or "",
             subject=self._render(inp.subject, context),
             description=self._render(inp.description, context),
             due_at=inp.due_at,

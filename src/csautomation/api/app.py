@@ -28,7 +28,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from csautomation import metrics
-from csautomation.api import api_routes, docs, health, pages, quarantine
+from csautomation.api import accounts, api_routes, docs, health, pages, quarantine
 from csautomation.api import intake as intake_routes
 from csautomation.api.actions import EscalationActions
 from csautomation.api.auth import Authenticator
@@ -127,6 +127,7 @@ def create_app(
     intake = Intake(store, SignalWriter(store, on_stored))
     app.state.intake = intake
     app.include_router(intake_routes.router(intake, sources or Sources({})))
+    app.include_router(accounts.router(store, sources or Sources({})))
     app.include_router(quarantine.router(intake, authn))
     app.include_router(api_routes.router(review, authn))
     app.include_router(docs.router(app, templates))

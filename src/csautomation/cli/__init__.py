@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from csautomation.cli import (
+    accounts,
     audit,
     connectors,
     db,
@@ -21,6 +22,7 @@ from csautomation.cli import (
     rules,
     sample,
     scheduler,
+    schema,
     signals,
     tasks,
 )
@@ -60,6 +62,8 @@ for name, group in (
     ("quarantine", quarantine.app),
     ("db", db.app),
     ("history", audit.history_app),
+    ("accounts", accounts.app),
+    ("schema", schema.app),
 ):
     app.add_typer(group, name=name)
 rules.app.command("replay")(audit.rules_replay)

@@ -155,8 +155,8 @@ def probing(settings: Settings, port: int | None) -> Iterator[ProbeServer | None
 
 
 def write_schema(model: Any, title: str, output: Path | None) -> None:
-    """Print (or write to `output`) the JSON Schema of a pydantic model, for editors."""
-    schema = model.model_json_schema(by_alias=True)
+    """Print (or write to `output`) a JSON Schema: a pydantic model's, or one given whole."""
+    schema = model if isinstance(model, dict) else model.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = title
     text = json.dumps(schema, indent=2) + "\n"

@@ -175,7 +175,8 @@ def _when(moment: datetime, timezone: str | None) -> str:
 def _print_plan(result: EscalationPlan, account: Account, source: str) -> None:
     out.print(
         f"[bold]{result.severity}[/bold] escalation for {account.id} ({account.name}; "
-        f"{account.tier}, ARR {account.arr:,.0f}, {account.region}, owner {account.owner}) "
+        f"{account.tier}, ARR {_arr(account)}, {account.region}, "
+        f"owner {account.owner or 'none yet'}) "
         f"from {source}",
         soft_wrap=True,
     )
@@ -328,3 +329,7 @@ def snooze(
     """Hold the timers; when it wakes, the current level is reached again."""
     until = datetime.now(UTC) + timedelta(hours=hours)
     _act(address, workflow_id, "snooze", EscalationAction(by=by, until=until, note=note))
+
+
+def _arr(account: Account) -> str:
+    return "not known" if account.arr is None else f"{account.arr:,.0f}"

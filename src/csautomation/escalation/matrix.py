@@ -135,8 +135,9 @@ class Match(Strict):
     def matches(self, account: Account) -> bool:
         return (
             (self.tier is None or account.tier in self.tier)
-            and (self.arr_min is None or account.arr >= self.arr_min)
-            and (self.arr_max is None or account.arr < self.arr_max)
+            # an account whose ARR is not known yet counts as 0 (the smallest band)
+            and (self.arr_min is None or (account.arr or 0.0) >= self.arr_min)
+            and (self.arr_max is None or (account.arr or 0.0) < self.arr_max)
             and (self.segment is None or account.segment in self.segment)
             and (self.region is None or account.region in self.region)
             and (self.tenant is None or account.tenant in self.tenant)

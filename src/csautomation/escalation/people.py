@@ -82,7 +82,9 @@ class People(Strict):
                     raise ValueError(f"team {tid}: '{who}' is not in people")
         return self
 
-    def get(self, person_id: str) -> Person | None:
+    def get(self, person_id: str | None) -> Person | None:
+        if not person_id:
+            return None
         return next((p for p in self.people if p.id == person_id), None)
 
 

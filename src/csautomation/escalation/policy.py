@@ -117,9 +117,7 @@ class _Resolver:
         name = _ROLE_NAMES[role]
         if role == "owner":
             if self.owner is None:
-                notes.append(
-                    f"owner: the account's owner '{self.account.owner}' is not in people.yaml"
-                )
+                notes.append(f"owner: {self.unknown_owner()}")
                 return []
             return [_recipient(self.owner, name)]
         if role == "manager":
@@ -146,19 +144,27 @@ class _Resolver:
             why = (
                 f"{self.owner.id} has no manager in people.yaml"
                 if self.owner is not None
-                else f"the account's owner '{self.account.owner}' is not in people.yaml"
+                else self.unknown_owner()
             )
             notes.append(f"manager: {why}; the account's manager in the CRM ({crm.id}) is used")
             return [_recipient(crm, "manager")]
-        who = self.owner.id if self.owner is not None else f"'{self.account.owner}'"
-        notes.append(f"manager: {who} has no manager in people.yaml")
+        if self.owner is None:
+            notes.append(f"manager: {self.unknown_owner()}, and no manager is known")
+        else:
+            notes.append(f"manager: {self.owner.id} has no manager in people.yaml")
         return []
+
+    def unknown_owner(self) -> str:
+        if not self.account.owner:
+            return "the account has no owner yet"
+        return f"the account's owner '{self.account.owner}' is not in people.yaml"
 
     def owner_fallback(self) -> Recipient:
         if self.owner is not None:
             return _recipient(self.owner, "csm")
         # not in the directory: the id is still the CRM's, so a task can be assigned
-        return Recipient(person_id=self.account.owner, name=self.account.owner, role="csm")
+        owner = self.account.owner or ""
+        return Recipient(person_id=owner, name=owner or "unassigned (no owner yet)", role="csm")
 
 
 def _recipient(person: Person, role: str) -> Recipient:

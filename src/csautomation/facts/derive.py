@@ -24,7 +24,7 @@ from csautomation.facts.catalog import FACTS, FactType
 from csautomation.facts.derived import DerivedFact, SignalsFact, WindowFact, norm
 from csautomation.facts.health import HealthModel
 from csautomation.facts.model import Account, Signal, SignalType
-from csautomation.facts.numeric import NAN, F, health_scores, pct_change, quiet
+from csautomation.facts.numeric import NAN, F, days_between, health_scores, pct_change, quiet
 
 MAX_LOOKBACK = 400  # days of history kept per account: 90-day trends of 90-day windows, + slack
 USAGE_MATERIAL_DROP = 0.5  # a usage anomaly also loses half the usual week's logins
@@ -266,14 +266,14 @@ def _contract_facts(out: dict[str, F], account: Account, d: _Daily, first: date,
     """The account and contract facts into `out`; returns the seats, day by day."""
     day_index = np.arange(n, dtype=np.float64)
     renewal_f = _ffill(d.renewal)
-    renewal_f = np.where(np.isnan(renewal_f), (account.renewal_date - first).days, renewal_f)
+    renewal_f = np.where(np.isnan(renewal_f), days_between(first, account.renewal_date), renewal_f)
     seats_f = _ffill(d.seats)
     seats_f = np.where(np.isnan(seats_f), account.seats, seats_f)
     arr_f = _ffill(d.arr)
-    arr_f = np.where(np.isnan(arr_f), account.arr, arr_f)
+    arr_f = np.where(np.isnan(arr_f), NAN if account.arr is None else account.arr, arr_f)
     out["account.arr"] = arr_f
     out["account.seats"] = seats_f
-    out["account.tenure_days"] = day_index + (first - account.customer_since).days
+    out["account.tenure_days"] = day_index - days_between(first, account.customer_since)
     out["contract.arr"] = arr_f
     out["contract.days_to_renewal"] = renewal_f - day_index
     return seats_f

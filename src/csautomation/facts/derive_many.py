@@ -53,7 +53,7 @@ from csautomation.facts.derived import DECIMALS, DerivedFact, SignalsFact, Windo
 from csautomation.facts.grid import Daily, gather
 from csautomation.facts.health import HealthModel
 from csautomation.facts.model import Account, Signal
-from csautomation.facts.numeric import NAN, B, F, I, health_scores, pct_change, quiet
+from csautomation.facts.numeric import NAN, B, F, I, days_between, health_scores, pct_change, quiet
 
 Item = tuple[Account, Sequence[Signal], date]
 
@@ -169,15 +169,17 @@ def _contract_facts(out: _Facts, accounts: list[Account], as_of: date, d: Daily)
         return np.fromiter(values, dtype=np.float64, count=m)
 
     renewal_f = ffill(d.renewal)
-    renewal = per_account((a.renewal_date - as_of).days for a in accounts)
+    renewal = per_account(days_between(as_of, a.renewal_date) for a in accounts)
     renewal_f = np.where(np.isnan(renewal_f), renewal, renewal_f)
     seats_f = ffill(d.seats)
     seats_f = np.where(np.isnan(seats_f), per_account(a.seats for a in accounts), seats_f)
     arr_f = ffill(d.arr)
-    arr_f = np.where(np.isnan(arr_f), per_account(a.arr for a in accounts), arr_f)
+    arr_f = np.where(
+        np.isnan(arr_f), per_account(NAN if a.arr is None else a.arr for a in accounts), arr_f
+    )
     out["account.arr"] = arr_f
     out["account.seats"] = seats_f
-    tenure = per_account((as_of - a.customer_since).days for a in accounts)
+    tenure = per_account(-days_between(as_of, a.customer_since) for a in accounts)
     out["account.tenure_days"] = tenure - to_end
     out["contract.arr"] = arr_f
     out["contract.days_to_renewal"] = renewal_f + to_end

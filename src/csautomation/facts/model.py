@@ -17,22 +17,28 @@ class Tier(StrEnum):
 
 
 class Account(BaseModel):
-    """An account as the CRM knows it. Facts about its health are derived, never stored here."""
+    """An account as the CRM knows it. Facts about its health are derived, never stored here.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Only `id`, `name` and `tier` are required: an account that has no renewal date, ARR,
+    owner or start date yet is still an account, and the facts those fields feed are
+    simply missing (the health model leaves missing metrics out)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=500)
     tier: Tier
-    segment: str = "general"
-    region: str = "emea"
-    arr: float = Field(ge=0)
-    seats: int = Field(default=10, ge=1)
-    owner: str = Field(description="the owning CSM's user id")
-    manager: str = Field(description="the owning CSM's manager's user id")
-    renewal_date: date
-    customer_since: date
-    tenant: str = "default"
+    segment: str = Field(default="general", max_length=128)
+    region: str = Field(default="emea", max_length=128)
+    arr: float | None = Field(default=None, ge=0, le=1e15, description="annual recurring revenue")
+    seats: int = Field(default=10, ge=1, le=10_000_000)
+    owner: str | None = Field(default=None, max_length=128, description="the owning CSM's user id")
+    manager: str | None = Field(
+        default=None, max_length=128, description="the owning CSM's manager's user id"
+    )
+    renewal_date: date | None = None
+    customer_since: date | None = None
+    tenant: str = Field(default="default", max_length=128)
     tags: tuple[str, ...] = ()
     crm_ids: dict[str, str] = Field(
         default_factory=dict, description="the account's id per connector, e.g. salesforce: 001..."

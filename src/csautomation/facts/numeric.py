@@ -6,6 +6,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 
 import numpy as np
 import numpy.typing as npt
@@ -57,3 +58,9 @@ def health_scores(out: dict[str, F], model: HealthModel, n: int) -> tuple[F, dic
         score = np.where(weight_sum > 0, total / weight_sum, NAN)
     rounded = {k: np.round(v, 2).astype(np.float64) for k, v in parts.items()}
     return np.round(score, 2).astype(np.float64), rounded
+
+
+def days_between(start: date, end: date | None) -> float:
+    """Days from `start` to `end`; NaN when `end` is not known (an account's missing
+    renewal or start date): the facts it feeds are then missing."""
+    return NAN if end is None else float((end - start).days)

@@ -1,7 +1,9 @@
 """Sandboxed Jinja2 templates for task subjects, descriptions and notifications.
 
 Templates are data: they render in Jinja2's SandboxedEnvironment with StrictUndefined, so a
-template cannot reach Python internals and a misspelt variable is an error, not a blank.
+template cannot reach Python internals and a misspelt variable is an error, not a blank. A
+value that is known to be missing (an account with no owner yet, a fact with no data) reads
+"not known", never "None".
 """
 
 from __future__ import annotations
@@ -14,8 +16,15 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from csautomation.errors import ConfigError
 
+MISSING = "not known"
+
+
+def _shown(value: Any) -> Any:
+    return MISSING if value is None else value
+
+
 _ENV = SandboxedEnvironment(
-    undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False
+    undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False, finalize=_shown
 )
 
 

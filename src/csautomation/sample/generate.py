@@ -162,7 +162,7 @@ def _usage(feed: _Feed, archetype: str, days: int, cliff: tuple[int, float] | No
     feed.add(
         SignalType.contract_update,
         days - 1,
-        {"renewal_date": a.renewal_date.isoformat(), "arr": a.arr, "seats": a.seats},
+        {"renewal_date": str(a.renewal_date), "arr": a.arr, "seats": a.seats},
     )
     for back in range(days - 1, -1, -1):
         level = use

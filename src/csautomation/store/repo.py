@@ -62,6 +62,13 @@ class Store:
             s.commit()
         return n
 
+    def list_accounts(self, limit: int = 1000, after: str = "") -> list[Account]:
+        """Accounts in id order, `limit` of them from the first id after `after`."""
+        t = table(AccountRow)
+        q = select(t.c.data).where(t.c.id > after).order_by(t.c.id).limit(limit)
+        with self.engine.connect() as conn:
+            return [Account.model_validate(d) for d in conn.execute(q).scalars()]
+
     def account(self, account_id: str) -> Account | None:
         t = table(AccountRow)
         with self.engine.connect() as conn:

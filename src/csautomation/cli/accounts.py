@@ -1,0 +1,99 @@
+"""`csauto accounts`: your own accounts in (a CSV or JSONL file), listed and shown."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from csautomation.cli.common import DbOpt, err, open_store, out
+from csautomation.errors import CsAutomationError
+
+app = typer.Typer(help="Accounts: import your own, list and show them.", no_args_is_help=True)
+
+
+@app.command("import")
+def accounts_import(
+    file: Annotated[Path, typer.Argument(help="a .csv or .jsonl file of accounts")],
+    format_: Annotated[
+        str | None, typer.Option("--format", help="csv or jsonl (default: from the suffix)")
+    ] = None,
+    show: Annotated[int, typer.Option("--show", help="rejected rows to list")] = 20,
+    database_url: DbOpt = None,
+) -> None:
+    """Import accounts from a file (docs/data.md): each row validated and upserted by its
+    id (importing the same file again changes nothing); signals held for an account not
+    known until now are released to evaluation. Exit code 1 when a row was rejected."""
+    from csautomation.ingest.accounts import import_accounts
+    from csautomation.ingest.batch import detect_format
+
+    if not file.is_file():
+        raise CsAutomationError(f"{file}: no such file")
+    try:
+        fmt = detect_format(file, format_)
+    except ValueError as exc:
+        raise CsAutomationError(str(exc)) from exc
+    store = open_store(database_url)
+    with file.open("rb") as handle:
+        lines = sum(1 for _ in handle)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err
+    ) as bar:
+        task = bar.add_task(f"importing {file.name}", total=lines)
+        report = import_accounts(
+            store, file, fmt, progress=lambda line: bar.update(task, completed=line)
+        )
+    out.print(
+        f"{report.file}: {report.rows} rows, {report.accepted} accepted ({report.created} new, "
+        f"{report.updated} updated, {report.unchanged} unchanged), "
+        f"{report.rejected_rows} rejected; {report.released} held signal(s) released",
+        soft_wrap=True,
+        markup=False,
+    )
+    for problem in report.rejected[:show]:
+        out.print(f"  {problem}", soft_wrap=True, markup=False)
+    if len(report.rejected) > show:
+        out.print(f"  ... and {len(report.rejected) - show} more (--show N)")
+    if report.rejected:
+        raise typer.Exit(1)
+
+
+@app.command("list")
+def accounts_list(
+    limit: Annotated[int, typer.Option("--limit", min=1, help="at most this many")] = 200,
+    after: Annotated[str, typer.Option("--after", help="ids after this one (paging)")] = "",
+    database_url: DbOpt = None,
+) -> None:
+    """Accounts in the store, in id order."""
+    accounts = open_store(database_url).list_accounts(limit, after)
+    table = Table()
+    for column in ("id", "name", "tier", "owner", "ARR", "renewal"):
+        table.add_column(column)
+    for a in accounts:
+        table.add_row(
+            a.id,
+            a.name,
+            a.tier.value,
+            a.owner or "-",
+            "-" if a.arr is None else f"{a.arr:,.0f}",
+            str(a.renewal_date or "-"),
+        )
+    out.print(table)
+    out.print(
+        f"{len(accounts)} account(s)"
+        + (f"; next page: --after {accounts[-1].id}" if len(accounts) == limit else "")
+    )
+
+
+@app.command("show")
+def accounts_show(account_id: str, database_url: DbOpt = None) -> None:
+    """One account, whole, as stored (JSON)."""
+    account = open_store(database_url).account(account_id)
+    if account is None:
+        raise CsAutomationError(f"no account '{account_id}'")
+    sys.stdout.write(json.dumps(account.model_dump(mode="json"), indent=2) + "\n")
