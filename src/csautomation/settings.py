@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     schedules_path: Path = Path("schedules.yaml")
     # where the review page is reached, for the links in escalation notifications
     review_url: str = "http://127.0.0.1:8000"
+    # `csauto dev`: the review page's port on 127.0.0.1
+    dev_port: int = 8000
     health_model_path: Path | None = None
     # run workflow code in Temporal's sandbox in production workers too (slower; the tests
     # and replays always do)

@@ -168,7 +168,10 @@ def pipeline(
 def dev(
     data_dir: DataDirOpt = None,
     load_sample: Annotated[bool, typer.Option("--load-sample")] = False,
-    port: Annotated[int, typer.Option(help="the review page's port on 127.0.0.1")] = 8000,
+    port: Annotated[
+        int | None,
+        typer.Option(help="the review page's port on 127.0.0.1 (default: CSAUTO_DEV_PORT, 8000)"),
+    ] = None,
 ) -> None:
     """Everything in one process: the bundled Temporal dev server (SQLite in the data
     folder), a worker for every queue, the signal pipeline, the scheduler (schedules.yaml:
@@ -179,6 +182,7 @@ def dev(
     settings = bootstrap.settings(data_dir=data_dir)
     config = bootstrap.load_configuration(settings)
     schedules = bootstrap.load_schedules(settings)
+    port = settings.dev_port if port is None else port
 
     async def main() -> None:
         store = bootstrap.open_store(settings)
