@@ -118,7 +118,7 @@ def _field_rows(model: type[BaseModel], extra: dict[str, str] | None = None) -> 
     for name, spec in schema.get("properties", {}).items():
         default = spec.get("default")
         shown = "" if name in required or default is None else f"`{json.dumps(default)}`"
-        meaning = spec.get("description", "") or (extra or {}).get(name, "")
+        meaning = (extra or {}).get(name) or spec.get("description", "")
         rows.append(
             f"| `{name}` | {_type_of(spec)} | {'yes' if name in required else 'no'} | "
             f"{_rules(spec)} | {shown} | {meaning} |"
@@ -133,6 +133,8 @@ ACCOUNT_NOTES = {
     "segment": "free text; rules and the escalation matrix can route on it",
     "region": "free text; the escalation matrix routes on it",
     "seats": "licensed seats (seat utilisation is usage over seats)",
+    "arr": "annual recurring revenue; missing: counted as 0 by the escalation matrix's bands",
+    "owner": "the owning CSM's id (people.yaml); missing: tasks go to the manager",
     "tenant": "for a deployment that serves several customer bases",
     "renewal_date": "the next renewal; missing: the renewal facts are missing",
     "customer_since": "the contract start; missing: tenure is missing",
