@@ -53,6 +53,31 @@ MEANING: dict[SignalType, tuple[str, dict[str, Any]]] = {
 }
 
 
+# each payload field's meaning and unit
+FIELD_NOTES: dict[str, str] = {
+    "logins": "logins that day (count)",
+    "active_users": "distinct users active that day (count)",
+    "feature_events": "feature events that day (count)",
+    "status": "what became of the meeting",
+    "kind": "free text, e.g. check_in, qbr",
+    "score": "the answer, 0 (detractor) to 10 (promoter)",
+    "priority": "the ticket's priority",
+    "subject": "free text",
+    "reason": "free text",
+    "goals_met_pct": "share of the agreed goals met (percent)",
+    "role": "whose change",
+    "change": "left or joined",
+    "person": "their name (free text)",
+    "probability": "probability of churn (0 to 1)",
+    "model": "which model predicted it (free text)",
+    "renewal_date": "the new renewal date",
+    "arr": "the new annual recurring revenue (currency units a year)",
+    "seats": "the new number of licensed seats",
+    "source": "who saw the interest, e.g. sales, support",
+    "product": "what they asked about (free text)",
+}
+
+
 def signal_schema() -> dict[str, Any]:
     """A signal: the envelope, and its payload checked against its type's schema."""
     schema = Signal.model_json_schema(by_alias=True)
@@ -195,7 +220,7 @@ def data_reference() -> str:
     for kind, model in PAYLOADS.items():
         meaning, example = MEANING[kind]
         out += ["", f"### `{kind.value}`", "", meaning[0].upper() + meaning[1:] + ".", ""]
-        out += _field_rows(model)
+        out += _field_rows(model, FIELD_NOTES)
         signal = {
             "type": kind.value,
             "account_id": "ACME-001",
