@@ -242,3 +242,11 @@ def test_put_accounts_refuses_bad_bodies_without_a_5xx(
 
 def test_put_accounts_needs_a_source(http: httpx.Client) -> None:
     assert put(http, [{"id": "X", "name": "X", "tier": "smb"}], token="wrong").status_code == 401
+
+
+def test_every_payload_field_is_explained() -> None:
+    from csautomation.facts.model import PAYLOADS
+    from csautomation.facts.schema import FIELD_NOTES
+
+    fields = {name for model in PAYLOADS.values() for name in model.model_fields}
+    assert fields <= FIELD_NOTES.keys(), sorted(fields - FIELD_NOTES.keys())
