@@ -39,7 +39,7 @@ from csautomation.pipeline.dispatch import (
 )
 from csautomation.playbooks.spec import Playbook
 from csautomation.rules.runtime import RuleRuntime
-from csautomation.store.facts import FactsReader
+from csautomation.store.facts import REASON_LIMIT, FactsReader, failure_reason
 from csautomation.store.outbox import (
     PendingSignal,
     RunStart,
@@ -54,7 +54,6 @@ from csautomation.store.repo import Store
 from csautomation.store.tables import RuleFiringRow
 
 log = logging.getLogger(__name__)
-REASON_LIMIT = 500  # characters of an error message kept with a held signal
 BACKOFF_CAP = 60.0  # seconds between attempts of a pass that keeps failing, at most
 
 
@@ -167,7 +166,7 @@ class Pipeline:
                 self.runtime.evaluate_record(account.id, record, at, triggers, cooldowns=batch)
             except Exception as exc:  # pure rule code over this account's record: hold it
                 batch.forget(account.id)  # what it matched before failing does not fire
-                why = f"rules cannot be evaluated for account {account.id}: {reason(exc)}"
+                why = f"rules cannot be evaluated for account {account.id}: {failure_reason(exc)}"
                 log.error("%s; %d signal(s) quarantined", why, len(items))
                 failed.update((p.row_id, why) for p in items)
         return failed
@@ -181,7 +180,7 @@ class Pipeline:
         log.error(
             "facts cannot be computed for account %s: %s; %d signal(s) quarantined",
             account.id,
-            reason(exc),
+            failure_reason(exc),
             len(items),
             extra={"account_id": account.id},
         )
@@ -189,9 +188,9 @@ class Pipeline:
         for p in items:
             own = culprits.get(p.signal.idempotency_key)
             out[p.row_id] = (
-                f"facts cannot be computed from this signal: {reason(own)}"
+                f"facts cannot be computed from this signal: {failure_reason(own)}"
                 if own is not None
-                else f"facts cannot be computed for account {account.id}: {reason(exc)}"
+                else f"facts cannot be computed for account {account.id}: {failure_reason(exc)}"
             )
         return out
 
@@ -342,7 +341,7 @@ class Pipeline:
                     "pipeline pass failed (%d in a row); retrying in %.1f s: %s",
                     failures,
                     delay,
-                    reason(exc),
+                    failure_reason(exc),
                     exc_info=failures == 1,  # the traceback once, not on every retry
                 )
                 # the step's name says which: evaluate_pending_async, dispatch_pending
@@ -356,12 +355,6 @@ class Pipeline:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout=poll)
-
-
-def reason(exc: BaseException) -> str:
-    """An exception as one line for an operator: its type and message, no traceback."""
-    text = " ".join(str(exc).split()) or "(no message)"
-    return f"{type(exc).__name__}: {text[:REASON_LIMIT]}"
 
 
 def raw_signal(signal: Signal) -> str:

@@ -33,6 +33,7 @@ from csautomation.store.tables import SignalRow
 
 Version = tuple[int, int]  # (signal count, newest row id)
 BATCH_FROM = 4  # accounts from which one grid derives them faster than one by one
+REASON_LIMIT = 500  # characters of an exception's message shown or kept as a reason
 
 
 @dataclass(frozen=True)
@@ -203,6 +204,12 @@ def _derive(
     if len(items) < BATCH_FROM:
         return [derive(a, s, d, model, extra).record() for a, s, d in items]
     return derive_records(items, model, extra)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """An exception as one line for an operator: its type and message, no traceback."""
+    text = " ".join(str(exc).split()) or "(no message)"
+    return f"{type(exc).__name__}: {text[:REASON_LIMIT]}"
 
 
 def _derive_each(
