@@ -364,7 +364,7 @@ def raw_signal(signal: Signal) -> str:
     data: dict[str, Any] = {
         "type": kind,
         "account_id": signal.account_id,
-        "occurred_at": signal.occurred_at.isoformat(),
+        "occurred_at": signal.occurred_at.isoformat().replace("+00:00", "Z"),  # as pydantic
         "payload": signal.payload,
         "idempotency_key": signal.idempotency_key,
     }
