@@ -20,7 +20,12 @@ from csautomation.pipeline import Pipeline, SqlCooldowns
 from csautomation.pipeline.loop import backoff
 from csautomation.rules.runtime import RuleRuntime
 from csautomation.store.engine import table
-from csautomation.store.outbox import mark_all_evaluated, pending_signals, runs
+from csautomation.store.outbox import (
+    mark_all_evaluated,
+    pending_signals,
+    runs,
+    undispatched_firings,
+)
 from csautomation.store.quarantine import held
 from csautomation.store.repo import Store
 from csautomation.store.tables import SignalRow
@@ -228,4 +233,44 @@ def test_a_thousand_valid_signals_are_all_evaluated_among_every_poison_kind(
     assert {"poison-huge-int", "poison-year-1", "poison-nested", "poison-wrong-type"} <= set(items)
     assert all(m.startswith(("facts cannot", "the stored signal")) for m in items.values())
     assert p.counts.evaluated == 1000 + len(stored_poison) - len(items)
+    runtime.close()
+
+
+def test_an_account_whose_rules_fail_midway_is_held_and_fires_nothing(db_url: str) -> None:
+    """Its rules matched (and recorded a firing in the pass) before failing: that firing is
+    not committed, its signals are held, and the other accounts fire as usual."""
+    store = playbook_store(db_url)
+    mark_all_evaluated(store)
+    for account_id in ("ACME", "BETA"):
+        store.add_signal(
+            Signal(
+                type="usage_daily",
+                account_id=account_id,
+                occurred_at=datetime.combine(TODAY, time(18), tzinfo=UTC),
+                payload={"logins": 30, "active_users": 7},
+                idempotency_key=f"{account_id}-today",
+            )
+        )
+    runtime = RuleRuntime([ROOT / "rules"], load_health_model(), cooldowns=SqlCooldowns(store))
+    evaluate = runtime.evaluate_record
+
+    def failing_for_beta(account_id: str, *args: Any, **kwargs: Any) -> Any:
+        done = evaluate(account_id, *args, **kwargs)
+        if account_id == "BETA":
+            assert done.fired  # it did match, and the pass recorded it
+            raise RuntimeError("a rule's condition failed\non this record")
+        return done
+
+    runtime.evaluate_record = failing_for_beta  # type: ignore[method-assign]
+    p = Pipeline(store, runtime, PLAYBOOKS, client=None)
+    assert p.evaluate_pending() == 2
+    fired = {(f.account_id, f.rule_id) for f in undispatched_firings(store)}
+    assert ("ACME", "usage-decline") in fired
+    assert not any(a == "BETA" for a, _ in fired)
+    [item] = held(store, source="pipeline")
+    assert item.signal_key == "BETA-today"
+    assert item.errors[0]["message"] == (
+        "rules cannot be evaluated for account BETA: "
+        "RuntimeError: a rule's condition failed on this record"
+    )
     runtime.close()
