@@ -15,6 +15,7 @@ Two kinds of series:
       csauto_pipeline_signals_evaluated_total         pipeline
       csauto_pipeline_firings_dispatched_total        pipeline
       csauto_pipeline_pass_errors_total{step}         pipeline: failed passes (retried)
+      csauto_pipeline_signals_held_total{reason}      pipeline: signals held in quarantine
       csauto_connector_call_seconds{connector,operation}  worker: each guarded vendor request
       csauto_connector_errors_total{connector,kind}   worker: unavailable, rate_limited, auth,
                                                       not_found, validation, circuit_open,
@@ -92,6 +93,11 @@ PIPELINE_DISPATCHED = Counter(
 )
 PIPELINE_ERRORS = Counter(
     "csauto_pipeline_pass_errors", "Pipeline passes that failed (and are retried)", ["step"]
+)
+PIPELINE_HELD = Counter(
+    "csauto_pipeline_signals_held",
+    "Stored signals the pipeline could not evaluate, held in the quarantine",
+    ["reason"],
 )
 CONNECTOR_SECONDS = Histogram(
     "csauto_connector_call_seconds",

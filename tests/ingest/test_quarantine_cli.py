@@ -219,6 +219,57 @@ def test_a_held_signal_is_released_once_its_account_exists(
     assert row is not None and (row.status, row.result_key) == ("reprocessed", "early")
 
 
+def test_a_signal_that_stops_evaluation_is_held_and_re_driven_with_a_correction(
+    store: Store, env: dict[str, str]
+) -> None:
+    """Logins stored as a string (before numbers were typed, or by hand): the account's
+    facts cannot be computed, so its signals are held; the poison is corrected in place and
+    the account's other signal released, and both are then evaluated."""
+    poison = usage(logins="5", idempotency_key="poison")
+    with store.engine.begin() as conn:
+        conn.execute(
+            table(SignalRow)
+            .insert()
+            .values(
+                **{**poison, "occurred_at": datetime(2026, 3, 1), "received_at": datetime.now()}
+            )
+        )
+    assert store.add_signal(Signal.model_validate(usage(idempotency_key="later", logins=41)))
+    runtime = RuleRuntime([ROOT / "rules"], load_health_model(), cooldowns=SqlCooldowns(store))
+    pipeline = Pipeline(store, runtime, PLAYBOOKS, client=None)  # evaluating needs no Temporal
+    assert pipeline.evaluate_pending() == 2
+    listed = json.loads(csauto(env, "list", "--json", "--source", "pipeline").output)
+    items = {i["signal_key"]: i for i in listed["items"]}
+    assert set(items) == {"poison", "later"}
+    assert items["poison"]["errors"][0]["message"].startswith(
+        "facts cannot be computed from this signal: "
+    )
+    assert items["later"]["errors"][0]["message"].startswith(
+        "facts cannot be computed for account acme: "
+    )
+    assert json.loads(items["later"]["raw"])["account_id"] == "acme"
+    assert "facts cannot be computed" in csauto(env, "list").output
+    assert pipeline.evaluate_pending() == 0  # held: not evaluated again
+
+    qid = str(items["poison"]["id"])
+    other_key = csauto(env, "retry", qid, "--data", json.dumps(usage(idempotency_key="other")))
+    assert other_key.exit_code == 1 and "give that key or none" in other_key.output
+    fixed = csauto(env, "retry", qid, "--data", json.dumps(usage(logins=5)))
+    assert fixed.exit_code == 0, fixed.output
+    assert "replaced by the corrected signal" in fixed.output
+    t = table(SignalRow)
+    with store.engine.connect() as conn:
+        payloads = conn.execute(select(t.c.payload).where(t.c.idempotency_key == "poison")).all()
+    assert [p for (p,) in payloads] == [{"logins": 5, "active_users": 5}]  # one row, a number
+    assert csauto(env, "retry", str(items["later"]["id"])).exit_code == 0
+
+    assert pipeline.evaluate_pending() == 2  # both evaluated now, nothing held again
+    assert evaluated_at(store, "poison") is not None and evaluated_at(store, "later") is not None
+    still = json.loads(csauto(env, "list", "--json", "--source", "pipeline").output)
+    assert still["count"] == 0
+    pipeline.runtime.close()
+
+
 def test_discard_and_who_did_it(
     store: Store, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

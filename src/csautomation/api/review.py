@@ -7,6 +7,7 @@ Every refusal is a `ReviewError` whose status the web layer returns as it is.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,7 +44,7 @@ from csautomation.store.escalations import (
     get_plan,
     list_escalations,
 )
-from csautomation.store.facts import FactsReader
+from csautomation.store.facts import FactsReader, failure_reason
 from csautomation.store.repo import Store
 from csautomation.workflows.types import EscalationAction, EscalationState
 
@@ -54,6 +55,9 @@ ACTIVE: tuple[Status, ...] = ("open", "acknowledged", "snoozed")
 STATUSES: tuple[Status, ...] = (*ACTIVE, "resolved")
 NOTE_MAX = 4000
 SEVERITIES: tuple[str, ...] = tuple(SEVERITY_ORDER)
+
+
+log = logging.getLogger(__name__)
 
 
 def _blank_is_none(value: Any) -> Any:
@@ -241,9 +245,26 @@ class Review:
 
     def health(self, account: Account) -> dict[str, Any]:
         """Today's health score, band, components and trends, from the account's signals
-        (missing values left out)."""
-        record = self.facts.record(account, self.now().date())
+        (missing values left out); with an `error` saying why when the account's facts
+        cannot be computed (a stored signal they cannot be derived from): the page and the
+        API still answer, and the escalation can still be handled."""
+        record = self.facts.record_or_error(account, self.now().date())
+        if isinstance(record, Exception):
+            log.warning(
+                "facts cannot be computed for account %s: %s",
+                account.id,
+                failure_reason(record),
+                extra={"account_id": account.id},
+            )
+            return {
+                "score": None,
+                "band": None,
+                "components": {},
+                "trends": {},
+                "error": f"facts cannot be computed: {failure_reason(record)}",
+            }
         return {
+            "error": None,
             "score": record.get("health.score"),
             "band": record.get("health.band"),
             "components": {c: record[f"health.{c}"] for c in COMPONENTS if f"health.{c}" in record},

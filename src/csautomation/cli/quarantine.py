@@ -271,8 +271,10 @@ def quarantine_retry(
     database_url: DbOpt = None,
 ) -> None:
     """Re-process an item: the corrected signal when given, else the item as it was kept.
-    A stored signal held back for an unknown account goes back to evaluation once the
-    account exists; a running pipeline picks it up within its poll interval."""
+    A stored signal held back (an unknown account, facts or rules that could not be
+    computed from it) goes back to evaluation, in place of the stored one when a corrected
+    signal is given (same idempotency key, or none); a running pipeline picks it up within
+    its poll interval."""
     from csautomation.ingest.intake import reprocess
     from csautomation.store.quarantine import get_held
 
@@ -294,6 +296,9 @@ def quarantine_retry(
     if row.signal_key and corrected is None:
         out.print(Text(f"item {row_id} reprocessed: signal ") + _plain(done.key))
         out.print("  released: it goes back to evaluation")
+    elif row.signal_key:
+        out.print(Text(f"item {row_id} reprocessed: signal ") + _plain(done.key))
+        out.print("  replaced by the corrected signal: it goes back to evaluation")
     else:
         out.print(Text(f"item {row_id} reprocessed: stored under key ") + _plain(done.key))
 

@@ -30,6 +30,7 @@ from csautomation.store.quarantine import (
     note_errors,
     quarantine,
     release_signal,
+    replace_signal,
     settle,
 )
 from csautomation.store.repo import Store
@@ -209,15 +210,29 @@ def reprocess(store: Store, row_id: int, by: str, corrected: Any = None) -> Repr
         except json.JSONDecodeError as exc:
             errors = (FieldError("body", f"still not JSON: {exc.msg}; send a corrected signal"),)
             return Reprocessed(row_id, False, errors=errors)
+    if row.signal_key and isinstance(corrected, dict) and "idempotency_key" not in corrected:
+        corrected = {**corrected, "idempotency_key": row.signal_key}
     checked = check(corrected)
     if isinstance(checked, Signal) and not store.known_accounts({checked.account_id}):
         checked = [FieldError("account_id", f"unknown account '{checked.account_id}'")]
     if isinstance(checked, list):
         note_errors(store, row_id, [e.to_dict() for e in checked])
         return Reprocessed(row_id, False, errors=tuple(checked))
+    if row.signal_key:  # a stored signal held back: the correction takes its place
+        return _replace_held(store, row_id, by, row.signal_key, checked)
     store.store_signals([checked])  # a duplicate key is fine: it is stored either way
     settle(store, row_id, "reprocessed", by, checked.idempotency_key)
     return Reprocessed(row_id, True, checked.idempotency_key)
+
+
+def _replace_held(store: Store, row_id: int, by: str, key: str, signal: Signal) -> Reprocessed:
+    if signal.idempotency_key != key:
+        why = f"a correction takes the place of stored signal {key}: give that key or none"
+        return Reprocessed(row_id, False, errors=(FieldError("idempotency_key", why),))
+    if not replace_signal(store, key, signal):
+        return Reprocessed(row_id, False, errors=(FieldError("", "the signal is gone"),))
+    settle(store, row_id, "reprocessed", by, key)
+    return Reprocessed(row_id, True, key)
 
 
 def discard(store: Store, row_id: int, by: str) -> str | None:

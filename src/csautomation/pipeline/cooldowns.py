@@ -49,6 +49,11 @@ class BatchCooldowns:
     def record(self, match: Match) -> None:
         self.fired[(match.rule_id, match.account_id)] = match
 
+    def forget(self, account_id: str) -> None:
+        """Drop what this pass fired for the account (its evaluation failed midway)."""
+        for key in [k for k in self.fired if k[1] == account_id]:
+            del self.fired[key]
+
     def rows(self) -> list[dict[str, Any]]:
         return [
             {

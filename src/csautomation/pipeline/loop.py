@@ -21,13 +21,13 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from temporalio.client import Client
 
 from csautomation import metrics
-from csautomation.facts.model import Signal
+from csautomation.facts.model import Account, Signal, SignalType
 from csautomation.pipeline.cooldowns import BatchCooldowns
 from csautomation.pipeline.dispatch import (
     QUEUES,
@@ -39,7 +39,7 @@ from csautomation.pipeline.dispatch import (
 )
 from csautomation.playbooks.spec import Playbook
 from csautomation.rules.runtime import RuleRuntime
-from csautomation.store.facts import FactsReader
+from csautomation.store.facts import REASON_LIMIT, FactsReader, failure_reason
 from csautomation.store.outbox import (
     PendingSignal,
     RunStart,
@@ -54,6 +54,7 @@ from csautomation.store.repo import Store
 from csautomation.store.tables import RuleFiringRow
 
 log = logging.getLogger(__name__)
+BACKOFF_CAP = 60.0  # seconds between attempts of a pass that keeps failing, at most
 
 
 @dataclass
@@ -101,45 +102,122 @@ class Pipeline:
 
         The firings and the "evaluated" marks of the batch commit in one transaction, so a
         crash leaves either both or neither: the batch is then simply evaluated again.
+        No row can stop the pass: a stored row that is not a valid signal, and the pending
+        signals of an account whose facts cannot be derived or whose rules cannot be
+        evaluated, are held in the quarantine with the reason (marked evaluated: they come
+        back with `csauto quarantine retry`), and the other accounts are evaluated.
         """
         began = time.perf_counter()
         pending = pending_signals(self.store, self.batch)
         if not pending:
             return 0
+        invalid = [p for p in pending if p.problem]
         by_account: dict[str, list[PendingSignal]] = defaultdict(list)
         for p in pending:
-            by_account[p.signal.account_id].append(p)
+            if not p.problem:
+                by_account[p.signal.account_id].append(p)
         batch = BatchCooldowns(self.store, by_account)
         accounts = self.store.accounts(by_account)
         unknown = [p for a, items in by_account.items() if a not in accounts for p in items]
         if unknown:
             self._hold_unknown(unknown)
         known = [(accounts[a], items) for a, items in by_account.items() if a in accounts]
-        # each account at its newest signal's time: the same batch always evaluates alike
-        moments = [max(p.signal.occurred_at for p in items) for _, items in known]
         self.runtime.reload_if_changed()
-        records = self.facts.records(
-            [(account, at.date()) for (account, _), at in zip(known, moments, strict=True)],
-            self.runtime.derived,
-        )
-        for (account, items), at, record in zip(known, moments, records, strict=True):
-            triggers = {p.signal.type.value for p in items}
-            self.runtime.evaluate_record(account.id, record, at, triggers, cooldowns=batch)
+        failed = self._evaluate(known, batch)
+        held = [(p, f"the stored signal is not valid: {p.problem}") for p in invalid]
+        held += [(p, why) for _, items in known for p in items if (why := failed.get(p.row_id))]
+        if held:
+            self._hold_failed(held)
         commit_evaluation(
             self.store, batch.rows(), [p.row_id for p in pending], datetime.now(UTC), batch.rules()
         )
-        self.counts.evaluated += len(pending)
-        metrics.PIPELINE_EVALUATED.inc(len(pending))
+        self.counts.evaluated += len(pending) - len(held)
+        metrics.PIPELINE_EVALUATED.inc(len(pending) - len(held))
         metrics.PIPELINE_PASS.labels("evaluate").observe(time.perf_counter() - began)
         self.counts.fired += len(batch.fired)
         log.debug(
-            "evaluated %d signals of %d accounts in %.0f ms; %d fired",
+            "evaluated %d signals of %d accounts in %.0f ms; %d fired, %d held",
             len(pending),
             len(by_account),
             (time.perf_counter() - began) * 1e3,
             len(batch.fired),
+            len(held),
         )
         return len(pending)
+
+    def _evaluate(
+        self, known: Sequence[tuple[Account, list[PendingSignal]]], batch: BatchCooldowns
+    ) -> dict[int, str]:
+        """Derive and evaluate each account at its newest signal's time (the same batch
+        always evaluates alike); returns why, by signal row id, for the signals of the
+        accounts that failed. Reading the store is not isolated: its failures fail the pass."""
+        moments = [max(p.signal.occurred_at for p in items) for _, items in known]
+        records = self.facts.records_or_errors(
+            [(account, at.date()) for (account, _), at in zip(known, moments, strict=True)],
+            self.runtime.derived,
+        )
+        failed: dict[int, str] = {}
+        for (account, items), at, record in zip(known, moments, records, strict=True):
+            if isinstance(record, Exception):
+                failed.update(self._facts_failed(account, items, at.date(), record))
+                continue
+            triggers = {p.signal.type.value for p in items}
+            try:
+                self.runtime.evaluate_record(account.id, record, at, triggers, cooldowns=batch)
+            except Exception as exc:  # pure rule code over this account's record: hold it
+                batch.forget(account.id)  # what it matched before failing does not fire
+                why = f"rules cannot be evaluated for account {account.id}: {failure_reason(exc)}"
+                log.error("%s; %d signal(s) quarantined", why, len(items))
+                failed.update((p.row_id, why) for p in items)
+        return failed
+
+    def _facts_failed(
+        self, account: Account, items: Sequence[PendingSignal], as_of: date, exc: Exception
+    ) -> dict[int, str]:
+        """Why each pending signal of an account whose facts cannot be derived is held:
+        the signals the facts cannot be derived from even alone are named as the cause."""
+        culprits = self.facts.culprits(account, [p.signal for p in items], as_of)
+        log.error(
+            "facts cannot be computed for account %s: %s; %d signal(s) quarantined",
+            account.id,
+            failure_reason(exc),
+            len(items),
+            extra={"account_id": account.id},
+        )
+        out = {}
+        for p in items:
+            own = culprits.get(p.signal.idempotency_key)
+            out[p.row_id] = (
+                f"facts cannot be computed from this signal: {failure_reason(own)}"
+                if own is not None
+                else f"facts cannot be computed for account {account.id}: {failure_reason(exc)}"
+            )
+        return out
+
+    def _hold_failed(self, items: Sequence[tuple[PendingSignal, str]]) -> None:
+        """Stored signals that cannot be evaluated, held with why until `csauto quarantine
+        retry` sends them back (after a fix, or with a corrected signal)."""
+        for p, why in items:
+            if p.problem:
+                log.error("stored signal %s held: %s", p.signal.idempotency_key, why)
+        quarantine(
+            self.store,
+            [
+                Held(
+                    source="pipeline",
+                    raw=raw_signal(p.signal),
+                    errors=[{"field": "", "message": why}],
+                    signal_key=p.signal.idempotency_key,
+                )
+                for p, why in items
+            ],
+        )
+        for kind in ("facts", "rules"):
+            n = sum(1 for p, why in items if not p.problem and why.startswith(kind))
+            if n:
+                metrics.PIPELINE_HELD.labels(kind).inc(n)
+        if invalid := sum(1 for p, _ in items if p.problem):
+            metrics.PIPELINE_HELD.labels("invalid").inc(invalid)
 
     def _hold_unknown(self, items: list[PendingSignal]) -> None:
         """Signals for an account the store does not have are stored, and held in the
@@ -156,7 +234,7 @@ class Pipeline:
             [
                 Held(
                     source="pipeline",
-                    raw=json.dumps(p.signal.model_dump(mode="json"), sort_keys=True),
+                    raw=raw_signal(p.signal),
                     errors=[
                         {"field": "account_id", "message": f"unknown account {p.signal.account_id}"}
                     ],
@@ -165,6 +243,7 @@ class Pipeline:
                 for p in items
             ],
         )
+        metrics.PIPELINE_HELD.labels("unknown_account").inc(len(items))
 
     # dispatch ---------------------------------------------------------------------------
     def _sources(
@@ -248,23 +327,58 @@ class Pipeline:
         wake: asyncio.Event,
         then: asyncio.Event | None,
         poll: float,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        failures = 0
         while True:
             wake.clear()
             try:
                 n = await step()
-            except Exception:  # a process edge: log, keep the rows, try again
-                log.exception("pipeline pass failed; retrying")
+            except Exception as exc:  # a process edge: log, keep the rows, try again later
+                failures += 1
+                delay = backoff(failures, poll)
+                log.error(
+                    "pipeline pass failed (%d in a row); retrying in %.1f s: %s",
+                    failures,
+                    delay,
+                    failure_reason(exc),
+                    exc_info=failures == 1,  # the traceback once, not on every retry
+                )
                 # the step's name says which: evaluate_pending_async, dispatch_pending
                 metrics.PIPELINE_ERRORS.labels(step.__name__.split("_")[0]).inc()
-                n = 0
-                await asyncio.sleep(poll)
+                await sleep(delay)
+                continue
+            failures = 0
             if n:
                 if then is not None:
                     then.set()
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout=poll)
+
+
+def raw_signal(signal: Signal) -> str:
+    """A stored signal as the JSON text a quarantined item keeps; written from the values
+    as stored, which need not be valid (a payload too deep for JSON is kept as text)."""
+    kind = signal.type.value if isinstance(signal.type, SignalType) else str(signal.type)
+    data: dict[str, Any] = {
+        "type": kind,
+        "account_id": signal.account_id,
+        "occurred_at": signal.occurred_at.isoformat().replace("+00:00", "Z"),  # as pydantic
+        "payload": signal.payload,
+        "idempotency_key": signal.idempotency_key,
+    }
+    try:
+        return json.dumps(data, sort_keys=True)
+    except (RecursionError, TypeError, ValueError):
+        data["payload"] = repr(signal.payload)[:REASON_LIMIT]
+        return json.dumps(data, sort_keys=True)
+
+
+def backoff(failures: int, poll: float, cap: float = BACKOFF_CAP) -> float:
+    """Seconds to wait after this many passes failed in a row: doubling from the poll
+    interval, capped, so a store that is down is not hammered at the poll rate."""
+    return min(cap, max(poll, 0.05) * 2.0 ** min(failures - 1, 30))
 
 
 def _firing(row: RuleFiringRow) -> Firing:

@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import select
 
@@ -33,6 +33,7 @@ from csautomation.store.tables import SignalRow
 
 Version = tuple[int, int]  # (signal count, newest row id)
 BATCH_FROM = 4  # accounts from which one grid derives them faster than one by one
+REASON_LIMIT = 500  # characters of an exception's message shown or kept as a reason
 
 
 @dataclass(frozen=True)
@@ -121,10 +122,30 @@ class FactsReader:
         self, wanted: Sequence[tuple[Account, date]], derived: Sequence[DerivedFact] = ()
     ) -> list[dict[str, Any]]:
         """`record` of many accounts: their histories read together, and the facts of
-        those not cached derived together (facts.derive_many: one pass over all of them)."""
+        those not cached derived together (facts.derive_many: one pass over all of them).
+        Raises the first derivation failure (`records_or_errors` isolates them)."""
+        out = self.records_or_errors(wanted, derived)
+        for r in out:
+            if isinstance(r, Exception):
+                raise r
+        return [r for r in out if not isinstance(r, Exception)]
+
+    def record_or_error(
+        self, account: Account, as_of: date, derived: Sequence[DerivedFact] = ()
+    ) -> dict[str, Any] | Exception:
+        """`record`, or why the account's facts cannot be derived (a stored signal they
+        cannot be computed from); reading the store may still raise."""
+        return self.records_or_errors([(account, as_of)], derived)[0]
+
+    def records_or_errors(
+        self, wanted: Sequence[tuple[Account, date]], derived: Sequence[DerivedFact] = ()
+    ) -> list[dict[str, Any] | Exception]:
+        """`records`, with the exception that derivation raised in place of the record of
+        each account whose facts cannot be derived; the other accounts are not affected.
+        Reading the store is not isolated: its failures rise."""
         histories = self.histories([a.id for a, _ in wanted])
         keys = frozenset(d.key for d in derived)
-        out: list[dict[str, Any] | None] = []
+        out: list[dict[str, Any] | Exception | None] = []
         todo: list[int] = []
         for i, (account, as_of) in enumerate(wanted):
             key = (as_of, histories[account.id][1], account)
@@ -137,12 +158,28 @@ class FactsReader:
                 out.append(None)
                 todo.append(i)
         items = [(wanted[i][0], histories[wanted[i][0].id][0], wanted[i][1]) for i in todo]
-        for i, record in zip(todo, _derive(items, self.model, tuple(derived)), strict=True):
+        done = _derive_each(items, self.model, tuple(derived))
+        for i, record in zip(todo, done, strict=True):
             account, as_of = wanted[i]
+            if isinstance(record, Exception):  # not cached: a repaired row is seen at once
+                out[i] = record
+                continue
             key = (as_of, histories[account.id][1], account)
             self._put(self._records, account.id, _Record(key, keys, record))
             out[i] = dict(record)
         return [r for r in out if r is not None]
+
+    def culprits(
+        self, account: Account, signals: Sequence[Signal], as_of: date
+    ) -> dict[str, Exception]:
+        """Which of these signals of the account its facts cannot be derived from, each
+        alone (by idempotency key): the ones to fix, when an account's facts fail."""
+        found: dict[str, Exception] = {}
+        for signal in signals:
+            [record] = _derive_each([(account, [signal], as_of)], self.model, ())
+            if isinstance(record, Exception):
+                found[signal.idempotency_key] = record
+        return found
 
     def _touch(self, cache: OrderedDict[str, Any], account_id: str) -> None:
         with self._lock:
@@ -167,6 +204,34 @@ def _derive(
     if len(items) < BATCH_FROM:
         return [derive(a, s, d, model, extra).record() for a, s, d in items]
     return derive_records(items, model, extra)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """An exception as one line for an operator: its type and message, no traceback."""
+    text = " ".join(str(exc).split()) or "(no message)"
+    return f"{type(exc).__name__}: {text[:REASON_LIMIT]}"
+
+
+def _derive_each(
+    items: Sequence[tuple[Account, Sequence[Signal], date]],
+    model: HealthModel,
+    extra: Sequence[DerivedFact],
+) -> list[dict[str, Any] | Exception]:
+    """`_derive`, with each account whose facts cannot be derived isolated: its exception
+    in place of its record. Derivation is pure code over stored values, so anything it
+    raises is about those values (a row stored before validation was strict, or by hand)."""
+    try:
+        return list(_derive(items, model, extra))
+    except Exception as exc:  # isolated below, one account at a time
+        if len(items) == 1:
+            return [exc]
+    out: list[dict[str, Any] | Exception] = []
+    for account, signals, as_of in items:
+        try:
+            out.append(derive(account, signals, as_of, model, extra).record())
+        except Exception as exc:  # this account's facts cannot be derived
+            out.append(exc)
+    return out
 
 
 @dataclass(frozen=True)
@@ -202,10 +267,12 @@ def _rows_many(
                     _Row(
                         int(row_id),
                         Signal.model_construct(
-                            type=SignalType(kind),
+                            type=_kind(kind),
                             account_id=account_id,
                             occurred_at=aware(occurred_at),
-                            payload=dict(payload),
+                            # a row written by hand may hold anything: derivation, where
+                            # failures are isolated per account, is where it shows
+                            payload=dict(payload) if isinstance(payload, dict) else payload,
                             idempotency_key=key,
                         ),
                     ),
@@ -213,3 +280,12 @@ def _rows_many(
                 for account_id, row_id, kind, occurred_at, payload, key in conn.execute(q)
             )
     return out
+
+
+def _kind(kind: str) -> SignalType:
+    """The signal's type; a type no longer known stays as stored (nothing derives from it,
+    and the pipeline holds such a row in the quarantine when it comes to evaluate it)."""
+    try:
+        return SignalType(kind)
+    except ValueError:
+        return cast(SignalType, kind)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import func, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Connection
@@ -32,10 +33,14 @@ class PendingSignal:
     row_id: int
     signal: Signal
     received_at: datetime
+    # why the stored row is not a valid signal (stored by an older version or by hand):
+    # then `signal` holds its values as stored, unchecked, and must not be evaluated
+    problem: str = ""
 
 
 def pending_signals(store: Store, limit: int = 1000) -> list[PendingSignal]:
-    """Signals stored but not yet evaluated, oldest first."""
+    """Signals stored but not yet evaluated, oldest first. A row that is not a valid
+    signal comes back with its `problem` instead of stopping the read."""
     t = table(SignalRow)
     with store.engine.connect() as conn:
         rows = conn.execute(
@@ -43,14 +48,21 @@ def pending_signals(store: Store, limit: int = 1000) -> list[PendingSignal]:
         ).all()
     out = []
     for r in rows:
-        sig = Signal(
-            type=r.type,
-            account_id=r.account_id,
-            occurred_at=aware(r.occurred_at),
-            payload=r.payload,
-            idempotency_key=r.idempotency_key,
-        )
-        out.append(PendingSignal(r.id, sig, aware(r.received_at)))
+        values = {
+            "type": r.type,
+            "account_id": r.account_id,
+            "occurred_at": aware(r.occurred_at),
+            "payload": r.payload,
+            "idempotency_key": r.idempotency_key,
+        }
+        try:
+            out.append(PendingSignal(r.id, Signal(**values), aware(r.received_at)))
+        except ValidationError as exc:
+            problem = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'signal'}: {e['msg']}" for e in exc.errors()
+            )
+            unchecked = Signal.model_construct(**values)
+            out.append(PendingSignal(r.id, unchecked, aware(r.received_at), problem))
     return out
 
 

@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, insert, select, update
 from sqlmodel import col
 from sqlmodel import select as orm_select
 
+from csautomation.facts.model import Signal
 from csautomation.store.engine import table, upsert
 from csautomation.store.repo import Store
 from csautomation.store.tables import QuarantineRow, SignalRow
@@ -125,4 +126,30 @@ def release_signal(store: Store, key: str) -> bool:
         if found is None:
             return False
         conn.execute(update(t).where(t.c.id == found).values(evaluated_at=None))
+    return True
+
+
+def replace_signal(store: Store, key: str, signal: Signal) -> bool:
+    """Put a corrected signal in the place of the stored one with this key (one the
+    pipeline held because it could not be evaluated), pending evaluation. The old row is
+    deleted and the correction stored as a new row under the same key, so every facts
+    reader sees a new history version and reads the account again. False when no signal
+    has the key (nothing is stored then)."""
+    t = table(SignalRow)
+    with store.engine.begin() as conn:
+        found = conn.execute(select(t.c.id).where(t.c.idempotency_key == key)).scalar()
+        if found is None:
+            return False
+        conn.execute(delete(t).where(t.c.id == found))
+        conn.execute(
+            insert(t).values(
+                idempotency_key=key,
+                account_id=signal.account_id,
+                type=signal.type.value,
+                occurred_at=signal.occurred_at,
+                payload=signal.payload,
+                received_at=datetime.now(UTC),
+                evaluated_at=None,
+            )
+        )
     return True
