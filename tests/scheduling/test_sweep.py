@@ -162,3 +162,30 @@ def test_csauto_scheduler_sweep_prints_what_it_did(
     assert "sweep:usage-drop" in listed.output and "cron 0 6 * * *" in listed.output
     assert "completion-sync" not in listed.output
     assert "leader: none" in listed.output
+
+
+def test_an_account_whose_facts_cannot_be_computed_never_stops_a_sweep(
+    store: Store, runtime: RuleRuntime
+) -> None:
+    """A row stored unvalidated (a string where a count belongs: numpy cannot sum it) for
+    one account: the sweep leaves that account out, says so, and fires for the others."""
+    from sqlalchemy import insert
+
+    from csautomation.store.engine import table
+    from csautomation.store.tables import SignalRow
+
+    at = AT - timedelta(days=1)
+    with store.engine.begin() as conn:
+        conn.execute(
+            insert(table(SignalRow)).values(
+                idempotency_key="acme-poison",
+                account_id="ACME",
+                type="usage_daily",
+                occurred_at=at,
+                payload={"logins": "5", "active_users": "x"},
+                received_at=at,
+            )
+        )
+    result = sweep(store, runtime, ["usage-drop"], AT)
+    assert (result.accounts, result.unreadable, result.fired) == (2, 1, 1)
+    assert [f[1] for f in firings(store)] == ["BETA"]

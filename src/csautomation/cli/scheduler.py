@@ -156,7 +156,13 @@ def sweep_now(
         runtime.close()
     out.print(
         f"{rule_id} at {_utc(result.at)}: {result.accounts} accounts evaluated, "
-        f"{result.fired} fired, {result.suppressed} suppressed by cooldown",
+        f"{result.fired} fired, {result.suppressed} suppressed by cooldown"
+        + (
+            f"; {result.unreadable} account(s) left out: their facts cannot be computed "
+            "(the log says why)"
+            if result.unreadable
+            else ""
+        ),
         markup=False,
         soft_wrap=True,
     )

@@ -52,6 +52,7 @@ class SweepResult:
     matched: int  # (rule, account) pairs whose conditions held
     fired: int  # recorded into the dispatch outbox
     suppressed: int  # matched inside the rule's cooldown for the account
+    unreadable: int = 0  # accounts whose facts cannot be computed (left out, logged)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -100,8 +101,10 @@ def sweep(
     derived: dict[str, DerivedFact] = {d.key: d for r in rules for d in r.derived}
     evaluator = BatchEvaluator(rules)
     accounts = matched = fired = suppressed = 0
-    for batch in _accounts(store, chunk):
-        records = [reader.record(a, at.date(), tuple(derived.values())) for a in batch]
+    unreadable = 0
+    for every in _accounts(store, chunk):
+        batch, records = _readable(reader, every, at, tuple(derived.values()))
+        unreadable += len(every) - len(batch)
         masks = evaluator.evaluate(Columns.from_records(records, evaluator.keys))
         cooldowns = BatchCooldowns(store, [a.id for a in batch])
         for rule in rules:
@@ -120,9 +123,34 @@ def sweep(
             store, cooldowns.rows(), [], datetime.now(UTC), cooldowns.rules()
         )
         accounts += len(batch)
-    result = SweepResult(tuple(r.id for r in rules), at, accounts, matched, fired, suppressed)
+    result = SweepResult(
+        tuple(r.id for r in rules), at, accounts, matched, fired, suppressed, unreadable
+    )
     log.info("sweep %s", result)
     return result
+
+
+def _readable(
+    reader: FactsReader, accounts: list[Account], at: datetime, derived: tuple[DerivedFact, ...]
+) -> tuple[list[Account], list[dict[str, Any]]]:
+    """The accounts whose facts can be computed, with their records: one account's bad
+    history never stops a sweep (the pipeline holds its signals; the page says why)."""
+    kept: list[Account] = []
+    records: list[dict[str, Any]] = []
+    results = reader.records_or_errors([(a, at.date()) for a in accounts], derived)
+    for account, result in zip(accounts, results, strict=True):
+        if isinstance(result, Exception):
+            log.warning(
+                "sweep: facts of account %s cannot be computed: %s: %s",
+                account.id,
+                type(result).__name__,
+                result,
+                extra={"account_id": account.id},
+            )
+            continue
+        kept.append(account)
+        records.append(result)
+    return kept, records
 
 
 def _accounts(store: Store, chunk: int) -> Iterator[list[Account]]:
