@@ -267,8 +267,10 @@ def test_tasks_complete_of_an_unknown_task_is_a_clear_error(db_url: str) -> None
     assert "cannot reach Temporal at 127.0.0.1:1 (connection refused)" in text
 
 
-# Every command csauto had before the commands moved into one cli/ package (issue 17).
+# Every command csauto had before the commands moved into one cli/ package (issue 17), and
+# accounts and schema (issue 18).
 COMMANDS = {
+    "accounts",
     "audit",
     "connectors",
     "db",
@@ -287,6 +289,7 @@ COMMANDS = {
     "runs",
     "sample",
     "scheduler",
+    "schema",
     "serve",
     "signals",
     "tasks",
