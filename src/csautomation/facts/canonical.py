@@ -47,9 +47,9 @@ __all__ = [
 
 MAX_NUMBER = 2**53
 MAX_NUMBER_TEXT = 40
-_DECIMAL = re.compile(r"[+-]?\d+(?:\.\d+)?")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+_DECIMAL = re.compile(r"[+-]?\d+(?:\.\d+)?", re.ASCII)  # ASCII: "٣" is a digit to \d
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}", re.ASCII)
 
 
 def _refuse(kind: str, message: str) -> PydanticCustomError:
