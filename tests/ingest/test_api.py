@@ -474,4 +474,7 @@ def test_text_beyond_the_bounds_is_unreadable_not_a_5xx(
     # re-processed as it was kept, it is still unreadable, said so (not a 500)
     again = http.post(f"/v1/quarantine/{row.id}/reprocess", headers=bearer("ada"))
     assert again.status_code == 422 and "still unreadable" in again.text
+    # and so is the same text sent as the corrected signal
+    fixed = http.post(f"/v1/quarantine/{row.id}/reprocess", content=body, headers=bearer("ada"))
+    assert fixed.status_code == 422 and reason in fixed.json()["errors"][0]["message"]
     assert stored(store) == 0
