@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from types import UnionType
-from typing import Any, Union, get_args, get_origin
+from typing import Any, ClassVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
@@ -135,18 +135,21 @@ class Payload(BaseModel):
     """A signal type's payload: its number and date fields follow the rules above."""
 
     model_config = ConfigDict(extra="forbid")
+    _kinds: ClassVar[dict[str, str]] = {}  # field name: "number" or "date"
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        kinds = {name: _kind(f.annotation) for name, f in cls.model_fields.items()}
+        cls._kinds = {name: kind for name, kind in kinds.items() if kind}
 
     @field_validator("*", mode="before")
     @classmethod
     def _at_the_door(cls, value: Any, info: ValidationInfo) -> Any:
-        if value is None or info.field_name is None:
+        kind = cls._kinds.get(info.field_name or "")
+        if kind is None or value is None:
             return value
-        kind = _kind(cls.model_fields[info.field_name].annotation)
-        if kind == "number":
-            return to_number(value)
-        if kind == "date":
-            return _to_date(value)
-        return value
+        return to_number(value) if kind == "number" else _to_date(value)
 
 
 def canonical_payload(model: type[BaseModel], raw: dict[str, Any]) -> dict[str, Any]:
