@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from api.support import FAST, NOW, SECRET, FakeActions, bearer, build_people, po
 from csautomation.api import create_app
 from csautomation.api.server import BackgroundServer
 from csautomation.connectors.webhook import sign
+from csautomation.facts.derive import derive
+from csautomation.facts.health import load_health_model
 from csautomation.ingest.sources import Sources, SourceSpec, load_sources
 from csautomation.ingest.validate import clean_json, unstorable
 from csautomation.store.engine import table
@@ -395,7 +398,11 @@ def test_numbers_as_text_are_stored_as_numbers(http: httpx.Client, store: Store)
     stored_payload = _payload_of(store, "text-5")
     assert stored_payload == {"logins": 5, "active_users": 5}
     assert type(stored_payload["logins"]) is int
-    assert [s.payload["logins"] for s in store.signals_for("acme")] == [5]
+    history = store.signals_for("acme")
+    assert [s.payload["logins"] for s in history] == [5]
+    # what derivation meets: the number (text made numpy fail on a '<U1' array)
+    facts = derive(review_account("acme", "Acme"), history, date(2026, 3, 1), load_health_model())
+    assert facts.record()["usage.days_since_last_login"] == 0
 
 
 def _poison(what: str, payload: bytes, field: str, reason: str) -> Any:
