@@ -220,7 +220,7 @@ def window() -> TimeWindow:
     return _window
 
 
-def door_context(at: TimeWindow | None = None, now: datetime | None = None) -> dict[str, Any]:
-    """Validation context that makes `Signal` apply the time window (the process's unless
-    `at` is given)."""
-    return {"window": at or _window, "now": now or datetime.now(UTC)}
+def door_context(bounds: TimeWindow | None = None, now: datetime | None = None) -> dict[str, Any]:
+    """Validation context that makes `Signal` apply a time window: `bounds`, else the
+    process's, around `now`, else the clock."""
+    return {"window": bounds or _window, "now": now or datetime.now(UTC)}
