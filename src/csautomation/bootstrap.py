@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Configuration",
+    "apply_intake",
     "build_connectors",
     "build_escalations",
     "build_review_app",
@@ -63,7 +64,8 @@ def settings(
     database_url: str | None = None,
     temporal_address: str | None = None,
 ) -> Settings:
-    """CSAUTO_* variables, overridden by the options a command was given."""
+    """CSAUTO_* variables, overridden by the options a command was given (and the intake's
+    time window set from them: `apply_intake`)."""
     given: dict[str, Any] = {}
     if data_dir is not None:
         given["data_dir"] = data_dir
@@ -71,7 +73,17 @@ def settings(
         given["database_url"] = database_url
     if temporal_address is not None:
         given["temporal_address"] = temporal_address
-    return Settings(**given)
+    built = Settings(**given)
+    apply_intake(built)
+    return built
+
+
+def apply_intake(settings: Settings) -> None:
+    """The signal intake's time window (facts/canonical.py) from CSAUTO_SIGNAL_EARLIEST and
+    CSAUTO_SIGNAL_MAX_AHEAD, for every check in this process."""
+    from csautomation.facts.canonical import TimeWindow, set_window
+
+    set_window(TimeWindow(settings.signal_earliest, settings.signal_max_ahead))
 
 
 def load_configuration(settings: Settings) -> Configuration:

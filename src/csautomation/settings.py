@@ -6,10 +6,13 @@ that hold them (connectors/, sources.yaml), read where the connector is built.""
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from pathlib import Path
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from csautomation.config.duration import Duration
 
 
 class Settings(BaseSettings):
@@ -51,6 +54,10 @@ class Settings(BaseSettings):
     # signs the review page's session cookies; unset: a random key a process (sessions end
     # when it stops). At least 32 characters (api/auth.py)
     session_secret: SecretStr | None = None
+    # signals are refused at the door (the API, `csauto ingest`) when they happened before
+    # this day (UTC) or further ahead of now than this duration (README, "What is accepted")
+    signal_earliest: date = Field(default=date(2000, 1, 1), ge=date(1900, 1, 1))
+    signal_max_ahead: Duration = Field(default=timedelta(days=1), le=timedelta(days=3650))
 
     @model_validator(mode="after")
     def _default_database(self) -> Settings:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from api.support import FAST, NOW, SECRET, FakeActions, bearer, build_people, po
 from csautomation.api import create_app
 from csautomation.api.server import BackgroundServer
 from csautomation.connectors.webhook import sign
+from csautomation.facts.derive import derive
+from csautomation.facts.health import load_health_model
 from csautomation.ingest.sources import Sources, SourceSpec, load_sources
 from csautomation.ingest.validate import clean_json, unstorable
 from csautomation.store.engine import table
@@ -372,3 +375,113 @@ def test_the_raw_text_shortcut_never_lets_an_unstorable_string_through(
     raw = json.dumps(data, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
     if clean_json(raw):
         assert unstorable(json.loads(raw)) == []
+
+
+# -- strict at the door: what is stored is what was validated ---------------------------------
+def _payload_of(store: Store, key: str) -> dict[str, Any]:
+    t = table(SignalRow)
+    with store.engine.connect() as conn:
+        return dict(
+            conn.execute(select(t.c.payload).where(t.c.idempotency_key == key)).scalar_one()
+        )
+
+
+def post_raw(http: httpx.Client, body: bytes) -> httpx.Response:
+    return http.post(
+        "/v1/signals", content=body, headers={**auth(), "Content-Type": "application/json"}
+    )
+
+
+def test_numbers_as_text_are_stored_as_numbers(http: httpx.Client, store: Store) -> None:
+    r = http.post("/v1/signals", json=usage(logins="5", idempotency_key="text-5"), headers=auth())
+    assert r.status_code == 202, r.text
+    stored_payload = _payload_of(store, "text-5")
+    assert stored_payload == {"logins": 5, "active_users": 5}
+    assert type(stored_payload["logins"]) is int
+    history = store.signals_for("acme")
+    assert [s.payload["logins"] for s in history] == [5]
+    # what derivation meets: the number (text made numpy fail on a '<U1' array)
+    facts = derive(review_account("acme", "Acme"), history, date(2026, 3, 1), load_health_model())
+    assert facts.record()["usage.days_since_last_login"] == 0
+
+
+def _poison(what: str, payload: bytes, field: str, reason: str) -> Any:
+    return pytest.param(payload, field, reason, id=what)
+
+
+POISON = [
+    # the signal's payload as JSON text, the field named, words of the reason
+    _poison("a boolean", b'{"logins": true, "active_users": 5}', "payload.logins", "boolean"),
+    _poison("Infinity", b'{"logins": Infinity, "active_users": 5}', "payload.logins", "Infinity"),
+    _poison("NaN", b'{"logins": 1, "active_users": NaN}', "payload.active_users", "NaN"),
+    _poison("1e309", b'{"logins": 1e309, "active_users": 5}', "payload.logins", "Infinity"),
+    _poison(
+        "a 400-digit integer",
+        b'{"logins": ' + b"9" * 400 + b', "active_users": 5}',
+        "payload.logins",
+        "out of range",
+    ),
+    _poison("text", b'{"logins": "5 or so", "active_users": 5}', "payload.logins", "decimal"),
+    _poison("another type's payload", b'{"score": 9}', "payload.score", "Extra inputs"),
+    _poison("a payload not an object", b"[1, 2]", "payload", "dictionary"),
+]
+
+
+@pytest.mark.parametrize(("payload", "field", "reason"), POISON)
+def test_poison_is_refused_with_its_path_and_quarantined_and_the_rest_stored(
+    http: httpx.Client, store: Store, payload: bytes, field: str, reason: str
+) -> None:
+    good = json.dumps(usage(day=1)).encode()
+    bad = b'{"type": "usage_daily", "account_id": "acme", "occurred_at": "2026-03-02T00:00:00Z"'
+    r = post_raw(http, b'{"signals": [' + good + b", " + bad + b', "payload": ' + payload + b"}]}")
+    assert r.status_code == 422, r.text
+    answer = r.json()
+    assert answer["stored"] == 1
+    assert {e["index"] for e in answer["errors"]} == {1}
+    [message] = [e["message"] for e in answer["errors"] if e["field"] == field]
+    assert reason in message, answer["errors"]
+    [row] = held(store)
+    assert {"field": field, "message": message} in row.errors
+    assert [s.day.day for s in store.signals_for("acme")] == [1]
+
+
+def test_a_time_outside_the_window_is_refused(http: httpx.Client, store: Store) -> None:
+    ancient = usage() | {"occurred_at": "0001-01-01T00:00:00+05:00"}
+    future = usage() | {"occurred_at": "2999-01-01T00:00:00Z"}
+    seconds = usage() | {"occurred_at": 1_772_323_200}
+    r = http.post("/v1/signals", json=[ancient, future, seconds], headers=auth())
+    assert r.status_code == 422
+    errors = r.json()["errors"]
+    assert [(e["index"], e["field"]) for e in errors] == [(i, "occurred_at") for i in range(3)]
+    assert "CSAUTO_SIGNAL_EARLIEST" in errors[0]["message"]
+    assert "CSAUTO_SIGNAL_MAX_AHEAD" in errors[1]["message"]
+    assert "ISO 8601" in errors[2]["message"]
+    assert stored(store) == 0 and len(held(store)) == 3
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"[" * 2000 + b"]" * 2000, "nested deeper than 32 levels"),
+        (b'{"signals": [' * 40 + b"]}" * 40, "nested deeper than 32 levels"),
+        (b'{"payload": {"logins": ' + b"1" * 5000 + b"}}", "5,000 characters long"),
+        (b'{"payload": {"arr": 1.' + b"5" * 5000 + b"}}", "characters long"),
+    ],
+    ids=["2000 deep", "40 deep", "a 5000-digit integer", "a 5000-digit decimal"],
+)
+def test_text_beyond_the_bounds_is_unreadable_not_a_5xx(
+    http: httpx.Client, store: Store, body: bytes, reason: str
+) -> None:
+    r = post_raw(http, body)
+    assert r.status_code == 422, r.text
+    [error] = r.json()["errors"]
+    assert error["field"] == "body" and reason in error["message"]
+    [row] = held(store)
+    assert row.raw.encode() == body[: len(row.raw)] and row.errors[0]["message"] == error["message"]
+    # re-processed as it was kept, it is still unreadable, said so (not a 500)
+    again = http.post(f"/v1/quarantine/{row.id}/reprocess", headers=bearer("ada"))
+    assert again.status_code == 422 and "still unreadable" in again.text
+    # and so is the same text sent as the corrected signal
+    fixed = http.post(f"/v1/quarantine/{row.id}/reprocess", content=body, headers=bearer("ada"))
+    assert fixed.status_code == 422 and reason in fixed.json()["errors"][0]["message"]
+    assert stored(store) == 0

@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from csautomation.cli import app
 from csautomation.ingest.batch import Rejected, import_file
+from csautomation.store.engine import table
 from csautomation.store.repo import Store
+from csautomation.store.tables import SignalRow
 
 runner = CliRunner()
 
@@ -92,3 +95,73 @@ def test_the_command_reports_and_exits_1_on_rejected_rows(tmp_path: Path, db_url
     assert ok.exit_code == 0 and "1 accepted (1 new" in ok.output
     unknown = runner.invoke(app, ["ingest", str(tmp_path / "x.txt")], env=env)
     assert unknown.exit_code != 0 and "no such file" in unknown.output
+
+
+def test_csv_payload_columns_are_typed_by_the_schema(tmp_path: Path, store: Store) -> None:
+    path = tmp_path / "signals.csv"
+    path.write_text(
+        "type,account_id,occurred_at,payload.logins,payload.active_users,payload.goals_met_pct,"
+        "payload.subject,payload.priority\n"
+        "usage_daily,ACME,2026-11-01T09:00:00Z,5,12,,,\n"
+        "outcome_review,ACME,2026-11-01T10:00:00Z,,,80,,\n"
+        "outcome_review,ACME,2026-11-01T11:00:00Z,,,72.5,,\n"
+        "support_ticket,ACME,2026-11-01T12:00:00Z,,,,007,high\n"
+        "usage_daily,ACME,2026-11-02T09:00:00Z,5.5,1,,,\n"
+        "usage_daily,ACME,2026-11-02T09:00:00Z,true,1,,,\n"
+        "usage_daily,ACME,0001-01-01T09:00:00Z,1,1,,,\n",
+        encoding="utf-8",
+    )
+    report = import_file(store, path)
+    assert (report.rows, report.accepted, report.stored) == (7, 4, 4)
+    assert [(r.line, r.field) for r in report.rejected] == [
+        (6, "payload.logins"),
+        (7, "payload.logins"),
+        (8, "occurred_at"),
+    ]
+    t = table(SignalRow)
+    with store.engine.connect() as conn:
+        payloads = [dict(p) for p in conn.execute(select(t.c.payload).order_by(t.c.id)).scalars()]
+    # read back from the table: numbers stored as numbers, text as text, absent left out
+    assert payloads == [
+        {"logins": 5, "active_users": 12},
+        {"goals_met_pct": 80},
+        {"goals_met_pct": 72.5},
+        {"subject": "007", "priority": "high"},
+    ]
+    assert type(payloads[0]["logins"]) is int and type(payloads[1]["goals_met_pct"]) is int
+
+
+def test_jsonl_lines_beyond_the_bounds_are_rejected_with_their_line(
+    tmp_path: Path, store: Store
+) -> None:
+    path = tmp_path / "signals.jsonl"
+    lines = [
+        "[" * 2000 + "]" * 2000,
+        json.dumps(usage(1, logins="1" * 5000)).replace('"' + "1" * 5000 + '"', "1" * 5000),
+        json.dumps(usage(2, logins="7")),
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report = import_file(store, path)
+    assert (report.rows, report.accepted) == (3, 1)
+    assert [str(r) for r in report.rejected] == [
+        "line 1: nested deeper than 32 levels",
+        "line 2: a number 5,000 characters long; at most 1,000 are read",
+    ]
+    [signal] = store.signals_for("ACME")
+    assert signal.payload["logins"] == 7
+
+
+def test_csauto_ingest_of_a_csv_stores_the_number_5(tmp_path: Path, store: Store) -> None:
+    path = tmp_path / "usage.csv"
+    path.write_text(
+        "type,account_id,occurred_at,payload.logins,payload.active_users\n"
+        "usage_daily,ACME,2026-11-01T09:00:00Z,5,3\n",
+        encoding="utf-8",
+    )
+    env = {"CSAUTO_DATABASE_URL": store.engine.url.render_as_string(hide_password=False)}
+    result = runner.invoke(app, ["ingest", str(path)], env=env, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    t = table(SignalRow)
+    with store.engine.connect() as conn:
+        [payload] = conn.execute(select(t.c.payload)).scalars()
+    assert payload == {"logins": 5, "active_users": 3} and type(payload["logins"]) is int

@@ -505,7 +505,7 @@ def test_file_drop_imports_moves_rejects_and_waits_for_files_to_settle(
     drop(inbox, "b.csv", csv_text + "usage_daily,BETA,2030-03-01T09:00:00Z,12,3\n")
     drop(inbox, "c.jsonl", "\n".join([usage(3), usage(4, logins=-1), "{oops"]) + "\n")
     drop(inbox, "d.jsonl", usage(5) + "\n", age=1)  # written a second ago
-    drop(inbox, ".e.jsonl.tmp", usage(6) + "\n")  # being written, to be renamed
+    drop(inbox, ".e.jsonl.tmp", usage(4) + "\n")  # being written, to be renamed
     drop(inbox, "notes.txt", "not a feed")
     options = {"folder": str(inbox), "settle": 5}
     result = run_pull("usage_file_drop", options, ctx)

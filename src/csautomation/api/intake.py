@@ -4,7 +4,9 @@
               (X-Csauto-Source, X-Csauto-Timestamp, X-Csauto-Signature), per sources.yaml
         202  every item stored durably (or already stored: a duplicate delivery)
         422  some item is bad: `errors` names each (index, field, message); the bad items
-             are in the quarantine (`quarantine_ids`); the good ones were stored all the same
+             are in the quarantine (`quarantine_ids`); the good ones were stored all the same.
+             A body that cannot be read (not JSON, nested too deep, a number too long:
+             ingest/validate.py) is quarantined as it came, with field "body"
         401  no source proven; 413 body or batch too large; 503 the store is down (nothing
              was stored: retry)
 
@@ -35,7 +37,7 @@ from csautomation.errors import ServiceUnavailableError
 from csautomation.facts.model import PAYLOADS, Signal
 from csautomation.ingest.intake import MAX_BATCH, Intake, items_of
 from csautomation.ingest.sources import SourceAuthError, Sources
-from csautomation.ingest.validate import clean_json
+from csautomation.ingest.validate import clean_json, read_json
 
 __all__ = ["MAX_BODY", "SignalBatch", "SignalIntake", "accept_signals", "router"]
 
@@ -63,10 +65,8 @@ async def accept_signals(
     except SourceAuthError as exc:
         metrics.count_rejected("", ["unauthenticated"])
         return 401, {"detail": str(exc)}, {"www-authenticate": "Bearer"}
-    try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        why = f"not JSON: {getattr(exc, 'msg', 'not UTF-8')}"
+    data, why = read_json(body)
+    if why:
         text = body.decode("utf-8", "replace")
         return _outcome(await _guard(intake.hold_unreadable(caller, text, why)))
     items = items_of(data)

@@ -8,7 +8,6 @@ POST /v1/quarantine/{id}/discard
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations at run time.
 import asyncio
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -19,13 +18,14 @@ from csautomation.api.auth import Authenticator
 from csautomation.api.errors import NotAllowedError, ReviewError
 from csautomation.escalation.people import Person
 from csautomation.ingest.intake import Intake, discard, reprocess
+from csautomation.ingest.validate import read_json
 from csautomation.store.quarantine import get_held, held
 from csautomation.store.tables import QuarantineRow
 
 __all__ = ["QuarantineItem", "router"]
 
 QUARANTINE_ROLES = frozenset({"admin", "ops"})
-NOT_JSON = "the corrected signal is not JSON"
+NOT_JSON = "the corrected signal cannot be read"
 NOT_JSON_ERROR = {"index": None, "field": "body", "message": NOT_JSON}
 
 
@@ -103,10 +103,10 @@ def router(intake: Intake, authn: Authenticator) -> APIRouter:
         body = await request.body()
         corrected: Any = None
         if body.strip():
-            try:
-                corrected = json.loads(body)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                return JSONResponse({"detail": NOT_JSON, "errors": [NOT_JSON_ERROR]}, 422)
+            corrected, why = read_json(body)  # bounded: no body nests or counts its way to a 500
+            if why:
+                error = {**NOT_JSON_ERROR, "message": f"{NOT_JSON} ({why})"}
+                return JSONResponse({"detail": error["message"], "errors": [error]}, 422)
         done = await asyncio.to_thread(reprocess, intake.store, row_id, person.id, corrected)
         if done is None:
             raise QuarantineNotFoundError(f"no quarantined item {row_id}")

@@ -7,7 +7,17 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from csautomation.facts.canonical import Payload, TimeWindow, canonical_payload, timestamp
 
 
 class Tier(StrEnum):
@@ -58,67 +68,57 @@ class SignalType(StrEnum):
     expansion_interest = "expansion_interest"
 
 
-class UsageDaily(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class UsageDaily(Payload):
     logins: int = Field(ge=0)
     active_users: int = Field(ge=0)
     feature_events: int = Field(default=0, ge=0)
 
 
-class Meeting(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Meeting(Payload):
     status: str = Field(pattern="^(attended|missed|cancelled)$")
     kind: str = "check_in"
 
 
-class NpsResponse(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class NpsResponse(Payload):
     score: int = Field(ge=0, le=10)
 
 
-class SupportTicket(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SupportTicket(Payload):
     priority: str = Field(pattern="^(low|normal|high|urgent)$")
     subject: str = ""
 
 
-class SupportEscalation(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SupportEscalation(Payload):
     reason: str = ""
 
 
-class OutcomeReview(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class OutcomeReview(Payload):
     goals_met_pct: float = Field(ge=0, le=100)
 
 
-class StakeholderChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class StakeholderChange(Payload):
     role: str = Field(pattern="^(champion|exec_sponsor|admin)$")
     change: str = Field(pattern="^(left|joined)$")
     person: str = ""
 
 
-class ChurnPrediction(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ChurnPrediction(Payload):
     probability: float = Field(ge=0, le=1)
     model: str = "default"
 
 
-class ContractUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ContractUpdate(Payload):
     renewal_date: date | None = None
     arr: float | None = Field(default=None, ge=0)
     seats: int | None = Field(default=None, ge=1)
 
 
-class ExpansionInterest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ExpansionInterest(Payload):
     source: str = "sales"
     product: str = ""
 
 
-PAYLOADS: dict[SignalType, type[BaseModel]] = {
+PAYLOADS: dict[SignalType, type[Payload]] = {
     SignalType.usage_daily: UsageDaily,
     SignalType.meeting: Meeting,
     SignalType.nps_response: NpsResponse,
@@ -133,7 +133,11 @@ PAYLOADS: dict[SignalType, type[BaseModel]] = {
 
 
 class Signal(BaseModel):
-    """Something that happened to an account. The payload is checked against its type."""
+    """Something that happened to an account. The payload is checked against its type and
+    kept in its canonical form (facts/canonical.py): what is stored is what was validated.
+
+    Validated with `canonical.door_context()` as context, `occurred_at` must also fall in
+    the intake's time window."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -143,9 +147,23 @@ class Signal(BaseModel):
     payload: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str = Field(default="", max_length=200)
 
+    @field_validator("occurred_at", mode="before")
+    @classmethod
+    def _timestamp(cls, value: Any) -> Any:
+        return timestamp(value)
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _in_window(cls, value: datetime, info: ValidationInfo) -> datetime:
+        context = info.context if isinstance(info.context, dict) else {}
+        window = context.get("window")
+        if isinstance(window, TimeWindow):
+            window.check(value, context["now"])
+        return value
+
     @model_validator(mode="after")
     def _check_payload(self) -> Signal:
-        PAYLOADS[self.type].model_validate(self.payload)
+        object.__setattr__(self, "payload", canonical_payload(PAYLOADS[self.type], self.payload))
         if not self.idempotency_key:
             # Deterministic: the same event delivered twice gets the same key.
             digest = hashlib.sha256(
@@ -155,7 +173,7 @@ class Signal(BaseModel):
             object.__setattr__(self, "idempotency_key", digest)
         return self
 
-    def typed_payload(self) -> BaseModel:
+    def typed_payload(self) -> Payload:
         return PAYLOADS[self.type].model_validate(self.payload)
 
     @property

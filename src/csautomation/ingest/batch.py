@@ -5,21 +5,27 @@ imported twice changes nothing.
 JSONL: one signal object per line (`type`, `account_id`, `occurred_at`, `payload`, and an
 optional `idempotency_key`). CSV: a header row with the same columns; the payload is either
 a `payload` column holding a JSON object, or one `payload.<field>` column per field (empty
-cells are left out). A row without a key gets the signal's deterministic one (type,
-account, time and payload), so the same event imported again is recognised.
+cells are left out: the field is absent). A row without a key gets the signal's
+deterministic one (type, account, time and payload), so the same event imported again is
+recognised.
+
+Every row is held to the intake's rules (facts/canonical.py, README "What is accepted"),
+the time window included, and stored in canonical types: a CSV cell is text, and a
+`payload.<field>` cell of a number field is read by the number rule (`payload.logins` = 5
+stores the integer 5; "5.5" there is refused, "many" too), of a date field as YYYY-MM-DD.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from csautomation.facts.model import Signal
-from csautomation.ingest.validate import check
+from csautomation.ingest.validate import check, read_json
 from csautomation.store.repo import Store
 
 FORMATS = ("csv", "jsonl")
@@ -70,10 +76,9 @@ def rows(path: Path, fmt: str) -> Iterator[tuple[int, dict[str, Any] | Rejected]
             for number, text in enumerate(handle, start=1):
                 if not text.strip():
                     continue
-                try:
-                    data = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    yield number, Rejected(number, "", f"not JSON: {exc.msg} (column {exc.colno})")
+                data, why = read_json(text)
+                if why:
+                    yield number, Rejected(number, "", why)
                     continue
                 if not isinstance(data, dict):
                     yield number, Rejected(number, "", "expected a JSON object")
@@ -99,10 +104,9 @@ def _from_csv(number: int, record: dict[str, str]) -> dict[str, Any] | Rejected:
                 payload[column.removeprefix("payload.")] = value
         elif column == "payload":
             if value:
-                try:
-                    parsed = json.loads(value)
-                except json.JSONDecodeError as exc:
-                    return Rejected(number, "payload", f"not a JSON object: {exc.msg}")
+                parsed, why = read_json(value)
+                if why:
+                    return Rejected(number, "payload", f"not a JSON object: {why}")
                 if not isinstance(parsed, dict):
                     return Rejected(number, "payload", "not a JSON object")
                 payload.update(parsed)
@@ -112,8 +116,10 @@ def _from_csv(number: int, record: dict[str, str]) -> dict[str, Any] | Rejected:
     return out
 
 
-def validate(number: int, data: dict[str, Any]) -> Signal | list[Rejected]:
-    checked = check(data)
+def validate(
+    number: int, data: dict[str, Any], now: datetime | None = None
+) -> Signal | list[Rejected]:
+    checked = check(data, now=now)
     if isinstance(checked, Signal):
         return checked
     return [Rejected(number, e.field, e.message) for e in checked]
@@ -125,8 +131,10 @@ def import_file(
     fmt: str | None = None,
     batch: int = 2000,
     progress: Callable[[int], None] | None = None,
+    now: datetime | None = None,
 ) -> ImportReport:
-    """Validate every row and store the valid ones in batches (one transaction each)."""
+    """Validate every row and store the valid ones in batches (one transaction each).
+    `now`: the clock the time window is read against (default: the system's)."""
     report = ImportReport(str(path))
     pending: list[Signal] = []
 
@@ -140,7 +148,7 @@ def import_file(
         if isinstance(row, Rejected):
             report.rejected.append(row)
         else:
-            checked = validate(number, row)
+            checked = validate(number, row, now)
             if isinstance(checked, Signal):
                 report.accepted += 1
                 pending.append(checked)

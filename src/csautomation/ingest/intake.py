@@ -22,7 +22,7 @@ from typing import Any
 from csautomation import metrics
 from csautomation.facts.model import Signal
 from csautomation.ingest.sources import Caller
-from csautomation.ingest.validate import FieldError, check
+from csautomation.ingest.validate import FieldError, check, read_json
 from csautomation.ingest.writer import SignalWriter
 from csautomation.store.quarantine import (
     Held,
@@ -205,10 +205,9 @@ def reprocess(store: Store, row_id: int, by: str, corrected: Any = None) -> Repr
         settle(store, row_id, "reprocessed", by, row.signal_key)
         return Reprocessed(row_id, True, row.signal_key)
     if corrected is None:
-        try:
-            corrected = json.loads(row.raw)
-        except json.JSONDecodeError as exc:
-            errors = (FieldError("body", f"still not JSON: {exc.msg}; send a corrected signal"),)
+        corrected, why = read_json(row.raw)
+        if why:
+            errors = (FieldError("body", f"still unreadable ({why}); send a corrected signal"),)
             return Reprocessed(row_id, False, errors=errors)
     if row.signal_key and isinstance(corrected, dict) and "idempotency_key" not in corrected:
         corrected = {**corrected, "idempotency_key": row.signal_key}
@@ -248,9 +247,6 @@ def discard(store: Store, row_id: int, by: str) -> str | None:
 
 
 def _held_account(raw: str) -> str:
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError:
-        return ""
+    data, _ = read_json(raw)
     value = data.get("account_id", "") if isinstance(data, dict) else ""
     return value if isinstance(value, str) else ""

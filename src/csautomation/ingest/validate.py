@@ -1,17 +1,25 @@
 """One signal's validation, shared by the API, the batch import and re-processing: a
-`Signal`, or every field error with its dotted path (`payload.logins`)."""
+`Signal`, or every field error with its dotted path (`payload.logins`); and the reading of
+JSON text at the door, bounded so that no text can exhaust the stack or the CPU.
+
+What is accepted (README, "What is accepted"): facts/canonical.py's rules for numbers,
+dates and timestamps, the time window (`check` applies the process's), and here: JSON
+nested at most `MAX_DEPTH` levels, numbers at most `MAX_NUMBER_LENGTH` characters long.
+Text beyond those bounds is unreadable as a whole, like text that is not JSON.
+"""
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
+from csautomation.facts.canonical import TimeWindow, door_context
 from csautomation.facts.model import Signal
-
-TOP = frozenset(Signal.model_fields)
 
 
 @dataclass(frozen=True)
@@ -54,24 +62,75 @@ def clean_json(raw: bytes) -> bool:
     return _MAYBE_UNSTORABLE.search(raw) is None
 
 
-def check(data: Any, clean: bool = False) -> Signal | list[FieldError]:
+MAX_DEPTH = 32  # a batch of signals is 4 deep
+MAX_NUMBER_LENGTH = 1000  # characters; Python refuses integers over 4,300 digits
+
+
+def _number(parse: Any) -> Any:
+    def read(text: str) -> Any:
+        if len(text) > MAX_NUMBER_LENGTH:
+            raise ValueError(
+                f"a number {len(text):,} characters long; at most {MAX_NUMBER_LENGTH:,} are read"
+            )
+        return parse(text)
+
+    return read
+
+
+_INT, _FLOAT = _number(int), _number(float)
+
+
+def read_json(text: bytes | str) -> tuple[Any, str]:
+    """(the JSON value, "") or (None, why the text cannot be read): not JSON, not UTF-8,
+    nested deeper than `MAX_DEPTH` or holding a number longer than `MAX_NUMBER_LENGTH`."""
+    try:
+        data = json.loads(text, parse_int=_INT, parse_float=_FLOAT)
+    except json.JSONDecodeError as exc:
+        where = (
+            f"column {exc.colno}" if exc.lineno == 1 else f"line {exc.lineno}, column {exc.colno}"
+        )
+        return None, f"not JSON: {exc.msg} ({where})"
+    except UnicodeDecodeError:
+        return None, "not JSON: not UTF-8"
+    except RecursionError:
+        return None, f"nested deeper than {MAX_DEPTH} levels"
+    except ValueError as exc:  # a number too long (_number, or Python's own digit limit)
+        return None, str(exc)
+    opening = (
+        text.count(b"{") + text.count(b"[")
+        if isinstance(text, bytes)
+        else (text.count("{") + text.count("["))
+    )
+    if opening > MAX_DEPTH and not _within_depth(data):  # few brackets: cannot be that deep
+        return None, f"nested deeper than {MAX_DEPTH} levels"
+    return data, ""
+
+
+def _within_depth(data: Any) -> bool:
+    stack = [(data, 1)] if isinstance(data, dict | list) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return False
+        values = node.values() if isinstance(node, dict) else node
+        stack.extend((v, depth + 1) for v in values if isinstance(v, dict | list))
+    return True
+
+
+def check(
+    data: Any, clean: bool = False, window: TimeWindow | None = None, now: datetime | None = None
+) -> Signal | list[FieldError]:
     """The signal, or every field error. `clean`: the JSON text it came from passed
-    `clean_json`."""
+    `clean_json`. `window`: when it may have happened (default: the process's, which
+    bootstrap sets from the settings), relative to `now` (default: the clock)."""
     if not isinstance(data, dict):
         return [FieldError("", "expected a JSON object (a signal)")]
     if not clean and (problems := unstorable(data)):
         return problems
     try:
-        return Signal.model_validate(data)
+        return Signal.model_validate(data, context=door_context(window, now))
     except ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        # the payload is checked against its type only once the envelope is valid, and its
-        # errors come with paths inside the payload
-        inside = all(e["loc"] and e["loc"][0] not in TOP for e in errors)
         return [
-            FieldError(
-                ".".join(str(p) for p in (("payload", *e["loc"]) if inside else e["loc"])),
-                e["msg"],
-            )
-            for e in errors
+            FieldError(".".join(str(p) for p in e["loc"]), e["msg"])
+            for e in exc.errors(include_url=False)
         ]

@@ -41,7 +41,7 @@ def pull_usage_file_drop(opts: UsageFileDropOptions, ctx: PullContext, tally: Ta
         if not path.is_file() or ctx.now.timestamp() - before.st_mtime < opts.settle:
             continue  # still being written, perhaps: the next run looks again
         try:
-            report: ImportReport | str = import_file(ctx.store, path)
+            report: ImportReport | str = import_file(ctx.store, path, now=ctx.now)
         except (UnicodeDecodeError, csv.Error) as exc:
             report = f"{path.name}: cannot be read: {exc}"
         after = path.stat()
