@@ -246,7 +246,20 @@ def test_signals_add_stores_once_and_explains_bad_input(db_url: str) -> None:
     code, text = run(*args, *db)  # the same delivery again changes nothing
     assert code == 0 and "already stored k-1" in text
     code, text = run("signals", "add", "ACME", "usage_daily", "--payload", "{logins: 3", *db)
-    assert code == 1 and "--payload is not JSON" in text
+    assert code == 1 and "--payload cannot be read: not JSON" in text
+    deep = "[" * 2000 + "]" * 2000
+    code, text = run("signals", "add", "ACME", "usage_daily", "--payload", deep, *db)
+    assert code == 1 and "nested deeper than" in text and "Traceback" not in text
+    code, text = run(
+        "signals",
+        "add",
+        "ACME",
+        "usage_daily",
+        "--payload",
+        '{"logins": "5", "active_users": 1}',
+        *db,
+    )
+    assert code == 0  # a plain decimal in text is the number (README: What is accepted)
     code, text = run("signals", "add", "ACME", "usage_dialy", "--payload", payload, *db)
     assert code == 1 and text.startswith("type:") and "Traceback" not in text
     code, text = run("signals", "add", "ACME", "usage_daily", "--payload", '{"logins": -1}', *db)

@@ -250,3 +250,34 @@ def test_every_payload_field_is_explained() -> None:
 
     fields = {name for model in PAYLOADS.values() for name in model.model_fields}
     assert fields <= FIELD_NOTES.keys(), sorted(fields - FIELD_NOTES.keys())
+
+
+@pytest.mark.asyncio
+async def test_a_file_of_signals_for_an_unknown_account_is_held_then_released(
+    client: Any, store: Store, tmp_path: Path
+) -> None:
+    """`csauto ingest` says which accounts it does not know; the pipeline holds their
+    signals; importing the account releases them to evaluation."""
+    from csautomation.facts.health import load_health_model
+    from csautomation.ingest.batch import import_file
+    from csautomation.pipeline import Pipeline, SqlCooldowns
+    from csautomation.rules.runtime import RuleRuntime
+    from playbook_support import PLAYBOOKS
+
+    signals = (
+        "type,account_id,occurred_at,payload.score\nnps_response,LATE-9,2026-10-30T10:00:00Z,2\n"
+    )
+    report = import_file(store, write(tmp_path, "signals.csv", signals))
+    assert (report.stored, report.unknown) == (1, {"LATE-9": 1})
+    runtime = RuleRuntime([ROOT / "rules"], load_health_model(), cooldowns=SqlCooldowns(store))
+    try:
+        pipeline = Pipeline(store, runtime, PLAYBOOKS, client)
+        pipeline.evaluate_pending()
+        [row] = held(store, "open")
+        assert "unknown account" in row.errors[0]["message"]
+        accounts = json.dumps({"id": "LATE-9", "name": "Late Arrival", "tier": "smb"}) + "\n"
+        assert import_accounts(store, write(tmp_path, "late.jsonl", accounts)).released == 1
+        assert held(store, "open") == []
+        assert pipeline.evaluate_pending() == 1  # back in the evaluation outbox
+    finally:
+        runtime.close()

@@ -14,7 +14,6 @@ held because their account was not known yet are released when it arrives.
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations at run time.
 import asyncio
-import json
 import logging
 from typing import Any
 
@@ -27,6 +26,7 @@ from csautomation.ingest.accounts import MAX_BATCH, AccountsReport, check_accoun
 from csautomation.ingest.accounts import release_held as release
 from csautomation.ingest.batch import Rejected
 from csautomation.ingest.sources import SourceAuthError, Sources
+from csautomation.ingest.validate import read_json
 from csautomation.store.repo import Store
 
 __all__ = ["router"]
@@ -50,12 +50,12 @@ def _items(data: Any) -> list[Any] | None:
 
 
 def _parse(body: bytes) -> Any:
-    """The JSON body, or a refusal: not JSON, too deep, or a number too long to read."""
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, digit limits, depth
-        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
-        return _error(422, f"the body is not readable JSON ({reason})")
+    """The JSON body, or a refusal: not JSON, too deep, or a number too long to read (the
+    bounds of POST /v1/signals)."""
+    data, why = read_json(body)
+    if why:
+        return _error(422, f"the body cannot be read: {why}")
+    return data
 
 
 def store_accounts(store: Store, items: list[Any], by: str) -> AccountsReport:

@@ -3,7 +3,6 @@ stored once; a running pipeline evaluates them."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,28 +25,24 @@ def signals_add(
     """Store one signal durably; a running pipeline evaluates it within a second."""
     from datetime import UTC, datetime
 
-    from pydantic import ValidationError
+    from csautomation.ingest.validate import check, read_json
 
-    from csautomation.facts.model import Signal
-
-    try:
-        body = json.loads(payload)
-        fields: dict[str, Any] = {
-            "type": type_,
-            "account_id": account,
-            "occurred_at": datetime.now(UTC),
-            "payload": body,
-        }
-        if key:
-            fields["idempotency_key"] = key
-        signal = Signal.model_validate(fields)
-    except json.JSONDecodeError as exc:
-        err.print(f"--payload is not JSON: {exc.msg} (column {exc.colno})")
-        raise typer.Exit(1) from None
-    except ValidationError as exc:
-        for e in exc.errors(include_url=False):
-            err.print(f"{'.'.join(map(str, e['loc'])) or 'signal'}: {e['msg']}")
-        raise typer.Exit(1) from None
+    body, why = read_json(payload)
+    if why:
+        raise CsAutomationError(f"--payload cannot be read: {why}")
+    fields: dict[str, Any] = {
+        "type": type_,
+        "account_id": account,
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "payload": body,
+    }
+    if key:
+        fields["idempotency_key"] = key
+    signal = check(fields)
+    if isinstance(signal, list):  # the same checks, and paths, as POST /v1/signals
+        for e in signal:
+            err.print(f"{e.field or 'signal'}: {e.message}", soft_wrap=True, markup=False)
+        raise typer.Exit(1)
     fresh = open_store(database_url).add_signal(signal)
     out.print(("stored " if fresh else "already stored ") + signal.idempotency_key)
 
@@ -90,6 +85,14 @@ def ingest(
         soft_wrap=True,
         markup=False,
     )
+    if report.unknown:
+        names = ", ".join(sorted(report.unknown)[:5]) + (", ..." if len(report.unknown) > 5 else "")
+        out.print(
+            f"{sum(report.unknown.values())} signal(s) for {len(report.unknown)} account(s) not "
+            f"known yet ({names}): held until they arrive (csauto accounts import)",
+            soft_wrap=True,
+            markup=False,
+        )
     for problem in report.rejected[:show]:
         out.print(f"  {problem}", soft_wrap=True, markup=False)
     if len(report.rejected) > show:

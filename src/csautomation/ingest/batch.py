@@ -48,6 +48,9 @@ class ImportReport:
     accepted: int = 0  # valid rows
     stored: int = 0  # of those, new to the store
     rejected: list[Rejected] = field(default_factory=list)
+    # accepted signals whose account is not known yet, by account: held (the pipeline keeps
+    # them in the quarantine) until the account arrives, then released
+    unknown: dict[str, int] = field(default_factory=dict)
 
     @property
     def duplicates(self) -> int:
@@ -141,6 +144,10 @@ def import_file(
     def flush() -> None:
         if pending:
             report.stored += store.add_signals(pending)
+            known = store.known_accounts({s.account_id for s in pending})
+            for s in pending:
+                if s.account_id not in known:
+                    report.unknown[s.account_id] = report.unknown.get(s.account_id, 0) + 1
             pending.clear()
 
     for number, row in rows(path, detect_format(path, fmt)):

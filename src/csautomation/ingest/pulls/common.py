@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from csautomation.connectors.config import SalesforceConfig, ZendeskConfig
 from csautomation.connectors.loader import build_connectors, load_connectors
 from csautomation.errors import ConfigError
+from csautomation.facts.canonical import door_context
 from csautomation.facts.model import Signal, SignalType
 from csautomation.store.repo import Store
 
@@ -73,13 +74,15 @@ def new_signal(
     kind: SignalType, account: str, when: datetime, payload: dict[str, Any], key: str
 ) -> Signal | None:
     try:
-        return Signal(
-            type=kind,
-            account_id=account,
-            occurred_at=when,
-            payload=payload,
-            idempotency_key=f"{key}:{kind.value}",
-        )
+        fields = {
+            "type": kind,
+            "account_id": account,
+            "occurred_at": when,
+            "payload": payload,
+            "idempotency_key": f"{key}:{kind.value}",
+        }
+        # the door's rules, time window included, as for every other way in
+        return Signal.model_validate(fields, context=door_context())
     except ValidationError as exc:
         log.warning("%s for %s (%s) skipped: %s", kind.value, account, key, short_errors(exc))
         return None
