@@ -61,7 +61,29 @@ class _Chunk:
         try:
             self.handle = _dr.create_ruleset(name, definition)
         except _dr.error as exc:
-            raise RuleEngineError(f"durable_rules refused ruleset {name}: {exc}") from exc
+            raise RuleEngineError(_refusal(name, rules, columns, exc)) from exc
+
+
+def _refusal(name: str, rules: list[CompiledRule], columns: dict[str, str], exc: Exception) -> str:
+    """Why durable_rules refused a ruleset, naming the rules it refuses on their own."""
+    refused = []
+    for rule in rules:
+        try:
+            handle = _dr.create_ruleset(
+                f"{name}_probe", encode(ruleset_definition([rule], columns))
+            )
+        except _dr.error:
+            refused.append(rule.id)
+        else:
+            _dr.delete_ruleset(handle)
+    if "113" in str(exc) and refused:  # ERR_EXPRESSION_LIMIT_EXCEEDED
+        return (
+            f"rule {', '.join(refused)}: its condition is too complex for the rule engine "
+            "(its negations expand past durable_rules' expression limit); split it into "
+            "simpler rules or write the negated parts directly"
+        )
+    named = f" (rules {', '.join(refused)})" if refused else ""
+    return f"durable_rules refused ruleset {name}{named}: {exc}"
 
 
 class StreamingEvaluator:

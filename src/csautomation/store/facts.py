@@ -175,7 +175,10 @@ class FactsReader:
         """Which of these signals of the account its facts cannot be derived from, each
         alone (by idempotency key): the ones to fix, when an account's facts fail."""
         found: dict[str, Exception] = {}
-        for signal in signals:
+        wanted = {s.idempotency_key for s in signals}
+        # each signal as derivation reads it: the stored row, not a re-validated copy
+        stored = self.histories([account.id])[account.id][0]
+        for signal in [s for s in stored if s.idempotency_key in wanted] or signals:
             [record] = _derive_each([(account, [signal], as_of)], self.model, ())
             if isinstance(record, Exception):
                 found[signal.idempotency_key] = record

@@ -14,7 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from csautomation.connectors.config import SalesforceConfig, ZendeskConfig
 from csautomation.connectors.loader import build_connectors, load_connectors
 from csautomation.errors import ConfigError
-from csautomation.facts.canonical import door_context
 from csautomation.facts.model import Signal, SignalType
 from csautomation.store.repo import Store
 
@@ -81,8 +80,9 @@ def new_signal(
             "payload": payload,
             "idempotency_key": f"{key}:{kind.value}",
         }
-        # the door's rules, time window included, as for every other way in
-        return Signal.model_validate(fields, context=door_context())
+        # the door's number and date rules; the vendor's own timestamps are not held to
+        # the intake's time window (a pull reads history, on the pull's own clock)
+        return Signal.model_validate(fields)
     except ValidationError as exc:
         log.warning("%s for %s (%s) skipped: %s", kind.value, account, key, short_errors(exc))
         return None

@@ -15,6 +15,7 @@ from simple_salesforce.format import format_soql
 from csautomation.connectors.config import SalesforceConfig
 from csautomation.errors import ConfigError
 from csautomation.facts.model import Account, Signal, SignalType
+from csautomation.ingest.accounts import release_held
 from csautomation.ingest.pulls.common import (
     PullContext,
     PullOptions,
@@ -128,6 +129,8 @@ def pull_salesforce_accounts(
                 signals += _account_record(ctx.store, opts, record, mapping, people, changed)
             tally.stored += ctx.store.add_signals(signals)
             tally.accounts += ctx.store.upsert_accounts(changed.values())
+            # signals held for an account this pull brings for the first time go on
+            release_held(ctx.store, changed, f"pull {name}")
             if cursor is not None:
                 save_cursor(ctx.store.engine, KIND_SF, name, cursor.isoformat(), ctx.now)
     finally:
