@@ -24,6 +24,7 @@ from csautomation.facts.health import load_health_model
 from csautomation.facts.model import Signal
 from csautomation.pipeline import QUEUES
 from csautomation.runtime.worker import PrioritySlots, WorkerConfig, build_workers
+from csautomation.store.escalations import get_escalation
 from csautomation.store.repo import Store, local_tasks
 from csautomation.workflows.escalation import EscalationWorkflow
 from csautomation.workflows.playbook import PlaybookWorkflow
@@ -257,6 +258,10 @@ async def test_unanswered_playbooks_wait_out_their_days_and_escalate(
     # ten days of workflow time passed (each of them ticked for renewal-risk's goal)
     assert timedelta(days=10) <= wait.ended_at - wait.started_at < timedelta(days=10, hours=1)
     assert [t.kind for t in local_tasks(store, handle.id)] == kinds
+    # the reason as people read it: rendered for the account, not its template
+    [escalated] = [s for s in result.steps if s.kind == "escalate"]
+    state = get_escalation(store, f"escalation:ACME:{handle.id}:{escalated.step_id}")
+    assert state is not None and "Acme Corp" in state.reason and "{{" not in state.reason
 
 
 class Flood(Probe):

@@ -9,6 +9,7 @@ playbook's notify step does.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
@@ -65,10 +66,14 @@ class EscalationActivities:
         is kept (a retried step), a closed one is not opened again."""
         from csautomation.workflows.escalation import EscalationWorkflow
 
+        # the reason as people read it: "Renewal at risk at Acme Corp", not its template
+        reason = await asyncio.to_thread(
+            self.actions.render_for, inp.input.account_id, inp.input.reason
+        )
         try:
             handle = await activity.client().start_workflow(
                 EscalationWorkflow.run,
-                inp.input,
+                inp.input.model_copy(update={"reason": reason}),
                 id=inp.workflow_id,
                 task_queue=activity.info().task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,

@@ -103,6 +103,17 @@ class PlaybookActivities:
         the goal checks of many waiting playbooks cost an index look-up each."""
         return self.facts.record(account, self.clock().date())
 
+    def render_for(self, account_id: str, source: str) -> str:
+        """`source` rendered for the account, as task texts are (an escalation's reason);
+        a template that fails is returned as written (logged): an escalation must open."""
+        if "{" not in source:
+            return source
+        try:
+            return render(source, self._context(self.account(account_id), {}))
+        except TemplateProblem as exc:
+            activity.logger.warning("reason %r not rendered: %s", source, exc)
+            return source
+
     def _render(self, source: str, context: dict[str, Any]) -> str:
         try:
             return render(source, context)
