@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from csautomation.cli.common import DbOpt, err, open_store, out
+from csautomation.cli.common import DbOpt, import_rows, open_store, out, print_rejected
 from csautomation.errors import CsAutomationError
 
 app = typer.Typer(help="Accounts: import your own, list and show them.", no_args_is_help=True)
@@ -30,24 +29,8 @@ def accounts_import(
     id (importing the same file again changes nothing); signals held for an account not
     known until now are released to evaluation. Exit code 1 when a row was rejected."""
     from csautomation.ingest.accounts import import_accounts
-    from csautomation.ingest.batch import detect_format
 
-    if not file.is_file():
-        raise CsAutomationError(f"{file}: no such file")
-    try:
-        fmt = detect_format(file, format_)
-    except ValueError as exc:
-        raise CsAutomationError(str(exc)) from exc
-    store = open_store(database_url)
-    with file.open("rb") as handle:
-        lines = sum(1 for _ in handle)
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err
-    ) as bar:
-        task = bar.add_task(f"importing {file.name}", total=lines)
-        report = import_accounts(
-            store, file, fmt, progress=lambda line: bar.update(task, completed=line)
-        )
+    report = import_rows(file, format_, database_url, import_accounts)
     out.print(
         f"{report.file}: {report.rows} rows, {report.accepted} accepted ({report.created} new, "
         f"{report.updated} updated, {report.unchanged} unchanged), "
@@ -55,12 +38,7 @@ def accounts_import(
         soft_wrap=True,
         markup=False,
     )
-    for problem in report.rejected[:show]:
-        out.print(f"  {problem}", soft_wrap=True, markup=False)
-    if len(report.rejected) > show:
-        out.print(f"  ... and {len(report.rejected) - show} more (--show N)")
-    if report.rejected:
-        raise typer.Exit(1)
+    print_rejected(report.rejected, show)
 
 
 @app.command("list")

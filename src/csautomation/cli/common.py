@@ -13,7 +13,7 @@ import gc
 import json
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
@@ -37,6 +37,8 @@ __all__ = [
     "MetricsPortOpt",
     "err",
     "fail",
+    "import_rows",
+    "print_rejected",
     "open_store",
     "out",
     "probing",
@@ -47,6 +49,7 @@ __all__ = [
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 T = TypeVar("T")
+R = TypeVar("R")
 
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="default: CSAUTO_DATA_DIR")]
 DbOpt = Annotated[str | None, typer.Option("--database-url", help="default: CSAUTO_DATABASE_URL")]
@@ -170,3 +173,38 @@ def write_schema(model: Any, title: str, output: Path | None) -> None:
 def open_store(database_url: str | None) -> Store:
     """The store of `--database-url` (default: CSAUTO_DATABASE_URL), migrated."""
     return bootstrap.open_store(bootstrap.settings(database_url=database_url))
+
+
+def import_rows(
+    file: Path, format_: str | None, database_url: str | None, run: Callable[..., R]
+) -> R:
+    """A file import with a progress bar: `run(store, file, fmt, progress=...)` over the
+    store of `--database-url`, once the file is found and its format known."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from csautomation.ingest.batch import detect_format
+
+    if not file.is_file():
+        raise CsAutomationError(f"{file}: no such file")
+    try:
+        fmt = detect_format(file, format_)
+    except ValueError as exc:
+        raise CsAutomationError(str(exc)) from exc
+    store = open_store(database_url)
+    with file.open("rb") as handle:
+        lines = sum(1 for _ in handle)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err
+    ) as bar:
+        task = bar.add_task(f"importing {file.name}", total=lines)
+        return run(store, file, fmt, progress=lambda line: bar.update(task, completed=line))
+
+
+def print_rejected(rejected: Sequence[object], show: int) -> None:
+    """The first `show` rejected rows, each with its line and field; exit 1 if any."""
+    for problem in rejected[:show]:
+        out.print(f"  {problem}", soft_wrap=True, markup=False)
+    if len(rejected) > show:
+        out.print(f"  ... and {len(rejected) - show} more (--show N)")
+    if rejected:
+        raise typer.Exit(1)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from csautomation.cli.common import DbOpt, err, open_store, out
+from csautomation.cli.common import DbOpt, err, import_rows, open_store, out, print_rejected
 from csautomation.errors import CsAutomationError
 
 app = typer.Typer(help="Store signals for evaluation.", no_args_is_help=True)
@@ -58,26 +58,9 @@ def ingest(
     """Import signals from a file: each row validated and stored once (importing the same
     file again changes nothing); a report of rows accepted and rejected, with line numbers.
     Exit code 1 when a row was rejected."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from csautomation.ingest.batch import import_file
 
-    from csautomation.ingest.batch import detect_format, import_file
-
-    if not file.is_file():
-        raise CsAutomationError(f"{file}: no such file")
-    try:
-        fmt = detect_format(file, format_)
-    except ValueError as exc:
-        raise CsAutomationError(str(exc)) from exc
-    store = open_store(database_url)
-    with file.open("rb") as handle:
-        lines = sum(1 for _ in handle)
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err
-    ) as bar:
-        task = bar.add_task(f"importing {file.name}", total=lines)
-        report = import_file(
-            store, file, fmt, progress=lambda line: bar.update(task, completed=line)
-        )
+    report = import_rows(file, format_, database_url, import_file)
     out.print(
         f"{report.file}: {report.rows} rows, {report.accepted} accepted "
         f"({report.stored} new, {report.duplicates} already stored), "
@@ -93,9 +76,4 @@ def ingest(
             soft_wrap=True,
             markup=False,
         )
-    for problem in report.rejected[:show]:
-        out.print(f"  {problem}", soft_wrap=True, markup=False)
-    if len(report.rejected) > show:
-        out.print(f"  ... and {len(report.rejected) - show} more (--show N)")
-    if report.rejected:
-        raise typer.Exit(1)
+    print_rejected(report.rejected, show)
