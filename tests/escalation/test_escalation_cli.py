@@ -234,3 +234,33 @@ def test_schema(env: dict[str, str], tmp_path: Path) -> None:
     assert (
         code == 0 and "severities" in json.loads(target.read_text(encoding="utf-8"))["properties"]
     )
+
+
+def test_show_prints_peoples_text_as_written(env: dict[str, str], db_url: str) -> None:
+    """A note holding rich markup ("[/red]") is text: `escalations show` prints it and
+    exits 0 (it crashed on it), with the rendered reason."""
+    from datetime import timedelta
+
+    from api.support import EAST_CRITICAL, populate
+    from csautomation.store.escalations import get_escalation, record_escalation
+    from csautomation.workflows.types import EscalationEvent
+
+    store = new_store(db_url)
+    populate(store)
+    state = get_escalation(store, EAST_CRITICAL)
+    assert state is not None
+    note = EscalationEvent(
+        at=state.opened_at + timedelta(hours=1),
+        kind="acknowledged",
+        by="mia",
+        detail="customer said [/red] and [bold]call back[/bold]",
+    )
+    changed = state.model_copy(
+        update={"timeline": [*state.timeline, note], "reason": "Renewal at risk at Acme [Corp]"}
+    )
+    record_escalation(store, changed, seq=99)
+    store.engine.dispose()
+    code, output = run(env | {"CSAUTO_DATABASE_URL": db_url}, "show", EAST_CRITICAL)
+    assert code == 0, output
+    assert "customer said [/red] and [bold]call back[/bold]" in output
+    assert "reason: Renewal at risk at Acme [Corp]" in output

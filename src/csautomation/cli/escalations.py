@@ -18,6 +18,7 @@ from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from csautomation import bootstrap
@@ -266,14 +267,19 @@ def show(workflow_id: str, database_url: DbOpt = None) -> None:
 
 
 def _print(st: EscalationState) -> None:
+    # people's text (notes, names, reasons) is printed as written: "[/red]" in a note is
+    # text, not markup
     out.print(
-        f"[bold]{st.workflow_id}[/bold]  {st.severity}  {st.status}  level {st.level}  "
-        f"held by {st.holder_name or st.holder}  team {st.team or '-'}"
+        f"[bold]{escape(st.workflow_id)}[/bold]  {st.severity}  {st.status}  level {st.level}  "
+        f"held by {escape(st.holder_name or st.holder)}  team {escape(st.team or '-')}"
     )
+    if st.reason:
+        out.print(f"reason: {st.reason}", markup=False, soft_wrap=True)
     if st.ack_by:
         out.print(f"acknowledge by {st.ack_by:%Y-%m-%d %H:%M} UTC")
     for e in st.timeline:
-        out.print(f"  {e.at:%Y-%m-%d %H:%M}  {e.kind:<12} {e.by:<10} {e.detail}")
+        line = f"  {e.at:%Y-%m-%d %H:%M}  {e.kind:<12} {e.by:<10} {e.detail}"
+        out.print(line, markup=False, soft_wrap=True)
 
 
 def _act(address: str | None, workflow_id: str, kind: str, action: EscalationAction) -> None:
