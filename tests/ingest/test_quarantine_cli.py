@@ -26,7 +26,7 @@ from csautomation.ingest.writer import SignalWriter
 from csautomation.pipeline import Pipeline, SqlCooldowns
 from csautomation.rules.runtime import RuleRuntime
 from csautomation.store.engine import table
-from csautomation.store.quarantine import get_held
+from csautomation.store.quarantine import get_held, held
 from csautomation.store.repo import Store
 from csautomation.store.tables import SignalRow
 from factories import ROOT, review_account
@@ -334,3 +334,21 @@ def test_bad_input_is_one_clear_line_and_a_failing_exit(
     nowhere = {**env, "CSAUTO_DATABASE_URL": "nonsense://"}
     result = csauto(nowhere, "list")
     assert result.exit_code == 1 and "error cannot open the store:" in result.output
+
+
+def test_list_and_show_survive_what_the_door_refused_whole(
+    store: Store, env: dict[str, str]
+) -> None:
+    """Items kept as they came because they could not be read (a 5,000-digit number, deep
+    nesting): listed and shown, not a crash."""
+    huge = '{"account_id": "acme", "payload": {"logins": ' + "9" * 5000 + "}}"
+    deep = "[" * 2000 + "]" * 2000
+    take(store, [], unreadable=huge)
+    take(store, [], unreadable=deep)
+    listed = csauto(env, "list")
+    assert listed.exit_code == 0, listed.output
+    assert "2 item(s)" in listed.output
+    for row in held(store, "open"):
+        assert row.id is not None
+        shown = csauto(env, "show", str(row.id))
+        assert shown.exit_code == 0, shown.output

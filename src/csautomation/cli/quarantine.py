@@ -111,10 +111,9 @@ def _cut(text: str, limit: int) -> str:
 
 
 def _account(raw: str) -> str:
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError):
-        return ""
+    from csautomation.ingest.validate import read_json
+
+    data, _ = read_json(raw)  # the door's bounds: a 5,000-digit number is no crash here
     value = data.get("account_id") if isinstance(data, dict) else None
     return value if isinstance(value, str) else ""
 
