@@ -10,7 +10,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from csautomation.cli.common import DbOpt, import_rows, open_store, out, print_rejected
+from csautomation.cli.common import (
+    DbOpt,
+    FormatOpt,
+    ShowOpt,
+    import_rows,
+    open_store,
+    out,
+    print_rejected,
+)
 from csautomation.errors import CsAutomationError
 
 app = typer.Typer(help="Accounts: import your own, list and show them.", no_args_is_help=True)
@@ -19,10 +27,8 @@ app = typer.Typer(help="Accounts: import your own, list and show them.", no_args
 @app.command("import")
 def accounts_import(
     file: Annotated[Path, typer.Argument(help="a .csv or .jsonl file of accounts")],
-    format_: Annotated[
-        str | None, typer.Option("--format", help="csv or jsonl (default: from the suffix)")
-    ] = None,
-    show: Annotated[int, typer.Option("--show", help="rejected rows to list")] = 20,
+    format_: FormatOpt = None,
+    show: ShowOpt = 20,
     database_url: DbOpt = None,
 ) -> None:
     """Import accounts from a file (docs/data.md): each row validated and upserted by its

@@ -34,7 +34,9 @@ __all__ = [
     "CommandGroup",
     "DataDirOpt",
     "DbOpt",
+    "FormatOpt",
     "MetricsPortOpt",
+    "ShowOpt",
     "err",
     "fail",
     "import_rows",
@@ -56,6 +58,10 @@ DbOpt = Annotated[str | None, typer.Option("--database-url", help="default: CSAU
 AddressOpt = Annotated[
     str | None, typer.Option("--temporal-address", help="default: CSAUTO_TEMPORAL_ADDRESS")
 ]
+FormatOpt = Annotated[
+    str | None, typer.Option("--format", help="csv or jsonl (default: from the suffix)")
+]
+ShowOpt = Annotated[int, typer.Option("--show", help="rejected rows to list")]
 MetricsPortOpt = Annotated[
     int | None,
     typer.Option(

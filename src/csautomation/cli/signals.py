@@ -8,7 +8,16 @@ from typing import Annotated, Any
 
 import typer
 
-from csautomation.cli.common import DbOpt, err, import_rows, open_store, out, print_rejected
+from csautomation.cli.common import (
+    DbOpt,
+    FormatOpt,
+    ShowOpt,
+    err,
+    import_rows,
+    open_store,
+    out,
+    print_rejected,
+)
 from csautomation.errors import CsAutomationError
 
 app = typer.Typer(help="Store signals for evaluation.", no_args_is_help=True)
@@ -49,10 +58,8 @@ def signals_add(
 
 def ingest(
     file: Annotated[Path, typer.Argument(help="a .csv or .jsonl file of signals")],
-    format_: Annotated[
-        str | None, typer.Option("--format", help="csv or jsonl (default: from the suffix)")
-    ] = None,
-    show: Annotated[int, typer.Option("--show", help="rejected rows to list")] = 20,
+    format_: FormatOpt = None,
+    show: ShowOpt = 20,
     database_url: DbOpt = None,
 ) -> None:
     """Import signals from a file: each row validated and stored once (importing the same
