@@ -371,9 +371,12 @@ async def test_the_shipped_matrix_is_followed_to_the_minute_in_working_time(
         )
     else:  # nights and weekends do not count: the wall clock runs well past the sum
         assert calendar is not None
-        assert plan.levels[-1].ack_by - plan.levels[0].starts_at > 2 * sum(
+        # 16 working hours are two 8-hour days, so at least one closed night lies between
+        # (the clock of the shared test server is on whatever weekday the session left it:
+        # a weekend is not always crossed, so twice the sum was not always passed)
+        assert plan.levels[-1].ack_by - plan.levels[0].starts_at > sum(
             expected_within, timedelta()
-        )
+        ) + timedelta(hours=12)
 
 
 @pytest.mark.asyncio
