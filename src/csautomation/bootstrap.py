@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from csautomation.errors import ConfigError
+from csautomation.errors import ConfigFileError
 from csautomation.settings import Settings
 
 if TYPE_CHECKING:
@@ -89,8 +89,8 @@ def apply_intake(settings: Settings) -> None:
 def load_configuration(settings: Settings) -> Configuration:
     from csautomation.facts.health import load_health_model
     from csautomation.playbooks.loader import load_playbooks
+    from csautomation.references import reference_problems
     from csautomation.rules.loader import load_rules
-    from csautomation.rules.spec import StartPlaybook
 
     path = settings.health_model_path
     if path is None and Path("health_model.yaml").exists():
@@ -98,15 +98,9 @@ def load_configuration(settings: Settings) -> Configuration:
     model = load_health_model(path)
     playbooks = load_playbooks([settings.playbooks_path])
     ruleset = load_rules([settings.rules_path])
-    wanted = {
-        a.start_playbook
-        for r in ruleset.rules
-        for a in r.rule.actions
-        if isinstance(a, StartPlaybook)
-    }
-    missing = sorted(wanted - set(playbooks))
-    if missing:
-        raise ConfigError(f"rules start playbooks that do not exist: {', '.join(missing)}")
+    problems = reference_problems(ruleset, playbooks)
+    if problems:
+        raise ConfigFileError(problems)
     return Configuration(model, playbooks, ruleset)
 
 

@@ -4,7 +4,8 @@ first, so that one run of a validate command lists them all."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -75,3 +76,15 @@ def load_yaml_files(
     if not files and none_found:
         problems.append(Problem(", ".join(str(p) for p in paths), 1, 1, "", none_found))
     return Loaded(files, parsed, problems)
+
+
+def fingerprint(files: Iterable[Path]) -> str:
+    """Changes when a file is added, removed or edited (by mtime and size)."""
+    digest = hashlib.sha256()
+    for f in files:
+        try:
+            st = f.stat()
+            digest.update(f"{f}|{st.st_mtime_ns}|{st.st_size}\n".encode())
+        except OSError:
+            digest.update(f"{f}|gone\n".encode())
+    return digest.hexdigest()

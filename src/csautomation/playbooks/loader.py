@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from csautomation.config import Document, load_yaml_files, validation_problems
+from csautomation.config.files import fingerprint
 from csautomation.errors import ConfigFileError, Problem
 from csautomation.playbooks.spec import Playbook, PlaybookFile, reference_problems
 
@@ -26,11 +27,22 @@ def parse_playbook(doc: Document) -> tuple[list[Playbook], list[Problem]]:
     return [playbook], []
 
 
-def load_playbooks(paths: Sequence[Path]) -> dict[str, Playbook]:
+class Playbooks(dict[str, Playbook]):
+    """Playbooks by id, with the document each came from (to locate later checks) and a
+    fingerprint of the files they were read from (to notice an edit)."""
+
+    def __init__(self, files: Sequence[Path] = ()) -> None:
+        super().__init__()
+        self.sources: dict[str, Document] = {}
+        self.files = tuple(str(f) for f in files)
+        self.fingerprint = fingerprint(files)
+
+
+def load_playbooks(paths: Sequence[Path]) -> Playbooks:
     """Playbooks by id; raise ConfigFileError listing every problem in every file."""
     loaded = load_yaml_files(paths, parse_playbook, none_found="no playbook files found")
     problems = loaded.problems
-    out: dict[str, Playbook] = {}
+    out = Playbooks(loaded.files)
     where: dict[str, str] = {}
     for found in loaded.parsed:
         doc, playbook = found.doc, found.value
@@ -43,6 +55,7 @@ def load_playbooks(paths: Sequence[Path]) -> dict[str, Playbook]:
             )
             continue
         out[playbook.id] = playbook
+        out.sources[playbook.id] = doc
         where[playbook.id] = doc.file
     if problems:
         raise ConfigFileError(problems)

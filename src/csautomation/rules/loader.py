@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from csautomation.config import Document, load_yaml_files, model_fields_of, validation_problems
+from csautomation.config.files import fingerprint
 from csautomation.errors import ConfigFileError, Problem
 from csautomation.rules import spec
 from csautomation.rules.ir import CompiledRule, compile_rule
@@ -34,6 +34,9 @@ class RuleSet:
     files: tuple[str, ...]
     fingerprint: str
     locations: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # rule id -> the document it came from and its index under 'rules', to locate later
+    # checks (references to playbooks, people, connectors) at the offending line
+    sources: dict[str, tuple[Document, int]] = field(default_factory=dict, compare=False)
 
     def by_id(self, rule_id: str) -> CompiledRule | None:
         return next((r for r in self.rules if r.id == rule_id), None)
@@ -41,17 +44,6 @@ class RuleSet:
     @property
     def enabled(self) -> tuple[CompiledRule, ...]:
         return tuple(r for r in self.rules if r.rule.enabled)
-
-
-def fingerprint(files: Iterable[Path]) -> str:
-    digest = hashlib.sha256()
-    for f in files:
-        try:
-            st = f.stat()
-            digest.update(f"{f}|{st.st_mtime_ns}|{st.st_size}\n".encode())
-        except OSError:
-            digest.update(f"{f}|gone\n".encode())
-    return digest.hexdigest()
 
 
 def parse_document(doc: Document) -> tuple[list[spec.Rule], list[Problem]]:
@@ -72,6 +64,7 @@ def load_rules(paths: Sequence[Path]) -> RuleSet:
     problems = loaded.problems
     rules: list[CompiledRule] = []
     seen: dict[str, tuple[str, int]] = {}
+    sources: dict[str, tuple[Document, int]] = {}
     for found in loaded.parsed:
         doc, index, rule = found.doc, found.index, found.value
         line, _ = doc.position(("rules", index, "id"))
@@ -85,8 +78,9 @@ def load_rules(paths: Sequence[Path]) -> RuleSet:
             )
             continue
         seen[rule.id] = (doc.file, line)
+        sources[rule.id] = (doc, index)
         rules.append(compile_rule(rule))
     if problems:
         raise ConfigFileError(problems)
     files = loaded.files
-    return RuleSet(tuple(rules), tuple(str(f) for f in files), fingerprint(files), seen)
+    return RuleSet(tuple(rules), tuple(str(f) for f in files), fingerprint(files), seen, sources)

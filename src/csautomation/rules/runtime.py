@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from csautomation.config import yaml_files
+from csautomation.config.files import fingerprint
 from csautomation.errors import ConfigFileError
 from csautomation.facts.derive import derive
 from csautomation.facts.derived import DerivedFact
@@ -22,7 +23,7 @@ from csautomation.facts.model import Account, Signal
 from csautomation.rules.engine import StreamingEvaluator
 from csautomation.rules.explain import Explanation, explain
 from csautomation.rules.ir import CompiledRule
-from csautomation.rules.loader import RuleSet, fingerprint, load_rules
+from csautomation.rules.loader import RuleSet, load_rules
 
 log = logging.getLogger(__name__)
 
