@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from csautomation.connectors.registry import Connectors
     from csautomation.facts.health import HealthModel
     from csautomation.playbooks.spec import Playbook
+    from csautomation.references import Known
     from csautomation.rules.loader import RuleSet
     from csautomation.scheduling.config import Schedules
     from csautomation.store.facts import FactsReader
@@ -39,6 +40,7 @@ __all__ = [
     "build_escalations",
     "build_review_app",
     "connect",
+    "known_names",
     "load_configuration",
     "masked",
     "open_store",
@@ -86,10 +88,31 @@ def apply_intake(settings: Settings) -> None:
     set_window(TimeWindow(settings.signal_earliest, settings.signal_max_ahead))
 
 
+def known_names(settings: Settings) -> Known:
+    """The names rules and playbooks may use, from the files that define them: connector
+    ids (connectors/), severities (escalation_matrix.yaml), person ids (people.yaml). A
+    file that is not there is not checked against; one that is broken is an error."""
+    from csautomation.connectors.loader import load_connectors
+    from csautomation.escalation.matrix import load_matrix
+    from csautomation.escalation.people import load_people
+    from csautomation.references import Known
+
+    connectors = None
+    if settings.connectors_path.exists():
+        configs = load_connectors([settings.connectors_path])
+        connectors = {cid: str(c.type) for cid, c in configs.items()}
+    people = load_people(settings.people_path) if settings.people_path.exists() else None
+    severities = None
+    if settings.escalation_matrix_path.exists():
+        severities = set(load_matrix(settings.escalation_matrix_path, people).severities)
+    ids = {p.id for p in people.people} if people else None
+    return Known(connectors=connectors, severities=severities, people=ids)
+
+
 def load_configuration(settings: Settings) -> Configuration:
     from csautomation.facts.health import load_health_model
     from csautomation.playbooks.loader import load_playbooks
-    from csautomation.references import reference_problems
+    from csautomation.references import reference_problems, template_problems
     from csautomation.rules.loader import load_rules
 
     path = settings.health_model_path
@@ -98,7 +121,8 @@ def load_configuration(settings: Settings) -> Configuration:
     model = load_health_model(path)
     playbooks = load_playbooks([settings.playbooks_path])
     ruleset = load_rules([settings.rules_path])
-    problems = reference_problems(ruleset, playbooks)
+    problems = reference_problems(ruleset, playbooks, known_names(settings))
+    problems += template_problems(ruleset, playbooks)
     if problems:
         raise ConfigFileError(problems)
     return Configuration(model, playbooks, ruleset)

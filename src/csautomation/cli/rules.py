@@ -77,13 +77,29 @@ def _as_of(value: str | None, signals: list[Any]) -> date:
 
 @app.command("validate")
 def rules_validate(paths: Annotated[list[Path] | None, typer.Argument()] = None) -> None:
-    """Check rule files; every problem is printed as file:line:column."""
+    """Check rule files; every problem is printed as file:line:column.
+
+    Beside each file on its own: the playbooks rules start (workflows/), the connectors,
+    severities and people they name (connectors/, escalation_matrix.yaml, people.yaml),
+    and every template rendered for a sample account."""
+    from csautomation.bootstrap import known_names, settings
+    from csautomation.errors import ConfigFileError
+    from csautomation.playbooks.loader import load_playbooks
+    from csautomation.references import reference_problems, template_problems
     from csautomation.rules.loader import load_rules
 
     ruleset = load_rules(_rule_paths(paths))
+    config = settings()
+    folder = config.playbooks_path
+    playbooks = load_playbooks([folder]) if folder.exists() else None
+    problems = reference_problems(ruleset, playbooks, known_names(config))
+    problems += template_problems(ruleset, None)
+    if problems:
+        raise ConfigFileError(problems)
+    against = f", against {folder}/" if playbooks is not None else f" (no {folder}/ to check)"
     out.print(
         f"[green]ok[/green] {len(ruleset.rules)} rules in {len(ruleset.files)} files "
-        f"({len(ruleset.enabled)} enabled)"
+        f"({len(ruleset.enabled)} enabled){against}"
     )
 
 

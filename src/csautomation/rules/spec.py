@@ -36,6 +36,7 @@ from csautomation.facts.catalog import FACTS, FactType, unknown_fact_message
 from csautomation.facts.model import SignalType, Tier
 from csautomation.rules.compact import parse_compact
 from csautomation.rules.domain import domain_problem, percent_fix, window_problem
+from csautomation.templates import Template
 
 
 def _check_days(value: timedelta) -> timedelta:
@@ -351,7 +352,9 @@ class StartPlaybook(Strict):
 
 class EscalateSpec(Strict):
     severity: Literal["critical", "high", "medium", "low"]
-    reason: str = ""
+    reason: Template = Field(
+        default="", description="a template, e.g. 'Low health at {{ account.name }}'"
+    )
 
 
 class Escalate(Strict):
@@ -359,8 +362,8 @@ class Escalate(Strict):
 
 
 class TaskSpec(Strict):
-    subject: str = Field(min_length=1)
-    description: str = ""
+    subject: Template = Field(min_length=1)
+    description: Template = ""
     assignee: Literal["owner", "manager"] = "owner"
     due_in: Duration = timedelta(days=3)
     priority: Priority = Priority.medium
