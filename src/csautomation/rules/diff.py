@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import TypeAdapter
@@ -42,10 +43,19 @@ def _value(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float):
-        return f"{value:g}"
+        return str(int(value)) if value.is_integer() else repr(value)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_value(v) for v in value) + "]"
     return str(value)
+
+
+def _duration(value: timedelta) -> str:
+    # in days, as rules are mostly written (7d, not 1w); a part of a day as format_duration
+    return (
+        f"{value.days}d"
+        if value and value == timedelta(days=value.days)
+        else format_duration(value)
+    )
 
 
 def _comparison(c: spec.Comparison) -> str:
@@ -75,12 +85,12 @@ def condition_text(cond: Any, nested: bool = False) -> str:
     if isinstance(cond, spec.WindowCondition):
         w = cond.window
         verb, amount = ("fell", w.fell_by) if w.fell_by is not None else ("rose", w.rose_by)
-        return f"{w.fact} {verb} by {_value(amount)} within {format_duration(w.within)}"
+        return f"{w.fact} {verb} by {_value(amount)} within {_duration(w.within)}"
     if isinstance(cond, spec.SignalsCondition):
         s = cond.signals
         kinds = _value([t.value for t in s.of])
         counted = "of the types" if s.counting == "types" else "signals of"
-        return f"at least {s.at_least} {counted} {kinds} within {format_duration(s.within)}"
+        return f"at least {s.at_least} {counted} {kinds} within {_duration(s.within)}"
     if isinstance(cond, spec.Comparison):
         return _comparison(cond)
     raise TypeError(f"not a condition: {cond!r}")
@@ -116,7 +126,7 @@ def _action(action: Any) -> str:
         return f"escalate {e.severity}" + (f" '{e.reason}'" if e.reason else "")
     t = action.create_task
     return (
-        f"create task '{t.subject}' for the {t.assignee}, due in {format_duration(t.due_in)}, "
+        f"create task '{t.subject}' for the {t.assignee}, due in {_duration(t.due_in)}, "
         f"{t.priority.value}"
     )
 
@@ -125,7 +135,7 @@ FIELDS: tuple[tuple[str, Callable[[spec.Rule], str]], ...] = (
     ("enabled", lambda r: "true" if r.enabled else "false"),
     ("conditions", lambda r: condition_text(r.conditions)),
     ("priority", lambda r: r.priority.value),
-    ("cooldown", lambda r: format_duration(r.cooldown)),
+    ("cooldown", lambda r: _duration(r.cooldown)),
     ("scope", lambda r: _scope(r.scope)),
     ("trigger", lambda r: _trigger(r.trigger)),
     ("actions", lambda r: "; ".join(_action(a) for a in r.actions)),
