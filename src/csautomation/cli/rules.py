@@ -13,12 +13,14 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
+from csautomation.cli import rules_preview as preview
 from csautomation.cli.audit import rules_replay
 from csautomation.cli.common import err, out, write_schema
 from csautomation.cli.sample import DATA_DIR
 
 app = typer.Typer(help="Validate, test, dry-run and backtest rules.", no_args_is_help=True)
 app.command("replay")(rules_replay)
+app.command("diff")(preview.rules_diff)
 
 RulesOpt = Annotated[list[Path] | None, typer.Option("--rules", help="rule files or folders")]
 AccountsOpt = Annotated[Path | None, typer.Option("--accounts", help="accounts JSONL")]
@@ -265,8 +267,13 @@ def rules_backtest(
     as_of: AsOfOpt = None,
     fmt: FormatOpt = "table",
     include_disabled: Annotated[bool, typer.Option("--include-disabled")] = True,
+    compare: Annotated[
+        str | None, typer.Option("--compare", help="git ref or folder: before and after")
+    ] = None,
+    show_accounts: preview.ShowAccountsOpt = 5,
 ) -> None:
-    """Replay history day by day (no side effects): firings per rule per week, and overlap."""
+    """Replay history day by day (no side effects): firings per rule per week, and overlap.
+    With --compare REF: the rules at REF against the rules now, over the same history."""
     from csautomation.config import parse_duration
     from csautomation.rules.backtest import backtest
     from csautomation.rules.loader import load_rules
@@ -276,9 +283,15 @@ def rules_backtest(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     ruleset = load_rules(_rule_paths(rules))
+    other = preview.other_version(compare, _rule_paths(rules)) if compare is not None else None
     model = _health_model(health_model)
     accs, sigs = _load_data(accounts, signals)
     end = _as_of(as_of, sigs)
+    if other is not None:
+        data = (accs, sigs, model)
+        return preview.compare_and_print(
+            other, ruleset, _rule_paths(rules), data, end, days, fmt, show_accounts
+        )
     chosen = list(ruleset.rules if include_disabled else ruleset.enabled)
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("deriving facts", total=len(accs))
