@@ -3,12 +3,15 @@ bundled Temporal dev server, on a small sample so that it takes seconds."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from csautomation.store.outbox import runs
 from csautomation.store.repo import Store, local_tasks
@@ -50,4 +53,61 @@ def test_demo_runs_every_firing_to_completion_with_one_task_per_step(tmp_path: P
     assert {t.workflow_id for t in tasks} >= {r.workflow_id for r in playbooks}
     steps = [(t.workflow_id, t.step_id) for t in tasks]
     assert len(steps) == len(set(steps))
+    assert_people_read_rendered_text(store, data)
     store.engine.dispose()
+
+
+TEMPLATE_MARKS = ("{{", "{%", "{#", "None")
+
+
+def delivered(store: Store) -> list[tuple[str, str]]:
+    """Every text the demo delivered to people: the local CRM's tasks and notifications,
+    and the escalations (reason, events, notes) as the review page and API read them."""
+    texts: list[tuple[str, str]] = []
+    for t in local_tasks(store):
+        texts += [(f"{t.kind} {t.id} subject", t.subject), (f"{t.kind} {t.id}", t.description)]
+    with store.engine.connect() as conn:
+        for wf_id, state in conn.execute(sa.text("SELECT workflow_id, state FROM escalations")):
+            texts.append((f"escalation {wf_id}", json.dumps(json.loads(state))))
+    return texts
+
+
+def assert_people_read_rendered_text(store: Store, data: Path) -> None:
+    texts = delivered(store)
+    assert sum(1 for what, _ in texts if what.startswith("escalation")) > 0
+    bad = [(what, text[:200]) for what, text in texts if any(m in text for m in TEMPLATE_MARKS)]
+    assert bad == []
+    with store.engine.connect() as conn:
+        states = [json.loads(s) for (s,) in conn.execute(sa.text("SELECT state FROM escalations"))]
+    # the rules' own escalations and the playbooks' both name their account
+    accounts = store.accounts({s["account_id"] for s in states})
+    for s in states:
+        assert accounts[s["account_id"]].name in s["reason"], s
+    asyncio.run(replay_some(store, data))
+
+
+async def replay_some(store: Store, data: Path) -> None:
+    """`csauto replay` of a playbook run that escalated and of a rule's own escalation,
+    against the demo's Temporal data (no worker: nothing resumes)."""
+    from csautomation.runtime.server import start_dev_server
+
+    all_runs = runs(store)
+    escalated = next(r for r in all_runs if r.kind == "playbook" and r.outcome == "escalated")
+    direct = next(r for r in all_runs if r.kind == "escalation")
+    server = await start_dev_server(data, port=None, ui=False)
+    try:
+        for wf_id in (escalated.workflow_id, direct.workflow_id):
+            proc = await asyncio.to_thread(
+                subprocess.run,
+                [str(CSAUTO), "replay", wf_id, "--temporal-address", server.address],
+                env={**os.environ, "CSAUTO_DATABASE_URL": str(store.engine.url)},
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+            shown = [m for m in ("{{", "{%", "{#") if m in proc.stdout]
+            assert shown == [], proc.stdout
+    finally:
+        await server.env.shutdown()
