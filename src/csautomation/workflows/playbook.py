@@ -40,7 +40,7 @@ def _eval(condition: Any, facts: dict[str, Any]) -> bool:
     return holds(lower(condition, {}), facts)
 
 
-def _context(inp: PlaybookInput) -> dict[str, Any]:
+def template_context(inp: PlaybookInput) -> dict[str, Any]:
     """What an action's templates see of the firing, beside the account and its facts."""
     return {
         "rule": {"id": inp.rule_id, "version": inp.rule_version},
@@ -217,7 +217,7 @@ class PlaybookWorkflow:
                 description=t.description,
                 due_at=workflow.now() + t.due_in,
                 priority=t.priority.value,
-                context=_context(inp),
+                context=template_context(inp),
             ),
         )
 
@@ -264,7 +264,7 @@ class PlaybookWorkflow:
         # managers close it, and a retried step finds the one already open
         await workflow.execute_activity(
             names.OPEN_ESCALATION,
-            OpenEscalation(workflow_id=eid, input=einp, context=_context(inp)),
+            OpenEscalation(workflow_id=eid, input=einp, context=template_context(inp)),
             start_to_close_timeout=TIMEOUT,
             retry_policy=RETRY,
         )
@@ -286,7 +286,7 @@ class PlaybookWorkflow:
                 account_id=inp.account_id,
                 channel=n.channel,
                 template=n.template,
-                context=_context(inp),
+                context=template_context(inp),
             ),
         )
 
