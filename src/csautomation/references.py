@@ -280,3 +280,5 @@ def _step_templates(step: Any) -> Iterator[tuple[tuple[str, ...], str]]:
         yield ("notify", "template"), step.notify.template
     elif step.escalate is not None:
         yield ("escalate", "reason"), step.escalate.reason
+    elif step.update_account is not None and isinstance(step.update_account.value, str):
+        yield ("update_account", "value"), step.update_account.value

@@ -94,6 +94,7 @@ def deliver_every_step(store: Store, pb: Playbook, account_id: str) -> list[tupl
                     connector=u.connector,
                     field=u.field,
                     value=u.value,
+                    context=context,
                 ),
             )
         elif step.escalate is not None:
@@ -170,3 +171,26 @@ def test_kinds_of_local_rows_are_known(accounts: Store) -> None:
     pb = PLAYBOOKS["renewal-risk"]
     deliver_every_step(accounts, pb, "ACME")
     assert kinds_delivered(accounts, pb, "ACME") <= {"task", "notification", "account_update"}
+
+
+def test_a_text_value_of_an_account_update_is_a_template(accounts: Store) -> None:
+    pb = Playbook.model_validate(
+        {
+            "id": "flag",
+            "name": "Flag",
+            "owner": "cs-ops",
+            "steps": [
+                {
+                    "id": "note",
+                    "update_account": {
+                        "field": "Risk_Note__c",
+                        "value": "Flagged by {{ rule.id }} at health {{ facts['health.score'] }}",
+                    },
+                }
+            ],
+        }
+    )
+    deliver_every_step(accounts, pb, "ACME")
+    [row] = local_tasks(accounts, "playbook:test:flag:ACME")
+    assert row.subject.startswith("Risk_Note__c = Flagged by usage-decline at health ")
+    assert not any(m in row.subject for m in MARKS), row.subject

@@ -176,13 +176,17 @@ class PlaybookActivities:
 
     @activity.defn(name=names.UPDATE_ACCOUNT)
     def update_account(self, inp: UpdateInput) -> ActionResult:
+        account = self.account(inp.account_id)
+        value = inp.value
+        if isinstance(value, str) and "{" in value:  # "At risk since {{ ... }}"
+            value = self._render(value, self._context(account, inp.context))
         request = FieldUpdate(
             idempotency_key=inp.idempotency_key,
             workflow_id=inp.workflow_id,
             step_id=inp.step_id,
-            account=self.account(inp.account_id),
+            account=account,
             field=inp.field,
-            value=inp.value,
+            value=value,
         )
         connector = self.connector(self.connectors.records, inp.connector)
         result = self.deliver(

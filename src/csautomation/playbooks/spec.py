@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from csautomation.config import Duration
 from csautomation.rules.spec import Condition, Priority, Scalar
-from csautomation.templates import Template
+from csautomation.templates import Template, check
 
 NEXT = ("continue", "complete")
 
@@ -82,7 +82,13 @@ class EscalateStep(Strict):
 class UpdateAccount(Strict):
     connector: str | None = None
     field: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", description="CRM field name")
-    value: Scalar
+    value: Scalar = Field(description="a number, true or false, or text (a template)")
+
+    @model_validator(mode="after")
+    def _template(self) -> UpdateAccount:
+        if isinstance(self.value, str):
+            check(self.value)
+        return self
 
 
 class Complete(Strict):

@@ -307,6 +307,7 @@ class PlaybookWorkflow:
                 connector=u.connector,
                 field=u.field,
                 value=u.value,
+                context=template_context(inp),
             ),
         )
 

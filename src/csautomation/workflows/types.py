@@ -124,7 +124,8 @@ class UpdateInput(BaseModel):
     account_id: str
     connector: str | None
     field: str
-    value: str | int | float | bool | None
+    value: str | int | float | bool | None  # a text value is a template
+    context: dict[str, Any] = Field(default_factory=dict)
 
 
 class ActionResult(BaseModel):
