@@ -116,3 +116,44 @@ def test_cli_validate(tmp_path: Path) -> None:
     bad.write_text(textwrap.dedent(BASE) + "    - id: a\n      wiat: 1d\n", encoding="utf-8")
     result = CliRunner().invoke(app, ["playbooks", "validate", str(bad)])
     assert result.exit_code == 1 and f"{bad}:" in result.output
+
+
+@pytest.mark.parametrize(
+    ("step", "line", "text"),
+    [
+        (
+            '      create_task: {subject: "Call {{ account.nmae }}"}',
+            7,
+            "the template names 'nmae', which is not there; did you mean 'account.name'?",
+        ),
+        (
+            "      create_task: {subject: \"Score {{ facts['health.scor'] }}\"}",
+            7,
+            "no fact 'health.scor'; did you mean 'health.score'?",
+        ),
+        ('      notify: {channel: local, template: "{{ account.name | shout }}"}', 7, "shout"),
+        (
+            '      escalate: {severity: high, reason: "{{ acount.name }}"}',
+            7,
+            "the template names 'acount', which is not there; did you mean 'account'?",
+        ),
+        (
+            '      update_account: {field: Note__c, value: "{{ params.missing }}"}',
+            7,
+            "the template names 'missing', which is not there",
+        ),
+        ("      notify: {channel: slak, template: hi}", 7, "did you mean 'slack'?"),
+    ],
+)
+def test_cli_validate_renders_every_template_for_a_sample_account(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str, line: int, text: str
+) -> None:
+    monkeypatch.chdir(ROOT)  # the shipped connectors/ and escalation_matrix.yaml
+    bad = tmp_path / "p.yaml"
+    bad.write_text(textwrap.dedent(BASE) + "    - id: a\n" + step + "\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["playbooks", "validate", str(bad)])
+    assert result.exit_code == 1, result.output
+    first = next(x for x in result.output.splitlines() if x.startswith("error "))
+    assert first.startswith(f"error {bad}:{line}:"), result.output
+    assert text in first, result.output
+    assert "Traceback" not in result.output
