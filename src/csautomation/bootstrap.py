@@ -10,7 +10,7 @@ command pays only for the parts it builds.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from csautomation.activities.playbook import PlaybookActivities
     from csautomation.connectors.registry import Connectors
     from csautomation.facts.health import HealthModel
-    from csautomation.playbooks.spec import Playbook
+    from csautomation.live import LiveConfiguration
+    from csautomation.playbooks.loader import Playbooks
     from csautomation.rules.loader import RuleSet
     from csautomation.scheduling.config import Schedules
     from csautomation.store.facts import FactsReader
@@ -39,6 +40,7 @@ __all__ = [
     "build_escalations",
     "build_review_app",
     "connect",
+    "live_configuration",
     "load_configuration",
     "masked",
     "open_store",
@@ -55,7 +57,7 @@ class Configuration:
     (workflows/) and the rules (rules/), every playbook a rule starts present."""
 
     model: HealthModel
-    playbooks: Mapping[str, Playbook]
+    playbooks: Playbooks
     ruleset: RuleSet
 
 
@@ -102,6 +104,15 @@ def load_configuration(settings: Settings) -> Configuration:
     if problems:
         raise ConfigFileError(problems)
     return Configuration(model, playbooks, ruleset)
+
+
+def live_configuration(settings: Settings, config: Configuration) -> LiveConfiguration:
+    """The rules and playbooks of `config`, followed as their files change (live.py)."""
+    from csautomation.live import LiveConfiguration
+
+    return LiveConfiguration(
+        [settings.rules_path], [settings.playbooks_path], config.ruleset, config.playbooks
+    )
 
 
 def load_schedules(settings: Settings, path: Path | None = None) -> Schedules:

@@ -1,0 +1,148 @@
+"""The rules and playbooks a running process serves, followed as CS ops edit them.
+
+Rules and playbooks reload together because each names the other: a rule starts a
+playbook by id, so a new pair is swapped in only once both sides load and every playbook a
+rule starts is there (`references.reference_problems`). Until then the last good pair
+serves, and a WARNING says why, once per broken state. New firings start the playbook
+versions served when they are dispatched; running workflows keep the definition they were
+started with (it is in their input).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from csautomation.config.reload import Watch, version_changes
+from csautomation.errors import ConfigFileError
+from csautomation.playbooks.loader import Playbooks, load_playbooks
+from csautomation.references import reference_problems
+from csautomation.rules.loader import RuleSet, load_rules
+from csautomation.rules.runtime import log_rule_changes
+
+__all__ = ["LiveConfiguration", "Served"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Served:
+    """One consistent pair: every playbook the rules start is among the playbooks."""
+
+    ruleset: RuleSet
+    playbooks: Playbooks
+
+
+class LiveConfiguration:
+    """The rules under `rule_paths` and the playbooks under `playbook_paths`, reloaded
+    when their files change (looked at at most every `reload_interval` seconds).
+
+    Thread-safe: `reload_if_changed` may be called from any thread (one reloads, the others
+    go on with the pair served), and the pair is swapped in one assignment, so a reader of
+    `served` never sees the rules of one version with the playbooks of another.
+    """
+
+    def __init__(
+        self,
+        rule_paths: Sequence[Path],
+        playbook_paths: Sequence[Path],
+        ruleset: RuleSet,
+        playbooks: Playbooks,
+        reload_interval: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.rule_paths = list(rule_paths)
+        self.playbook_paths = list(playbook_paths)
+        self.served = Served(ruleset, playbooks)
+        self._watch = Watch(
+            [self.rule_paths, self.playbook_paths],
+            (ruleset.fingerprint, playbooks.fingerprint),
+            reload_interval,
+            clock,
+        )
+
+    @classmethod
+    def load(
+        cls,
+        rule_paths: Sequence[Path],
+        playbook_paths: Sequence[Path],
+        reload_interval: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> LiveConfiguration:
+        """Load both from their files; raise ConfigFileError when they are not a valid pair."""
+        ruleset, playbooks = load_rules(rule_paths), load_playbooks(playbook_paths)
+        problems = reference_problems(ruleset, playbooks)
+        if problems:
+            raise ConfigFileError(problems)
+        return cls(rule_paths, playbook_paths, ruleset, playbooks, reload_interval, clock)
+
+    @property
+    def ruleset(self) -> RuleSet:
+        return self.served.ruleset
+
+    @property
+    def playbooks(self) -> Playbooks:
+        return self.served.playbooks
+
+    @property
+    def last_error(self) -> ConfigFileError | None:
+        """Why the files as they are now are not served (None when they are)."""
+        return self._watch.last_error
+
+    def reload_if_changed(self, force: bool = False) -> bool:
+        """Load the side whose files changed (both when forced), check the pair, and swap
+        it in; True when a new pair is served."""
+        with self._watch.look(force) as found:
+            if found is None:
+                return False
+            old = self.served
+            try:
+                new = self._load(old, found, force)
+            except ConfigFileError as exc:
+                self._watch.refused(
+                    log,
+                    exc,
+                    "rule or playbook files changed but do not validate; "
+                    "the last good rules and playbooks serve",
+                )
+                return False
+            self.served = new
+            recovered = self._watch.accepted()
+        self._log(old, new, recovered)
+        return True
+
+    def _load(self, old: Served, found: tuple[str, ...], force: bool) -> Served:
+        rules_seen, playbooks_seen = found
+        ruleset = old.ruleset
+        if force or rules_seen != ruleset.fingerprint:
+            ruleset = load_rules(self.rule_paths)
+        playbooks = old.playbooks
+        if force or playbooks_seen != playbooks.fingerprint:
+            playbooks = load_playbooks(self.playbook_paths)
+        problems = reference_problems(ruleset, playbooks)
+        if problems:
+            raise ConfigFileError(problems)
+        return Served(ruleset, playbooks)
+
+    @staticmethod
+    def _log(old: Served, new: Served, recovered: bool) -> None:
+        if new.ruleset is not old.ruleset:
+            log_rule_changes(old.ruleset, new.ruleset)
+        if new.playbooks is not old.playbooks:
+            changes = version_changes(
+                {k: p.version for k, p in old.playbooks.items()},
+                {k: p.version for k, p in new.playbooks.items()},
+            )
+            if changes:
+                log.info(
+                    "reloaded playbooks: %s",
+                    ", ".join(changes),
+                    extra={"reloaded": "playbooks", "playbooks": len(new.playbooks)},
+                )
+            else:
+                log.info("playbook files reloaded; no playbook changed (%d)", len(new.playbooks))
+        if recovered:
+            log.info("rule and playbook files validate again; serving them")
