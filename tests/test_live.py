@@ -241,3 +241,15 @@ def test_threads_looking_at_once_reload_an_edit_once(
     assert sorted(results) == [False] * 7 + [True]
     assert sum(m.startswith("reloaded playbooks") for m in messages(caplog, logging.INFO)) == 1
     assert live.playbooks == load_playbooks([folders[1]])
+
+
+def test_a_template_that_does_not_render_is_refused_as_at_start(
+    folders: tuple[Path, Path], live: LiveConfiguration, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = folders[1] / "usage-recovery.yaml"
+    before = live.served
+    line = edit(path, OLD_SUBJECT, OLD_SUBJECT.replace("account.name", "account.nmae"))
+    assert not live.reload_if_changed()
+    assert live.served is before
+    [warning] = messages(caplog, logging.WARNING)
+    assert f"{path}:{line}:" in warning and "nmae" in warning

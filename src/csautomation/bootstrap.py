@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from csautomation.facts.health import HealthModel
     from csautomation.live import LiveConfiguration
     from csautomation.playbooks.loader import Playbooks
+    from csautomation.references import Known
     from csautomation.rules.loader import RuleSet
     from csautomation.scheduling.config import Schedules
     from csautomation.store.facts import FactsReader
@@ -40,6 +41,7 @@ __all__ = [
     "build_escalations",
     "build_review_app",
     "connect",
+    "known_names",
     "live_configuration",
     "load_configuration",
     "masked",
@@ -88,10 +90,31 @@ def apply_intake(settings: Settings) -> None:
     set_window(TimeWindow(settings.signal_earliest, settings.signal_max_ahead))
 
 
+def known_names(settings: Settings) -> Known:
+    """The names rules and playbooks may use, from the files that define them: connector
+    ids (connectors/), severities (escalation_matrix.yaml), person ids (people.yaml). A
+    file that is not there is not checked against; one that is broken is an error."""
+    from csautomation.connectors.loader import load_connectors
+    from csautomation.escalation.matrix import load_matrix
+    from csautomation.escalation.people import load_people
+    from csautomation.references import Known
+
+    connectors = None
+    if settings.connectors_path.exists():
+        configs = load_connectors([settings.connectors_path])
+        connectors = {cid: str(c.type) for cid, c in configs.items()}
+    people = load_people(settings.people_path) if settings.people_path.exists() else None
+    severities = None
+    if settings.escalation_matrix_path.exists():
+        severities = set(load_matrix(settings.escalation_matrix_path, people).severities)
+    ids = {p.id for p in people.people} if people else None
+    return Known(connectors=connectors, severities=severities, people=ids)
+
+
 def load_configuration(settings: Settings) -> Configuration:
     from csautomation.facts.health import load_health_model
+    from csautomation.live import configuration_problems
     from csautomation.playbooks.loader import load_playbooks
-    from csautomation.references import reference_problems
     from csautomation.rules.loader import load_rules
 
     path = settings.health_model_path
@@ -100,18 +123,23 @@ def load_configuration(settings: Settings) -> Configuration:
     model = load_health_model(path)
     playbooks = load_playbooks([settings.playbooks_path])
     ruleset = load_rules([settings.rules_path])
-    problems = reference_problems(ruleset, playbooks)
+    problems = configuration_problems(ruleset, playbooks, known_names(settings))
     if problems:
         raise ConfigFileError(problems)
     return Configuration(model, playbooks, ruleset)
 
 
 def live_configuration(settings: Settings, config: Configuration) -> LiveConfiguration:
-    """The rules and playbooks of `config`, followed as their files change (live.py)."""
+    """The rules and playbooks of `config`, followed as their files change and checked at
+    each reload as at start (live.py)."""
     from csautomation.live import LiveConfiguration
 
     return LiveConfiguration(
-        [settings.rules_path], [settings.playbooks_path], config.ruleset, config.playbooks
+        [settings.rules_path],
+        [settings.playbooks_path],
+        config.ruleset,
+        config.playbooks,
+        known=known_names(settings),
     )
 
 

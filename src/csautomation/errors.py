@@ -5,7 +5,7 @@
      │    ├── ConfigFileError   ... with one or more located problems (file:line:column)
      │    │    └── YamlSyntaxError   a file is not YAML              [config.source]
      │    ├── TemplateProblem     a Jinja template fails (also ValueError)
-     │    │                                                      [playbooks.templates]
+     │    │                                                      [templates]
      │    ├── UnknownConnectorError   a step names a connector that is not configured,
      │    │                           or one without the capability (also LookupError)
      │    │                                                      [connectors.registry]

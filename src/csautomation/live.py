@@ -2,7 +2,8 @@
 
 Rules and playbooks reload together because each names the other: a rule starts a
 playbook by id, so a new pair is swapped in only once both sides load and every playbook a
-rule starts is there (`references.reference_problems`). Until then the last good pair
+rule starts is there, with every other check `csauto dev` makes at start
+(`configuration_problems`). Until then the last good pair
 serves, and a WARNING says why, once per broken state. New firings start the playbook
 versions served when they are dispatched; running workflows keep the definition they were
 started with (it is in their input).
@@ -12,20 +13,30 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from csautomation.config.reload import Watch, version_changes
-from csautomation.errors import ConfigFileError
+from csautomation.errors import ConfigFileError, Problem
 from csautomation.playbooks.loader import Playbooks, load_playbooks
-from csautomation.references import reference_problems
+from csautomation.playbooks.spec import Playbook
+from csautomation.references import Known, reference_problems, template_problems
 from csautomation.rules.loader import RuleSet, load_rules
 from csautomation.rules.runtime import log_rule_changes
 
-__all__ = ["LiveConfiguration", "Served"]
+__all__ = ["LiveConfiguration", "Served", "configuration_problems"]
 
 log = logging.getLogger(__name__)
+
+
+def configuration_problems(
+    ruleset: RuleSet, playbooks: Mapping[str, Playbook], known: Known | None = None
+) -> list[Problem]:
+    """What keeps a pair, each side valid alone, from serving: a name that does not resolve
+    (a playbook a rule starts; with `known`, connectors, severities and people) and a
+    template that does not render for a sample account. At start and at every reload."""
+    return reference_problems(ruleset, playbooks, known) + template_problems(ruleset, playbooks)
 
 
 @dataclass(frozen=True)
@@ -38,7 +49,8 @@ class Served:
 
 class LiveConfiguration:
     """The rules under `rule_paths` and the playbooks under `playbook_paths`, reloaded
-    when their files change (looked at at most every `reload_interval` seconds).
+    when their files change (looked at at most every `reload_interval` seconds), and
+    checked against the names of `known` (from files that are not reloaded).
 
     Thread-safe: `reload_if_changed` may be called from any thread (one reloads, the others
     go on with the pair served), and the pair is swapped in one assignment, so a reader of
@@ -53,9 +65,11 @@ class LiveConfiguration:
         playbooks: Playbooks,
         reload_interval: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        known: Known | None = None,
     ) -> None:
         self.rule_paths = list(rule_paths)
         self.playbook_paths = list(playbook_paths)
+        self.known = known
         self.served = Served(ruleset, playbooks)
         self._watch = Watch(
             [self.rule_paths, self.playbook_paths],
@@ -71,13 +85,14 @@ class LiveConfiguration:
         playbook_paths: Sequence[Path],
         reload_interval: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        known: Known | None = None,
     ) -> LiveConfiguration:
         """Load both from their files; raise ConfigFileError when they are not a valid pair."""
         ruleset, playbooks = load_rules(rule_paths), load_playbooks(playbook_paths)
-        problems = reference_problems(ruleset, playbooks)
+        problems = configuration_problems(ruleset, playbooks, known)
         if problems:
             raise ConfigFileError(problems)
-        return cls(rule_paths, playbook_paths, ruleset, playbooks, reload_interval, clock)
+        return cls(rule_paths, playbook_paths, ruleset, playbooks, reload_interval, clock, known)
 
     @property
     def ruleset(self) -> RuleSet:
@@ -122,7 +137,7 @@ class LiveConfiguration:
         playbooks = old.playbooks
         if force or playbooks_seen != playbooks.fingerprint:
             playbooks = load_playbooks(self.playbook_paths)
-        problems = reference_problems(ruleset, playbooks)
+        problems = configuration_problems(ruleset, playbooks, self.known)
         if problems:
             raise ConfigFileError(problems)
         return Served(ruleset, playbooks)

@@ -25,9 +25,9 @@ from csautomation.facts.model import Account, Signal
 from csautomation.facts.schema import data_reference
 from csautomation.ingest.accounts import import_accounts
 from csautomation.ingest.sources import Sources, SourceSpec
-from csautomation.playbooks.templates import render
 from csautomation.store.quarantine import Held, held, quarantine
 from csautomation.store.repo import Store
+from csautomation.templates import render
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "accounts-token-" + "t" * 24

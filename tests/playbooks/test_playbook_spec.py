@@ -14,9 +14,9 @@ from csautomation.cli import app
 from csautomation.config import load_file
 from csautomation.errors import ConfigFileError
 from csautomation.playbooks.loader import load_playbooks
-from csautomation.playbooks.templates import TemplateProblem, render
 from csautomation.rules.loader import load_rules
 from csautomation.rules.spec import StartPlaybook
+from csautomation.templates import TemplateProblem, render
 
 ROOT = Path(__file__).parents[2]
 

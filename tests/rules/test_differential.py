@@ -14,8 +14,11 @@ from csautomation.facts.catalog import FACTS, FactType
 from csautomation.facts.derived import norm
 from csautomation.rules import spec
 from csautomation.rules.batch import BatchEvaluator, Columns
+from csautomation.rules.domain import domain_problem
 from csautomation.rules.engine import StreamingEvaluator
 from csautomation.rules.ir import compile_rule
+
+SYMBOLS = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">=", "eq": "==", "ne": "!="}
 
 NUMBER_FACTS = [
     "health.score",
@@ -62,40 +65,64 @@ NUMBERS = st.one_of(
     ),
     st.floats(-1000, 1000, allow_nan=False).map(lambda f: round(f, 3)),
 )
+PROBABILITIES = st.one_of(
+    st.sampled_from([0.1, 0.2, 0.3, 0.30000000000000004, 0.6, 1e-6, 0.0000004, 2.5e-7]),
+    st.floats(0, 1, allow_nan=False).map(lambda f: round(f, 3)),
+)
+
+
+def numbers_for(fact: str) -> st.SearchStrategy[Any]:
+    """Numbers in the fact's scale: a probability is compared with 0.3, not 70."""
+    return PROBABILITIES if FACTS[fact].unit == "probability" else NUMBERS
+
+
+def fits(comparison: dict[str, Any]) -> bool:
+    """Only comparisons a rule may hold: one that can never hold or always holds is refused
+    when the rule loads (rules.domain), so it never reaches an evaluator."""
+    ((op, value),) = ((k, v) for k, v in comparison.items() if k != "fact")
+    return domain_problem(FACTS[comparison["fact"]], op, value) is None
+
+
 WINDOW_KEY = "window:health.score:fell:30d"
 SIGNALS_KEY = "signals:types:14d:meeting,support_escalation"
 
 
 def comparisons() -> st.SearchStrategy[Any]:
-    num = st.builds(
-        lambda f, op, v: {"fact": f, op: v},
-        st.sampled_from(NUMBER_FACTS),
-        st.sampled_from(["lt", "lte", "gt", "gte", "eq", "ne"]),
-        NUMBERS,
-    )
-    num_in = st.builds(
-        lambda f, op, vs: {"fact": f, op: vs},
-        st.sampled_from(NUMBER_FACTS),
-        st.sampled_from(["in", "not_in"]),
-        st.lists(NUMBERS, min_size=1, max_size=3),
-    )
-    between = st.builds(
-        lambda f, a, b: {"fact": f, "between": sorted([a, b])},
-        st.sampled_from(NUMBER_FACTS),
-        NUMBERS,
-        NUMBERS,
-    )
+    facts = st.sampled_from(NUMBER_FACTS)
+    num = facts.flatmap(
+        lambda f: st.builds(
+            lambda op, v: {"fact": f, op: v},
+            st.sampled_from(["lt", "lte", "gt", "gte", "eq", "ne"]),
+            numbers_for(f),
+        )
+    ).filter(fits)
+    num_in = facts.flatmap(
+        lambda f: st.builds(
+            lambda op, vs: {"fact": f, op: vs},
+            st.sampled_from(["in", "not_in"]),
+            st.lists(numbers_for(f), min_size=1, max_size=3),
+        )
+    ).filter(fits)
+    between = facts.flatmap(
+        lambda f: st.builds(
+            lambda a, b: {"fact": f, "between": sorted([a, b])}, numbers_for(f), numbers_for(f)
+        )
+    ).filter(fits)
     strs = st.sampled_from(STRING_FACTS).flatmap(
         lambda f: st.one_of(
             st.builds(
                 lambda op, v: {"fact": f, op: v},
                 st.sampled_from(["eq", "ne"]),
-                st.sampled_from(WORDS[f] + ["nope"]),
+                st.sampled_from(WORDS[f] + ([] if FACTS[f].values else ["nope"])),
             ),
             st.builds(
                 lambda op, vs: {"fact": f, op: vs},
                 st.sampled_from(["in", "not_in"]),
-                st.lists(st.sampled_from(WORDS[f] + ["nope"]), min_size=1, max_size=3),
+                st.lists(
+                    st.sampled_from(WORDS[f] + ([] if FACTS[f].values else ["nope"])),
+                    min_size=1,
+                    max_size=3,
+                ),
             ),
         )
     )
@@ -110,11 +137,15 @@ def comparisons() -> st.SearchStrategy[Any]:
         lambda f: f"{f} exists",
         st.sampled_from(NUMBER_FACTS + STRING_FACTS + BOOL_FACTS + LIST_FACTS),
     )
-    compact = st.builds(
-        lambda f, op, v: f"{f} {op} {v}",
-        st.sampled_from(NUMBER_FACTS),
-        st.sampled_from(["<", "<=", ">", ">=", "==", "!="]),
-        st.integers(-50, 50),
+    compact = (
+        st.builds(
+            lambda f, op, v: (f, op, v),
+            st.sampled_from(NUMBER_FACTS),
+            st.sampled_from(["lt", "lte", "gt", "gte", "eq", "ne"]),
+            st.integers(-50, 50),
+        )
+        .filter(lambda t: fits({"fact": t[0], t[1]: t[2]}))
+        .map(lambda t: f"{t[0]} {SYMBOLS[t[1]]} {t[2]}")
     )
     window = st.builds(
         lambda v: {"window": {"fact": "health.score", "fell_by": v, "within": "30d"}},

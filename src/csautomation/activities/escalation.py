@@ -68,7 +68,7 @@ class EscalationActivities:
 
         # the reason as people read it: "Renewal at risk at Acme Corp", not its template
         reason = await asyncio.to_thread(
-            self.actions.render_for, inp.input.account_id, inp.input.reason
+            self.actions.render_for, inp.input.account_id, inp.input.reason, inp.context
         )
         try:
             handle = await activity.client().start_workflow(

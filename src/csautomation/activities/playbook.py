@@ -31,15 +31,15 @@ from csautomation.connectors.local import LocalCrm
 from csautomation.connectors.receipts import keep_receipt, receipt_for
 from csautomation.connectors.registry import Connectors, UnknownConnectorError
 from csautomation.errors import ConnectorError
-from csautomation.facts.catalog import FACTS
 from csautomation.facts.health import HealthModel
 from csautomation.facts.model import Account
-from csautomation.playbooks.templates import TemplateProblem, render
 from csautomation.store import ledger
 from csautomation.store.deadletters import DeadLetter, record_dead_letter
 from csautomation.store.facts import FactsReader
 from csautomation.store.outbox import finish_run
 from csautomation.store.repo import Store
+from csautomation.templates import TemplateProblem, render
+from csautomation.templates import context as template_context
 from csautomation.workflows import activity_names as names
 from csautomation.workflows.types import (
     ActionResult,
@@ -103,13 +103,14 @@ class PlaybookActivities:
         the goal checks of many waiting playbooks cost an index look-up each."""
         return self.facts.record(account, self.clock().date())
 
-    def render_for(self, account_id: str, source: str) -> str:
+    def render_for(self, account_id: str, source: str, extra: dict[str, Any] | None = None) -> str:
         """`source` rendered for the account, as task texts are (an escalation's reason);
-        a template that fails is returned as written (logged): an escalation must open."""
+        a template that fails is returned as written (logged): an escalation must open.
+        Templates are checked when their file loads, so that is for a fact gone since."""
         if "{" not in source:
             return source
         try:
-            return render(source, self._context(self.account(account_id), {}))
+            return render(source, self._context(self.account(account_id), extra or {}))
         except TemplateProblem as exc:
             activity.logger.warning("reason %r not rendered: %s", source, exc)
             return source
@@ -123,8 +124,7 @@ class PlaybookActivities:
     def _context(self, account: Account, extra: dict[str, Any]) -> dict[str, Any]:
         # every fact of the catalog is there, None (shown "not known") when it has no value
         # for this account; a misspelt name still fails the template
-        facts = dict.fromkeys(FACTS, None) | self._facts(account)
-        return {"account": account.model_dump(mode="json"), "facts": facts, **extra}
+        return template_context(account.model_dump(mode="json"), self._facts(account), **extra)
 
     @staticmethod
     def _result(receipt: Receipt) -> ActionResult:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from csautomation import bootstrap
@@ -77,10 +78,10 @@ def fail(exc: Exception) -> NoReturn:
     """Print `exc` for a person (each located problem on its own line) and exit 1."""
     if isinstance(exc, ConfigFileError):
         for p in exc.problems:
-            err.print(f"[red]error[/red] {p}", soft_wrap=True)
+            err.print(f"[red]error[/red] {escape(str(p))}", soft_wrap=True)
         err.print(f"{len(exc.problems)} problem(s) found")
-    else:
-        err.print(f"[red]error[/red] {exc}", soft_wrap=True)
+    else:  # messages quote users' text: '[red, crimson]' is a list, not markup
+        err.print(f"[red]error[/red] {escape(str(exc))}", soft_wrap=True)
     raise typer.Exit(1)
 
 

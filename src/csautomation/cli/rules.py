@@ -13,12 +13,14 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
+from csautomation.cli import rules_preview as preview
 from csautomation.cli.audit import rules_replay
 from csautomation.cli.common import err, out, write_schema
 from csautomation.cli.sample import DATA_DIR
 
 app = typer.Typer(help="Validate, test, dry-run and backtest rules.", no_args_is_help=True)
 app.command("replay")(rules_replay)
+app.command("diff")(preview.rules_diff)
 
 RulesOpt = Annotated[list[Path] | None, typer.Option("--rules", help="rule files or folders")]
 AccountsOpt = Annotated[Path | None, typer.Option("--accounts", help="accounts JSONL")]
@@ -77,13 +79,29 @@ def _as_of(value: str | None, signals: list[Any]) -> date:
 
 @app.command("validate")
 def rules_validate(paths: Annotated[list[Path] | None, typer.Argument()] = None) -> None:
-    """Check rule files; every problem is printed as file:line:column."""
+    """Check rule files; every problem is printed as file:line:column.
+
+    Beside each file on its own: the playbooks rules start (workflows/), the connectors,
+    severities and people they name (connectors/, escalation_matrix.yaml, people.yaml),
+    and every template rendered for a sample account."""
+    from csautomation.bootstrap import known_names, settings
+    from csautomation.errors import ConfigFileError
+    from csautomation.playbooks.loader import load_playbooks
+    from csautomation.references import reference_problems, template_problems
     from csautomation.rules.loader import load_rules
 
     ruleset = load_rules(_rule_paths(paths))
+    config = settings()
+    folder = config.playbooks_path
+    playbooks = load_playbooks([folder]) if folder.exists() else None
+    problems = reference_problems(ruleset, playbooks, known_names(config))
+    problems += template_problems(ruleset, None)
+    if problems:
+        raise ConfigFileError(problems)
+    against = f", against {folder}/" if playbooks is not None else f" (no {folder}/ to check)"
     out.print(
         f"[green]ok[/green] {len(ruleset.rules)} rules in {len(ruleset.files)} files "
-        f"({len(ruleset.enabled)} enabled)"
+        f"({len(ruleset.enabled)} enabled){against}"
     )
 
 
@@ -249,8 +267,13 @@ def rules_backtest(
     as_of: AsOfOpt = None,
     fmt: FormatOpt = "table",
     include_disabled: Annotated[bool, typer.Option("--include-disabled")] = True,
+    compare: Annotated[
+        str | None, typer.Option("--compare", help="git ref or folder: before and after")
+    ] = None,
+    show_accounts: preview.ShowAccountsOpt = 5,
 ) -> None:
-    """Replay history day by day (no side effects): firings per rule per week, and overlap."""
+    """Replay history day by day (no side effects): firings per rule per week, and overlap.
+    With --compare REF: the rules at REF against the rules now, over the same history."""
     from csautomation.config import parse_duration
     from csautomation.rules.backtest import backtest
     from csautomation.rules.loader import load_rules
@@ -260,9 +283,15 @@ def rules_backtest(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     ruleset = load_rules(_rule_paths(rules))
+    other = preview.other_version(compare, _rule_paths(rules)) if compare is not None else None
     model = _health_model(health_model)
     accs, sigs = _load_data(accounts, signals)
     end = _as_of(as_of, sigs)
+    if other is not None:
+        data = (accs, sigs, model)
+        return preview.compare_and_print(
+            other, ruleset, _rule_paths(rules), data, end, days, fmt, show_accounts
+        )
     chosen = list(ruleset.rules if include_disabled else ruleset.enabled)
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("deriving facts", total=len(accs))

@@ -37,6 +37,7 @@ from csautomation.pipeline.dispatch import (
     plan,
     start,
 )
+from csautomation.pipeline.reasons import render_reasons
 from csautomation.playbooks.spec import Playbook
 from csautomation.rules.runtime import RuleRuntime
 from csautomation.store.facts import REASON_LIMIT, FactsReader, failure_reason
@@ -290,7 +291,8 @@ class Pipeline:
         for row in rows:
             assert row.id is not None
             try:
-                plans = plan(_firing(row), playbooks, self.queues, self.time_scale)
+                firing = render_reasons(_firing(row), self.store, self.facts)
+                plans = plan(firing, playbooks, self.queues, self.time_scale)
             except UnknownPlaybookError as exc:  # stays in the outbox until the playbook exists
                 log.error("firing %d not dispatched: %s", row.id, exc)
                 continue

@@ -25,15 +25,14 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from csautomation.config import Duration
-from csautomation.playbooks.templates import check
 from csautomation.rules.spec import Condition, Priority, Scalar
+from csautomation.templates import Template
 
-Template = Annotated[str, AfterValidator(check)]
 NEXT = ("continue", "complete")
 
 

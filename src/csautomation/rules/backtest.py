@@ -94,6 +94,21 @@ def backtest(
     days: int,
     progress: Callable[[int], None] | None = None,
 ) -> BacktestResult:
+    frames = derive_frames(accounts, signals, rules, model, end, days, progress)
+    return replay(frames, rules, end, days)
+
+
+def derive_frames(
+    accounts: Sequence[Account],
+    signals: Iterable[Signal],
+    rules: Sequence[CompiledRule],
+    model: HealthModel,
+    end: date,
+    days: int,
+    progress: Callable[[int], None] | None = None,
+) -> list[FactFrame]:
+    """Every account's facts for each day of the period, with the derived facts `rules` read
+    (the costly half of a backtest: two versions of the rules can share it)."""
     start = end - timedelta(days=days - 1)
     derived: dict[str, DerivedFact] = {d.key: d for r in rules for d in r.derived}
     by_account = group_by_account(signals)
@@ -111,6 +126,14 @@ def backtest(
         )
         if progress:
             progress(1)
+    return frames
+
+
+def replay(
+    frames: Sequence[FactFrame], rules: Sequence[CompiledRule], end: date, days: int
+) -> BacktestResult:
+    """The firings of `rules` over frames from `derive_frames` for the same period."""
+    start = end - timedelta(days=days - 1)
     evaluator = BatchEvaluator(rules)
     masks = evaluator.evaluate(frames_to_columns(frames, evaluator.keys))
     n_acc = len(frames)
@@ -133,7 +156,9 @@ def backtest(
             fired[:, d] = f
         per_week = np.bincount(week_of_day, weights=fired.sum(axis=0), minlength=len(weeks))
         result.fires[rule.id] = [int(x) for x in per_week]
-        result.accounts_hit[rule.id] = {frames[i].account.id for i in np.flatnonzero(fired.any(1))}
+        result.accounts_hit[rule.id] = {
+            frames[int(i)].account.id for i in np.flatnonzero(fired.any(1))
+        }
     return result
 
 

@@ -13,6 +13,8 @@ import re
 from typing import Any
 
 from csautomation.errors import RuleError
+from csautomation.facts.catalog import FACTS
+from csautomation.rules.domain import percent_fix
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -46,6 +48,9 @@ def _tokens(text: str) -> list[tuple[str, str, int]]:
                 f"unknown operator '{bad.group() if bad else text[start:]}' at character "
                 f"{start + 1} of '{text}'; use one of {_OPERATORS}"
             )
+        if text[pos:].lstrip().startswith("%") and out and out[-1][0] == "number":
+            fd = FACTS.get(out[0][1])
+            raise CompactSyntaxError(f"'{out[-1][1]}%' in '{text}': {percent_fix(fd, out[-1][1])}")
         if not m or m.end() == pos:
             raise CompactSyntaxError(
                 f"cannot read {text[pos:].strip()[:20]!r} at character {pos + 1} of '{text}'"

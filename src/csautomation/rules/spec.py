@@ -35,6 +35,8 @@ from csautomation.config import Duration
 from csautomation.facts.catalog import FACTS, FactType, unknown_fact_message
 from csautomation.facts.model import SignalType, Tier
 from csautomation.rules.compact import parse_compact
+from csautomation.rules.domain import domain_problem, percent_fix, window_problem
+from csautomation.templates import Template
 
 
 def _check_days(value: timedelta) -> timedelta:
@@ -125,6 +127,10 @@ class Comparison(Strict):
             if bounds is not None and not (isinstance(bounds, list | tuple) and len(bounds) == 2):
                 raise ValueError(f"'between' takes two numbers, [low, high]; found {bounds!r}")
             for op in NUMBER_OPS:
+                given = data.get(op)
+                if isinstance(given, str) and re.fullmatch(r"-?\d+(\.\d+)?%", given.strip()):
+                    fd = FACTS.get(str(data.get("fact")))
+                    raise ValueError(f"found '{given}'; {percent_fix(fd, given.strip()[:-1])}")
                 if isinstance(data.get(op), bool):
                     raise ValueError(
                         f"'{op}' compares numbers, found {str(data[op]).lower()} "
@@ -183,6 +189,9 @@ class Comparison(Strict):
                 raise ValueError(
                     f"'{self.fact}' is a {ftype} fact, but is compared with {bad[0]!r}"
                 )
+        problem = domain_problem(FACTS[self.fact], op, value)
+        if problem:
+            raise ValueError(problem)
         return self
 
 
@@ -224,6 +233,11 @@ class WindowSpec(Strict):
         fd = FACTS[self.fact]
         if fd.type != FactType.number or not fd.series:
             raise ValueError(f"'{self.fact}' has no numeric daily history to window over")
+        change = self.fell_by if self.fell_by is not None else self.rose_by
+        assert change is not None
+        problem = window_problem(fd, change, "fall" if self.fell_by is not None else "rise")
+        if problem:
+            raise ValueError(problem)
         return self
 
 
@@ -338,7 +352,9 @@ class StartPlaybook(Strict):
 
 class EscalateSpec(Strict):
     severity: Literal["critical", "high", "medium", "low"]
-    reason: str = ""
+    reason: Template = Field(
+        default="", description="a template, e.g. 'Low health at {{ account.name }}'"
+    )
 
 
 class Escalate(Strict):
@@ -346,8 +362,8 @@ class Escalate(Strict):
 
 
 class TaskSpec(Strict):
-    subject: str = Field(min_length=1)
-    description: str = ""
+    subject: Template = Field(min_length=1)
+    description: Template = ""
     assignee: Literal["owner", "manager"] = "owner"
     due_in: Duration = timedelta(days=3)
     priority: Priority = Priority.medium

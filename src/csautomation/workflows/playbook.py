@@ -264,7 +264,7 @@ class PlaybookWorkflow:
         # managers close it, and a retried step finds the one already open
         await workflow.execute_activity(
             names.OPEN_ESCALATION,
-            OpenEscalation(workflow_id=eid, input=einp),
+            OpenEscalation(workflow_id=eid, input=einp, context=_context(inp)),
             start_to_close_timeout=TIMEOUT,
             retry_policy=RETRY,
         )

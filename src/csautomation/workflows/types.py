@@ -152,6 +152,8 @@ class DeadLetterInput(BaseModel):
 class OpenEscalation(BaseModel):
     workflow_id: str  # deterministic: the same problem never opens two escalations
     input: EscalationInput
+    # what the reason's template sees of the firing beside the account (rule, params)
+    context: dict[str, Any] = Field(default_factory=dict)
 
 
 class EscalationPlanInput(BaseModel):

@@ -1,4 +1,5 @@
-"""Sandboxed Jinja2 templates for task subjects, descriptions and notifications.
+"""Sandboxed Jinja2 templates for task subjects, descriptions, notifications and
+escalation reasons, in playbooks and in rules' own actions.
 
 Templates are data: they render in Jinja2's SandboxedEnvironment with StrictUndefined, so a
 template cannot reach Python internals and a misspelt variable is an error, not a blank. A
@@ -9,12 +10,16 @@ value that is known to be missing (an account with no owner yet, a fact with no 
 from __future__ import annotations
 
 import functools
-from typing import Any
+from collections.abc import Mapping
+from typing import Annotated, Any
 
-from jinja2 import StrictUndefined, Template, TemplateError
+import jinja2
+from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
+from pydantic import AfterValidator
 
 from csautomation.errors import ConfigError
+from csautomation.facts.catalog import FACTS
 
 MISSING = "not known"
 
@@ -43,10 +48,21 @@ def check(source: str) -> str:
     return source
 
 
+# a field of a YAML file that holds a template: checked when the file loads
+Template = Annotated[str, AfterValidator(check)]
+
+
 @functools.lru_cache(maxsize=1024)
-def _compiled(source: str) -> Template:
+def _compiled(source: str) -> jinja2.Template:
     """Compiling costs ten times rendering; a playbook's few templates are compiled once."""
     return _ENV.from_string(source)
+
+
+def context(account: Mapping[str, Any], facts: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+    """What a template sees: `account` (its fields), `facts` (every fact of the catalog,
+    None, shown "not known", where the account has no value) and, from a firing, `rule`,
+    `params` and `explain`. A misspelt name still fails the template."""
+    return {"account": dict(account), "facts": dict.fromkeys(FACTS, None) | dict(facts), **extra}
 
 
 def render(source: str, context: dict[str, Any]) -> str:
