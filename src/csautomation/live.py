@@ -1,12 +1,12 @@
 """The rules and playbooks a running process serves, followed as CS ops edit them.
 
 Rules and playbooks reload together because each names the other: a rule starts a
-playbook by id, so a new pair is swapped in only once both sides load and every playbook a
-rule starts is there, with every other check `csauto dev` makes at start
-(`configuration_problems`). Until then the last good pair
-serves, and a WARNING says why, once per broken state. New firings start the playbook
-versions served when they are dispatched; running workflows keep the definition they were
-started with (it is in their input).
+playbook by id, so a new pair is swapped in only once both sides load and pass the checks
+made at start (`configuration_problems`: every playbook a rule starts is there, every name
+resolves, every template renders). Until then the last good pair serves, and a WARNING
+says why, once per broken state. New firings start the playbook versions served when they
+are dispatched; running workflows keep the definition they were started with (it is in
+their input).
 """
 
 from __future__ import annotations
