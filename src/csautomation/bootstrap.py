@@ -10,7 +10,7 @@ command pays only for the parts it builds.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from csautomation.activities.playbook import PlaybookActivities
     from csautomation.connectors.registry import Connectors
     from csautomation.facts.health import HealthModel
-    from csautomation.playbooks.spec import Playbook
+    from csautomation.live import LiveConfiguration
+    from csautomation.playbooks.loader import Playbooks
     from csautomation.references import Known
     from csautomation.rules.loader import RuleSet
     from csautomation.scheduling.config import Schedules
@@ -41,6 +42,7 @@ __all__ = [
     "build_review_app",
     "connect",
     "known_names",
+    "live_configuration",
     "load_configuration",
     "masked",
     "open_store",
@@ -57,7 +59,7 @@ class Configuration:
     (workflows/) and the rules (rules/), every playbook a rule starts present."""
 
     model: HealthModel
-    playbooks: Mapping[str, Playbook]
+    playbooks: Playbooks
     ruleset: RuleSet
 
 
@@ -111,8 +113,8 @@ def known_names(settings: Settings) -> Known:
 
 def load_configuration(settings: Settings) -> Configuration:
     from csautomation.facts.health import load_health_model
+    from csautomation.live import configuration_problems
     from csautomation.playbooks.loader import load_playbooks
-    from csautomation.references import reference_problems, template_problems
     from csautomation.rules.loader import load_rules
 
     path = settings.health_model_path
@@ -121,11 +123,24 @@ def load_configuration(settings: Settings) -> Configuration:
     model = load_health_model(path)
     playbooks = load_playbooks([settings.playbooks_path])
     ruleset = load_rules([settings.rules_path])
-    problems = reference_problems(ruleset, playbooks, known_names(settings))
-    problems += template_problems(ruleset, playbooks)
+    problems = configuration_problems(ruleset, playbooks, known_names(settings))
     if problems:
         raise ConfigFileError(problems)
     return Configuration(model, playbooks, ruleset)
+
+
+def live_configuration(settings: Settings, config: Configuration) -> LiveConfiguration:
+    """The rules and playbooks of `config`, followed as their files change and checked at
+    each reload as at start (live.py)."""
+    from csautomation.live import LiveConfiguration
+
+    return LiveConfiguration(
+        [settings.rules_path],
+        [settings.playbooks_path],
+        config.ruleset,
+        config.playbooks,
+        known=known_names(settings),
+    )
 
 
 def load_schedules(settings: Settings, path: Path | None = None) -> Schedules:

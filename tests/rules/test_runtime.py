@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -126,6 +127,36 @@ def test_rule_files_reload_without_restart(tmp_path: Path, model) -> None:  # ty
     assert rt.last_error is not None and "r.yaml:1" in str(rt.last_error)
     assert rt.ruleset.rules[0].version == version_before
     assert [m.rule_id for m in rt.evaluate_record("B", rec, AT, None).fired] == ["r"]
+
+
+def test_a_reload_names_the_rules_it_changed_and_a_broken_file_is_reported_once(
+    tmp_path: Path,
+    model,  # type: ignore[no-untyped-def]
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    folder = write_rules(
+        tmp_path / "rules", rule_yaml("a", "health.score < 50"), rule_yaml("b", "health.score < 5")
+    )
+    rt = RuleRuntime([folder], model, reload_interval=0)
+    try:
+        old = {r.id: r.version for r in rt.ruleset.rules}
+        write_rules(folder, rule_yaml("b", "health.score < 5"), rule_yaml("c", "health.score < 60"))
+        assert rt.reload_if_changed()
+        new = {r.id: r.version for r in rt.ruleset.rules}
+        assert new["b"] == old["b"]
+        reloads = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+        assert reloads == [f"reloaded rules: a (removed), c version {new['c']} (new)"]
+
+        (folder / "r.yaml").write_text("rules: [", encoding="utf-8")
+        for _ in range(3):  # looked at again and again, said once
+            assert not rt.reload_if_changed()
+        [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert "rule files changed but do not validate; the last good rules serve" in warning
+        assert f"{folder / 'r.yaml'}:1:" in warning
+        assert {r.id for r in rt.ruleset.rules} == {"b", "c"}
+    finally:
+        rt.close()
 
 
 def test_disabled_rules_do_not_fire(tmp_path: Path, model) -> None:  # type: ignore[no-untyped-def]

@@ -157,9 +157,10 @@ def pipeline(
             client = await bootstrap.connect(settings)
             store = bootstrap.open_store(settings)
             cooldowns = SqlCooldowns(store)
-            runtime = RuleRuntime([settings.rules_path], config.model, cooldowns=cooldowns)
+            live = bootstrap.live_configuration(settings, config)
+            runtime = RuleRuntime(live.rule_paths, config.model, cooldowns=cooldowns, source=live)
             out.print(f"pipeline: {bootstrap.masked(settings)} -> {settings.temporal_address}")
-            await Pipeline(store, runtime, config.playbooks, client).run_forever(poll)
+            await Pipeline(store, runtime, live, client).run_forever(poll)
 
     logs.setup(logging.INFO)
     run(main)
@@ -240,12 +241,15 @@ async def _run_dev(
         config=WorkerConfig(sandboxed=settings.workflow_sandbox),
         extra=bootstrap.build_escalations(settings, actions, page).all(),
     )
-    rules = [settings.rules_path]
-    runtime = RuleRuntime(rules, config.model, cooldowns=SqlCooldowns(store))
+    # rules and playbooks follow their files; a new pair serves the next evaluation and
+    # the next dispatch, running workflows keep the playbook they started with
+    live = bootstrap.live_configuration(settings, config)
+    rules = live.rule_paths
+    runtime = RuleRuntime(rules, config.model, cooldowns=SqlCooldowns(store), source=live)
     # the scheduler's jobs run on its own thread: they get their own rule runtime
-    sweeps = RuleRuntime(rules, config.model, cooldowns=SqlCooldowns(store))
+    sweeps = RuleRuntime(rules, config.model, cooldowns=SqlCooldowns(store), source=live)
     try:
-        pipeline = Pipeline(store, runtime, config.playbooks, client, facts=facts)
+        pipeline = Pipeline(store, runtime, live, client, facts=facts)
         app = bootstrap.build_review_app(
             settings, store, client, facts, on_stored=pipeline.wake.set
         )

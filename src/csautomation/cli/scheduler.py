@@ -42,7 +42,7 @@ def scheduler_run(
 
     settings = bootstrap.settings(database_url=database_url, temporal_address=address)
     config = bootstrap.load_schedules(settings, schedules)
-    model = bootstrap.load_configuration(settings).model
+    configuration = bootstrap.load_configuration(settings)
 
     async def main() -> None:
         store = bootstrap.open_store(settings)
@@ -56,7 +56,11 @@ def scheduler_run(
                     "`completion_sync: {enabled: false}` in schedules.yaml runs it without"
                 ) from None
             connectors = bootstrap.build_connectors(settings, store)
-        runtime = RuleRuntime([settings.rules_path], model, cooldowns=SqlCooldowns(store))
+        # rules checked against the playbooks at each reload, as in the pipeline
+        live = bootstrap.live_configuration(settings, configuration)
+        runtime = RuleRuntime(
+            live.rule_paths, configuration.model, cooldowns=SqlCooldowns(store), source=live
+        )
         out.print(
             f"scheduler on {bootstrap.masked(settings)}; `csauto scheduler jobs` lists its jobs"
         )

@@ -21,7 +21,7 @@ from csautomation.pipeline.dispatch import (
     start,
     task_playbook,
 )
-from csautomation.pipeline.loop import Counts, Pipeline
+from csautomation.pipeline.loop import Counts, Pipeline, PlaybookSource
 
 __all__ = [
     "PRIORITIES",
@@ -31,6 +31,7 @@ __all__ = [
     "Firing",
     "Pipeline",
     "Planned",
+    "PlaybookSource",
     "SqlCooldowns",
     "Started",
     "UnknownPlaybookError",

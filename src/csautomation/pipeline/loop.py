@@ -22,7 +22,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from temporalio.client import Client
 
@@ -58,6 +58,15 @@ log = logging.getLogger(__name__)
 BACKOFF_CAP = 60.0  # seconds between attempts of a pass that keeps failing, at most
 
 
+class PlaybookSource(Protocol):
+    """Playbooks that change while the pipeline runs (`live.LiveConfiguration`)."""
+
+    @property
+    def playbooks(self) -> Mapping[str, Playbook]: ...
+
+    def reload_if_changed(self, force: bool = False) -> bool: ...
+
+
 @dataclass
 class Counts:
     evaluated: int = 0
@@ -71,7 +80,7 @@ class Pipeline:
         self,
         store: Store,
         runtime: RuleRuntime,
-        playbooks: Mapping[str, Playbook],
+        playbooks: Mapping[str, Playbook] | PlaybookSource,
         client: Client,
         queues: Mapping[str, str] = QUEUES,
         time_scale: float = 1.0,
@@ -80,7 +89,7 @@ class Pipeline:
     ) -> None:
         self.store = store
         self.runtime = runtime
-        self.playbooks = playbooks
+        self._playbooks = playbooks
         self.client = client
         self.queues = queues
         self.time_scale = time_scale
@@ -90,6 +99,12 @@ class Pipeline:
         self.counts = Counts()
         self.wake = asyncio.Event()  # signals stored
         self._fired = asyncio.Event()  # firings committed
+
+    @property
+    def playbooks(self) -> Mapping[str, Playbook]:
+        """The playbooks served now: a source's last good set, read at each dispatch."""
+        source = self._playbooks
+        return source if isinstance(source, Mapping) else source.playbooks
 
     def add_signal(self, signal: Signal) -> bool:
         """Store durably, then wake the loop; False for a duplicate idempotency key."""
@@ -109,6 +124,9 @@ class Pipeline:
         back with `csauto quarantine retry`), and the other accounts are evaluated.
         """
         began = time.perf_counter()
+        # looked at on every pass, signals or not, so an edit is picked up (and a broken
+        # one reported) while the process idles; the runtime looks at most every few seconds
+        self.runtime.reload_if_changed()
         pending = pending_signals(self.store, self.batch)
         if not pending:
             return 0
@@ -123,7 +141,6 @@ class Pipeline:
         if unknown:
             self._hold_unknown(unknown)
         known = [(accounts[a], items) for a, items in by_account.items() if a in accounts]
-        self.runtime.reload_if_changed()
         failed = self._evaluate(known, batch)
         held = [(p, f"the stored signal is not valid: {p.problem}") for p in invalid]
         held += [(p, why) for _, items in known for p in items if (why := failed.get(p.row_id))]
@@ -247,14 +264,15 @@ class Pipeline:
         metrics.PIPELINE_HELD.labels("unknown_account").inc(len(items))
 
     # dispatch ---------------------------------------------------------------------------
+    @staticmethod
     def _sources(
-        self, batch: Mapping[int, Sequence[RunStart]]
+        batch: Mapping[int, Sequence[RunStart]], playbooks: Mapping[str, Playbook]
     ) -> dict[str, tuple[str, dict[str, Any]]]:
         """The playbooks these runs start, at their versions (for the decision ledger)."""
         out = {}
         for runs in batch.values():
             for r in runs:
-                book = self.playbooks.get(r.playbook_id)
+                book = playbooks.get(r.playbook_id)
                 if book is not None and book.version == r.playbook_version:
                     out[r.playbook_version] = (
                         r.playbook_id,
@@ -267,13 +285,14 @@ class Pipeline:
         transaction), start them, most urgent first and many in flight, then record the
         run ids and close the firings (one transaction). Returns how many were dispatched."""
         began = time.perf_counter()
-        rows = await asyncio.to_thread(undispatched_firings, self.store)
+        rows = await asyncio.to_thread(self._undispatched)
+        playbooks = self.playbooks  # one set for the whole pass: runs and ledger agree
         planned: dict[int, tuple[list[Planned], list[RunStart]]] = {}
         for row in rows:
             assert row.id is not None
             try:
                 firing = render_reasons(_firing(row), self.store, self.facts)
-                plans = plan(firing, self.playbooks, self.queues, self.time_scale)
+                plans = plan(firing, playbooks, self.queues, self.time_scale)
             except UnknownPlaybookError as exc:  # stays in the outbox until the playbook exists
                 log.error("firing %d not dispatched: %s", row.id, exc)
                 continue
@@ -282,7 +301,7 @@ class Pipeline:
             return 0
         # index first: a run that finishes at once then always finds its row to close
         batch = {fid: runs for fid, (_, runs) in planned.items()}
-        await asyncio.to_thread(index_firings, self.store, batch, self._sources(batch))
+        await asyncio.to_thread(index_firings, self.store, batch, self._sources(batch, playbooks))
         sem = asyncio.Semaphore(64)  # starts are network-bound: keep many in flight
 
         async def one(plans: list[Planned], runs: list[RunStart]) -> list[RunStart]:
@@ -304,6 +323,12 @@ class Pipeline:
         metrics.PIPELINE_PASS.labels("dispatch").observe(time.perf_counter() - began)
         self.counts.started += sum(1 for runs in done for r in runs if r.run_id is not None)
         return len(done)
+
+    def _undispatched(self) -> list[RuleFiringRow]:
+        source = self._playbooks
+        if not isinstance(source, Mapping):
+            source.reload_if_changed()  # the firings of sweeps too start the new versions
+        return undispatched_firings(self.store)
 
     # loop -------------------------------------------------------------------------------
     async def run_once(self) -> tuple[int, int]:

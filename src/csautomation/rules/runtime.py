@@ -13,8 +13,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from csautomation.config import yaml_files
-from csautomation.config.files import fingerprint
+from csautomation.config.reload import Watch, version_changes
 from csautomation.errors import ConfigFileError
 from csautomation.facts.derive import derive
 from csautomation.facts.derived import DerivedFact
@@ -97,7 +96,73 @@ def triggered(rule: CompiledRule, trigger: Trigger) -> bool:
     return any(kind.value in kinds for kind in t.on)
 
 
+class RuleSource(Protocol):
+    """Where a runtime gets its rules: the last good set, reloaded when the files change."""
+
+    @property
+    def ruleset(self) -> RuleSet: ...
+
+    @property
+    def last_error(self) -> ConfigFileError | None: ...
+
+    def reload_if_changed(self, force: bool = False) -> bool: ...
+
+
+class RuleFiles:
+    """Rule files alone, followed as they change; `live.LiveConfiguration` follows them
+    together with the playbooks they start."""
+
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        reload_interval: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.paths = list(paths)
+        self.ruleset = load_rules(self.paths)
+        self._watch = Watch([self.paths], (self.ruleset.fingerprint,), reload_interval, clock)
+
+    @property
+    def last_error(self) -> ConfigFileError | None:
+        return self._watch.last_error
+
+    def reload_if_changed(self, force: bool = False) -> bool:
+        """Swap in the rule files' new contents; on errors keep serving the last good set."""
+        with self._watch.look(force) as found:
+            if found is None:
+                return False
+            try:
+                ruleset = load_rules(self.paths)
+            except ConfigFileError as exc:
+                self._watch.refused(
+                    log, exc, "rule files changed but do not validate; the last good rules serve"
+                )
+                return False
+            old, self.ruleset = self.ruleset, ruleset
+            self._watch.accepted()
+            log_rule_changes(old, ruleset)
+            return True
+
+
+def log_rule_changes(old: RuleSet, new: RuleSet) -> None:
+    """The INFO line of a rule reload: each rule it changed, with its version."""
+    changes = version_changes(
+        {r.id: r.version for r in old.rules}, {r.id: r.version for r in new.rules}
+    )
+    if changes:
+        log.info(
+            "reloaded rules: %s",
+            ", ".join(changes),
+            extra={"reloaded": "rules", "rules": len(new.rules)},
+        )
+    else:
+        log.info("rule files reloaded; no rule changed (%d rules)", len(new.rules))
+
+
 class RuleRuntime:
+    """Evaluates the rules of `source` (by default the rule files under `paths`), following
+    it: each evaluation first picks up a reloaded set."""
+
     def __init__(
         self,
         paths: Sequence[Path],
@@ -105,40 +170,33 @@ class RuleRuntime:
         cooldowns: CooldownStore | None = None,
         reload_interval: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        source: RuleSource | None = None,
     ) -> None:
         self.paths = list(paths)
         self.model = model
         self.cooldowns = cooldowns or MemoryCooldowns()
-        self.reload_interval = reload_interval
-        self.last_error: ConfigFileError | None = None
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._checked = clock()
-        self.ruleset = load_rules(self.paths)
+        self.source: RuleSource = source or RuleFiles(self.paths, reload_interval, clock)
+        self._lock = threading.Lock()  # the rule set and its evaluator, read together
+        self._swapping = threading.Lock()
+        self.ruleset = self.source.ruleset
         self._evaluator = StreamingEvaluator(self.ruleset.enabled)
 
+    @property
+    def last_error(self) -> ConfigFileError | None:
+        """Why the files as they are now do not validate (None when they do)."""
+        return self.source.last_error
+
     def reload_if_changed(self, force: bool = False) -> bool:
-        """Swap in the rule files' new contents; on errors keep serving the last good set."""
-        now = self._clock()
-        if not force and now - self._checked < self.reload_interval:
-            return False
-        self._checked = now
-        if not force and fingerprint(yaml_files(self.paths)) == self.ruleset.fingerprint:
-            return False
-        try:
-            ruleset = load_rules(self.paths)
-        except ConfigFileError as exc:
-            self.last_error = exc
-            log.error(
-                "rule files changed but do not validate; keeping the previous rules:\n%s", exc
-            )
-            return False
-        evaluator = StreamingEvaluator(ruleset.enabled)
-        with self._lock:
-            old, self._evaluator, self.ruleset = self._evaluator, evaluator, ruleset
-            self.last_error = None
+        """Follow the source: True when this runtime swapped in a new rule set."""
+        self.source.reload_if_changed(force)
+        with self._swapping:
+            ruleset = self.source.ruleset
+            if ruleset is self.ruleset:
+                return False
+            evaluator = StreamingEvaluator(ruleset.enabled)
+            with self._lock:
+                old, self._evaluator, self.ruleset = self._evaluator, evaluator, ruleset
         old.close()
-        log.info("reloaded %d rules from %d files", len(ruleset.rules), len(ruleset.files))
         return True
 
     @property
