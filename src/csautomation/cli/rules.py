@@ -12,9 +12,10 @@ from typing import Annotated, Any
 import typer
 from rich.progress import Progress
 from rich.table import Table
+from rich.text import Text
 
 from csautomation.cli.audit import rules_replay
-from csautomation.cli.common import err, out, write_schema
+from csautomation.cli.common import err, out, plain, write_schema
 from csautomation.cli.sample import DATA_DIR
 
 app = typer.Typer(help="Validate, test, dry-run and backtest rules.", no_args_is_help=True)
@@ -124,20 +125,22 @@ def rules_test(
     failed = 0
     for file, line, case in cases:
         result = run_case(ruleset, model, file, line, case)
+        # case names and the facts they give are the authors' text, printed as written
         if result.passed:
             if verbose:
-                out.print(f"[green]PASS[/green] {case.rule}: {case.name}")
+                out.print(Text("PASS ", "green") + plain(f"{case.rule}: {case.name}"))
             continue
         failed += 1
         out.print(
-            f"[red]FAIL[/red] {file}:{line}: {case.rule}: {case.name}: {result.reason}",
+            Text("FAIL ", "red")
+            + plain(f"{file}:{line}: {case.rule}: {case.name}: {result.reason}"),
             soft_wrap=True,
         )
         if result.explanation is not None:
-            out.print(result.explanation.render())
+            out.print(plain(result.explanation.render()))
     untested = sorted({r.id for r in ruleset.rules} - {c.rule for _, _, c in cases})
     for rule_id in untested:
-        out.print(f"[yellow]warning[/yellow] rule {rule_id} has no test cases")
+        out.print(Text("warning ", "yellow") + plain(f"rule {rule_id} has no test cases"))
     out.print(f"{len(cases) - failed} passed, {failed} failed")
     if failed or not cases:
         raise typer.Exit(1)
