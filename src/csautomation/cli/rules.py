@@ -49,7 +49,7 @@ def _sample_files(accounts: Path | None, signals: Path | None) -> tuple[Path, Pa
         if not (acc.exists() and sig.exists()):
             from csautomation.sample.generate import write_sample
 
-            err.print(f"generating the sample data set in {DATA_DIR}/ ...")
+            err.print(f"generating the sample data set in {DATA_DIR}/ ...", markup=False)
             write_sample(DATA_DIR)
         return acc, sig
     if accounts is None or signals is None:
@@ -181,7 +181,7 @@ def rules_evaluate(
         table.add_column(col)
     for m in sorted(matches, key=lambda m: (m.rule.rank, m.rule_id, m.account_id))[:60]:
         why = "; ".join(c.check.text() for c in _passing_checks(m.explanation.tree))
-        table.add_row(m.account_id, m.rule_id, m.rule.rule.priority.value, why)
+        table.add_row(plain(m.account_id), m.rule_id, m.rule.rule.priority.value, plain(why))
     out.print(table)
     if len(matches) > 60:
         out.print(f"... and {len(matches) - 60} more (use --format json for all)")
@@ -225,11 +225,11 @@ def rules_explain(
         import difflib
 
         near = difflib.get_close_matches(rule, [r.id for r in ruleset.rules], n=1)
-        err.print(f"no rule '{rule}'" + (f"; did you mean '{near[0]}'?" if near else ""))
+        err.print(plain(f"no rule '{rule}'" + (f"; did you mean '{near[0]}'?" if near else "")))
         raise typer.Exit(1)
     target = next((a for a in accs if a.id == account), None)
     if target is None:
-        err.print(f"no account '{account}' in the accounts file")
+        err.print(plain(f"no account '{account}' in the accounts file"))
         raise typer.Exit(1)
     day = _as_of(as_of, sigs)
     history = [s for s in sigs if s.account_id == account]
@@ -238,8 +238,8 @@ def rules_explain(
     if fmt == "json":
         sys.stdout.write(json.dumps(why.to_dict(), indent=2) + "\n")
     else:
-        out.print(f"account {target.id} ({target.name}) as of {day}")
-        out.print(why.render())
+        out.print(plain(f"account {target.id} ({target.name}) as of {day}"), soft_wrap=True)
+        out.print(plain(why.render()), soft_wrap=True)
 
 
 @app.command("backtest")

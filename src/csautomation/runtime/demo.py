@@ -269,11 +269,8 @@ async def _run(
                     break
                 await asyncio.sleep(0.25)
         if opts.serve:  # the workers stay: the page's buttons signal live workflows
-            print_summary(
-                demo_result(store, since, today, ingested, ui_url, escalations[2]),
-                console,
-                opts.data_dir,
-            )
+            shown = demo_result(store, since, today, ingested, ui_url, escalations[2])
+            print_summary(shown, console, opts.data_dir)
             console.print(
                 f"serving the review page at {escalations[2]} and the Temporal UI at {ui_url}; "
                 "press Ctrl-C to stop"
