@@ -109,7 +109,7 @@ def status(database_url: DbOpt = None) -> None:
         breaker = st.state if st else "closed"
         colour = {"closed": "green", "open": "red", "half_open": "yellow"}.get(breaker, "white")
         count, last = done.get(config.id, (0, None))
-        letters = {status: n for (c, status), n in dead.items() if c == config.id}
+        letters = {kind: n for (c, kind), n in dead.items() if c == config.id}
         table.add_row(
             plain(config.id),
             config.type,
@@ -127,8 +127,7 @@ def status(database_url: DbOpt = None) -> None:
         "Counted from the store: actions done are the decision ledger's side effects (one "
         "per action, however often it was retried); dead letters are actions that failed "
         "for good. Each worker's calls and retries are on its /metrics. The breaker is as a "
-        "worker last reported a change of it.",
-        soft_wrap=False,
+        "worker last reported a change of it."
     )
     for line in errors:
         out.print(line, soft_wrap=True)
