@@ -17,6 +17,7 @@ from csautomation.cli.common import (
     import_rows,
     open_store,
     out,
+    plain,
     print_rejected,
 )
 from csautomation.errors import CsAutomationError
@@ -61,16 +62,17 @@ def accounts_list(
     for a in accounts:
         table.add_row(
             a.id,
-            a.name,
+            plain(a.name),
             a.tier.value,
-            a.owner or "-",
+            plain(a.owner or "-"),
             "-" if a.arr is None else f"{a.arr:,.0f}",
             str(a.renewal_date or "-"),
         )
     out.print(table)
     out.print(
         f"{len(accounts)} account(s)"
-        + (f"; next page: --after {accounts[-1].id}" if len(accounts) == limit else "")
+        + (f"; next page: --after {accounts[-1].id}" if len(accounts) == limit else ""),
+        markup=False,
     )
 
 

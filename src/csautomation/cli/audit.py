@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from csautomation import bootstrap
-from csautomation.cli.common import AddressOpt, DbOpt, err, fail, open_store, out, run
+from csautomation.cli.common import AddressOpt, DbOpt, err, fail, open_store, out, plain, run
 from csautomation.errors import CsAutomationError, ServiceUnavailableError
 
 history_app = typer.Typer(help="Workflow histories, for offline replay.", no_args_is_help=True)
@@ -62,23 +62,25 @@ def audit(
             sys.stdout.write(lines)
         else:
             jsonl.write_text(lines, encoding="utf-8")
-            err.print(f"{len(found)} entries written to {jsonl}")
+            err.print(f"{len(found)} entries written to {jsonl}", markup=False)
         return
     from rich.table import Table
 
     table = Table()
     for c in ("at (UTC)", "kind", "account", "rule / step", "workflow", "what"):
         table.add_column(c, overflow="fold")
-    for e in found:
+    for e in found:  # ids, steps and details hold people's and vendors' text
         table.add_row(
             f"{e.at:%Y-%m-%d %H:%M:%S}",
             e.kind,
-            e.account_id,
-            " ".join(
-                x for x in (e.rule_id, e.rule_version and f"v{e.rule_version}", e.step_id) if x
+            plain(e.account_id),
+            plain(
+                " ".join(
+                    x for x in (e.rule_id, e.rule_version and f"v{e.rule_version}", e.step_id) if x
+                )
             ),
-            e.workflow_id,
-            _what(e),
+            plain(e.workflow_id),
+            plain(_what(e)),
         )
     out.print(table)
     out.print(f"{len(found)} entries")
@@ -146,7 +148,7 @@ def replay(
         assert workflow_id is not None
         history = run(lambda: _fetch(settings, workflow_id))
     tl = timeline(history)
-    out.print(tl.render(), markup=False, soft_wrap=True)
+    out.print(plain(tl.render()), soft_wrap=True)
     if file is None or database_url is not None:  # offline, the ledger only when named
         _ledger_notes(settings, tl.workflow_id)
     verdict = run(lambda: run_replay(history))
@@ -171,11 +173,12 @@ def _ledger_notes(settings: Any, workflow_id: str) -> None:
         if e.kind == "workflow_started" and e.firing_id is not None:
             out.print(
                 f"ledger: started by firing {e.firing_id} of {e.rule_id}; re-check the "
-                f"decision with `csauto rules replay {e.firing_id}`"
+                f"decision with `csauto rules replay {e.firing_id}`",
+                markup=False,
             )
     effects = [e for e in found if e.kind in ("create_task", "notify", "update_account")]
     for e in effects:
-        out.print(f"ledger: {e.kind} step {e.step_id}: {e.connector} record {e.record_id}")
+        out.print(plain(f"ledger: {e.kind} step {e.step_id}: {e.connector} record {e.record_id}"))
 
 
 @history_app.command("export")
@@ -218,8 +221,8 @@ def history_export(
 
     written = run(main)
     for path in written:
-        out.print(str(path))
-    err.print(f"{len(written)} histories written to {out_dir}")
+        out.print(str(path), markup=False)
+    err.print(f"{len(written)} histories written to {out_dir}", markup=False)
 
 
 def rules_replay(
@@ -235,6 +238,6 @@ def rules_replay(
         result = replay_firing(bootstrap.open_store(settings), firing_id, settings)
     except (DecisionError, CsAutomationError) as exc:
         fail(exc)
-    out.print(result.render(), markup=False, soft_wrap=True)
+    out.print(plain(result.render()), soft_wrap=True)
     if not result.same:
         raise typer.Exit(1)

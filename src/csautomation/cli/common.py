@@ -3,6 +3,8 @@ long-running command runs and stops.
 
 The project's errors become a message and exit code 1 in one place (`CommandGroup`), so a
 command lets them rise; SIGTERM stops a long-running command with 0, Ctrl-C with 130.
+Text that came from users, senders or vendors is printed with `plain`: rich markup in it
+is not interpreted and terminal control characters are written as escapes.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import contextlib
 import gc
 import json
+import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -19,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 from typer.core import TyperGroup
 
 from csautomation import bootstrap
@@ -44,8 +47,10 @@ __all__ = [
     "print_rejected",
     "open_store",
     "out",
+    "plain",
     "probing",
     "run",
+    "safe",
     "write_schema",
 ]
 
@@ -74,14 +79,30 @@ MetricsPortOpt = Annotated[
 ]
 
 
+# C0 and C1 controls but newline and tab: an ESC in someone's text must not reach the
+# terminal as an escape sequence
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def safe(value: object) -> str:
+    """`value` as text with its terminal control characters written as escapes."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value))
+
+
+def plain(value: object) -> Text:
+    """Text from users, senders or vendors, as rich prints it literally (a table cell too)."""
+    return Text(safe(value))
+
+
 def fail(exc: Exception) -> NoReturn:
-    """Print `exc` for a person (each located problem on its own line) and exit 1."""
+    """Print `exc` for a person (each located problem on its own line) and exit 1. Messages
+    quote people's values ('[/red]' in a field), so they are printed as text."""
     if isinstance(exc, ConfigFileError):
         for p in exc.problems:
-            err.print(f"[red]error[/red] {escape(str(p))}", soft_wrap=True)
+            err.print(Text("error ", "red") + plain(p), soft_wrap=True)
         err.print(f"{len(exc.problems)} problem(s) found")
-    else:  # messages quote users' text: '[red, crimson]' is a list, not markup
-        err.print(f"[red]error[/red] {escape(str(exc))}", soft_wrap=True)
+    else:
+        err.print(Text("error ", "red") + plain(exc), soft_wrap=True)
     raise typer.Exit(1)
 
 

@@ -8,10 +8,12 @@ import os
 from typing import Any
 
 import typer
+from rich import box
 from rich.table import Table
+from rich.text import Text
 
 from csautomation import bootstrap
-from csautomation.cli.common import DbOpt, out
+from csautomation.cli.common import DbOpt, out, plain
 from csautomation.errors import ConnectorError
 
 app = typer.Typer(help="Vendor connectors (connectors/).", no_args_is_help=True)
@@ -80,33 +82,55 @@ def check() -> None:
 
 @app.command("status")
 def status(database_url: DbOpt = None) -> None:
-    """Each connector's breaker, as its workers last reported it, and its dead letters."""
-    from csautomation.store.deadletters import breaker_states, dead_letters
+    """What the store holds of each connector: the side effects done through it (from the
+    decision ledger), its dead letters, and its breaker as its workers last reported it."""
+    from csautomation.store.deadletters import breaker_states, dead_letter_counts
+    from csautomation.store.ledger import effects_per_connector
 
     settings = bootstrap.settings(database_url=database_url)
     configs = _configs(settings)
     store = bootstrap.open_store(settings)
     states = breaker_states(store)
-    open_dl: dict[str, int] = {}
-    for dl in dead_letters(store):
-        open_dl[dl.connector] = open_dl.get(dl.connector, 0) + 1
-    table = Table(title="connectors status")
-    for col in ("connector", "type", "enabled", "breaker", "failures", "dead letters", "last"):
-        table.add_column(col)
+    done = effects_per_connector(store)
+    dead = dead_letter_counts(store)
+    table = Table(
+        title="connectors status", box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0)
+    )
+    table.add_column("connector", no_wrap=True)
+    table.add_column("type")
+    table.add_column("on")
+    table.add_column("actions done", justify="right")
+    table.add_column("last action (UTC)", no_wrap=True)
+    table.add_column("dead letters open/all", justify="right")
+    table.add_column("breaker")
+    errors: list[Text] = []
     for config in configs.values():
         st = states.get(config.id)
         breaker = st.state if st else "closed"
         colour = {"closed": "green", "open": "red", "half_open": "yellow"}.get(breaker, "white")
+        count, last = done.get(config.id, (0, None))
+        letters = {kind: n for (c, kind), n in dead.items() if c == config.id}
         table.add_row(
-            config.id,
+            plain(config.id),
             config.type,
             "yes" if config.enabled else "no",
-            f"[{colour}]{breaker}[/{colour}]" + ("" if st else " (no calls yet)"),
-            str(st.failures if st else 0),
-            str(open_dl.get(config.id, 0)),
-            (st.last_error[:60] if st and st.last_error else ""),
+            str(count),
+            f"{last:%Y-%m-%d %H:%M}" if last else "none yet",
+            f"{letters.get('open', 0)}/{sum(letters.values())}",
+            Text(breaker, colour),
         )
+        if st and (st.failures or st.last_error):
+            said = f"; last error: {st.last_error}" if st.last_error else ""
+            errors.append(plain(f"{config.id}: {st.failures} failure(s) in a row{said}"))
     out.print(table)
+    out.print(
+        "Counted from the store: actions done are the decision ledger's side effects (one "
+        "per action, however often it was retried); dead letters are actions that failed "
+        "for good. Each worker's calls and retries are on its /metrics. The breaker is as a "
+        "worker last reported a change of it."
+    )
+    for line in errors:
+        out.print(line, soft_wrap=True)
 
 
 @app.command("sync")

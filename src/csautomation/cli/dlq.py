@@ -8,9 +8,10 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from csautomation import bootstrap
-from csautomation.cli.common import DbOpt, err, open_store, out
+from csautomation.cli.common import DbOpt, err, open_store, out, plain
 from csautomation.errors import CsAutomationError
 from csautomation.settings import Settings
 
@@ -37,11 +38,11 @@ def dlq_list(
         table.add_row(
             str(r.id),
             r.status,
-            r.connector,
+            plain(r.connector),
             r.action,
-            f"{r.workflow_id} / {r.step_id}",
+            plain(f"{r.workflow_id} / {r.step_id}"),
             str(r.attempts),
-            f"{last.get('type', '')}: {last.get('message', '')}"[:80],
+            plain(f"{last.get('type', '')}: {last.get('message', '')}"[:80]),
         )
     out.print(table)
     out.print(f"{len(rows)} dead letter(s)")
@@ -100,11 +101,11 @@ def dlq_retry(
         except Exception as exc:  # a process edge: the entry stays open, with this failure
             failed += 1
             record_dead_letter(store, failed_again(r, exc))
-            err.print(f"[red]still failing[/red] {r.id}: {exc}")
+            err.print(Text("still failing ", "red") + plain(f"{r.id}: {exc}"))
             continue
         resolve(store, r.id, "redriven", receipt)
         done.append((r.workflow_id, r.step_id))
-        out.print(f"re-driven {r.id}: {r.connector} record {receipt}")
+        out.print(plain(f"re-driven {r.id}: {r.connector} record {receipt}"))
     if done:
         _tell_workflows(settings, done)
     out.print(f"{len(done)} re-driven, {failed} still failing")
@@ -127,4 +128,5 @@ def _tell_workflows(settings: Settings, steps: list[tuple[str, str]]) -> None:
     try:
         asyncio.run(main())
     except CsAutomationError as exc:
-        err.print(f"[yellow]the playbooks were not told[/yellow] ({exc}); paused ones stay paused")
+        told = plain(f" ({exc}); paused ones stay paused")
+        err.print(Text("the playbooks were not told", "yellow") + told)

@@ -18,11 +18,21 @@ from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from csautomation import bootstrap
-from csautomation.cli.common import AddressOpt, DataDirOpt, DbOpt, err, open_store, out, run
+from csautomation.cli.common import (
+    AddressOpt,
+    DataDirOpt,
+    DbOpt,
+    err,
+    open_store,
+    out,
+    plain,
+    run,
+    safe,
+)
 from csautomation.errors import CsAutomationError
 from csautomation.escalation.matrix import (
     EscalationMatrix,
@@ -64,6 +74,7 @@ def validate() -> None:
         f"{len(matrix.calendars)} calendars; {settings.people_path}: "
         f"{len(people.people)} people in {len(people.teams)} teams",
         soft_wrap=True,
+        markup=False,
     )
 
 
@@ -108,7 +119,7 @@ def schema(output: Annotated[Path | None, typer.Option("--output", "-o")] = None
         sys.stdout.write(text)
     else:
         output.write_text(text, encoding="utf-8")
-        out.print(f"wrote {output}")
+        out.print(f"wrote {output}", markup=False)
 
 
 def _load(settings: Settings) -> tuple[EscalationMatrix, People]:
@@ -125,8 +136,11 @@ def _account(settings: Settings, account_id: str) -> tuple[Account, str]:
     if found is not None:
         return found, "the sample data"
     err.print(
-        f"[red]error[/red] no account '{account_id}' in the store "
-        f"({bootstrap.masked(settings)}) or in the sample data",
+        Text("error ", "red")
+        + plain(
+            f"no account '{account_id}' in the store "
+            f"({bootstrap.masked(settings)}) or in the sample data"
+        ),
         soft_wrap=True,
     )
     raise typer.Exit(1)
@@ -146,7 +160,8 @@ def _from_store(settings: Settings, account_id: str) -> Account | None:
     try:
         return store.account(account_id)
     except (OperationalError, ProgrammingError) as exc:  # no tables yet, or no server
-        err.print(f"[yellow]warning[/yellow] cannot read accounts from the store: {exc.orig}")
+        said = plain(f"cannot read accounts from the store: {exc.orig}")
+        err.print(Text("warning ", "yellow") + said)
         return None
     finally:
         store.engine.dispose()
@@ -174,19 +189,25 @@ def _when(moment: datetime, timezone: str | None) -> str:
 
 
 def _print_plan(result: EscalationPlan, account: Account, source: str) -> None:
+    # account fields and people's names are their authors' text: printed as written
     out.print(
-        f"[bold]{result.severity}[/bold] escalation for {account.id} ({account.name}; "
-        f"{account.tier}, ARR {_arr(account)}, {account.region}, "
-        f"owner {account.owner or 'none yet'}) "
-        f"from {source}",
+        Text(safe(result.severity), "bold")
+        + plain(
+            f" escalation for {account.id} ({account.name}; "
+            f"{account.tier}, ARR {_arr(account)}, {account.region}, "
+            f"owner {account.owner or 'none yet'}) "
+            f"from {source}"
+        ),
         soft_wrap=True,
     )
-    out.print(f"matched: {result.matched}", soft_wrap=True, markup=False)
+    out.print(plain(f"matched: {result.matched}"), soft_wrap=True)
     if result.calendar:
-        out.print(f"calendar: {result.calendar} ({result.timezone}): deadlines count working hours")
+        out.print(
+            plain(f"calendar: {result.calendar} ({result.timezone}): deadlines count working hours")
+        )
     else:
         out.print("calendar: none: deadlines count around the clock")
-    out.print(f"team: {result.team or '(unknown)'}")
+    out.print(plain(f"team: {result.team or '(unknown)'}"))
     table = Table()
     for column in ("round", "level", "when", "who", "channels", "ack by"):
         table.add_column(column)
@@ -195,13 +216,13 @@ def _print_plan(result: EscalationPlan, account: Account, source: str) -> None:
             str(i),
             str(rnd.level) + (f" (repeat {rnd.repeat})" if rnd.repeat else ""),
             _when(rnd.starts_at, result.timezone),
-            "\n".join(f"{r.name} ({r.role})" for r in rnd.recipients),
-            ", ".join(rnd.channels),
+            plain("\n".join(f"{r.name} ({r.role})" for r in rnd.recipients)),
+            plain(", ".join(rnd.channels)),
             _when(rnd.ack_by, result.timezone),
         )
     out.print(table)
     for note in result.notes:
-        out.print(f"[yellow]note[/yellow] {note}", soft_wrap=True)
+        out.print(Text("note ", "yellow") + plain(note), soft_wrap=True)
 
 
 ByOpt = Annotated[str, typer.Option("--by", help="your person id in people.yaml")]
@@ -243,12 +264,12 @@ def list_(
         table.add_column(col)
     for s in found:
         table.add_row(
-            s.workflow_id,
-            s.account_id,
-            s.severity,
+            plain(s.workflow_id),
+            plain(s.account_id),
+            plain(s.severity),
             s.status,
             str(s.level),
-            s.holder_name or s.holder,
+            plain(s.holder_name or s.holder),
             _age(s.opened_at, now),
             f"{s.ack_by:%Y-%m-%d %H:%M}" if s.ack_by else "",
         )
@@ -270,16 +291,20 @@ def _print(st: EscalationState) -> None:
     # people's text (notes, names, reasons) is printed as written: "[/red]" in a note is
     # text, not markup
     out.print(
-        f"[bold]{escape(st.workflow_id)}[/bold]  {st.severity}  {st.status}  level {st.level}  "
-        f"held by {escape(st.holder_name or st.holder)}  team {escape(st.team or '-')}"
+        Text(safe(st.workflow_id), "bold")
+        + plain(
+            f"  {st.severity}  {st.status}  level {st.level}  "
+            f"held by {st.holder_name or st.holder}  team {st.team or '-'}"
+        ),
+        soft_wrap=True,
     )
     if st.reason:
-        out.print(f"reason: {st.reason}", markup=False, soft_wrap=True)
+        out.print(plain(f"reason: {st.reason}"), soft_wrap=True)
     if st.ack_by:
         out.print(f"acknowledge by {st.ack_by:%Y-%m-%d %H:%M} UTC")
     for e in st.timeline:
         line = f"  {e.at:%Y-%m-%d %H:%M}  {e.kind:<12} {e.by:<10} {e.detail}"
-        out.print(line, markup=False, soft_wrap=True)
+        out.print(plain(line), soft_wrap=True)
 
 
 def _act(address: str | None, workflow_id: str, kind: str, action: EscalationAction) -> None:

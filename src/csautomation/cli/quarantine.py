@@ -10,7 +10,6 @@ control characters are written as escapes.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -20,11 +19,10 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich import box
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from csautomation.cli.common import DbOpt, fail, open_store, out
+from csautomation.cli.common import DbOpt, fail, open_store, out, plain
 from csautomation.errors import CsAutomationError
 
 if TYPE_CHECKING:
@@ -47,22 +45,13 @@ IdArg = Annotated[int, typer.Argument(help="a quarantined item's id (see `list`)
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON, as the HTTP API answers")]
 ByOpt = Annotated[str | None, typer.Option("--by", help="who resolves it (default: cli:<OS user>)")]
 
-# C0 and C1 controls but newline and tab: an ESC in a sender's text must not reach the
-# terminal as an escape sequence (JSON-parsed items arrive escaped; unreadable bodies do not)
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def _safe(value: object) -> str:
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value))
-
-
-def _plain(value: object) -> Text:
-    """Sender-supplied text as rich prints it literally."""
-    return Text(_safe(value))
+# sender-supplied text as rich prints it literally, control characters as escapes (JSON-
+# parsed items arrive escaped; unreadable bodies do not)
+_plain = plain
 
 
 def _die(message: str) -> NoReturn:
-    fail(CsAutomationError(escape(_safe(message))))  # fail prints markup; ours is text
+    fail(CsAutomationError(message))  # fail prints it as text
 
 
 @contextmanager

@@ -12,10 +12,11 @@ from typing import Annotated, Any
 import typer
 from rich.progress import Progress
 from rich.table import Table
+from rich.text import Text
 
 from csautomation.cli import rules_preview as preview
 from csautomation.cli.audit import rules_replay
-from csautomation.cli.common import err, out, write_schema
+from csautomation.cli.common import err, out, plain, write_schema
 from csautomation.cli.sample import DATA_DIR
 
 app = typer.Typer(help="Validate, test, dry-run and backtest rules.", no_args_is_help=True)
@@ -50,7 +51,7 @@ def _sample_files(accounts: Path | None, signals: Path | None) -> tuple[Path, Pa
         if not (acc.exists() and sig.exists()):
             from csautomation.sample.generate import write_sample
 
-            err.print(f"generating the sample data set in {DATA_DIR}/ ...")
+            err.print(f"generating the sample data set in {DATA_DIR}/ ...", markup=False)
             write_sample(DATA_DIR)
         return acc, sig
     if accounts is None or signals is None:
@@ -142,20 +143,22 @@ def rules_test(
     failed = 0
     for file, line, case in cases:
         result = run_case(ruleset, model, file, line, case)
+        # case names and the facts they give are the authors' text, printed as written
         if result.passed:
             if verbose:
-                out.print(f"[green]PASS[/green] {case.rule}: {case.name}")
+                out.print(Text("PASS ", "green") + plain(f"{case.rule}: {case.name}"))
             continue
         failed += 1
         out.print(
-            f"[red]FAIL[/red] {file}:{line}: {case.rule}: {case.name}: {result.reason}",
+            Text("FAIL ", "red")
+            + plain(f"{file}:{line}: {case.rule}: {case.name}: {result.reason}"),
             soft_wrap=True,
         )
         if result.explanation is not None:
-            out.print(result.explanation.render())
+            out.print(plain(result.explanation.render()))
     untested = sorted({r.id for r in ruleset.rules} - {c.rule for _, _, c in cases})
     for rule_id in untested:
-        out.print(f"[yellow]warning[/yellow] rule {rule_id} has no test cases")
+        out.print(Text("warning ", "yellow") + plain(f"rule {rule_id} has no test cases"))
     out.print(f"{len(cases) - failed} passed, {failed} failed")
     if failed or not cases:
         raise typer.Exit(1)
@@ -196,7 +199,7 @@ def rules_evaluate(
         table.add_column(col)
     for m in sorted(matches, key=lambda m: (m.rule.rank, m.rule_id, m.account_id))[:60]:
         why = "; ".join(c.check.text() for c in _passing_checks(m.explanation.tree))
-        table.add_row(m.account_id, m.rule_id, m.rule.rule.priority.value, why)
+        table.add_row(plain(m.account_id), m.rule_id, m.rule.rule.priority.value, plain(why))
     out.print(table)
     if len(matches) > 60:
         out.print(f"... and {len(matches) - 60} more (use --format json for all)")
@@ -240,11 +243,11 @@ def rules_explain(
         import difflib
 
         near = difflib.get_close_matches(rule, [r.id for r in ruleset.rules], n=1)
-        err.print(f"no rule '{rule}'" + (f"; did you mean '{near[0]}'?" if near else ""))
+        err.print(plain(f"no rule '{rule}'" + (f"; did you mean '{near[0]}'?" if near else "")))
         raise typer.Exit(1)
     target = next((a for a in accs if a.id == account), None)
     if target is None:
-        err.print(f"no account '{account}' in the accounts file")
+        err.print(plain(f"no account '{account}' in the accounts file"))
         raise typer.Exit(1)
     day = _as_of(as_of, sigs)
     history = [s for s in sigs if s.account_id == account]
@@ -253,8 +256,8 @@ def rules_explain(
     if fmt == "json":
         sys.stdout.write(json.dumps(why.to_dict(), indent=2) + "\n")
     else:
-        out.print(f"account {target.id} ({target.name}) as of {day}")
-        out.print(why.render())
+        out.print(plain(f"account {target.id} ({target.name}) as of {day}"), soft_wrap=True)
+        out.print(plain(why.render()), soft_wrap=True)
 
 
 @app.command("backtest")

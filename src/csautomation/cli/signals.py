@@ -16,6 +16,7 @@ from csautomation.cli.common import (
     import_rows,
     open_store,
     out,
+    plain,
     print_rejected,
 )
 from csautomation.errors import CsAutomationError
@@ -50,10 +51,10 @@ def signals_add(
     signal = check(fields)
     if isinstance(signal, list):  # the same checks, and paths, as POST /v1/signals
         for e in signal:
-            err.print(f"{e.field or 'signal'}: {e.message}", soft_wrap=True, markup=False)
+            err.print(plain(f"{e.field or 'signal'}: {e.message}"), soft_wrap=True)
         raise typer.Exit(1)
     fresh = open_store(database_url).add_signal(signal)
-    out.print(("stored " if fresh else "already stored ") + signal.idempotency_key)
+    out.print(plain(("stored " if fresh else "already stored ") + signal.idempotency_key))
 
 
 def ingest(

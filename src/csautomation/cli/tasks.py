@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from csautomation import bootstrap
-from csautomation.cli.common import AddressOpt, DbOpt, err, open_store, out, run
+from csautomation.cli.common import AddressOpt, DbOpt, err, open_store, out, plain, run
 
 app = typer.Typer(help="Tasks of the built-in local CRM.", no_args_is_help=True)
 runs_app = typer.Typer(help="The index of playbook and escalation runs.", no_args_is_help=True)
@@ -32,7 +32,9 @@ def tasks_list(
         if status and t.status != status:
             continue
         due = t.due_at.date().isoformat() if t.due_at else ""
-        table.add_row(str(t.id), t.assignee, t.account_id, t.subject, due, t.status)
+        table.add_row(
+            str(t.id), plain(t.assignee), plain(t.account_id), plain(t.subject), due, t.status
+        )
     out.print(table)
 
 
@@ -51,7 +53,7 @@ def tasks_complete(task_id: int, address: AddressOpt = None, database_url: DbOpt
     if row is None:
         err.print(f"no task {task_id} in the local CRM")
         raise typer.Exit(1)
-    out.print(f"task {task_id} done; signalled {row.workflow_id}")
+    out.print(plain(f"task {task_id} done; signalled {row.workflow_id}"))
 
 
 @runs_app.command("list")
@@ -65,5 +67,11 @@ def runs_list(
     for c in ("workflow id", "queue", "status", "outcome", "started"):
         table.add_column(c)
     for r in runs(open_store(database_url), status):
-        table.add_row(r.workflow_id, r.task_queue, r.status, r.outcome, r.started_at.isoformat())
+        table.add_row(
+            plain(r.workflow_id),
+            plain(r.task_queue),
+            r.status,
+            plain(r.outcome),
+            r.started_at.isoformat(),
+        )
     out.print(table)

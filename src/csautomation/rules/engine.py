@@ -3,7 +3,9 @@
 How durable_rules is driven (see ../shared/RULE_ENGINES.md for the measurements):
   * Each evaluation asserts the account's facts as one *fact* (not an event: events are
     consumed by the first matching rule, facts fire every matching rule), drains every
-    action, then retracts the fact. So every rule that matches fires, exactly once.
+    action, then retracts the fact. So every rule that matches fires; one whose condition
+    holds an `any` fires once per branch that holds (durable_rules splits `$or` into
+    rules of its own), so the names are de-duplicated before they are returned.
   * Each fact carries a fresh id: durable_rules de-duplicates facts by content.
   * Rulesets hold at most `CHUNK` rules: larger ones overflow a fixed stack in its C rule
     network and silently lose matches.
@@ -57,6 +59,7 @@ def encode(value: Any) -> str:
 class _Chunk:
     def __init__(self, name: str, rules: list[CompiledRule], columns: dict[str, str]) -> None:
         self.rule_ids = [r.id for r in rules]
+        self.rank = {rule_id: i for i, rule_id in enumerate(self.rule_ids)}
         definition = encode(ruleset_definition(rules, columns))
         try:
             self.handle = _dr.create_ruleset(name, definition)
@@ -103,7 +106,8 @@ class StreamingEvaluator:
         ]
 
     def matching(self, record: dict[str, Any]) -> list[str]:
-        """Rule ids whose conditions hold; `record` maps fact keys to normalised values."""
+        """Rule ids whose conditions hold, each once, in the order the rules were given;
+        `record` maps fact keys to normalised values."""
         out: list[str] = []
         with self._lock:
             # One body for every chunk: ids only need to be unique within a ruleset.
@@ -118,7 +122,9 @@ class StreamingEvaluator:
             body = "".join(parts)
             marker = f'"id":"{fid}"'
             for chunk in self._chunks:
-                out.extend(self._run(chunk.handle, body, head + "}", marker))
+                names = self._run(chunk.handle, body, head + "}", marker)
+                if names:
+                    out.extend(sorted(set(names), key=chunk.rank.__getitem__))
         return out
 
     @staticmethod

@@ -16,7 +16,8 @@
         expect: fires
 
 Each case runs through both evaluation paths (durable_rules and the vectorised batch path)
-and fails if they disagree.
+and fails if they disagree. A history the account or signal schemas refuse (a payload
+with `logins: lots`) is a located problem of the case file, as a misspelt field is.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from csautomation.config import YamlSyntaxError, load_file, validation_problems
+from csautomation.config import Document, YamlSyntaxError, load_file, validation_problems
 from csautomation.errors import ConfigFileError, Problem
 from csautomation.facts.catalog import FACTS, unknown_fact_message
 from csautomation.facts.derive import derive
@@ -111,7 +112,7 @@ class CaseResult:
     explanation: Explanation | None
 
 
-def default_account(**overrides: Any) -> Account:
+def default_account(overrides: dict[str, Any]) -> Account:
     base: dict[str, Any] = {
         "id": "TEST",
         "name": "Test Account",
@@ -158,10 +159,29 @@ def load_cases(paths: list[Path]) -> list[tuple[str, int, Case]]:
             problems.extend(validation_problems(doc, exc))
             continue
         for i, case in enumerate(parsed.tests):
+            if case.history is not None:
+                problems.extend(_history_problems(doc, i, case.history))
             cases.append((str(path), doc.position(("tests", i))[0], case))
     if problems:
         raise ConfigFileError(problems)
     return cases
+
+
+def _history_problems(doc: Document, index: int, history: History) -> list[Problem]:
+    """Where the account and signal schemas refuse case `index`'s history, located."""
+    at = ("tests", index, "history")
+    try:
+        account = default_account(history.account)
+    except ValidationError as exc:  # only fields the case gives can be wrong
+        return validation_problems(doc, exc, (*at, "account"), model=Account)
+    problems: list[Problem] = []
+    moment = datetime.combine(history.as_of, time(12), tzinfo=UTC)
+    for j, hs in enumerate(history.signals):
+        try:
+            Signal(type=hs.type, account_id=account.id, payload=hs.payload, occurred_at=moment)
+        except ValidationError as exc:
+            problems.extend(validation_problems(doc, exc, (*at, "signals", j)))
+    return problems
 
 
 def run_case(ruleset: RuleSet, model: HealthModel, file: str, line: int, case: Case) -> CaseResult:
@@ -172,7 +192,7 @@ def run_case(ruleset: RuleSet, model: HealthModel, file: str, line: int, case: C
         record = {k: norm(v) for k, v in case.facts.items() if norm(v) is not None}
     else:
         assert case.history is not None
-        account = default_account(**case.history.account)
+        account = default_account(case.history.account)
         signals = history_signals(case.history, account.id)
         record = derive(account, signals, case.history.as_of, model, rule.derived).record()
     streaming = StreamingEvaluator([rule])

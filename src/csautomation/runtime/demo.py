@@ -47,7 +47,7 @@ from csautomation.playbooks.spec import Playbook
 from csautomation.rules.runtime import RuleRuntime
 from csautomation.runtime.server import quiet_runtime, start_dev_server
 from csautomation.runtime.worker import build_workers
-from csautomation.store.escalations import list_escalations
+from csautomation.store.escalations import Filters, list_escalations
 from csautomation.store.facts import FactsReader
 from csautomation.store.outbox import (
     firings_per_rule,
@@ -93,8 +93,12 @@ class DemoResult:
     ui_url: str = ""
     elapsed: float = 0.0
     review_url: str = ""
-    escalations: Counter[str] = field(default_factory=Counter)  # unresolved, by severity
+    # escalations from the store's index, not the runs index (which lists only those a
+    # rule started, not those a playbook step opened)
+    escalations: Counter[str] = field(default_factory=Counter)  # open now, by severity
     acknowledged: int = 0  # of those, acknowledged (a CSM completed the escalation's task)
+    opened: int = 0  # escalations opened in this run
+    resolved: int = 0  # of those, resolved
 
 
 def load_sample(sample_dir: Path, accounts: int = 500) -> tuple[list[Account], list[Signal]]:
@@ -177,7 +181,15 @@ async def run_demo(opts: DemoOptions, console: Console) -> DemoResult:
             console.print(f"the managers' review page: {page}{hint}")
             escalations = (matrix, people, page)
             result = await _run(
-                opts, console, store, runtime, env.client, as_of, today, ui_url, escalations
+                opts,
+                console,
+                store,
+                runtime,
+                env.client,
+                (started, as_of),
+                today,
+                ui_url,
+                escalations,
             )
     finally:
         await env.shutdown()
@@ -193,11 +205,12 @@ async def _run(
     store: Store,
     runtime: RuleRuntime,
     client: Client,
-    as_of: datetime,
+    times: tuple[datetime, datetime],
     today: list[Signal],
     ui_url: str,
     escalations: tuple[EscalationMatrix, People, str],
 ) -> DemoResult:
+    since, as_of = times  # when the run started; the facts' "today"
     facts = FactsReader(store, opts.model)  # one derivation serves rules and playbooks
     activities = PlaybookActivities(store, opts.model, clock=lambda: as_of, facts=facts)
     matrix, people, page = escalations
@@ -256,27 +269,32 @@ async def _run(
                     break
                 await asyncio.sleep(0.25)
         if opts.serve:  # the workers stay: the page's buttons signal live workflows
-            print_summary(
-                _result(store, today, ingested, ui_url, escalations[2]), console, opts.data_dir
-            )
+            shown = demo_result(store, since, today, ingested, ui_url, escalations[2])
+            print_summary(shown, console, opts.data_dir)
             console.print(
                 f"serving the review page at {escalations[2]} and the Temporal UI at {ui_url}; "
                 "press Ctrl-C to stop"
             )
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.Event().wait()
-    return _result(store, today, ingested, ui_url, escalations[2])
+    return demo_result(store, since, today, ingested, ui_url, escalations[2])
 
 
-def _result(
+def demo_result(
     store: Store,
+    since: datetime,
     today: list[Signal],
     ingested: dict[str, datetime],
     ui_url: str,
     page: str,
 ) -> DemoResult:
+    """What the summary shows, counted from the store; `since`: when the run started."""
     all_runs = runs(store)
-    unresolved = list_escalations(store)
+    # the escalations index holds every escalation, whoever opened it (a rule's escalate
+    # action or a playbook's escalate step); the runs index only those a rule started
+    every = list_escalations(store, Filters(status=("open", "acknowledged", "snoozed", "resolved")))
+    unresolved = [s for s in every if s.status != "resolved"]
+    opened = [s for s in every if s.opened_at >= since]
     tasks = [t for t in local_tasks(store) if t.kind == "task"]
     first: dict[str, datetime] = {}
     for t in tasks:
@@ -296,6 +314,8 @@ def _result(
         review_url=page,
         escalations=Counter(s.severity for s in unresolved),
         acknowledged=sum(1 for s in unresolved if s.status == "acknowledged"),
+        opened=len(opened),
+        resolved=sum(1 for s in opened if s.status == "resolved"),
     )
 
 
@@ -308,15 +328,19 @@ def print_summary(result: DemoResult, console: Console, data_dir: Path) -> None:
     fired.add_row("[bold]total[/bold]", f"[bold]{sum(result.firings.values())}[/bold]")
     console.print(fired)
 
-    wf = Table(title="Workflows")
+    wf = Table(
+        title="Workflows",
+        caption="escalation: every one opened in this run, by a rule or a playbook step",
+    )
     wf.add_column("kind")
     wf.add_column("started", justify="right")
     wf.add_column("completed", justify="right")
     wf.add_column("still running", justify="right")
-    for kind in ("playbook", "escalation"):
-        total = sum(n for k, n in result.runs_by_status.items() if k.startswith(kind + ":"))
-        running = result.runs_by_status.get(f"{kind}:running", 0)
-        wf.add_row(kind, str(total), str(total - running), str(running))
+    total = sum(n for k, n in result.runs_by_status.items() if k.startswith("playbook:"))
+    running = result.runs_by_status.get("playbook:running", 0)
+    wf.add_row("playbook", str(total), str(total - running), str(running))
+    still_open = result.opened - result.resolved
+    wf.add_row("escalation", str(result.opened), str(result.resolved), str(still_open))
     console.print(wf)
 
     outcomes = Table(title="Playbook outcomes")
@@ -346,10 +370,13 @@ def print_summary(result: DemoResult, console: Console, data_dir: Path) -> None:
         f"{result.signals} signals, {sum(result.firings.values())} firings, "
         f"{result.notifications} notifications, in {result.elapsed:.0f} s"
     )
+    console.print(
+        f"escalations opened in this run: {result.opened}, {result.resolved} of them resolved"
+    )
     if result.escalations:
         total = sum(result.escalations.values())
         console.print(
-            f"{total} escalations open for the managers ("
+            f"{total} escalations open for the managers now, in the store ("
             + ", ".join(f"{n} {sev}" for sev, n in result.escalations.most_common())
             + f"; {result.acknowledged} acknowledged, {total - result.acknowledged} waiting): "
             f"review page {result.review_url} (while it runs: `csauto demo --serve`)"

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from csautomation.store import ledger
 from csautomation.store.engine import table, upsert
@@ -82,6 +82,14 @@ def dead_letters(store: Store, status: str | None = "open") -> list[DeadLetterRo
         q = q.where(t.c.status == status)
     with store.engine.connect() as conn:
         return [DeadLetterRow.model_validate(dict(r._mapping)) for r in conn.execute(q)]
+
+
+def dead_letter_counts(store: Store) -> dict[tuple[str, str], int]:
+    """Dead letters per (connector, status): open, redriven, discarded."""
+    t = table(DeadLetterRow)
+    q = select(t.c.connector, t.c.status, func.count()).group_by(t.c.connector, t.c.status)
+    with store.engine.connect() as conn:
+        return {(c, s): int(n) for c, s, n in conn.execute(q)}
 
 
 def dead_letter(store: Store, row_id: int) -> DeadLetterRow | None:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from csautomation.store.engine import aware, table, upsert
@@ -197,3 +197,18 @@ def effect(
         record_id=record_id,
         detail={"idempotency_key": key, "created": created},
     )
+
+
+# the kinds of entry a connector's side effect writes (`effect`), one per idempotency key
+EFFECTS = ("create_task", "notify", "update_account", "notify_escalation")
+
+
+def effects_per_connector(store: Store) -> dict[str, tuple[int, datetime]]:
+    """Side effects done through each connector: (how many, the latest one's time)."""
+    q = (
+        select(LEDGER.c.connector, func.count(), func.max(LEDGER.c.at))
+        .where(LEDGER.c.kind.in_(EFFECTS))
+        .group_by(LEDGER.c.connector)
+    )
+    with store.engine.connect() as conn:
+        return {c: (int(n), aware(at)) for c, n, at in conn.execute(q)}
