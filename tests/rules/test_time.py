@@ -249,6 +249,34 @@ def test_trends_compare_with_the_value_n_days_ago() -> None:
     assert matches(history, END, rules) == {"fell": False}
 
 
+def readme_table() -> list[list[str]]:
+    """The rows of the boundary table in rules/README.md's section on time."""
+    text = (Path(__file__).parents[2] / "rules" / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Time: days, windows and the evaluation instant", 1)[1]
+    lines = section.split("\n## ", 1)[0].splitlines()
+    rows = [[c.strip(" `") for c in line.strip("|").split("|")] for line in lines]
+    return [r for r in rows if len(r) == 5 and r[0][:4].isdigit()]
+
+
+def test_the_readme_boundary_table_holds() -> None:
+    rows = readme_table()
+    assert len(rows) >= 5
+    evaluated = date(2026, 11, 15)
+    rules = [
+        rule(
+            f"within-{n}d",
+            {"signals": {"of": ["support_escalation"], "at_least": 1, "within": f"{n}d"}},
+        )
+        for n in (14, 15)
+    ]
+    for written, day, ago, in_14d, in_15d in rows:
+        late = signal("support_escalation", datetime.fromisoformat(written))
+        assert late.day.day == int(day.split()[0]), written
+        assert (evaluated - late.day).days == int(ago), written
+        want = {"within-14d": in_14d == "yes", "within-15d": in_15d == "yes"}
+        assert matches([*quiet_usage(evaluated), late], evaluated, rules) == want, written
+
+
 # -- time zones -------------------------------------------------------------------------------
 def test_a_signal_at_23_30_minus_5_counts_on_the_next_utc_day() -> None:
     late = signal("support_escalation", datetime(2026, 10, 31, 23, 30, tzinfo=EST))
