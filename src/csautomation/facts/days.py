@@ -28,6 +28,8 @@ _T = TypeVar("_T", bound=_Timed)
 
 def utc_day(moment: datetime) -> date:
     """The UTC calendar day of `moment` (a naive one is taken as UTC, as the store does)."""
+    if moment.tzinfo is UTC:  # signals are kept in UTC: the common case, kept cheap
+        return moment.date()
     offset = moment.utcoffset()
     if offset is None or offset == _ZERO:
         return moment.date()

@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from csautomation.facts import anomaly
 from csautomation.facts.catalog import FACTS, FactType
-from csautomation.facts.days import AsOf, evaluation_day, instant
+from csautomation.facts.days import AsOf, evaluation_day, instant, start_of_day
 from csautomation.facts.derived import DerivedFact, SignalsFact, WindowFact, norm
 from csautomation.facts.health import HealthModel
 from csautomation.facts.model import Account, Signal, SignalType
@@ -125,7 +125,8 @@ def derive(
     Each earlier day of the frame is read at its end."""
     at, as_of = instant(as_of), evaluation_day(as_of)
     first = as_of - timedelta(days=MAX_LOOKBACK - 1)
-    sigs = [s for s in signals if s.occurred_at <= at and first <= s.day]
+    since = start_of_day(first)
+    sigs = [s for s in signals if since <= s.occurred_at <= at]
     if sigs:
         first = max(first, min(s.day for s in sigs))
     first = min(first, start or as_of)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from itertools import compress
 from typing import Any
 
@@ -77,7 +77,8 @@ def derive_records(
     count_types = {t for f in extra if isinstance(f, SignalsFact) for t in f.types}
     records: list[dict[str, Any]] = [{} for _ in items]
     for as_of, idx in by_day.items():
-        as_of - timedelta(days=MAX_LOOKBACK - 1)  # derive's first day: out of range alike
+        if as_of.toordinal() < MAX_LOOKBACK:  # derive's first day would be before year 1
+            raise OverflowError("date value out of range")
         updates = gather([histories[i] for i in idx], as_of, count_types)
         # Histories of very different lengths get separate grids, so that a few long ones
         # do not pad a batch of short ones with hundreds of empty days.
