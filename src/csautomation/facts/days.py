@@ -59,13 +59,3 @@ def counted(signals: Iterable[_T], as_of: AsOf) -> list[_T]:
     """The signals an evaluation at `as_of` reads: those that occurred at or before it."""
     at = instant(as_of)
     return [s for s in signals if s.occurred_at <= at]
-
-
-def days_ago(day: date, as_of: AsOf) -> int:
-    """How many days before the evaluation day `day` is (0: the same day)."""
-    return (evaluation_day(as_of) - day).days
-
-
-def in_window(ago: int, days: int) -> bool:
-    """Whether a day `ago` days back lies in a window of `days` days: 0 to days-1 ago."""
-    return 0 <= ago < days
