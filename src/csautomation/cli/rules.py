@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,7 +29,12 @@ SignalsOpt = Annotated[
     Path | None, typer.Option("--signals", "--history", help="signal history JSONL")
 ]
 ModelOpt = Annotated[Path | None, typer.Option("--health-model", help="health model YAML")]
-AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="evaluate as of this date")]
+AsOfOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of", help="evaluate at the end of this UTC day (default: the last signal's)"
+    ),
+]
 FormatOpt = Annotated[str, typer.Option("--format", help="table or json")]
 
 
@@ -174,13 +179,14 @@ def rules_evaluate(
     fmt: FormatOpt = "table",
 ) -> None:
     """Dry run: which rules match which accounts now (no cooldowns, no side effects)."""
+    from csautomation.facts.days import end_of_day
     from csautomation.facts.derive import group_by_account
     from csautomation.rules.runtime import RuleRuntime
 
     runtime = RuleRuntime(_rule_paths(rules), _health_model(health_model))
     accs, sigs = _load_data(accounts, signals)
     day = _as_of(as_of, sigs)
-    at = datetime.combine(day, time(23, 59), tzinfo=UTC)
+    at = end_of_day(day)  # a day is read at its end: all of its signals count
     by_account = group_by_account(sigs)
     matches: list[Any] = []
     with Progress(console=err, transient=True) as progress:

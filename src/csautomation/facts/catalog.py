@@ -136,9 +136,14 @@ _DEFS = [
     ),
     FactDef("contract.days_to_renewal", N, "days until the renewal date", unit="days"),
     FactDef("contract.arr", N, "contracted ARR", **COUNT),
-    FactDef("stakeholders.champion_changed", B, "the champion left in the last 90 days"),
-    FactDef("stakeholders.champion_changed_days_ago", N, "days since the champion left", **DAYS),
-    FactDef("stakeholders.exec_sponsor_changed", B, "the executive sponsor left in 90 days"),
+    FactDef("stakeholders.champion_changed", B, "the champion left 0 to 89 days ago"),
+    FactDef(
+        "stakeholders.champion_changed_days_ago",
+        N,
+        "days since the champion left (0: today)",
+        **DAYS,
+    ),
+    FactDef("stakeholders.exec_sponsor_changed", B, "the executive sponsor left 0 to 89 days ago"),
     FactDef("churn.probability", N, "latest predicted churn probability, 0 to 1", **PROB),
     FactDef(
         "churn.probability_change_30d",

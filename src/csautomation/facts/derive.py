@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from csautomation.facts import anomaly
 from csautomation.facts.catalog import FACTS, FactType
+from csautomation.facts.days import AsOf, evaluation_day, instant, start_of_day
 from csautomation.facts.derived import DerivedFact, SignalsFact, WindowFact, norm
 from csautomation.facts.health import HealthModel
 from csautomation.facts.model import Account, Signal, SignalType
@@ -30,6 +31,7 @@ MAX_LOOKBACK = 400  # days of history kept per account: 90-day trends of 90-day 
 USAGE_MATERIAL_DROP = 0.5  # a usage anomaly also loses half the usual week's logins
 HEALTH_MATERIAL_DROP = 10.0  # a health anomaly is also 10+ points below the usual score
 HEALTH_SETTLE_DAYS = 90  # the longest window among the health score's inputs
+CHANGED_DAYS = 90  # a stakeholder "changed" when they left 0 to 89 days ago
 
 
 def _roll(x: F, w: int) -> F:
@@ -64,12 +66,13 @@ def _days_since(mask: npt.NDArray[np.bool_]) -> F:
 
 
 def _window_extreme(x: F, days: int, fn: Any) -> F:
-    """fn (max or min) over the last `days`+1 daily values, ignoring missing ones."""
+    """fn (max or min) over the window of `days` days (today and the days-1 before), ignoring
+    missing values."""
     out = np.full(len(x), NAN)
     if len(x) == 0:
         return out
-    padded = np.concatenate((np.full(days, NAN), x))
-    view = np.lib.stride_tricks.sliding_window_view(padded, days + 1)
+    padded = np.concatenate((np.full(days - 1, NAN), x))
+    view = np.lib.stride_tricks.sliding_window_view(padded, days)
     with np.errstate(all="ignore"), quiet():
         out = fn(view, axis=1)
     return np.asarray(out, dtype=np.float64)
@@ -112,14 +115,18 @@ class FactFrame:
 def derive(
     account: Account,
     signals: Iterable[Signal],
-    as_of: date,
+    as_of: AsOf,
     model: HealthModel,
     extra: Sequence[DerivedFact] = (),
     start: date | None = None,
 ) -> FactFrame:
-    """Facts for every day from `start` (default: `as_of`) to `as_of`, from the history."""
+    """Facts for every day from `start` (default: the day of `as_of`) to that day, from the
+    signals that count at `as_of` (an instant, or a day read at its end: facts/days.py).
+    Each earlier day of the frame is read at its end."""
+    at, as_of = instant(as_of), evaluation_day(as_of)
     first = as_of - timedelta(days=MAX_LOOKBACK - 1)
-    sigs = [s for s in signals if first <= s.day <= as_of]
+    since = start_of_day(first)
+    sigs = [s for s in signals if since <= s.occurred_at <= at]
     if sigs:
         first = max(first, min(s.day for s in sigs))
     first = min(first, start or as_of)
@@ -314,8 +321,9 @@ def _engagement_facts(out: dict[str, F], d: _Daily) -> None:
     out["outcomes.goals_met_pct"] = _ffill(d.goals)
     champ_days = _days_since(d.champion_left)
     out["stakeholders.champion_changed_days_ago"] = champ_days
-    out["stakeholders.champion_changed"] = np.where(champ_days <= 90, 1.0, 0.0)
-    out["stakeholders.exec_sponsor_changed"] = np.where(_days_since(d.sponsor_left) <= 90, 1.0, 0.0)
+    out["stakeholders.champion_changed"] = np.where(champ_days < CHANGED_DAYS, 1.0, 0.0)
+    sponsor_days = _days_since(d.sponsor_left)
+    out["stakeholders.exec_sponsor_changed"] = np.where(sponsor_days < CHANGED_DAYS, 1.0, 0.0)
     churn_f = _ffill(d.churn)
     out["churn.probability"] = churn_f
     out["churn.probability_change_30d"] = churn_f - _lag(churn_f, 30)

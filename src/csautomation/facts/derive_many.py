@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import date
+from datetime import date, datetime
 from itertools import compress
 from typing import Any
 
@@ -43,9 +43,12 @@ from csautomation.facts.columns import (
     trailing_sum,
     window_sum,
 )
+from csautomation.facts.days import AsOf, counted, evaluation_day
 from csautomation.facts.derive import (
+    CHANGED_DAYS,
     HEALTH_MATERIAL_DROP,
     HEALTH_SETTLE_DAYS,
+    MAX_LOOKBACK,
     USAGE_MATERIAL_DROP,
     account_facts,
 )
@@ -55,7 +58,7 @@ from csautomation.facts.health import HealthModel
 from csautomation.facts.model import Account, Signal
 from csautomation.facts.numeric import NAN, B, F, I, days_between, health_scores, pct_change, quiet
 
-Item = tuple[Account, Sequence[Signal], date]
+Item = tuple[Account, Sequence[Signal], AsOf]
 
 
 def derive_records(
@@ -66,12 +69,17 @@ def derive_records(
     """For each (account, signals, as_of): exactly
     derive(account, signals, as_of, model, extra).record()."""
     by_day: dict[date, list[int]] = defaultdict(list)
-    for i, (_, _, as_of) in enumerate(items):
-        by_day[as_of].append(i)
+    histories: list[Sequence[Signal]] = []
+    for i, (_, signals, as_of) in enumerate(items):
+        by_day[evaluation_day(as_of)].append(i)
+        # an instant reads the signals up to it; a day (read at its end) all of its own
+        histories.append(counted(signals, as_of) if isinstance(as_of, datetime) else signals)
     count_types = {t for f in extra if isinstance(f, SignalsFact) for t in f.types}
     records: list[dict[str, Any]] = [{} for _ in items]
     for as_of, idx in by_day.items():
-        updates = gather([items[i][1] for i in idx], as_of, count_types)
+        if as_of.toordinal() < MAX_LOOKBACK:  # derive's first day would be before year 1
+            raise OverflowError("date value out of range")
+        updates = gather([histories[i] for i in idx], as_of, count_types)
         # Histories of very different lengths get separate grids, so that a few long ones
         # do not pad a batch of short ones with hundreds of empty days.
         buckets: dict[int, list[int]] = defaultdict(list)
@@ -238,9 +246,9 @@ def _engagement_facts(out: _Facts, d: Daily, start: I) -> F:
     out["outcomes.goals_met_pct"] = ffill(d.goals)
     champ_days = days_since(d.champion_left)
     out["stakeholders.champion_changed_days_ago"] = champ_days
-    out["stakeholders.champion_changed"] = np.where(champ_days <= 90, 1.0, 0.0)
+    out["stakeholders.champion_changed"] = np.where(champ_days < CHANGED_DAYS, 1.0, 0.0)
     sponsor_days = days_since(d.sponsor_left)
-    out["stakeholders.exec_sponsor_changed"] = np.where(sponsor_days <= 90, 1.0, 0.0)
+    out["stakeholders.exec_sponsor_changed"] = np.where(sponsor_days < CHANGED_DAYS, 1.0, 0.0)
     churn_f = ffill(d.churn)
     out["churn.probability"] = churn_f
     out["churn.probability_change_30d"] = churn_f - lag(churn_f, 30, start)
@@ -284,7 +292,7 @@ def _extra(fact: DerivedFact, out: dict[str, F], counts: dict[str, F], start: I,
         series = out.get(fact.fact)
         if series is None:
             return np.full(m, NAN)
-        lo = max(n - 1 - fact.days, 0)
+        lo = max(n - fact.days, 0)  # the window: today and the days-1 before
         window = np.where(before(start, n)[lo:], NAN, series[lo:])
         with np.errstate(all="ignore"), quiet():
             if fact.direction == "fell":

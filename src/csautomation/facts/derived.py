@@ -32,7 +32,8 @@ def norm(value: Any) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class WindowFact:
-    """max (fell) or min (rose) of a fact over the last `days` days, against today."""
+    """max (fell) or min (rose) of a fact over the last `days` days (today and the days-1
+    before: facts/days.py), against today."""
 
     fact: str
     direction: str  # "fell" or "rose"
@@ -45,7 +46,8 @@ class WindowFact:
 
 @dataclass(frozen=True, slots=True)
 class SignalsFact:
-    """How many of `types` (distinct types, or occurrences) were seen in the last `days`."""
+    """How many of `types` (distinct types, or occurrences) were seen in the last `days`
+    (today and the days-1 before)."""
 
     types: tuple[str, ...]
     days: int

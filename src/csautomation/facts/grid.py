@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import date
+from datetime import UTC, date
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from csautomation.facts.days import utc_day
 from csautomation.facts.derive import MAX_LOOKBACK
 from csautomation.facts.model import Signal, SignalType
 from csautomation.facts.numeric import NAN, B, F, I
@@ -138,7 +139,9 @@ class _Collected:
         usage, meeting = SignalType.usage_daily, SignalType.meeting
         earliest = last + 1
         for s in signals:
-            o = s.occurred_at.toordinal()  # Signal.day's ordinal, without building the date
+            at = s.occurred_at
+            # Signal.day's ordinal, without building the date when the moment is in UTC
+            o = at.toordinal() if at.tzinfo is UTC else utc_day(at).toordinal()
             if o < first or o > last:
                 continue
             if o < earliest:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from csautomation.facts.canonical import Payload, TimeWindow, canonical_payload, timestamp
+from csautomation.facts.days import utc_day
 
 
 class Tier(StrEnum):
@@ -159,6 +160,12 @@ class Signal(BaseModel):
         window = context.get("window")
         if isinstance(window, TimeWindow):
             window.check(value, context["now"])
+        try:  # kept in UTC (below): a moment with no UTC date cannot be placed on a day
+            value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError(
+                f"{value.isoformat()} falls outside the years 1 to 9999 in UTC"
+            ) from None
         return value
 
     @model_validator(mode="after")
@@ -171,6 +178,9 @@ class Signal(BaseModel):
                 f"{sorted(self.payload.items())}".encode()
             ).hexdigest()[:32]
             object.__setattr__(self, "idempotency_key", digest)
+        # In UTC from here on (the key above keeps the moment as written, as it always has):
+        # the day a signal counts on is its UTC day, and SQLite keeps no offset.
+        object.__setattr__(self, "occurred_at", self.occurred_at.astimezone(UTC))
         return self
 
     def typed_payload(self) -> Payload:
@@ -178,10 +188,5 @@ class Signal(BaseModel):
 
     @property
     def day(self) -> date:
-        return self.occurred_at.date()
-
-
-def utc_day_start(day: date) -> datetime:
-    from datetime import UTC, time
-
-    return datetime.combine(day, time(0, 0), tzinfo=UTC)
+        """The UTC day the signal counts on (facts/days.py)."""
+        return utc_day(self.occurred_at)

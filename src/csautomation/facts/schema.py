@@ -169,7 +169,8 @@ ACCOUNT_NOTES = {
 SIGNAL_NOTES = {
     "type": "one of " + ", ".join(f"`{k.value}`" for k in SignalType) + " (below)",
     "account_id": "the account's `id`",
-    "occurred_at": "when it happened, e.g. `2026-11-02T09:30:00Z`",
+    "occurred_at": "when it happened, e.g. `2026-11-02T09:30:00Z`; it counts on its UTC day "
+    "(`2026-11-01T23:30:00-05:00` is the 2nd)",
     "payload": "the fields of its type, below",
     "idempotency_key": "the same key twice is one signal; default: derived from the content",
 }

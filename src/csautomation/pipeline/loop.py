@@ -21,7 +21,7 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from temporalio.client import Client
@@ -170,14 +170,14 @@ class Pipeline:
         always evaluates alike); returns why, by signal row id, for the signals of the
         accounts that failed. Reading the store is not isolated: its failures fail the pass."""
         moments = [max(p.signal.occurred_at for p in items) for _, items in known]
-        records = self.facts.records_or_errors(
-            [(account, at.date()) for (account, _), at in zip(known, moments, strict=True)],
+        records = self.facts.records_or_errors(  # the signals up to that moment count
+            [(account, at) for (account, _), at in zip(known, moments, strict=True)],
             self.runtime.derived,
         )
         failed: dict[int, str] = {}
         for (account, items), at, record in zip(known, moments, records, strict=True):
             if isinstance(record, Exception):
-                failed.update(self._facts_failed(account, items, at.date(), record))
+                failed.update(self._facts_failed(account, items, at, record))
                 continue
             triggers = {p.signal.type.value for p in items}
             try:
@@ -190,7 +190,7 @@ class Pipeline:
         return failed
 
     def _facts_failed(
-        self, account: Account, items: Sequence[PendingSignal], as_of: date, exc: Exception
+        self, account: Account, items: Sequence[PendingSignal], as_of: datetime, exc: Exception
     ) -> dict[int, str]:
         """Why each pending signal of an account whose facts cannot be derived is held:
         the signals the facts cannot be derived from even alone are named as the cause."""

@@ -9,12 +9,13 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from csautomation.config.reload import Watch, version_changes
 from csautomation.errors import ConfigFileError
+from csautomation.facts.days import AsOf
 from csautomation.facts.derive import derive
 from csautomation.facts.derived import DerivedFact
 from csautomation.facts.health import HealthModel
@@ -242,8 +243,9 @@ class RuleRuntime:
         return Evaluation(tuple(fired), tuple(suppressed))
 
     def record_for(
-        self, account: Account, signals: Iterable[Signal], as_of: date
+        self, account: Account, signals: Iterable[Signal], as_of: AsOf
     ) -> dict[str, Any]:
+        """The facts at `as_of`: an instant, or a day read at its end (facts/days.py)."""
         return derive(account, signals, as_of, self.model, self.derived).record()
 
     def evaluate_account(
@@ -256,7 +258,7 @@ class RuleRuntime:
         cooldowns: CooldownStore | None = None,
     ) -> Evaluation:
         self.reload_if_changed()
-        record = self.record_for(account, signals, at.date())
+        record = self.record_for(account, signals, at)  # the signals up to `at` count
         return self.evaluate_record(account.id, record, at, trigger, apply_cooldown, cooldowns)
 
     def close(self) -> None:

@@ -22,7 +22,7 @@ import zlib
 from collections import Counter
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from csautomation.api.server import serving
 from csautomation.datafiles import read_jsonl
 from csautomation.escalation.matrix import EscalationMatrix, load_escalation_config
 from csautomation.escalation.people import People
+from csautomation.facts.days import end_of_day
 from csautomation.facts.health import HealthModel
 from csautomation.facts.model import Account, Signal
 from csautomation.ingest.completions import complete_task
@@ -165,7 +166,7 @@ async def run_demo(opts: DemoOptions, console: Console) -> DemoResult:
         f"{len(today)} signals arrive on {last_day}"
     )
 
-    as_of = datetime.combine(last_day, time(23, 59), tzinfo=UTC)
+    as_of = end_of_day(last_day)  # the facts' "today": all of the last day's signals count
     runtime = RuleRuntime(list(opts.rule_paths), opts.model, cooldowns=SqlCooldowns(store))
     console.print(f"starting the Temporal dev server (SQLite in {opts.data_dir}) ...")
     matrix, people = load_escalation_config(opts.matrix_path, opts.people_path)

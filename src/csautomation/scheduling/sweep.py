@@ -1,6 +1,7 @@
 """A sweep: scheduled rules evaluated over every account at once, in batch mode.
 
-Each account's facts for the sweep's day come from the same `FactsReader` the pipeline
+Each account's facts for the sweep's day (the whole UTC day, read at its end as `--as-of`
+reads a day: facts/days.py) come from the same `FactsReader` the pipeline
 uses (a shared one serves both in a process); the rules' conditions are then evaluated
 over columns (`rules/batch.py`), and only the accounts a rule matched are explained. A
 match inside the rule's cooldown for the account (its last firing in `rule_firings`) is
@@ -22,6 +23,7 @@ import numpy as np
 from sqlalchemy import select
 
 from csautomation.errors import ConfigError
+from csautomation.facts.days import utc_day
 from csautomation.facts.derived import DerivedFact
 from csautomation.facts.model import Account
 from csautomation.pipeline import BatchCooldowns
@@ -137,7 +139,7 @@ def _readable(
     history never stops a sweep (the pipeline holds its signals; the page says why)."""
     kept: list[Account] = []
     records: list[dict[str, Any]] = []
-    results = reader.records_or_errors([(a, at.date()) for a in accounts], derived)
+    results = reader.records_or_errors([(a, utc_day(at)) for a in accounts], derived)
     for account, result in zip(accounts, results, strict=True):
         if isinstance(result, Exception):
             log.warning(

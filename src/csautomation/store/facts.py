@@ -14,14 +14,16 @@ order, as PostgreSQL sequences allow), so a reader never misses a signal.
 from __future__ import annotations
 
 import threading
+from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import select
 
+from csautomation.facts.days import AsOf, end_of_day, utc_day
 from csautomation.facts.derive import derive
 from csautomation.facts.derive_many import derive_records
 from csautomation.facts.derived import DerivedFact
@@ -44,7 +46,7 @@ class _History:
 
 @dataclass(frozen=True)
 class _Record:
-    key: tuple[date, Version, Account]
+    key: tuple[AsOf, Version, Account]
     derived: frozenset[str]
     record: dict[str, Any]
 
@@ -112,14 +114,15 @@ class FactsReader:
         return {a: (h.signals, h.version) for a, h in out.items()}
 
     def record(
-        self, account: Account, as_of: date, derived: Sequence[DerivedFact] = ()
+        self, account: Account, as_of: AsOf, derived: Sequence[DerivedFact] = ()
     ) -> dict[str, Any]:
-        """The account's fact record for the day, with the rules' `derived` facts when
-        asked for; a record cached with more derived facts serves a request for fewer."""
+        """The account's fact record at `as_of` (an instant, or a day read at its end:
+        facts/days.py), with the rules' `derived` facts when asked for; a record cached with
+        more derived facts serves a request for fewer."""
         return self.records([(account, as_of)], derived)[0]
 
     def records(
-        self, wanted: Sequence[tuple[Account, date]], derived: Sequence[DerivedFact] = ()
+        self, wanted: Sequence[tuple[Account, AsOf]], derived: Sequence[DerivedFact] = ()
     ) -> list[dict[str, Any]]:
         """`record` of many accounts: their histories read together, and the facts of
         those not cached derived together (facts.derive_many: one pass over all of them).
@@ -131,19 +134,20 @@ class FactsReader:
         return [r for r in out if not isinstance(r, Exception)]
 
     def record_or_error(
-        self, account: Account, as_of: date, derived: Sequence[DerivedFact] = ()
+        self, account: Account, as_of: AsOf, derived: Sequence[DerivedFact] = ()
     ) -> dict[str, Any] | Exception:
         """`record`, or why the account's facts cannot be derived (a stored signal they
         cannot be computed from); reading the store may still raise."""
         return self.records_or_errors([(account, as_of)], derived)[0]
 
     def records_or_errors(
-        self, wanted: Sequence[tuple[Account, date]], derived: Sequence[DerivedFact] = ()
+        self, wanted: Sequence[tuple[Account, AsOf]], derived: Sequence[DerivedFact] = ()
     ) -> list[dict[str, Any] | Exception]:
         """`records`, with the exception that derivation raised in place of the record of
         each account whose facts cannot be derived; the other accounts are not affected.
         Reading the store is not isolated: its failures rise."""
         histories = self.histories([a.id for a, _ in wanted])
+        wanted = [(a, _as_of(histories[a.id][0], when)) for a, when in wanted]
         keys = frozenset(d.key for d in derived)
         out: list[dict[str, Any] | Exception | None] = []
         todo: list[int] = []
@@ -170,7 +174,7 @@ class FactsReader:
         return [r for r in out if r is not None]
 
     def culprits(
-        self, account: Account, signals: Sequence[Signal], as_of: date
+        self, account: Account, signals: Sequence[Signal], as_of: AsOf
     ) -> dict[str, Exception]:
         """Which of these signals of the account its facts cannot be derived from, each
         alone (by idempotency key): the ones to fix, when an account's facts fail."""
@@ -197,8 +201,20 @@ class FactsReader:
                 cache.popitem(last=False)
 
 
+def _as_of(history: Sequence[Signal], when: AsOf) -> AsOf:
+    """`when`, or its day when that reads the same signals (none of the day's came after the
+    instant): the pipeline's evaluation and the playbooks' reads of the day then share one
+    cached record."""
+    if not isinstance(when, datetime):
+        return when
+    later = bisect_right(history, when, key=_when)  # the history is in time order
+    if later < len(history) and history[later].occurred_at <= end_of_day(utc_day(when)):
+        return when
+    return utc_day(when)
+
+
 def _derive(
-    items: Sequence[tuple[Account, Sequence[Signal], date]],
+    items: Sequence[tuple[Account, Sequence[Signal], AsOf]],
     model: HealthModel,
     extra: Sequence[DerivedFact],
 ) -> list[dict[str, Any]]:
@@ -216,7 +232,7 @@ def failure_reason(exc: BaseException) -> str:
 
 
 def _derive_each(
-    items: Sequence[tuple[Account, Sequence[Signal], date]],
+    items: Sequence[tuple[Account, Sequence[Signal], AsOf]],
     model: HealthModel,
     extra: Sequence[DerivedFact],
 ) -> list[dict[str, Any] | Exception]:
