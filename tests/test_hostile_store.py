@@ -397,6 +397,7 @@ NOT_RUN = {
     "people hash-password": "prompts for a password",
     "playbooks schema": "a JSON Schema",
     "playbooks validate": "reads playbook files only",
+    "rules diff": "reads rule files only, here and at a git ref (tests/rules/test_preview.py)",
     "rules facts": "the fact catalogue",
     "rules schema": "a JSON Schema",
     "rules test": "reads rule files only (tests/rules/test_case_histories.py)",
