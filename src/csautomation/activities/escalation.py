@@ -116,8 +116,9 @@ class EscalationActivities:
                 due_at=inp.ack_by or self.actions.clock(),
                 priority=PRIORITY.get(inp.severity, "high"),
             )
-            done = self.actions.deliver(key, configured, lambda: configured.create_task(task))
-            return self.actions.recorded(names.NOTIFY_ESCALATION, inp, done)
+            return self.actions.deliver(
+                names.NOTIFY_ESCALATION, inp, configured, task, lambda: configured.create_task(task)
+            )
         message = NotifyRequest(
             idempotency_key=key,
             workflow_id=inp.workflow_id,
@@ -127,8 +128,9 @@ class EscalationActivities:
             text=text,
         )
         notifier = self.actions.connector(self.actions.connectors.notifier, inp.channel)
-        done = self.actions.deliver(key, notifier, lambda: notifier.notify(message))
-        return self.actions.recorded(names.NOTIFY_ESCALATION, inp, done)
+        return self.actions.deliver(
+            names.NOTIFY_ESCALATION, inp, notifier, message, lambda: notifier.notify(message)
+        )
 
     def all(self) -> list[Callable[..., Any]]:
         return [

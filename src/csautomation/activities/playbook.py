@@ -27,8 +27,8 @@ from csautomation.connectors.base import (
     TaskRequest,
 )
 from csautomation.connectors.config import Retry
-from csautomation.connectors.local import LocalCrm
-from csautomation.connectors.receipts import keep_receipt, receipt_for
+from csautomation.connectors.local import LocalCrm, LocalRequest
+from csautomation.connectors.receipts import keep_receipt, kept
 from csautomation.connectors.registry import Connectors, UnknownConnectorError
 from csautomation.errors import ConnectorError
 from csautomation.facts.health import HealthModel
@@ -127,9 +127,12 @@ class PlaybookActivities:
         return template_context(account.model_dump(mode="json"), self._facts(account), **extra)
 
     @staticmethod
-    def _result(receipt: Receipt) -> ActionResult:
+    def _result(action: str, receipt: Receipt) -> ActionResult:
+        """`created` as the ledger says it: the step made its record, in this attempt or in
+        one that died before it could tell (store/ledger.py)."""
+        created = ledger.outcome(action, receipt.created) == ledger.CREATED
         return ActionResult(
-            connector=receipt.connector, record_id=receipt.record_id, created=receipt.created
+            connector=receipt.connector, record_id=receipt.record_id, created=created
         )
 
     @activity.defn(name=names.READ_ACCOUNT_FACTS)
@@ -154,10 +157,9 @@ class PlaybookActivities:
             priority=inp.priority,
         )
         connector = self.connector(self.connectors.tasks, inp.connector)
-        result = self.deliver(
-            inp.idempotency_key, connector, lambda: connector.create_task(request)
+        return self.deliver(
+            names.CREATE_TASK, inp, connector, request, lambda: connector.create_task(request)
         )
-        return self.recorded(names.CREATE_TASK, inp, result)
 
     @activity.defn(name=names.NOTIFY)
     def notify(self, inp: NotifyInput) -> ActionResult:
@@ -171,8 +173,9 @@ class PlaybookActivities:
             text=self._render(inp.template, self._context(account, inp.context)),
         )
         connector = self.connector(self.connectors.notifier, inp.channel)
-        result = self.deliver(inp.idempotency_key, connector, lambda: connector.notify(request))
-        return self.recorded(names.NOTIFY, inp, result)
+        return self.deliver(
+            names.NOTIFY, inp, connector, request, lambda: connector.notify(request)
+        )
 
     @activity.defn(name=names.UPDATE_ACCOUNT)
     def update_account(self, inp: UpdateInput) -> ActionResult:
@@ -189,39 +192,39 @@ class PlaybookActivities:
             value=value,
         )
         connector = self.connector(self.connectors.records, inp.connector)
-        result = self.deliver(
-            inp.idempotency_key, connector, lambda: connector.update_account(request)
+        return self.deliver(
+            names.UPDATE_ACCOUNT, inp, connector, request, lambda: connector.update_account(request)
         )
-        return self.recorded(names.UPDATE_ACCOUNT, inp, result)
 
-    def recorded(self, action: str, inp: _Step, result: ActionResult) -> ActionResult:
-        """Enter a side effect done in the decision ledger (once, however often retried)."""
-        ledger.append_one(
-            self.store,
-            ledger.effect(
-                action,
-                inp.idempotency_key,
-                inp.workflow_id,
-                inp.step_id,
-                inp.account_id,
-                result.connector,
-                result.record_id,
-                result.created,
-            ),  # at: the wall clock (`self.clock` is the facts' "today", simulated in the demo)
-        )
-        return result
-
-    def deliver(self, key: str, connector: Connector, call: Callable[[], Receipt]) -> ActionResult:
-        """Call the vendor unless an earlier attempt's receipt is kept; keep this one. The
-        local connector deduplicates in its own table and needs no receipt."""
+    def deliver(
+        self,
+        action: str,
+        inp: _Step,
+        connector: Connector,
+        request: LocalRequest,
+        call: Callable[[], Receipt],
+    ) -> ActionResult:
+        """Do a side effect once, entered in the decision ledger in the same transaction as
+        its record: the local CRM writes its row and the entry together; a vendor's answer
+        is kept as a receipt together with the entry, and an attempt that finds a receipt
+        calls nobody. What the entry states: store/ledger.py."""
         if isinstance(connector, LocalCrm):
-            return self._result(_vendor(call, _retry(connector)))
-        known = receipt_for(self.store, key)
+            return self._result(
+                action, _vendor(lambda: connector.record(request, action), _retry(connector))
+            )
+        key = inp.idempotency_key
+        known = kept(self.store, key)
         if known is not None:
-            return self._result(known)
+            receipt, at = known
+            # kept with its entry; a receipt kept before they were written together gets
+            # its entry now (nothing if it has one)
+            ledger.append_one(self.store, _entry(action, inp, receipt, at))
+            return self._result(action, receipt)
         receipt = _vendor(call, _retry(connector))
-        keep_receipt(self.store, key, receipt)
-        return self._result(receipt)
+        # the wall clock (`self.clock` is the facts' "today", simulated in the demo)
+        now = datetime.now(UTC)
+        keep_receipt(self.store, key, receipt, _entry(action, inp, receipt, now), at=now)
+        return self._result(action, receipt)
 
     @activity.defn(name=names.RECORD_DEAD_LETTER)
     def record_dead_letter(self, inp: DeadLetterInput) -> int:
@@ -249,6 +252,22 @@ class PlaybookActivities:
             self.record_run_outcome,
             self.record_dead_letter,
         ]
+
+
+def _entry(action: str, inp: _Step, receipt: Receipt, at: datetime) -> ledger.Entry:
+    attempt = activity.info().attempt if activity.in_activity() else None
+    return ledger.effect(
+        action,
+        inp.idempotency_key,
+        inp.workflow_id,
+        inp.step_id,
+        inp.account_id,
+        receipt.connector,
+        receipt.record_id,
+        receipt.created,
+        at=at,
+        attempt=attempt,
+    )
 
 
 def _retry(connector: Connector) -> Retry:

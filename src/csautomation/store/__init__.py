@@ -6,7 +6,7 @@
     repo.py              `Store`: accounts, signals, rule firings, local tasks
     outbox.py            the evaluation and dispatch outboxes, and the runs index
     facts.py             fresh account facts, derived once per account, day and history
-    ledger.py            the decision ledger
+    ledger.py            the decision ledger; chain.py its hash chain and verification
     deadletters.py, escalations.py, quarantine.py   one repository each
     migrate.py           schema migrations (Alembic, driven from code; migrations/)
 
@@ -16,6 +16,7 @@ none of them.
 """
 
 __all__ = [
+    "chain",
     "deadletters",
     "engine",
     "escalations",

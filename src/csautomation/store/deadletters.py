@@ -65,6 +65,7 @@ def record_dead_letter(store: Store, dl: DeadLetter) -> int:
                     connector=dl.connector,
                     detail={
                         "dead_letter_id": int(row_id),
+                        "outcome": ledger.FAILED,  # the side effect's: it failed for good
                         "action": dl.action,
                         "attempts": dl.attempts,
                         "errors": dl.errors[-1:],

@@ -1,7 +1,7 @@
 """The decision ledger: why every workflow started and what every one of them did.
 
 One append-only table, `decision_ledger`, written in the same transaction as the thing it
-records wherever there is one:
+records:
 
     rule_fired        a rule fired for an account (its version hash and the facts it read:
                       the explain), with the firing's id; the rule itself as it was at that
@@ -9,32 +9,48 @@ records wherever there is one:
     workflow_started  a firing's playbook or escalation run was indexed, about to start
                       (playbook version hash; the playbook itself kept in
                       `playbook_versions`)
-    create_task, notify, update_account
-                      a side effect done, with the connector and the vendor's record id
+    create_task, notify, update_account, notify_escalation
+                      a side effect, with the connector, the vendor's record id and its
+                      outcome; written in one transaction with the record of the effect: the
+                      local CRM's row, or the receipt of a vendor's answer
     escalation        a change of an escalation (opened, notified, climbed, acknowledged,
                       reassigned, snoozed, woke, resolved), by whom
     dead_lettered, redriven, discarded
-                      an action that failed for good, and what became of it
+                      an action that failed for good (outcome "failed"), and what became
+                      of it
     workflow_closed   a run's outcome
 
 Every row has a `key` naming what it records (the firing id, the action's idempotency key,
 the escalation's event index), so writing it again, as a retried activity or a re-evaluated
 signal does, adds nothing. Nothing updates or deletes a row: triggers on both databases
-refuse it, so the ledger says what happened even when someone with SQL access would rather
-it did not. Temporal's histories expire with the namespace's retention; the ledger does
-not, and `csauto audit --jsonl` exports it.
+refuse UPDATE and DELETE, and TRUNCATE on PostgreSQL; each entry carries the hash of the one
+before it (store/chain.py), so a row changed, removed or moved by someone who dropped the
+triggers first shows in `csauto audit verify`. Temporal's histories expire with the
+namespace's retention; the ledger does not, and `csauto audit --jsonl` exports it.
+
+A side effect's outcome is "created" exactly once per effect (per idempotency key), and
+its entry is never written twice. An attempt killed after the vendor made the record but
+before the receipt and the entry were written leaves nothing behind in our store; its
+retry finds the record at the vendor (the vendor deduplicated on our idempotency key,
+which only this effect uses). That record was made by this effect, and nothing recorded
+it: the entry says "created", at the time the retry learnt of it, with `vendor:
+"found_existing"` as the evidence. "found_existing" is the outcome only of an effect that
+makes no record of its own, an update of a record that was there (a CRM account's field).
+The local CRM's row and its entry commit together, so a retry finds both or neither.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Connection
 
+from csautomation.store import chain
 from csautomation.store.engine import aware, table, upsert
 from csautomation.store.repo import Store
 from csautomation.store.tables import DecisionRow, PlaybookVersionRow, RuleVersionRow
@@ -60,13 +76,38 @@ class Entry:
     connector: str = ""
     record_id: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
+    prev_hash: str = ""  # set by `append`: the chain (store/chain.py)
+    hash: str = ""
 
 
-def append(conn: Connection, entries: Iterable[Entry]) -> None:
-    """Add entries in the caller's transaction; an entry whose key is there is skipped."""
-    rows = [e.__dict__ for e in entries]
-    if rows:
-        conn.execute(upsert(conn, LEDGER).values(rows).on_conflict_do_nothing())
+def append(conn: Connection, entries: Iterable[Entry]) -> list[Entry]:
+    """Add entries in the caller's transaction, chained after the last one; an entry whose
+    key is there is skipped. Returns the entries added. Holds the ledger's append lock to
+    the end of the transaction (store/chain.py)."""
+    wanted = {e.key: e for e in entries}  # one per key, the first given
+    if not wanted:
+        return []
+    chain.serialise(conn)
+    keys = list(wanted)
+    there: set[str] = set()
+    for start in range(0, len(keys), 500):
+        batch = keys[start : start + 500]
+        there.update(conn.execute(select(LEDGER.c.key).where(LEDGER.c.key.in_(batch))).scalars())
+    prev = chain.last_hash(conn)
+    added = []
+    for entry in wanted.values():
+        if entry.key in there:
+            continue
+        values = dict(entry.__dict__)
+        # as the database gives them back, so that the hash is the one verify computes
+        values["at"] = aware(entry.at).astimezone(UTC)
+        values["detail"] = json.loads(json.dumps(entry.detail))
+        values["prev_hash"] = prev
+        values["hash"] = prev = chain.entry_hash(values, prev)
+        added.append(Entry(**values))
+    if added:  # one statement: ids in the order of the chain
+        conn.execute(insert(LEDGER).values([e.__dict__ for e in added]))
+    return added
 
 
 def append_one(store: Store, entry: Entry) -> None:
@@ -175,6 +216,19 @@ def fired(firing_id: int, row: Mapping[str, Any]) -> Entry:
     )
 
 
+# the kinds of entry a connector's side effect writes (`effect`), one per idempotency key
+EFFECTS = ("create_task", "notify", "update_account", "notify_escalation")
+# the side effects that make a record of their own (a task, a message); update_account
+# changes one that was there
+MAKES_A_RECORD = ("create_task", "notify", "notify_escalation")
+CREATED, FOUND_EXISTING, FAILED = "created", "found_existing", "failed"
+
+
+def outcome(action: str, vendor_created: bool) -> str:
+    """The ledger's word for a side effect entered for the first time (module docstring)."""
+    return CREATED if vendor_created or action in MAKES_A_RECORD else FOUND_EXISTING
+
+
 def effect(
     action: str,
     key: str,
@@ -185,7 +239,20 @@ def effect(
     record_id: str,
     created: bool,
     at: datetime | None = None,
+    attempt: int | None = None,
 ) -> Entry:
+    """A side effect's entry: `created` is what the vendor answered (made now, or found
+    existing); the entry's outcome follows from it and the action (`outcome`). `at`: when
+    its record was made (the local row's or the receipt's time)."""
+    said = outcome(action, created)
+    detail: dict[str, Any] = {
+        "idempotency_key": key,
+        "outcome": said,
+        "created": said == CREATED,
+        "vendor": CREATED if created else FOUND_EXISTING,
+    }
+    if attempt is not None:
+        detail["attempt"] = attempt
     return Entry(
         key=f"effect:{key}",
         kind=action,
@@ -195,12 +262,8 @@ def effect(
         step_id=step_id,
         connector=connector,
         record_id=record_id,
-        detail={"idempotency_key": key, "created": created},
+        detail=detail,
     )
-
-
-# the kinds of entry a connector's side effect writes (`effect`), one per idempotency key
-EFFECTS = ("create_task", "notify", "update_account", "notify_escalation")
 
 
 def effects_per_connector(store: Store) -> dict[str, tuple[int, datetime]]:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 from sqlmodel import select as orm_select
@@ -253,17 +254,24 @@ class Store:
 
 def create_local_task(store: Store, row: LocalTaskRow) -> tuple[int, bool]:
     """Insert once per idempotency key; returns (task id, whether it was created now)."""
+    with store.engine.begin() as conn:
+        task_id, created, _ = insert_local_task(conn, row)
+    return task_id, created
+
+
+def insert_local_task(conn: Connection, row: LocalTaskRow) -> tuple[int, bool, datetime]:
+    """`create_local_task` in the caller's transaction: (task id, whether it was created
+    now, when it was created)."""
     t = table(LocalTaskRow)
     values = row.model_dump(exclude={"id"})
-    with store.engine.begin() as conn:
-        stmt = upsert(conn, t).values(**values).on_conflict_do_nothing()
-        created = conn.execute(stmt.returning(t.c.id)).scalar()
-        if created is None:  # a retry, or a concurrent one that won: the same task
-            existing = conn.execute(
-                select(t.c.id).where(t.c.idempotency_key == row.idempotency_key)
-            ).scalar_one()
-            return int(existing), False
-        return int(created), True
+    stmt = upsert(conn, t).values(**values).on_conflict_do_nothing()
+    created = conn.execute(stmt.returning(t.c.id)).scalar()
+    if created is None:  # a retry, or a concurrent one that won: the same task
+        task_id, at = conn.execute(
+            select(t.c.id, t.c.created_at).where(t.c.idempotency_key == row.idempotency_key)
+        ).one()
+        return int(task_id), False, aware(at)
+    return int(created), True, aware(row.created_at)
 
 
 def local_tasks(store: Store, workflow_id: str | None = None) -> list[LocalTaskRow]:

@@ -206,11 +206,16 @@ class QuarantineRow(SQLModel, table=True):
 class DecisionRow(SQLModel, table=True):
     """The decision ledger: one row per rule firing, workflow start, side effect, escalation
     change, dead letter and run outcome, kept beyond Temporal's history retention. Rows are
-    only ever added (`key` makes a retried write a no-op), and triggers refuse UPDATE and
-    DELETE on both databases (see store/ledger.py)."""
+    only ever added (`key` makes a retried write a no-op), each chained to the one before
+    it by hash (store/chain.py), and triggers refuse UPDATE and DELETE on both databases and
+    TRUNCATE on PostgreSQL (see store/ledger.py)."""
 
     __tablename__ = "decision_ledger"
-    __table_args__ = (Index("ix_decision_ledger_account_at", "account_id", "at"),)
+    __table_args__ = (
+        Index("ix_decision_ledger_account_at", "account_id", "at"),
+        # one entry after each: the chain cannot fork
+        Index("ix_decision_ledger_prev_hash", "prev_hash", unique=True),
+    )
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(max_length=400, unique=True)
     at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
@@ -226,6 +231,8 @@ class DecisionRow(SQLModel, table=True):
     connector: str = Field(default="", max_length=64)
     record_id: str = Field(default="", max_length=128)
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    prev_hash: str = Field(default="", max_length=64)
+    hash: str = Field(default="", max_length=64)
 
 
 # The ledger is append-only, enforced by the database itself: these triggers are created with
@@ -241,6 +248,10 @@ APPEND_ONLY_POSTGRES = [
     "DROP TRIGGER IF EXISTS decision_ledger_append_only ON decision_ledger",
     "CREATE TRIGGER decision_ledger_append_only BEFORE UPDATE OR DELETE ON decision_ledger "
     "FOR EACH ROW EXECUTE FUNCTION decision_ledger_append_only()",
+    # TRUNCATE fires no row trigger: a statement trigger of its own
+    "DROP TRIGGER IF EXISTS decision_ledger_no_truncate ON decision_ledger",
+    "CREATE TRIGGER decision_ledger_no_truncate BEFORE TRUNCATE ON decision_ledger "
+    "FOR EACH STATEMENT EXECUTE FUNCTION decision_ledger_append_only()",
 ]
 for _dialect, _statements in (("sqlite", APPEND_ONLY_SQLITE), ("postgresql", APPEND_ONLY_POSTGRES)):
     for _sql in _statements:
