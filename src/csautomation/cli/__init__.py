@@ -11,6 +11,7 @@ import typer
 from csautomation.cli import (
     accounts,
     audit,
+    audit_verify,
     connectors,
     db,
     dlq,
@@ -43,11 +44,11 @@ for name, command in (
     ("dev", processes.dev),
     ("worker", processes.worker),
     ("pipeline", processes.pipeline),
-    ("audit", audit.audit),
     ("replay", audit.replay),
 ):
     app.command(name)(command)
 for name, group in (
+    ("audit", audit.audit_app),
     ("rules", rules.app),
     ("playbooks", playbooks.app),
     ("sample", sample.app),
@@ -67,6 +68,7 @@ for name, group in (
 ):
     app.add_typer(group, name=name)
 rules.app.command("replay")(audit.rules_replay)
+audit.audit_app.command("verify")(audit_verify.verify)
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 firing's decision re-evaluated from what was recorded.
 
     csauto audit --account ACME --since 30d [--jsonl FILE]
+    csauto audit verify (cli/audit_verify.py)
     csauto replay WORKFLOW_ID | --file HISTORY.json
     csauto history export WORKFLOW_ID... | --query "WorkflowType='PlaybookWorkflow'" --out DIR
     csauto rules replay FIRING_ID
@@ -22,6 +23,8 @@ from csautomation.cli.common import AddressOpt, DbOpt, err, fail, open_store, ou
 from csautomation.errors import CsAutomationError, ServiceUnavailableError
 
 history_app = typer.Typer(help="Workflow histories, for offline replay.", no_args_is_help=True)
+# `csauto audit` lists the ledger; its subcommands (verify, ...) live in modules of their own
+audit_app = typer.Typer(invoke_without_command=True)
 
 
 def _since(value: str | None) -> datetime | None:
@@ -35,7 +38,9 @@ def _since(value: str | None) -> datetime | None:
         raise typer.BadParameter(f"--since {value!r}: {exc}") from None
 
 
+@audit_app.callback()
 def audit(
+    ctx: typer.Context,
     account: Annotated[str | None, typer.Option("--account", help="one account's entries")] = None,
     workflow: Annotated[str | None, typer.Option("--workflow", help="one workflow's")] = None,
     since: Annotated[str | None, typer.Option("--since", help="how far back, e.g. 30d")] = None,
@@ -50,6 +55,8 @@ def audit(
 ) -> None:
     """The decision ledger: every rule firing (with the facts it read), workflow start, side
     effect (with the vendor's record id), escalation change, dead letter and outcome."""
+    if ctx.invoked_subcommand is not None:
+        return
     from csautomation.store.ledger import Query, entries, to_json
 
     found = entries(
@@ -99,7 +106,7 @@ def _what(e: Any) -> str:
             else d.get("kind", "")
         )
     if e.kind in ("create_task", "notify", "update_account", "notify_escalation"):
-        made = "created" if d.get("created") else "deduplicated"
+        made = d.get("outcome") or ("created" if d.get("created") else "deduplicated")
         return f"{e.connector} record {e.record_id} ({made})"
     if e.kind == "escalation":
         return f"{d.get('event')} by {d.get('by')} (level {d.get('level')})"

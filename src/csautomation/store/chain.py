@@ -183,7 +183,9 @@ def verify(engine: Engine, expected_head: str | None = None) -> Verification:
             entry = int(row["id"])
             if entry_hash(row, row["prev_hash"]) != row["hash"]:
                 result.breaks.append(
-                    Break(entry, "altered", "its fields do not match its hash: changed since")
+                    Break(
+                        entry, "altered", "its fields do not match its hash: changed since written"
+                    )
                 )
             if row["prev_hash"] != expected:
                 dangling.append((entry, before, row["prev_hash"]))
