@@ -296,6 +296,7 @@ RUNS: dict[str, list[tuple[Args, bool]]] = {
         (lambda i: ["--account", ID, DB, i.db], True),
         (lambda i: ["--jsonl", "-", DB, i.db], True),
     ],
+    "audit verify": [(lambda i: [DB, i.db], False), (lambda i: ["--json", DB, i.db], False)],
     "connectors status": [(lambda i: [DB, i.db], True)],
     "db current": [(lambda i: [DB, i.db], False)],
     "db upgrade": [(lambda i: [DB, i.db], False)],
@@ -413,7 +414,8 @@ def leaf_commands() -> list[str]:
 
     def walk(command: object, path: list[str]) -> None:
         subs = getattr(command, "commands", None)
-        if subs is None:
+        # a group that does something of its own (`csauto audit`) is a command too
+        if subs is None or getattr(command, "invoke_without_command", False):
             found.append(" ".join(path))
         for name, sub in sorted((subs or {}).items()):
             walk(sub, [*path, name])
