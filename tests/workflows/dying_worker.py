@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, time
 from pathlib import Path
@@ -37,6 +36,7 @@ from csautomation.facts.health import load_health_model
 from csautomation.store import ledger
 from csautomation.store.repo import Store
 from csautomation.workflows.playbook import PlaybookWorkflow
+from factories import TODAY
 
 KILLED = 86
 MOMENTS = ("before-entry", "after-commit", "after-vendor")
@@ -76,15 +76,17 @@ def arm(moment: str) -> None:
         raise SystemExit(f"MOMENT: one of {', '.join(MOMENTS)}")
 
 
+def noon() -> datetime:
+    """The facts' "today", as the tests' other workers have it."""
+    return datetime.combine(TODAY, time(12), tzinfo=UTC)
+
+
 async def main(argv: list[str]) -> None:
     url, address, namespace, queue, moment, folder, ca = argv
     store = Store(url)
     connectors = build_connectors(load_connectors([Path(folder)]), store, verify=ca)
     arm(moment)
-    today: Callable[[], datetime] = lambda: datetime.combine(  # noqa: E731
-        datetime(2026, 11, 1).date(), time(12), tzinfo=UTC
-    )
-    acts = PlaybookActivities(store, load_health_model(), clock=today, connectors=connectors)
+    acts = PlaybookActivities(store, load_health_model(), clock=noon, connectors=connectors)
     client = await Client.connect(
         address, namespace=namespace, data_converter=pydantic_data_converter
     )

@@ -1,7 +1,7 @@
 """The decision ledger's hash chain, and its verification (`csauto audit verify`).
 
 Each entry carries the hash of the entry before it (`prev_hash`, "" for the first) and its
-own: sha256 of the canonical JSON (sorted keys, no spaces, UTF-8) of its fields, all but
+own: sha256 of the canonical JSON (sorted keys, no spaces, ASCII) of its fields, all but
 `id` and `hash`, with `at` in UTC ISO 8601 to the microsecond and `prev_hash` among them.
 The chain runs in id order. An entry edited by hand no longer matches its hash; one removed
 leaves the next pointing at a hash that is nowhere; one moved points at an entry that is
@@ -81,7 +81,7 @@ def entry_hash(values: Mapping[str, Any], prev_hash: str) -> str:
     body = {name: values[name] for name in FIELDS[:-1]}
     body["at"] = canonical_at(body["at"])
     body["prev_hash"] = prev_hash
-    data = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    data = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(data.encode("utf-8")).hexdigest()
 
 
@@ -300,7 +300,7 @@ def _probe(engine: Engine, op: str) -> str:
         tx = conn.begin()
         try:
             if conn.dialect.name == "postgresql":
-                conn.execute(text("set local lock_timeout = '5s'"))
+                conn.execute(text("set local lock_timeout = '2s'"))
             conn.execute(text(_PROBES[op]))
         except DBAPIError as exc:
             message = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)

@@ -67,7 +67,7 @@ def _hash(row: dict[str, Any], prev_hash: str) -> str:
     at = at if at.tzinfo else at.replace(tzinfo=UTC)
     body["at"] = at.astimezone(UTC).isoformat(timespec="microseconds")
     body["prev_hash"] = prev_hash
-    data = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    data = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(data.encode("utf-8")).hexdigest()
 
 
