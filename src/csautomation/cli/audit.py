@@ -2,7 +2,7 @@
 firing's decision re-evaluated from what was recorded.
 
     csauto audit --account ACME --since 30d [--jsonl FILE]
-    csauto replay WORKFLOW_ID | --file HISTORY.json
+    csauto replay WORKFLOW_ID | --file HISTORY.json [--json]
     csauto history export WORKFLOW_ID... | --query "WorkflowType='PlaybookWorkflow'" --out DIR
     csauto rules replay FIRING_ID
 """
@@ -133,29 +133,48 @@ def replay(
     ] = None,
     address: AddressOpt = None,
     database_url: DbOpt = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print the whole result as JSON, for tooling")
+    ] = False,
 ) -> None:
-    """Replay a workflow's history against the current code and print its decision
-    timeline, and a verdict: deterministic or not (exit code 1 when not)."""
+    """Replay a workflow's history against the current code, print its decision timeline,
+    and compare: determinism, the playbook version the run executed against the one in the
+    files now (step by step), and each activity's input against the recorded one. Exit
+    code 0: the same; 1: it diverges (each reason named by step); 2: could not replay."""
+    from csautomation.audit.compare import Comparison, Definitions, compare, could_not_replay
     from csautomation.audit.replay import read_history, timeline
-    from csautomation.audit.replay import replay as run_replay
 
     if (workflow_id is None) == (file is None):
         raise typer.BadParameter("give a WORKFLOW_ID or --file, one of the two")
     settings = bootstrap.settings(database_url=database_url, temporal_address=address)
-    if file is not None:
-        history = read_history(file, workflow_id)
-    else:
-        assert workflow_id is not None
-        history = run(lambda: _fetch(settings, workflow_id))
-    tl = timeline(history)
-    out.print(plain(tl.render()), soft_wrap=True)
-    if file is None or database_url is not None:  # offline, the ledger only when named
-        _ledger_notes(settings, tl.workflow_id)
-    verdict = run(lambda: run_replay(history))
-    style = "green" if verdict.deterministic else "red"
-    out.print(f"replay: [{style}]{verdict.render()}[/{style}]", soft_wrap=True)
-    if not verdict.deterministic:
-        raise typer.Exit(1)
+    definitions = Definitions(settings.playbooks_path, settings.rules_path)
+
+    async def main() -> tuple[Any, Comparison]:
+        try:
+            if file is not None:
+                history = read_history(file)
+            else:
+                assert workflow_id is not None
+                history = await _fetch(settings, workflow_id)
+            return history, await compare(history, definitions)
+        except CsAutomationError as exc:  # no history, no Temporal, unreadable files
+            return None, could_not_replay(workflow_id or str(file), str(exc))
+
+    history, result = run(main)
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
+        raise typer.Exit(result.exit_code)
+    if history is not None:
+        tl = timeline(history)
+        out.print(plain(tl.render()), soft_wrap=True)
+        if file is None or database_url is not None:  # offline, the ledger only when named
+            _ledger_notes(settings, tl.workflow_id)
+        said = plain(f"replay: {result.replay}")
+        said.stylize("green" if result.deterministic else "red", len("replay: "))
+        out.print(said, soft_wrap=True)
+    for line in result.render():
+        out.print(plain(line), soft_wrap=True)
+    raise typer.Exit(result.exit_code)
 
 
 def _ledger_notes(settings: Any, workflow_id: str) -> None:
@@ -197,8 +216,8 @@ def history_export(
     address: AddressOpt = None,
 ) -> None:
     """Write workflow histories to JSON files that `csauto replay --file` replays offline
-    (the same format as Temporal's UI and CLI downloads)."""
-    from csautomation.audit.replay import file_name
+    (Temporal's format, as its UI and CLI download it, with the workflow id inside)."""
+    from csautomation.audit.replay import file_name, history_json
 
     if not workflow_ids and query is None:
         raise typer.BadParameter("give WORKFLOW_IDs or --query")
@@ -215,7 +234,7 @@ def history_export(
         for wf_id in dict.fromkeys(ids):
             history = await _fetch(settings, wf_id)
             path = out_dir / file_name(wf_id)
-            path.write_text(history.to_json(), encoding="utf-8")
+            path.write_text(history_json(history), encoding="utf-8")
             written.append(path)
         return written
 
