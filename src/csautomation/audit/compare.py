@@ -172,10 +172,13 @@ class Definitions:
 
 
 async def compare(
-    history: WorkflowHistory, definitions: Definitions, runner: WorkflowRunner | None = None
+    history: WorkflowHistory,
+    definitions: Definitions | None,
+    runner: WorkflowRunner | None = None,
 ) -> Comparison:
     """Replay `history` on the current code (`runner`: the SDK's sandbox unless given) and
-    compare it with the recorded run and the current files."""
+    compare it with the recorded run, and with the current files unless `definitions` is
+    None (the code alone: a deploy's check, as file edits never reach a running run)."""
     verdict = await replay(history, runner)
     kind = workflow_type(history)
     if not verdict.replayed:
@@ -188,7 +191,7 @@ async def compare(
     kinds = step_kinds(run)
     differences = [] if verdict.deterministic else [_divergence(verdict, kinds)]
     versions = None
-    if isinstance(book, dict):
+    if isinstance(book, dict) and definitions is not None:
         found, where = definitions.find(book)
         versions = Versions(
             str(book.get("id", "")),

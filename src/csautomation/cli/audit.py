@@ -136,6 +136,14 @@ def replay(
     as_json: Annotated[
         bool, typer.Option("--json", help="print the whole result as JSON, for tooling")
     ] = False,
+    code_only: Annotated[
+        bool,
+        typer.Option(
+            "--code-only",
+            help="compare the code alone, not the playbook files (a deploy's check: file "
+            "edits never reach a running run)",
+        ),
+    ] = False,
 ) -> None:
     """Replay a workflow's history against the current code, print its decision timeline,
     and compare: determinism, the playbook version the run executed against the one in the
@@ -147,7 +155,7 @@ def replay(
     if (workflow_id is None) == (file is None):
         raise typer.BadParameter("give a WORKFLOW_ID or --file, one of the two")
     settings = bootstrap.settings(database_url=database_url, temporal_address=address)
-    definitions = Definitions(settings.playbooks_path, settings.rules_path)
+    definitions = None if code_only else Definitions(settings.playbooks_path, settings.rules_path)
 
     async def main() -> tuple[Any, Comparison]:
         try:
