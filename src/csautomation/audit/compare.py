@@ -108,8 +108,9 @@ class Comparison:
         out = []
         if self.playbook is not None:
             out.append(self.playbook.render())
-        out += [f"  {d.message}" for d in self.differences if d.kind not in _INPUTS]
-        out += [f"    {d.detail}" for d in self.differences if d.detail]
+        for d in self.differences:
+            if d.kind not in _INPUTS:
+                out += [f"  {d.message}", *([f"    {d.detail}"] if d.detail else [])]
         inputs = [d for d in self.differences if d.kind in _INPUTS]
         out.append(
             f"activities: {self.activities} compared with the recorded ones, "

@@ -149,6 +149,8 @@ def replay(
     and compare: determinism, the playbook version the run executed against the one in the
     files now (step by step), and each activity's input against the recorded one. Exit
     code 0: the same; 1: it diverges (each reason named by step); 2: could not replay."""
+    from temporalio.client import WorkflowHistory
+
     from csautomation.audit.compare import Comparison, Definitions, compare, could_not_replay
     from csautomation.audit.replay import read_history, timeline
 
@@ -157,7 +159,8 @@ def replay(
     settings = bootstrap.settings(database_url=database_url, temporal_address=address)
     definitions = None if code_only else Definitions(settings.playbooks_path, settings.rules_path)
 
-    async def main() -> tuple[Any, Comparison]:
+    async def main() -> tuple[WorkflowHistory | None, Comparison]:
+        history = None
         try:
             if file is not None:
                 history = read_history(file)
@@ -166,7 +169,8 @@ def replay(
                 history = await _fetch(settings, workflow_id)
             return history, await compare(history, definitions)
         except CsAutomationError as exc:  # no history, no Temporal, unreadable files
-            return None, could_not_replay(workflow_id or str(file), str(exc))
+            whose = history.workflow_id if history else workflow_id or str(file)
+            return history, could_not_replay(whose, str(exc))
 
     history, result = run(main)
     if as_json:
@@ -177,6 +181,7 @@ def replay(
         out.print(plain(tl.render()), soft_wrap=True)
         if file is None or database_url is not None:  # offline, the ledger only when named
             _ledger_notes(settings, tl.workflow_id)
+    if result.replay:
         said = plain(f"replay: {result.replay}")
         said.stylize("green" if result.deterministic else "red", len("replay: "))
         out.print(said, soft_wrap=True)
