@@ -27,9 +27,9 @@ from csautomation.cli.common import (
     DataDirOpt,
     DbOpt,
     err,
-    open_store,
     out,
     plain,
+    read_store,
     run,
     safe,
 )
@@ -246,11 +246,12 @@ def list_(
     all_: Annotated[bool, typer.Option("--all", help="resolved ones too")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     database_url: DbOpt = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Open escalations, most urgent first."""
     from csautomation.store.escalations import Filters, list_escalations
 
-    store = open_store(database_url)
+    store = read_store(database_url, data_dir)
     status = ("open", "acknowledged", "snoozed", "resolved") if all_ else Filters.status
     found = list_escalations(
         store, Filters(severity=severity, level=level, team=team, holder=holder, status=status)
@@ -277,11 +278,11 @@ def list_(
 
 
 @app.command("show")
-def show(workflow_id: str, database_url: DbOpt = None) -> None:
+def show(workflow_id: str, database_url: DbOpt = None, data_dir: DataDirOpt = None) -> None:
     """One escalation: its state and timeline, as last recorded."""
     from csautomation.store.escalations import get_escalation
 
-    st = get_escalation(open_store(database_url), workflow_id)
+    st = get_escalation(read_store(database_url, data_dir), workflow_id)
     if st is None:
         raise CsAutomationError(f"no escalation '{workflow_id}'")
     _print(st)
