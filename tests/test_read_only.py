@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect
+from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
 from csautomation.cli import app
 from csautomation.store import migrate
 from csautomation.store.engine import make_engine
+from csautomation.store.repo import Store
 from factories import account, new_store
 from test_hostile_store import leaf_commands
 
@@ -196,6 +198,18 @@ def test_a_database_without_our_tables_gets_none(
             assert not Path(empty_db_url.removeprefix("sqlite:///")).exists()
     finally:
         engine.dispose()
+
+
+def test_a_store_opened_to_look_refuses_to_write(store: Store, db_url: str) -> None:
+    store.upsert_accounts([account()])
+    looking = Store.existing(db_url)
+    try:
+        assert [a.id for a in looking.list_accounts()] == ["ACME"]
+        with pytest.raises(DBAPIError, match="read-only|readonly"):
+            looking.upsert_accounts([account(id="BETA")])
+    finally:
+        looking.engine.dispose()
+    assert [a.id for a in store.list_accounts()] == ["ACME"]
 
 
 def test_a_store_at_an_older_revision_is_not_migrated_by_looking(empty_db_url: str) -> None:

@@ -147,22 +147,18 @@ def _account(settings: Settings, account_id: str) -> tuple[Account, str]:
 
 
 def _from_store(settings: Settings, account_id: str) -> Account | None:
-    from sqlalchemy.exc import OperationalError, ProgrammingError
-
+    from csautomation.errors import NoStoreError
     from csautomation.store.repo import Store
 
-    url = settings.database_url
-    if url.startswith("sqlite:///"):
-        path = url.removeprefix("sqlite:///")
-        if path.startswith(":memory:") or not Path(path).is_file():
-            return None
-    store = Store(url)
+    try:
+        store = Store.existing(settings.database_url)  # read-only: creates nothing
+    except NoStoreError:
+        return None
+    except CsAutomationError as exc:  # no server, or a schema not the code's
+        err.print(Text("warning ", "yellow") + plain(f"cannot read accounts: {exc}"))
+        return None
     try:
         return store.account(account_id)
-    except (OperationalError, ProgrammingError) as exc:  # no tables yet, or no server
-        said = plain(f"cannot read accounts from the store: {exc.orig}")
-        err.print(Text("warning ", "yellow") + said)
-        return None
     finally:
         store.engine.dispose()
 
