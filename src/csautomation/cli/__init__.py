@@ -11,6 +11,7 @@ import typer
 from csautomation.cli import (
     accounts,
     audit,
+    browse,
     connectors,
     db,
     dlq,
@@ -45,6 +46,7 @@ for name, command in (
     ("pipeline", processes.pipeline),
     ("audit", audit.audit),
     ("replay", audit.replay),
+    ("browse", browse.browse),
 ):
     app.command(name)(command)
 for name, group in (

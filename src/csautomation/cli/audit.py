@@ -18,8 +18,18 @@ from typing import Annotated, Any
 import typer
 
 from csautomation import bootstrap
-from csautomation.cli.common import AddressOpt, DbOpt, err, fail, open_store, out, plain, run
-from csautomation.errors import CsAutomationError, ServiceUnavailableError
+from csautomation.cli.common import (
+    AddressOpt,
+    DataDirOpt,
+    DbOpt,
+    err,
+    fail,
+    out,
+    plain,
+    read_store,
+    run,
+)
+from csautomation.errors import CsAutomationError, NoStoreError, ServiceUnavailableError
 
 history_app = typer.Typer(help="Workflow histories, for offline replay.", no_args_is_help=True)
 
@@ -46,15 +56,33 @@ def audit(
     jsonl: Annotated[
         Path | None, typer.Option("--jsonl", help="write the entries as JSON lines ('-': stdout)")
     ] = None,
+    business_time: Annotated[
+        bool,
+        typer.Option(
+            "--business-time",
+            help="--since counts the signals' time a firing was evaluated at, not when "
+            "entries were recorded",
+        ),
+    ] = False,
     database_url: DbOpt = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """The decision ledger: every rule firing (with the facts it read), workflow start, side
-    effect (with the vendor's record id), escalation change, dead letter and outcome."""
+    effect (with the vendor's record id), escalation change, dead letter and outcome. Each
+    entry has the time it was recorded and its business time (a firing's: the time of the
+    signals it was evaluated at); --since filters on the first, or on the second with
+    --business-time."""
     from csautomation.store.ledger import Query, entries, to_json
 
     found = entries(
-        open_store(database_url),
-        Query(account_id=account, workflow_id=workflow, since=_since(since), kinds=kind or ()),
+        read_store(database_url, data_dir),
+        Query(
+            account_id=account,
+            workflow_id=workflow,
+            since=_since(since),
+            kinds=kind or (),
+            business_time=business_time,
+        ),
     )
     if jsonl is not None:
         lines = "".join(json.dumps(to_json(e), sort_keys=True) + "\n" for e in found)
@@ -67,11 +95,13 @@ def audit(
     from rich.table import Table
 
     table = Table()
-    for c in ("at (UTC)", "kind", "account", "rule / step", "workflow", "what"):
+    for c in ("recorded (UTC)", "business time", "kind", "account", "rule / step", "workflow"):
         table.add_column(c, overflow="fold")
+    table.add_column("what", overflow="fold")
     for e in found:  # ids, steps and details hold people's and vendors' text
         table.add_row(
             f"{e.at:%Y-%m-%d %H:%M:%S}",
+            f"{e.business_at:%Y-%m-%d %H:%M:%S}" if e.business_at != e.at else "same",
             e.kind,
             plain(e.account_id),
             plain(
@@ -198,8 +228,8 @@ def _ledger_notes(settings: Any, workflow_id: str) -> None:
     from csautomation.store.ledger import Query, entries
 
     try:
-        found = entries(bootstrap.open_store(settings), Query(workflow_id=workflow_id))
-    except SQLAlchemyError:
+        found = entries(bootstrap.read_store(settings), Query(workflow_id=workflow_id))
+    except (SQLAlchemyError, NoStoreError):
         return
     for e in found:
         if e.kind == "workflow_started" and e.firing_id is not None:
@@ -260,14 +290,15 @@ def history_export(
 def rules_replay(
     firing_id: Annotated[int, typer.Argument(help="a firing's id (csauto audit shows them)")],
     database_url: DbOpt = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Re-evaluate a firing's recorded facts against the rule as it was at the recorded
     version, and show that the decision is the same (exit code 1 when it is not)."""
     from csautomation.audit.decisions import DecisionError, replay_firing
 
-    settings = bootstrap.settings(database_url=database_url)
+    settings = bootstrap.settings(data_dir=data_dir, database_url=database_url)
     try:
-        result = replay_firing(bootstrap.open_store(settings), firing_id, settings)
+        result = replay_firing(bootstrap.read_store(settings), firing_id, settings)
     except (DecisionError, CsAutomationError) as exc:
         fail(exc)
     out.print(plain(result.render()), soft_wrap=True)
