@@ -280,11 +280,12 @@ def test_tasks_complete_of_an_unknown_task_is_a_clear_error(db_url: str) -> None
     assert "cannot reach Temporal at 127.0.0.1:1 (connection refused)" in text
 
 
-# Every command csauto had before the commands moved into one cli/ package (issue 17), and
-# accounts and schema (issue 18).
+# Every command csauto had before the commands moved into one cli/ package (issue 17),
+# accounts and schema (issue 18), and browse (issue 20).
 COMMANDS = {
     "accounts",
     "audit",
+    "browse",
     "connectors",
     "db",
     "demo",
