@@ -127,10 +127,7 @@ def test_every_writers_entries_are_chained_in_id_order(store: Store) -> None:
         found[-1]["id"],
         found[-1]["hash"],
     )
-    assert [(g.operation, g.probe) for g in result.guards][:2] == [
-        ("UPDATE", "refused"),
-        ("DELETE", "refused"),
-    ]
+    assert [(g.operation, g.ok) for g in result.guards][:2] == [("UPDATE", True), ("DELETE", True)]
     # what the ledger hands out carries the chain too (the JSON lines export)
     assert ledger.to_json(ledger.entries(store)[0])["hash"]
 
@@ -247,6 +244,44 @@ def test_an_entry_edited_deleted_or_moved_by_hand_is_found(
         assert found == [(i, "reordered") for i in (ids[2], ids[3], ids[6], ids[7])]
         assert f"written after #{ids[5]}, now after #{ids[1]}" in result.breaks[0].detail
     assert {g.operation: g.ok for g in result.guards}["DELETE"] is False
+
+
+def test_a_trigger_there_but_not_refusing_is_reported(own_store: Store) -> None:
+    """Made harmless rather than dropped: disabled, or its body swapped."""
+    ten(own_store)
+    with own_store.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(
+                text("ALTER TABLE decision_ledger DISABLE TRIGGER decision_ledger_no_truncate")
+            )
+            conn.execute(
+                text(
+                    "CREATE OR REPLACE FUNCTION decision_ledger_append_only() RETURNS trigger "
+                    "AS $$ BEGIN RETURN OLD; END; $$ LANGUAGE plpgsql"
+                )
+            )
+        else:
+            conn.execute(text("DROP TRIGGER decision_ledger_no_delete"))
+            conn.execute(
+                text(
+                    "CREATE TRIGGER decision_ledger_no_delete BEFORE DELETE ON decision_ledger "
+                    "WHEN 0 BEGIN SELECT RAISE(ABORT, 'decision_ledger is append-only'); END"
+                )
+            )
+            conn.execute(text("DROP TRIGGER decision_ledger_no_update"))
+            conn.execute(
+                text(
+                    "CREATE TRIGGER decision_ledger_no_update BEFORE UPDATE OF record_id "
+                    "ON decision_ledger BEGIN SELECT RAISE(ABORT, 'decision_ledger is "
+                    "append-only'); END"
+                )
+            )
+    result = chain.verify(own_store.engine)
+    assert result.breaks == [] and not result.ok
+    assert [g.render() for g in result.guards] == [
+        f"{g.operation} ALLOWED (a trigger, but one that does not always refuse)"
+        for g in result.guards
+    ]
 
 
 def test_a_head_noted_earlier_must_still_be_there(own_store: Store) -> None:

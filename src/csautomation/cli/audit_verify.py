@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from csautomation.cli.common import DbOpt, open_store, out, safe
+from csautomation.cli.common import DataDirOpt, DbOpt, out, read_store, safe
 
 __all__ = ["verify"]
 
@@ -27,16 +27,17 @@ def verify(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
     database_url: DbOpt = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Check the ledger's hash chain and its append-only triggers (exit 1 if either fails).
 
     No entry may be altered, removed or moved since it was written (each carries the hash
     of the one before it), and the database must refuse UPDATE, DELETE and (PostgreSQL)
-    TRUNCATE on the ledger. Reads only: each statement tried is rolled back. Prints the
-    head to keep with the audit."""
+    TRUNCATE on the ledger (a trigger there, enabled, unconditional, refusing). Reads only,
+    from the store as it is. Prints the head to keep with the audit."""
     from csautomation.store.chain import verify as walk
 
-    result = walk(open_store(database_url).engine, head)
+    result = walk(read_store(database_url, data_dir).engine, head)
     if as_json:
         out.print_json(json.dumps(result.to_json()))
     else:
