@@ -131,6 +131,11 @@ def _id_from_name(path: Path) -> str:
 
 
 # ---- the timeline --------------------------------------------------------------------------
+# what a playbook's and an escalation's events mean is told in their own modules; imported
+# here, below the replay part, which the imports at the top serve
+from csautomation.audit.escalation_story import EscalationStory  # noqa: E402
+from csautomation.audit.playbook_story import PlaybookStory, steps  # noqa: E402
+from csautomation.audit.story import args, duration, result, started, until  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -138,6 +143,7 @@ class Line:
     at: datetime
     what: str
     detail: list[str] = field(default_factory=list)
+    by: str = ""  # the person id of whoever acted, for a person's action
 
 
 @dataclass
@@ -178,20 +184,13 @@ def _at(event: HistoryEvent) -> datetime:
     return event.event_time.ToDatetime(tzinfo=UTC)
 
 
-def _duration(seconds: float) -> str:
-    if seconds >= 86400 and seconds % 3600 == 0:
-        return f"{seconds / 86400:g}d"
-    if seconds >= 3600:
-        return f"{seconds / 3600:g}h"
-    if seconds >= 60:
-        return f"{seconds / 60:g}m"
-    return f"{seconds:g}s"
-
-
-def _facts_lines(explain: dict[str, Any]) -> list[str]:
-    facts = explain.get("facts") or {}
-    out = [f"fact {k} = {'missing' if v is None else v}" for k, v in facts.items()]
-    return out
+def _summary(event: HistoryEvent) -> str:
+    """The name the workflow gave a timer or a local activity (audit/story.py)."""
+    if not event.HasField("user_metadata") or not event.user_metadata.HasField("summary"):
+        return ""
+    converter = pydantic_data_converter.payload_converter
+    value = converter.from_payloads([event.user_metadata.summary])[0]
+    return value if isinstance(value, str) else ""
 
 
 def _started(tl: Timeline, event: HistoryEvent) -> None:
@@ -200,63 +199,9 @@ def _started(tl: Timeline, event: HistoryEvent) -> None:
     tl.run_id = a.original_execution_run_id
     value = _first(a.input)
     tl.started_input = value if isinstance(value, dict) else {}
-    inp = tl.started_input
-    if tl.workflow_type == "PlaybookWorkflow":
-        book = inp.get("playbook") or {}
-        tl.header.append(
-            f"playbook {book.get('id', '?')} (version {inp.get('playbook_version', '?')}) for "
-            f"account {inp.get('account_id', '?')}"
-        )
-        why = inp.get("explain") or {}
-        if inp.get("rule_id"):
-            tl.header.append(
-                f"started by rule {inp['rule_id']} (version {inp.get('rule_version', '?')})"
-                + (" which matched" if why.get("matched") else "")
-            )
-        tl.header += [f"  {f}" for f in _facts_lines(why)]
-        detail = [f"input: account {inp.get('account_id', '?')}"]
-    elif tl.workflow_type == "EscalationWorkflow":
-        tl.header.append(
-            f"escalation ({inp.get('severity', '?')}) for account {inp.get('account_id', '?')}: "
-            f"{inp.get('reason', '')}"
-        )
-        if inp.get("rule_id") or inp.get("source_workflow_id"):
-            tl.header.append(
-                f"raised by rule {inp.get('rule_id') or '?'} from {inp.get('source_workflow_id')}"
-            )
-        detail = []
-    else:
-        detail = []
+    header, detail = started(tl.workflow_type, tl.started_input)
+    tl.header += header
     tl.lines.append(Line(_at(event), "workflow started", detail))
-
-
-def _result_text(name: str, inp: dict[str, Any], result: Any) -> list[str]:
-    if isinstance(result, dict) and {"connector", "record_id"} <= result.keys():
-        verb = "created" if result.get("created") else "already there (deduplicated)"
-        thing = {"create_task": "task", "update_account": "update"}.get(name, "message")
-        return [f"{thing} {result['record_id']} in {result['connector']}: {verb}"]
-    if name == "read_account_facts" and isinstance(result, dict):
-        shown = {k: result[k] for k in sorted(result)[:6]}
-        return [f"read {len(result)} facts, e.g. {json.dumps(shown, default=str)}"]
-    if name == "open_escalation":
-        opened = "was already closed" if result == "closed" else "opened"
-        return [f"escalation {inp.get('workflow_id', '?')} {opened}"]
-    if name == "plan_escalation" and isinstance(result, dict):
-        levels = result.get("levels") or []
-        return [f"plan: {len(levels)} level(s)"]
-    if name == "record_escalation":
-        state = inp.get("state") or {}
-        return [
-            f"status {state.get('status', '?')}, level {state.get('level', '?')}, "
-            f"holder {state.get('holder', '') or '-'}"
-        ]
-    if result is None:
-        return []
-    return [f"result: {json.dumps(result, default=str)[:160]}"]
-
-
-def _step(inp: dict[str, Any]) -> str:
-    return f"step {inp['step_id']}: " if inp.get("step_id") else ""
 
 
 _CLOSED = {
@@ -265,24 +210,40 @@ _CLOSED = {
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT: "timed out",
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW: "continued as new",
 }
+# a timer that fires this close before the deadline its summary names has met it (the
+# summary keeps whole seconds)
+_DEADLINE_SLACK = 1.0
+
+
+@dataclass(frozen=True)
+class _Timer:
+    seconds: float
+    what: str  # what the summary says it waits for: "step wait-for-call", "level 2", ...
+    until: datetime | None  # the deadline it names; None in histories without summaries
 
 
 class _Reader:
-    """Reads a history's events into a timeline, one handler per event type."""
+    """Reads a history's events into a timeline, one handler per event type; what a
+    playbook's and an escalation's events mean is told by their stories."""
 
     def __init__(self, workflow_id: str) -> None:
         self.tl = Timeline(workflow_id)
         self.scheduled: dict[int, tuple[str, dict[str, Any]]] = {}
-        self.timers: dict[int, str] = {}
+        self.timers: dict[int, _Timer] = {}
+        self.waiting: tuple[str, datetime | None] | None = None  # the wait shown last
+        self.playbook = PlaybookStory(self.tl.lines, Line)
+        self.escalation = EscalationStory(self.tl.lines, Line)
         e = EventType
         self.handlers: dict[int, Callable[[HistoryEvent], None]] = {
-            e.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED: lambda ev: _started(self.tl, ev),
+            e.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED: self.started,
             e.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED: self.activity_scheduled,
             e.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: self.activity_completed,
             e.EVENT_TYPE_ACTIVITY_TASK_FAILED: self.activity_failed,
             e.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: self.activity_timed_out,
+            e.EVENT_TYPE_MARKER_RECORDED: self.marker,
             e.EVENT_TYPE_TIMER_STARTED: self.timer_started,
             e.EVENT_TYPE_TIMER_FIRED: self.timer_fired,
+            e.EVENT_TYPE_TIMER_CANCELED: self.timer_canceled,
             e.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED: self.signaled,
             e.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: self.update,
             e.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED: self.child_started,
@@ -302,6 +263,15 @@ class _Reader:
     def add(self, event: HistoryEvent, what: str, detail: list[str] | None = None) -> None:
         self.tl.lines.append(Line(_at(event), what, detail or []))
 
+    @property
+    def escalating(self) -> bool:
+        return self.tl.workflow_type == "EscalationWorkflow"
+
+    def started(self, event: HistoryEvent) -> None:
+        _started(self.tl, event)
+        if self.tl.workflow_type == "PlaybookWorkflow":
+            self.playbook.started(self.tl.started_input)
+
     def activity_scheduled(self, event: HistoryEvent) -> None:
         a = event.activity_task_scheduled_event_attributes
         value = _first(a.input)
@@ -313,33 +283,77 @@ class _Reader:
     def activity_completed(self, event: HistoryEvent) -> None:
         a = event.activity_task_completed_event_attributes
         name, inp = self.scheduled.get(a.scheduled_event_id, ("?", {}))
-        self.add(event, f"{_step(inp)}{name} completed", _result_text(name, inp, _first(a.result)))
+        value = _first(a.result)
+        if name == "notify_escalation":
+            self.escalation.notified(_at(event), inp, value)
+            return
+        self.add(event, f"{_step_of(inp)}{name} completed", result(name, inp, value))
 
     def activity_failed(self, event: HistoryEvent) -> None:
         a = event.activity_task_failed_event_attributes
         name, inp = self.scheduled.get(a.scheduled_event_id, ("?", {}))
-        self.add(event, f"{_step(inp)}{name} failed for good", [a.failure.message[:200]])
+        self.add(event, f"{_step_of(inp)}{name} failed for good", [a.failure.message[:200]])
 
     def activity_timed_out(self, event: HistoryEvent) -> None:
         a = event.activity_task_timed_out_event_attributes
         name, inp = self.scheduled.get(a.scheduled_event_id, ("?", {}))
-        self.add(event, f"{_step(inp)}{name} timed out")
+        self.add(event, f"{_step_of(inp)}{name} timed out")
+
+    def marker(self, event: HistoryEvent) -> None:
+        """A local activity's record: the facts a check read, an escalation's plan."""
+        a = event.marker_recorded_event_attributes
+        if a.marker_name != "core_local_activity" or "data" not in a.details:
+            return
+        data = _first(a.details["data"])
+        kind = data.get("activity_type") if isinstance(data, dict) else None
+        result = _first(a.details["result"]) if "result" in a.details else None
+        if kind == "plan_escalation" and isinstance(result, dict):
+            self.escalation.planned(_at(event), result)
+        elif kind == "read_account_facts" and isinstance(result, dict):
+            self.playbook.facts_read(_at(event), _summary(event), result)
 
     def timer_started(self, event: HistoryEvent) -> None:
         timeout = event.timer_started_event_attributes.start_to_fire_timeout
-        self.timers[event.event_id] = _duration(timeout.ToTimedelta().total_seconds())
+        what, deadline = until(_summary(event))
+        self.timers[event.event_id] = _Timer(timeout.ToTimedelta().total_seconds(), what, deadline)
+        if deadline is None or self.waiting == (what, deadline):
+            return  # not named (an older history), or the same wait going on
+        self.waiting = (what, deadline)
+        story = self.escalation if self.escalating else self.playbook
+        story.wait_started(_at(event), what, deadline)
 
     def timer_fired(self, event: HistoryEvent) -> None:
-        started = event.timer_fired_event_attributes.started_event_id
-        self.add(event, f"waited {self.timers.get(started, '?')}")
+        timer = self.timers.get(event.timer_fired_event_attributes.started_event_id)
+        if timer is None or timer.until is None:
+            self.add(event, f"waited {duration(timer.seconds) if timer else '?'}")
+            return
+        if (timer.until - _at(event)).total_seconds() > _DEADLINE_SLACK:
+            return  # a check's tick inside a longer wait: the check itself is shown
+        self.waiting = None
+        story = self.escalation if self.escalating else self.playbook
+        story.wait_ended(_at(event), timer.what, timer.until)
+
+    def timer_canceled(self, event: HistoryEvent) -> None:
+        timer = self.timers.get(event.timer_canceled_event_attributes.started_event_id)
+        if timer is None or timer.until is None or self.escalating:
+            return  # an escalation's wait ends with a person's action, shown with it
+        self.waiting = None
+        self.playbook.wait_over(_at(event), timer.what, timer.until)
 
     def signaled(self, event: HistoryEvent) -> None:
         a = event.workflow_execution_signaled_event_attributes
-        self.add(event, f"signal {a.signal_name}", _args(_decode(a.input)))
+        values = _decode(a.input)
+        if self.escalating and self.escalation.signaled(_at(event), a.signal_name, values):
+            self.waiting = None  # the workflow waits again, with its own deadline
+            return
+        if a.signal_name == "task_completed" and values:
+            self.playbook.task_completed(_at(event), values)
+            return
+        self.add(event, f"signal {a.signal_name}", args(values))
 
     def update(self, event: HistoryEvent) -> None:
         req = event.workflow_execution_update_accepted_event_attributes.accepted_request
-        self.add(event, f"update {req.input.name}", _args(_decode(req.input.args)))
+        self.add(event, f"update {req.input.name}", args(_decode(req.input.args)))
 
     def child_started(self, event: HistoryEvent) -> None:
         a = event.start_child_workflow_execution_initiated_event_attributes
@@ -351,9 +365,10 @@ class _Reader:
 
     def completed(self, event: HistoryEvent) -> None:
         result = _first(event.workflow_execution_completed_event_attributes.result)
-        outcome = result.get("outcome") if isinstance(result, dict) else None
+        outcome = result.get("outcome") if isinstance(result, dict) else result
         self.tl.status = f"completed, outcome {outcome}" if outcome else "completed"
-        self.add(event, self.tl.status)
+        records = result.get("steps") if isinstance(result, dict) else None
+        self.add(event, self.tl.status, steps(records or []))
 
     def failed(self, event: HistoryEvent) -> None:
         message = event.workflow_execution_failed_event_attributes.failure.message
@@ -365,16 +380,14 @@ class _Reader:
         self.add(event, self.tl.status)
 
 
+def _step_of(inp: dict[str, Any]) -> str:
+    if inp.get("step_id"):
+        return f"step {inp['step_id']}: "
+    if isinstance(inp.get("input"), dict) and inp.get("workflow_id"):  # open_escalation's
+        return f"step {str(inp['workflow_id']).rsplit(':', 1)[-1]}: "
+    return ""
+
+
 def timeline(history: WorkflowHistory) -> Timeline:
-    """The history as people read it: what happened, when, and why."""
+    """The history as people read it: what happened, when, why, and who did it."""
     return _Reader(history.workflow_id).read(history.events)
-
-
-def _args(values: list[Any]) -> list[str]:
-    out = []
-    for v in values:
-        if isinstance(v, dict):
-            out.append(", ".join(f"{k} {val}" for k, val in v.items() if val not in (None, "")))
-        elif v is not None:
-            out.append(str(v))
-    return out
