@@ -64,9 +64,10 @@ class PlaybookWorkflow:
         self._redriven: set[str] = set()
 
     @workflow.signal
-    def task_completed(self, step_id: str, by: str = "") -> None:
+    def task_completed(self, step_id: str, by: str = "") -> None:  # noqa: ARG002
         """The task of step `step_id` was completed; `by` is whoever completed it, when the
-        connector tells (the history keeps it for the timeline)."""
+        connector tells: the run needs only the step, the history keeps `by` for the
+        timeline."""
         self._completed.add(step_id)
 
     @workflow.signal
