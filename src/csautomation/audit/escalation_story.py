@@ -15,8 +15,9 @@ from typing import Any
 from csautomation.audit.story import MakeLine, Story, moment, when
 
 
-def _round(step_id: str) -> str:
-    """A notice's round in words: L1.0 -> "level 1", L1.1 -> "level 1 (repeat 1)"."""
+def round_words(step_id: str) -> str:
+    """A notice's round in words: L1.0 -> "level 1", L1.1 -> "level 1 (repeat 1)"; a
+    reassignment's notice (reassign-1) as it is."""
     head = step_id.split(":", 1)[0]
     level, _, rest = head.removeprefix("L").partition(".")
     repeat = rest.split("g", 1)[0]
@@ -66,7 +67,7 @@ class EscalationStory(Story):
         if step.startswith("reassign-"):
             what = f"{self.who(person)} told of the reassignment via {channel}"
         else:
-            what = f"{_round(step)}: {self.who(person)} notified via {channel}"
+            what = f"{round_words(step)}: {self.who(person)} notified via {channel}"
         due = when(inp.get("ack_by"))
         detail = [record] if record else []
         if due is not None and not step.startswith("reassign-"):
@@ -91,12 +92,11 @@ class EscalationStory(Story):
             by = str(args[1]) if len(args) > 1 and args[1] else ""
             assignee = step.rsplit(":", 1)[-1]
             if by:
-                note = (
-                    f"completed the CRM task of {_round(step)} (assigned to {self.who(assignee)})"
-                )
+                assigned = self.who(assignee)
+                note = f"completed the CRM task of {round_words(step)} (assigned to {assigned})"
             else:
                 note = (
-                    f"completed the CRM task of {_round(step)}; the connector did not say "
+                    f"completed the CRM task of {round_words(step)}; the connector did not say "
                     "by whom, so its assignee is credited"
                 )
             self.act(at, "acknowledge", {"by": by or assignee, "note": note})

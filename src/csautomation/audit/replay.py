@@ -325,7 +325,7 @@ class _Reader:
     def timer_fired(self, event: HistoryEvent) -> None:
         timer = self.timers.get(event.timer_fired_event_attributes.started_event_id)
         if timer is None or timer.until is None:
-            self.add(event, f"waited {duration(timer.seconds) if timer else '?'}")
+            self.add(event, f"waited {duration(round(timer.seconds)) if timer else '?'}")
             return
         if (timer.until - _at(event)).total_seconds() > _DEADLINE_SLACK:
             return  # a check's tick inside a longer wait: the check itself is shown

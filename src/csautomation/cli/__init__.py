@@ -11,6 +11,7 @@ import typer
 from csautomation.cli import (
     accounts,
     audit,
+    audit_report,
     connectors,
     db,
     dlq,
@@ -43,11 +44,11 @@ for name, command in (
     ("dev", processes.dev),
     ("worker", processes.worker),
     ("pipeline", processes.pipeline),
-    ("audit", audit.audit),
     ("replay", audit.replay),
 ):
     app.command(name)(command)
 for name, group in (
+    ("audit", audit_report.app),  # `csauto audit` lists the ledger; `audit report` too
     ("rules", rules.app),
     ("playbooks", playbooks.app),
     ("sample", sample.app),
