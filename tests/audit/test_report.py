@@ -30,18 +30,21 @@ from temporalio.testing import WorkflowEnvironment
 from api.test_browser import SCREENSHOTS, chromium
 from csautomation.audit.replay import file_name, read_history
 from csautomation.audit.report import Report, build_report, run_ids
+from csautomation.audit.report_html import render
 from csautomation.escalation.people import load_people
 from csautomation.facts.health import load_health_model
 from csautomation.facts.model import Signal
 from csautomation.ingest.completions import complete_task
 from csautomation.pipeline import Pipeline, SqlCooldowns
 from csautomation.rules.runtime import RuleRuntime
+from csautomation.store import ledger
 from csautomation.store.escalations import get_escalation
 from csautomation.store.outbox import mark_all_evaluated, runs
-from csautomation.store.repo import Store, local_tasks
+from csautomation.store.repo import Store, create_local_task, local_tasks
+from csautomation.store.tables import LocalTaskRow
 from csautomation.workflows.escalation import EscalationWorkflow
 from csautomation.workflows.types import EscalationAction
-from factories import ROOT, TODAY, playbook_store
+from factories import ROOT, TODAY, account, new_store, playbook_store
 from playbook_support import PLAYBOOKS, make_worker, until
 from shared_temporal import own_namespace
 
@@ -187,6 +190,31 @@ def test_the_report_tells_why_each_run_exists_and_who_did_what(filled: Filled) -
     kinds = {row.kind for row in r.ledger}
     assert {"rule_fired", "workflow_started", "create_task", "task_completed"} <= kinds
     assert "escalation" in kinds and "workflow_closed" in kinds
+
+
+def test_text_from_people_and_vendors_is_never_markup(tmp_path: Path) -> None:
+    """Names, subjects, notes and record ids as people typed them: shown, never run."""
+    evil = "<script>alert(1)</script><img src=x onerror=alert(2)> {{ 7*7 }} None"
+    store = new_store(tmp_path, [account(name=evil)])
+    wid = "playbook:r:ACME:1"
+    create_local_task(
+        store,
+        LocalTaskRow(
+            idempotency_key=f"{wid}:call",
+            workflow_id=wid,
+            step_id="call",
+            account_id="ACME",
+            assignee=evil,
+            subject=evil,
+        ),
+    )
+    ledger.append_one(
+        store, ledger.effect("create_task", f"{wid}:call", wid, "call", "ACME", "local", evil, True)
+    )
+    html = render(build_report(store, "ACME", datetime.now(UTC) - timedelta(days=1)))
+    assert "<script" not in html and "<img" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html  # shown as written
+    store.engine.dispose()
 
 
 def csauto(*args: str) -> subprocess.CompletedProcess[str]:

@@ -124,12 +124,18 @@ def _since(value: str) -> datetime:
 
 
 def _check_account(store: Any, account: str) -> None:
+    """An account the store knows, or one the ledger still tells of (removed from the CRM
+    since): else an error, with the nearest account id."""
     from csautomation.references import did_you_mean
+    from csautomation.store.ledger import Query, entries
 
-    if store.account(account) is not None:
+    if store.account(account) is not None or entries(store, Query(account_id=account, limit=1)):
         return
     known = [a.id for a in store.list_accounts(limit=100_000)]
-    raise CsAutomationError(f"no account {account} in the store{did_you_mean(account, known)}")
+    raise CsAutomationError(
+        f"no account {account} in the store, and nothing in its ledger"
+        f"{did_you_mean(account, known)}"
+    )
 
 
 def _names(settings: Any) -> dict[str, str]:
