@@ -252,8 +252,9 @@ def tasks(
 def escalations(store: Store, account_id: str, since: datetime, who: Names) -> list[EscalationView]:
     out = []
     for s in list_escalations(store, Filters(status=())):
-        if s.account_id != account_id or aware(s.opened_at) < since:
-            continue
+        last = s.timeline[-1].at if s.timeline else s.opened_at
+        if s.account_id != account_id or aware(last) < since:
+            continue  # another account's, or nothing happened to it in the period
         out.append(
             EscalationView(
                 workflow_id=s.workflow_id,
