@@ -98,6 +98,7 @@ def cases(work: Path, address: str) -> list[Case]:
         Case("pipeline", ["pipeline", "--database-url", url], ready=r"pipeline: "),
         Case("scheduler", ["scheduler", "run", "--database-url", url], ready=r"scheduler on "),
         Case("serve", ["serve", "--port", "0", "--database-url", url], ready=r"review page on "),
+        Case("browse", ["browse", "--data-dir", str(demo), "--port", "0"], ready=r"Temporal UI: "),
         Case(
             "dev",
             ["dev", "--data-dir", str(work / "dev"), "--port", "0"],

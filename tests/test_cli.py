@@ -286,11 +286,12 @@ def test_tasks_complete_by_someone_people_yaml_does_not_know_is_refused(db_url: 
     assert "--by mgr-1: no such person in people.yaml; did you mean 'mgr-01'?" in text
 
 
-# Every command csauto had before the commands moved into one cli/ package (issue 17), and
-# accounts and schema (issue 18).
+# Every command csauto had before the commands moved into one cli/ package (issue 17),
+# accounts and schema (issue 18), and browse (issue 20).
 COMMANDS = {
     "accounts",
     "audit",
+    "browse",
     "connectors",
     "db",
     "demo",

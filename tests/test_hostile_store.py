@@ -377,6 +377,7 @@ NOT_RUN = {
     # they need Temporal (a server, or the bundled one started), or run until stopped
     "demo": "starts the bundled Temporal server and runs until the demo ends",
     "dev": "starts the bundled Temporal server and runs until stopped",
+    "browse": "the bundled Temporal server on a copy of temporal.db, until stopped",
     "serve": "an HTTP server that runs until stopped (its pages: tests/api)",
     "worker": "a Temporal worker: runs until stopped",
     "pipeline": "needs Temporal and runs until stopped",

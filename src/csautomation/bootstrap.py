@@ -9,13 +9,14 @@ command pays only for the parts it builds.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from csautomation.errors import ConfigFileError
+from csautomation.errors import ConfigFileError, NoStoreError
 from csautomation.settings import Settings
 
 if TYPE_CHECKING:
@@ -47,6 +48,10 @@ __all__ = [
     "masked",
     "open_store",
     "load_schedules",
+    "read_store",
+    "data_dirs_with",
+    "default_store",
+    "where_else",
     "settings",
 ]
 
@@ -158,6 +163,61 @@ def open_store(settings: Settings) -> Store:
     store = Store(settings.database_url)
     store.create_all()
     return store
+
+
+def read_store(settings: Settings) -> Store:
+    """The store as it is, for a command that only looks: read-only, nothing created or
+    migrated. `NoStoreError` when there is none, naming the data folders nearby that have
+    one; `SchemaError` when its schema is not the code's (`csauto db upgrade`)."""
+    from csautomation.store.repo import Store
+
+    try:
+        return Store.existing(settings.database_url)
+    except NoStoreError as exc:
+        raise NoStoreError(exc.where, where_else(settings)) from exc
+
+
+def default_store(settings: Settings) -> bool:
+    """Whether the store is the data folder's (no database URL was given)."""
+    return settings.database_url == f"sqlite:///{settings.data_dir}/csauto.db"
+
+
+def data_dirs_with(settings: Settings, name: str) -> list[Path]:
+    """The data folders that hold the file `name` (csauto.db, temporal.db): .csauto/ and
+    the data folder, and the folders directly inside them (the demo's .csauto/demo/)."""
+    found: list[Path] = []
+    for root in dict.fromkeys([Path(".csauto"), settings.data_dir]):
+        with contextlib.suppress(OSError):  # a folder that is not there, or not ours to read
+            inside = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+            for folder in (root, *inside):
+                held = folder / name
+                if held.is_file() and held.stat().st_size > 0 and folder not in found:
+                    found.append(folder)
+    return found
+
+
+def where_else(settings: Settings, name: str = "csauto.db") -> str:
+    """What to say after "no store at ...": the other data folders holding `name`, as the
+    option that names them, or how to name one."""
+    looked = settings.data_dir / name
+    if name == "csauto.db" and not default_store(settings):
+        looked = Path(settings.database_url.removeprefix("sqlite:///"))
+    folders = [
+        f for f in data_dirs_with(settings, name) if (f / name).resolve() != looked.resolve()
+    ][:3]
+    if folders and name == "csauto.db" and not default_store(settings):
+        return (
+            "did you mean "
+            + " or ".join(f"--database-url sqlite:///{f / name}" for f in folders)
+            + "?"
+        )
+    if folders:
+        return "did you mean " + " or ".join(f"--data-dir {f}" for f in folders) + "?"
+    return (
+        "nothing was created. Name a data folder with --data-dir (CSAUTO_DATA_DIR), or a "
+        "database with --database-url (CSAUTO_DATABASE_URL); `csauto dev` and `csauto demo` "
+        "make one"
+    )
 
 
 def build_connectors(settings: Settings, store: Store) -> Connectors:

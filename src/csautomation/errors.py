@@ -11,6 +11,8 @@
      │    │                                                      [connectors.registry]
      │    ├── UnknownPlaybookError  a rule starts a playbook that is not loaded
      │    │                           (also LookupError)         [pipeline.dispatch]
+     │    ├── NoStoreError          a command that only reads found no store (or no
+     │    │                           Temporal data) where it looked: nothing was created
      │    └── SweepError            a sweep names an unknown, disabled or unscheduled rule
      │                                                            [scheduling.sweep]
      ├── RuleError              a rule cannot be compiled or evaluated
@@ -80,6 +82,18 @@ class ConfigFileError(ConfigError):
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = sorted(problems, key=lambda p: (p.file, p.line, p.column))
         super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class NoStoreError(ConfigError):
+    """A command that only reads found nothing where it looked (`where`: a SQLite file, a
+    PostgreSQL database, a data folder's temporal.db); `hint` names the data folders that
+    do have one. Nothing was created: looking never makes a database."""
+
+    def __init__(self, where: str, hint: str = "", what: str = "store") -> None:
+        self.where = where
+        self.hint = hint
+        self.what = what
+        super().__init__(f"no {what} at {where}" + (f"; {hint}" if hint else ""))
 
 
 class RuleError(CsAutomationError):

@@ -242,7 +242,7 @@ async def test_replay_prints_the_timeline_and_deterministic(done: Run, tmp_path:
     [exported] = list(tmp_path.glob("*.json"))
     code, output = await csauto("replay", "--file", str(exported), "--database-url", done.url)
     assert code == 0, output
-    assert f"PlaybookWorkflow {done.workflow_id}" in output  # its id travels in the file name
+    assert f"PlaybookWorkflow {done.workflow_id}" in output  # its id travels in the file
     assert "ledger: started by firing" in output
     assert "deterministic: the current code replays all" in output
 
@@ -289,6 +289,6 @@ def test_a_bad_history_file_is_named_in_the_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{"events": [')
     result = CliRunner().invoke(app, ["replay", "--file", str(bad)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # could not replay
     assert f"{bad}:1:" in result.output and "not JSON" in result.output
     assert "Traceback" not in result.output

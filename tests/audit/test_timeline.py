@@ -17,7 +17,7 @@ import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
-from csautomation.audit.replay import Line, Timeline, timeline
+from csautomation.audit.timeline import Line, Timeline, timeline
 from csautomation.ingest.completions import complete_task
 from csautomation.store.escalations import get_escalation
 from csautomation.store.ledger import Query, entries

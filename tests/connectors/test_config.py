@@ -62,6 +62,7 @@ def test_without_vendors_every_capability_is_served_locally(db_url: str) -> None
     assert connectors.notifier("slack").name == "local"  # disabled: the local fallback
 
 
+@pytest.mark.usefixtures("store")  # status reads a store, and never makes one
 def test_check_and_status_give_a_verdict_for_every_shipped_connector(db_url: str) -> None:
     env = {"CSAUTO_DATABASE_URL": db_url}
     checked = runner.invoke(app, ["connectors", "check"], env=env, terminal_width=200)

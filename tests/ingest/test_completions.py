@@ -9,7 +9,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from csautomation.audit.replay import timeline
+from csautomation.audit.timeline import timeline
 from csautomation.connectors.base import Completion, Receipt, TaskRequest
 from csautomation.connectors.local import LocalCrm
 from csautomation.connectors.registry import Connectors

@@ -24,7 +24,6 @@ from typing import Any
 from sqlalchemy import or_, select
 from temporalio.client import WorkflowHistory
 
-from csautomation.audit.replay import timeline
 from csautomation.audit.report_parts import (
     EscalationView,
     Event,
@@ -38,6 +37,7 @@ from csautomation.audit.report_parts import (
     tasks,
 )
 from csautomation.audit.story import moment
+from csautomation.audit.timeline import timeline
 from csautomation.rules.explain import SYMBOL
 from csautomation.store.engine import aware, table
 from csautomation.store.ledger import Entry, Query, entries, playbook_source, rule_source

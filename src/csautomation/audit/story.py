@@ -21,7 +21,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-# makes a timeline line (audit/replay.py's Line): when, what, detail lines, and the person
+# makes a timeline line (audit/timeline.py's Line): when, what, detail lines, and the person
 # id of whoever acted
 MakeLine = Callable[[datetime, str, list[str], str], Any]
 

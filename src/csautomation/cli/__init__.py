@@ -12,6 +12,7 @@ from csautomation.cli import (
     accounts,
     audit,
     audit_report,
+    browse,
     connectors,
     db,
     dlq,
@@ -45,6 +46,7 @@ for name, command in (
     ("worker", processes.worker),
     ("pipeline", processes.pipeline),
     ("replay", audit.replay),
+    ("browse", browse.browse),
 ):
     app.command(name)(command)
 for name, group in (

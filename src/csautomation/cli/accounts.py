@@ -11,14 +11,15 @@ import typer
 from rich.table import Table
 
 from csautomation.cli.common import (
+    DataDirOpt,
     DbOpt,
     FormatOpt,
     ShowOpt,
     import_rows,
-    open_store,
     out,
     plain,
     print_rejected,
+    read_store,
 )
 from csautomation.errors import CsAutomationError
 
@@ -53,9 +54,10 @@ def accounts_list(
     limit: Annotated[int, typer.Option("--limit", min=1, help="at most this many")] = 200,
     after: Annotated[str, typer.Option("--after", help="ids after this one (paging)")] = "",
     database_url: DbOpt = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Accounts in the store, in id order."""
-    accounts = open_store(database_url).list_accounts(limit, after)
+    accounts = read_store(database_url, data_dir).list_accounts(limit, after)
     table = Table()
     for column in ("id", "name", "tier", "owner", "ARR", "renewal"):
         table.add_column(column)
@@ -77,9 +79,9 @@ def accounts_list(
 
 
 @app.command("show")
-def accounts_show(account_id: str, database_url: DbOpt = None) -> None:
+def accounts_show(account_id: str, database_url: DbOpt = None, data_dir: DataDirOpt = None) -> None:
     """One account, whole, as stored (JSON)."""
-    account = open_store(database_url).account(account_id)
+    account = read_store(database_url, data_dir).account(account_id)
     if account is None:
         raise CsAutomationError(f"no account '{account_id}'")
     sys.stdout.write(json.dumps(account.model_dump(mode="json"), indent=2) + "\n")

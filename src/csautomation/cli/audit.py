@@ -2,7 +2,7 @@
 firing's decision re-evaluated from what was recorded.
 
     csauto audit --account ACME --since 30d [--jsonl FILE]
-    csauto replay WORKFLOW_ID | --file HISTORY.json
+    csauto replay WORKFLOW_ID | --file HISTORY.json [--json]
     csauto history export WORKFLOW_ID... | --query "WorkflowType='PlaybookWorkflow'" --out DIR
     csauto rules replay FIRING_ID
 """
@@ -18,8 +18,18 @@ from typing import Annotated, Any
 import typer
 
 from csautomation import bootstrap
-from csautomation.cli.common import AddressOpt, DbOpt, err, fail, open_store, out, plain, run
-from csautomation.errors import CsAutomationError, ServiceUnavailableError
+from csautomation.cli.common import (
+    AddressOpt,
+    DataDirOpt,
+    DbOpt,
+    err,
+    fail,
+    out,
+    plain,
+    read_store,
+    run,
+)
+from csautomation.errors import CsAutomationError, NoStoreError, ServiceUnavailableError
 
 history_app = typer.Typer(help="Workflow histories, for offline replay.", no_args_is_help=True)
 
@@ -46,15 +56,33 @@ def audit(
     jsonl: Annotated[
         Path | None, typer.Option("--jsonl", help="write the entries as JSON lines ('-': stdout)")
     ] = None,
+    business_time: Annotated[
+        bool,
+        typer.Option(
+            "--business-time",
+            help="--since counts the signals' time a firing was evaluated at, not when "
+            "entries were recorded",
+        ),
+    ] = False,
     database_url: DbOpt = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """The decision ledger: every rule firing (with the facts it read), workflow start, side
-    effect (with the vendor's record id), escalation change, dead letter and outcome."""
+    effect (with the vendor's record id), escalation change, dead letter and outcome. Each
+    entry has the time it was recorded and its business time (a firing's: the time of the
+    signals it was evaluated at); --since filters on the first, or on the second with
+    --business-time."""
     from csautomation.store.ledger import Query, entries, to_json
 
     found = entries(
-        open_store(database_url),
-        Query(account_id=account, workflow_id=workflow, since=_since(since), kinds=kind or ()),
+        read_store(database_url, data_dir),
+        Query(
+            account_id=account,
+            workflow_id=workflow,
+            since=_since(since),
+            kinds=kind or (),
+            business_time=business_time,
+        ),
     )
     if jsonl is not None:
         lines = "".join(json.dumps(to_json(e), sort_keys=True) + "\n" for e in found)
@@ -67,11 +95,13 @@ def audit(
     from rich.table import Table
 
     table = Table()
-    for c in ("at (UTC)", "kind", "account", "rule / step", "workflow", "what"):
+    for c in ("recorded (UTC)", "business time", "kind", "account", "rule / step", "workflow"):
         table.add_column(c, overflow="fold")
+    table.add_column("what", overflow="fold")
     for e in found:  # ids, steps and details hold people's and vendors' text
         table.add_row(
             f"{e.at:%Y-%m-%d %H:%M:%S}",
+            f"{e.business_at:%Y-%m-%d %H:%M:%S}" if e.business_at != e.at else "same",
             e.kind,
             plain(e.account_id),
             plain(
@@ -133,29 +163,62 @@ def replay(
     ] = None,
     address: AddressOpt = None,
     database_url: DbOpt = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print the whole result as JSON, for tooling")
+    ] = False,
+    code_only: Annotated[
+        bool,
+        typer.Option(
+            "--code-only",
+            help="compare the code alone, not the playbook files (a deploy's check: file "
+            "edits never reach a running run)",
+        ),
+    ] = False,
 ) -> None:
-    """Replay a workflow's history against the current code and print its decision
-    timeline, and a verdict: deterministic or not (exit code 1 when not)."""
-    from csautomation.audit.replay import read_history, timeline
-    from csautomation.audit.replay import replay as run_replay
+    """Replay a workflow's history against the current code, print its decision timeline,
+    and compare: determinism, the playbook version the run executed against the one in the
+    files now (step by step), and each activity's input against the recorded one. Exit
+    code 0: the same; 1: it diverges (each reason named by step); 2: could not replay."""
+    from temporalio.client import WorkflowHistory
+
+    from csautomation.audit.compare import Comparison, Definitions, compare, could_not_replay
+    from csautomation.audit.replay import read_history
+    from csautomation.audit.timeline import timeline
 
     if (workflow_id is None) == (file is None):
         raise typer.BadParameter("give a WORKFLOW_ID or --file, one of the two")
     settings = bootstrap.settings(database_url=database_url, temporal_address=address)
-    if file is not None:
-        history = read_history(file, workflow_id)
-    else:
-        assert workflow_id is not None
-        history = run(lambda: _fetch(settings, workflow_id))
-    tl = timeline(history)
-    out.print(plain(tl.render()), soft_wrap=True)
-    if file is None or database_url is not None:  # offline, the ledger only when named
-        _ledger_notes(settings, tl.workflow_id)
-    verdict = run(lambda: run_replay(history))
-    style = "green" if verdict.deterministic else "red"
-    out.print(f"replay: [{style}]{verdict.render()}[/{style}]", soft_wrap=True)
-    if not verdict.deterministic:
-        raise typer.Exit(1)
+    definitions = None if code_only else Definitions(settings.playbooks_path, settings.rules_path)
+
+    async def main() -> tuple[WorkflowHistory | None, Comparison]:
+        history = None
+        try:
+            if file is not None:
+                history = read_history(file)
+            else:
+                assert workflow_id is not None
+                history = await _fetch(settings, workflow_id)
+            return history, await compare(history, definitions)
+        except CsAutomationError as exc:  # no history, no Temporal, unreadable files
+            whose = history.workflow_id if history else workflow_id or str(file)
+            return history, could_not_replay(whose, str(exc))
+
+    history, result = run(main)
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
+        raise typer.Exit(result.exit_code)
+    if history is not None:
+        tl = timeline(history)
+        out.print(plain(tl.render()), soft_wrap=True)
+        if file is None or database_url is not None:  # offline, the ledger only when named
+            _ledger_notes(settings, tl.workflow_id)
+    if result.replay:
+        said = plain(f"replay: {result.replay}")
+        said.stylize("green" if result.deterministic else "red", len("replay: "))
+        out.print(said, soft_wrap=True)
+    for line in result.render():
+        out.print(plain(line), soft_wrap=True)
+    raise typer.Exit(result.exit_code)
 
 
 def _ledger_notes(settings: Any, workflow_id: str) -> None:
@@ -166,8 +229,8 @@ def _ledger_notes(settings: Any, workflow_id: str) -> None:
     from csautomation.store.ledger import Query, entries
 
     try:
-        found = entries(bootstrap.open_store(settings), Query(workflow_id=workflow_id))
-    except SQLAlchemyError:
+        found = entries(bootstrap.read_store(settings), Query(workflow_id=workflow_id))
+    except (SQLAlchemyError, NoStoreError):
         return
     for e in found:
         if e.kind == "workflow_started" and e.firing_id is not None:
@@ -197,8 +260,8 @@ def history_export(
     address: AddressOpt = None,
 ) -> None:
     """Write workflow histories to JSON files that `csauto replay --file` replays offline
-    (the same format as Temporal's UI and CLI downloads)."""
-    from csautomation.audit.replay import file_name
+    (Temporal's format, as its UI and CLI download it, with the workflow id inside)."""
+    from csautomation.audit.replay import file_name, history_json
 
     if not workflow_ids and query is None:
         raise typer.BadParameter("give WORKFLOW_IDs or --query")
@@ -215,7 +278,7 @@ def history_export(
         for wf_id in dict.fromkeys(ids):
             history = await _fetch(settings, wf_id)
             path = out_dir / file_name(wf_id)
-            path.write_text(history.to_json(), encoding="utf-8")
+            path.write_text(history_json(history), encoding="utf-8")
             written.append(path)
         return written
 
@@ -228,14 +291,15 @@ def history_export(
 def rules_replay(
     firing_id: Annotated[int, typer.Argument(help="a firing's id (csauto audit shows them)")],
     database_url: DbOpt = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Re-evaluate a firing's recorded facts against the rule as it was at the recorded
     version, and show that the decision is the same (exit code 1 when it is not)."""
     from csautomation.audit.decisions import DecisionError, replay_firing
 
-    settings = bootstrap.settings(database_url=database_url)
+    settings = bootstrap.settings(data_dir=data_dir, database_url=database_url)
     try:
-        result = replay_firing(bootstrap.open_store(settings), firing_id, settings)
+        result = replay_firing(bootstrap.read_store(settings), firing_id, settings)
     except (DecisionError, CsAutomationError) as exc:
         fail(exc)
     out.print(plain(result.render()), soft_wrap=True)

@@ -19,7 +19,7 @@ from typer.core import TyperGroup
 
 from csautomation import bootstrap
 from csautomation.cli import audit
-from csautomation.cli.common import AddressOpt, DbOpt, err, out, plain, run
+from csautomation.cli.common import AddressOpt, DataDirOpt, DbOpt, err, out, plain, read_store, run
 from csautomation.errors import CsAutomationError
 
 app = typer.Typer(
@@ -71,6 +71,7 @@ def report(
     ] = False,
     address: AddressOpt = None,
     database_url: DbOpt = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Write one account's audit report as a single HTML page that needs no network: each
     rule firing with the rule version and the facts it read, the playbook version each run
@@ -80,8 +81,10 @@ def report(
     from csautomation.audit.report_html import render
 
     start = _since(since)
-    settings = bootstrap.settings(database_url=database_url, temporal_address=address)
-    store = bootstrap.open_store(settings)
+    settings = bootstrap.settings(
+        data_dir=data_dir, database_url=database_url, temporal_address=address
+    )
+    store = read_store(database_url, data_dir)  # looking never creates or changes a store
     _check_account(store, account)
     ids = run_ids(store, account, start)
     found: dict[str, Any] = {}

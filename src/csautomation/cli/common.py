@@ -47,6 +47,7 @@ __all__ = [
     "print_rejected",
     "open_store",
     "out",
+    "read_store",
     "plain",
     "probing",
     "run",
@@ -199,8 +200,28 @@ def write_schema(model: Any, title: str, output: Path | None) -> None:
 
 
 def open_store(database_url: str | None) -> Store:
-    """The store of `--database-url` (default: CSAUTO_DATABASE_URL), migrated."""
+    """The store of `--database-url` (default: CSAUTO_DATABASE_URL), created or migrated
+    as needed: for the commands that write (`read_store` for those that only look)."""
     return bootstrap.open_store(bootstrap.settings(database_url=database_url))
+
+
+def read_store(database_url: str | None, data_dir: Path | None = None) -> Store:
+    """The store of `--database-url` (else `--data-dir`'s, else CSAUTO_*) as it is, for a
+    command that only looks: nothing is created or migrated, and where there is no store
+    the command stops with "no store at ...; did you mean --data-dir ...?". A data
+    folder's store that holds nothing (made by an earlier release's command that looked)
+    is read, with a warning naming the data folders that hold more."""
+    settings = bootstrap.settings(data_dir=data_dir, database_url=database_url)
+    store = bootstrap.read_store(settings)
+    if bootstrap.default_store(settings) and store.is_empty():
+        hint = bootstrap.where_else(settings)
+        if hint.startswith("did you mean"):
+            where = settings.data_dir / "csauto.db"
+            err.print(
+                Text("warning ", "yellow") + plain(f"the store at {where} is empty; {hint}"),
+                soft_wrap=True,
+            )
+    return store
 
 
 def import_rows(

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from csautomation import bootstrap
-from csautomation.cli.common import DbOpt, out, plain
+from csautomation.cli.common import DataDirOpt, DbOpt, out, plain, read_store
 from csautomation.errors import ConnectorError
 
 app = typer.Typer(help="Vendor connectors (connectors/).", no_args_is_help=True)
@@ -81,15 +81,15 @@ def check() -> None:
 
 
 @app.command("status")
-def status(database_url: DbOpt = None) -> None:
+def status(database_url: DbOpt = None, data_dir: DataDirOpt = None) -> None:
     """What the store holds of each connector: the side effects done through it (from the
     decision ledger), its dead letters, and its breaker as its workers last reported it."""
     from csautomation.store.deadletters import breaker_states, dead_letter_counts
     from csautomation.store.ledger import effects_per_connector
 
-    settings = bootstrap.settings(database_url=database_url)
+    settings = bootstrap.settings(data_dir=data_dir, database_url=database_url)
     configs = _configs(settings)
-    store = bootstrap.open_store(settings)
+    store = read_store(database_url, data_dir)
     states = breaker_states(store)
     done = effects_per_connector(store)
     dead = dead_letter_counts(store)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -13,7 +14,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError
 
 from csautomation import bootstrap
-from csautomation.cli.common import DbOpt, out
+from csautomation.cli.common import DataDirOpt, DbOpt, out
+from csautomation.errors import NoStoreError
 
 app = typer.Typer(
     help="The database schema: its revision, and migrations up and down.", no_args_is_help=True
@@ -21,15 +23,23 @@ app = typer.Typer(
 
 
 @contextmanager
-def _engine(database_url: str | None) -> Iterator[Engine]:
+def _engine(
+    database_url: str | None, data_dir: Path | None = None, read_only: bool = False
+) -> Iterator[Engine]:
     """The store's engine for --database-url (default CSAUTO_DATABASE_URL); problems are
-    reported as one line and exit code 1."""
+    reported as one line and exit code 1. `read_only`: for looking, which creates nothing
+    (a SQLite file that is not there is "no store at ...")."""
     from csautomation.store import migrate
+    from csautomation.store.engine import sqlite_path
     from csautomation.store.repo import Store
 
-    url = bootstrap.settings(database_url=database_url).database_url
+    settings = bootstrap.settings(data_dir=data_dir, database_url=database_url)
+    url = settings.database_url
+    path = sqlite_path(url)
+    if read_only and path is not None and not Path(path).is_file():
+        raise NoStoreError(path, bootstrap.where_else(settings))
     try:
-        engine = Store(url).engine
+        engine = Store(url, read_only=read_only).engine
     except ArgumentError:
         raise migrate.SchemaError(
             f"not a database URL: {migrate.masked(url)} (for example "
@@ -86,11 +96,12 @@ def downgrade(
 
 
 @app.command("current")
-def current(database_url: DbOpt = None) -> None:
-    """The database's revision, and whether it is the code's newest."""
+def current(database_url: DbOpt = None, data_dir: DataDirOpt = None) -> None:
+    """The database's revision, and whether it is the code's newest (read only: a
+    database that is not there is not created)."""
     from csautomation.store import migrate
 
-    with _engine(database_url) as engine:
+    with _engine(database_url, data_dir, read_only=True) as engine:
         found = migrate.current(engine)
         head = migrate.head()
         if found == (head,):

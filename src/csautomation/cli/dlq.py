@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from csautomation import bootstrap
-from csautomation.cli.common import DbOpt, err, open_store, out, plain
+from csautomation.cli.common import DataDirOpt, DbOpt, err, open_store, out, plain, read_store
 from csautomation.errors import CsAutomationError
 from csautomation.settings import Settings
 
@@ -22,12 +22,13 @@ app = typer.Typer(help="The dead-letter store of failed actions.", no_args_is_he
 def dlq_list(
     all_: Annotated[bool, typer.Option("--all", help="also re-driven and discarded")] = False,
     database_url: DbOpt = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Failed actions waiting to be re-driven or discarded."""
     from csautomation.store.deadletters import dead_letters
 
     rows = dead_letters(
-        open_store(database_url),
+        read_store(database_url, data_dir),
         None if all_ else "open",
     )
     table = Table(title="dead letters")
@@ -49,11 +50,11 @@ def dlq_list(
 
 
 @app.command("show")
-def dlq_show(row_id: int, database_url: DbOpt = None) -> None:
+def dlq_show(row_id: int, database_url: DbOpt = None, data_dir: DataDirOpt = None) -> None:
     """One dead letter, whole: payload, error chain, attempts, first and last failure."""
     from csautomation.store.deadletters import dead_letter
 
-    row = dead_letter(open_store(database_url), row_id)
+    row = dead_letter(read_store(database_url, data_dir), row_id)
     if row is None:
         raise CsAutomationError(f"no dead letter {row_id}")
     out.print_json(json.dumps(row.model_dump(mode="json")))

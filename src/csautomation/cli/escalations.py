@@ -27,9 +27,9 @@ from csautomation.cli.common import (
     DataDirOpt,
     DbOpt,
     err,
-    open_store,
     out,
     plain,
+    read_store,
     run,
     safe,
 )
@@ -147,22 +147,18 @@ def _account(settings: Settings, account_id: str) -> tuple[Account, str]:
 
 
 def _from_store(settings: Settings, account_id: str) -> Account | None:
-    from sqlalchemy.exc import OperationalError, ProgrammingError
-
+    from csautomation.errors import NoStoreError
     from csautomation.store.repo import Store
 
-    url = settings.database_url
-    if url.startswith("sqlite:///"):
-        path = url.removeprefix("sqlite:///")
-        if path.startswith(":memory:") or not Path(path).is_file():
-            return None
-    store = Store(url)
+    try:
+        store = Store.existing(settings.database_url)  # read-only: creates nothing
+    except NoStoreError:
+        return None
+    except CsAutomationError as exc:  # no server, or a schema not the code's
+        err.print(Text("warning ", "yellow") + plain(f"cannot read accounts: {exc}"))
+        return None
     try:
         return store.account(account_id)
-    except (OperationalError, ProgrammingError) as exc:  # no tables yet, or no server
-        said = plain(f"cannot read accounts from the store: {exc.orig}")
-        err.print(Text("warning ", "yellow") + said)
-        return None
     finally:
         store.engine.dispose()
 
@@ -246,11 +242,12 @@ def list_(
     all_: Annotated[bool, typer.Option("--all", help="resolved ones too")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     database_url: DbOpt = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Open escalations, most urgent first."""
     from csautomation.store.escalations import Filters, list_escalations
 
-    store = open_store(database_url)
+    store = read_store(database_url, data_dir)
     status = ("open", "acknowledged", "snoozed", "resolved") if all_ else Filters.status
     found = list_escalations(
         store, Filters(severity=severity, level=level, team=team, holder=holder, status=status)
@@ -277,11 +274,11 @@ def list_(
 
 
 @app.command("show")
-def show(workflow_id: str, database_url: DbOpt = None) -> None:
+def show(workflow_id: str, database_url: DbOpt = None, data_dir: DataDirOpt = None) -> None:
     """One escalation: its state and timeline, as last recorded."""
     from csautomation.store.escalations import get_escalation
 
-    st = get_escalation(open_store(database_url), workflow_id)
+    st = get_escalation(read_store(database_url, data_dir), workflow_id)
     if st is None:
         raise CsAutomationError(f"no escalation '{workflow_id}'")
     _print(st)

@@ -22,7 +22,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from csautomation.cli.common import DbOpt, fail, open_store, out, plain
+from csautomation.cli.common import DataDirOpt, DbOpt, fail, open_store, out, plain, read_store
 from csautomation.errors import CsAutomationError
 
 if TYPE_CHECKING:
@@ -55,13 +55,16 @@ def _die(message: str) -> NoReturn:
 
 
 @contextmanager
-def _opened(database_url: str | None) -> Iterator[Store]:
-    """The store, with configuration and database failures as one clear line (exit 1)."""
+def _opened(
+    database_url: str | None, data_dir: Path | None = None, looking: bool = False
+) -> Iterator[Store]:
+    """The store, with configuration and database failures as one clear line (exit 1).
+    `looking`: a command that only reads, which opens the store as it is (`read_store`)."""
     from pydantic import ValidationError
     from sqlalchemy.exc import SQLAlchemyError
 
     try:
-        store = open_store(database_url)
+        store = read_store(database_url, data_dir) if looking else open_store(database_url)
     except CsAutomationError as exc:  # a schema newer than this code, say
         _die(str(exc))
     except ValidationError as exc:  # CSAUTO_* variables: every problem, one per line
@@ -137,11 +140,12 @@ def quarantine_list(
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="at most")] = 200,
     as_json: JsonOpt = False,
     database_url: DbOpt = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Quarantined items, oldest first: why each was refused, how often it came."""
     from csautomation.store.quarantine import held
 
-    with _opened(database_url) as store:
+    with _opened(database_url, data_dir, looking=True) as store:
         rows = held(store, None if status is Status.all else status.value, source, limit)
     if as_json:
         _print_json({"count": len(rows), "items": [_item(r) for r in rows]})
@@ -180,11 +184,13 @@ def quarantine_list(
 
 
 @app.command("show")
-def quarantine_show(row_id: IdArg, as_json: JsonOpt = False, database_url: DbOpt = None) -> None:
+def quarantine_show(
+    row_id: IdArg, as_json: JsonOpt = False, database_url: DbOpt = None, data_dir: DataDirOpt = None
+) -> None:
     """One item, whole: every error and the raw text as it came."""
     from csautomation.store.quarantine import get_held
 
-    with _opened(database_url) as store:
+    with _opened(database_url, data_dir, looking=True) as store:
         row = get_held(store, row_id)
     if row is None:
         _die(f"no quarantined item {row_id}")

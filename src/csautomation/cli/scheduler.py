@@ -11,7 +11,17 @@ import typer
 from rich.table import Table
 
 from csautomation import bootstrap, logs
-from csautomation.cli.common import AddressOpt, DbOpt, MetricsPortOpt, err, out, probing, run
+from csautomation.cli.common import (
+    AddressOpt,
+    DataDirOpt,
+    DbOpt,
+    MetricsPortOpt,
+    err,
+    out,
+    probing,
+    read_store,
+    run,
+)
 from csautomation.errors import ServiceUnavailableError
 
 app = typer.Typer(
@@ -85,22 +95,22 @@ def scheduler_run(
 
 
 @app.command("jobs")
-def jobs(schedules: SchedulesOpt = None, database_url: DbOpt = None) -> None:
+def jobs(
+    schedules: SchedulesOpt = None, database_url: DbOpt = None, data_dir: DataDirOpt = None
+) -> None:
     """The jobs with their next run times, their last runs, and the current leader."""
     from csautomation.rules.loader import load_rules
     from csautomation.scheduling import runs
     from csautomation.scheduling.jobs import plan_jobs
     from csautomation.scheduling.leader import current_lease
-    from csautomation.scheduling.scheduler import stored_jobs
-    from csautomation.store.scheduler_tables import create_tables
+    from csautomation.scheduling.scheduler import scheduled_jobs
 
-    settings = bootstrap.settings(database_url=database_url)
+    settings = bootstrap.settings(data_dir=data_dir, database_url=database_url)
     config = bootstrap.load_schedules(settings, schedules)
     ruleset = load_rules([settings.rules_path])
-    store = bootstrap.open_store(settings)
-    create_tables(store.engine)
+    store = read_store(database_url, data_dir)  # the scheduler's tables are in its schema
     planned = {s.id: s for s in plan_jobs(config, ruleset, config.completion_sync.enabled)}
-    stored = {j.id: j for j in stored_jobs(store.engine)}
+    stored = {j.id: j for j in scheduled_jobs(store.engine)}
     last = runs.last_runs(store.engine)
     table = Table()
     for column in ("job", "schedule", "next run (UTC)", "last run", "status"):

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from csautomation import bootstrap
-from csautomation.cli.common import AddressOpt, DbOpt, err, open_store, out, plain, run
+from csautomation.cli.common import AddressOpt, DataDirOpt, DbOpt, err, out, plain, read_store, run
 from csautomation.errors import CsAutomationError
 
 app = typer.Typer(help="Tasks of the built-in local CRM.", no_args_is_help=True)
@@ -20,6 +20,7 @@ def tasks_list(
     assignee: Annotated[str | None, typer.Option("--assignee")] = None,
     status: Annotated[str | None, typer.Option("--status", help="open or done")] = "open",
     database_url: DbOpt = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Tasks in the local CRM."""
     from csautomation.store.repo import local_tasks
@@ -27,7 +28,7 @@ def tasks_list(
     table = Table()
     for c in ("id", "assignee", "account", "subject", "due", "status"):
         table.add_column(c)
-    for t in local_tasks(open_store(database_url)):
+    for t in local_tasks(read_store(database_url, data_dir)):
         if t.kind != "task" or (assignee and t.assignee != assignee):
             continue
         if status and t.status != status:
@@ -81,7 +82,9 @@ def _check_person(settings: Any, person: str) -> None:
 
 @runs_app.command("list")
 def runs_list(
-    status: Annotated[str | None, typer.Option("--status")] = None, database_url: DbOpt = None
+    status: Annotated[str | None, typer.Option("--status")] = None,
+    database_url: DbOpt = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Workflows started from rule firings, with their status and outcome."""
     from csautomation.store.outbox import runs
@@ -89,7 +92,7 @@ def runs_list(
     table = Table()
     for c in ("workflow id", "queue", "status", "outcome", "started"):
         table.add_column(c)
-    for r in runs(open_store(database_url), status):
+    for r in runs(read_store(database_url, data_dir), status):
         table.add_row(
             plain(r.workflow_id),
             plain(r.task_queue),

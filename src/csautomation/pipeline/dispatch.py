@@ -114,10 +114,12 @@ def task_playbook(rule_id: str, action: CreateTask) -> Playbook:
             Step(
                 id="task",
                 create_task=TaskStep(
+                    connector=t.connector,
                     assignee=t.assignee,
                     subject=t.subject,
                     description=t.description,
                     due_in=t.due_in,
+                    priority=t.priority,
                 ),
             )
         ],

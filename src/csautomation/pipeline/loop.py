@@ -19,7 +19,7 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -265,20 +265,18 @@ class Pipeline:
 
     # dispatch ---------------------------------------------------------------------------
     @staticmethod
-    def _sources(
-        batch: Mapping[int, Sequence[RunStart]], playbooks: Mapping[str, Playbook]
-    ) -> dict[str, tuple[str, dict[str, Any]]]:
-        """The playbooks these runs start, at their versions (for the decision ledger)."""
-        out = {}
-        for runs in batch.values():
-            for r in runs:
-                book = playbooks.get(r.playbook_id)
-                if book is not None and book.version == r.playbook_version:
-                    out[r.playbook_version] = (
-                        r.playbook_id,
-                        book.model_dump(mode="json", by_alias=True),
-                    )
-        return out
+    def _sources(plans: Iterable[Planned]) -> dict[str, tuple[str, dict[str, Any]]]:
+        """The playbooks these runs start, at their versions (for the decision ledger), as
+        the runs get them: the loaded ones, and the one-step playbooks of rules' own
+        create_task actions, which are in no file to show or compare them by later."""
+        return {
+            p.playbook_version: (
+                p.playbook_id,
+                p.arg.playbook.model_dump(mode="json", by_alias=True),
+            )
+            for p in plans
+            if p.kind == "playbook"
+        }
 
     async def dispatch_pending(self) -> int:
         """Start the workflows of every undispatched firing: index their runs (one
@@ -301,7 +299,12 @@ class Pipeline:
             return 0
         # index first: a run that finishes at once then always finds its row to close
         batch = {fid: runs for fid, (_, runs) in planned.items()}
-        await asyncio.to_thread(index_firings, self.store, batch, self._sources(batch, playbooks))
+        await asyncio.to_thread(
+            index_firings,
+            self.store,
+            batch,
+            self._sources(p for ps, _ in planned.values() for p in ps),
+        )
         sem = asyncio.Semaphore(64)  # starts are network-bound: keep many in flight
 
         async def one(plans: list[Planned], runs: list[RunStart]) -> list[RunStart]:

@@ -384,5 +384,6 @@ def print_summary(result: DemoResult, console: Console, data_dir: Path) -> None:
         )
     console.print(
         f"Temporal UI: {result.ui_url}/namespaces/default/workflows (while the server runs). "
-        f"To look at these runs later: csauto dev --data-dir {data_dir}"
+        f"To look at these runs later, without resuming them: csauto browse --data-dir "
+        f"{data_dir}"
     )

@@ -36,6 +36,7 @@ from apscheduler.job import Job
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.util import obj_to_ref
+from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -99,10 +100,16 @@ def job_store(engine: Engine) -> Any:
 
 
 def stored_jobs(engine: Engine) -> list[Job]:
-    """The jobs in the job store, read without running a scheduler."""
+    """The jobs in the job store, read without running a scheduler (APScheduler makes its
+    table when it is not there: `scheduled_jobs` only reads)."""
     store = job_store(engine)
     store.start(BackgroundScheduler(timezone=UTC), "default")
     return list(store.get_all_jobs())
+
+
+def scheduled_jobs(engine: Engine) -> list[Job]:
+    """The jobs in the job store as it is: none before a scheduler made its table."""
+    return stored_jobs(engine) if inspect(engine).has_table(JOBS_TABLE) else []
 
 
 def _same(job: Job, spec: JobSpec, grace: int) -> bool:

@@ -3,8 +3,11 @@ upserts, and UTC for the naive datetimes SQLite returns."""
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Table, event
 from sqlalchemy.dialects import postgresql, sqlite
@@ -12,19 +15,27 @@ from sqlalchemy.engine import Connection, Engine
 from sqlmodel import SQLModel, create_engine
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, read_only: bool = False) -> Engine:
+    """An engine for `url`. `read_only`: every connection refuses to write (SQLite opens
+    the file read-only, and never creates it; PostgreSQL sessions are read-only), for the
+    commands that only look."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False})
+        if read_only:
+            engine = create_engine(url, creator=_read_only_sqlite(url))
+        else:
+            engine = create_engine(url, connect_args={"check_same_thread": False})
 
         @event.listens_for(engine, "connect")
         def _pragmas(conn: Any, _record: Any) -> None:
             # WAL: readers do not block the writer; synchronous=FULL keeps commits durable.
             # The busy timeout first: switching to WAL takes a lock too, and without it a
-            # process connecting while another writes (migrates, say) fails at once
+            # process connecting while another writes (migrates, say) fails at once. A
+            # reader leaves the journal mode as the writers set it (setting it is a write)
             cur = conn.cursor()
             cur.execute("PRAGMA busy_timeout=5000")
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
+            if not read_only:
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=FULL")
             cur.close()
 
         return engine
@@ -38,9 +49,35 @@ def make_engine(url: str) -> Engine:
             # parameter would lose to a client's PGTZ)
             with conn.cursor() as cur:
                 cur.execute("SET TIME ZONE 'UTC'")
+                if read_only:
+                    cur.execute("SET default_transaction_read_only = on")
             conn.commit()
 
     return engine
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file of a SQLite URL ("sqlite:///.csauto/csauto.db"); None for an in-memory
+    database or another kind of URL."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url.removeprefix("sqlite:///").split("?", 1)[0]
+    return None if path in ("", ":memory:") or path.startswith(":memory:") else path
+
+
+def _read_only_sqlite(url: str) -> Any:
+    """Connections to the URL's file opened read-only (`mode=ro`): SQLite neither creates
+    the file nor writes to it. The URI is built here, quoted, so a path holding '?' or '#'
+    still names the file."""
+    path = sqlite_path(url)
+    if path is None:
+        raise ValueError(f"a read-only store needs a SQLite file, not {url}")
+    uri = f"file:{quote(str(Path(path).resolve()))}?mode=ro"
+
+    def connect() -> sqlite3.Connection:
+        return sqlite3.connect(uri, uri=True, check_same_thread=False)
+
+    return connect
 
 
 def upsert(conn: Connection, table: Table) -> Any:

@@ -17,6 +17,13 @@ records wherever there is one:
                       an action that failed for good, and what became of it
     workflow_closed   a run's outcome
 
+Two times. `at` is when the entry was recorded, for every kind. A firing also has a business
+time, `detail["business_at"]` (`Entry.business_at`): the time of the signals it was
+evaluated at, which is days earlier for a signal that arrived late or was back-filled.
+Other entries happen as they are recorded: their business time is `at`. (Entries written
+before the firing's two times were told apart have `at` = the business time.) `Query`
+filters `since`/`until` on the recorded time, or with `business_time` on the business time.
+
 Every row has a `key` naming what it records (the firing id, the action's idempotency key,
 the escalation's event index), so writing it again, as a retried activity or a re-evaluated
 signal does, adds nothing. Nothing updates or deletes a row: triggers on both databases
@@ -32,8 +39,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, not_, or_, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
 
 from csautomation.store.engine import aware, table, upsert
 from csautomation.store.repo import Store
@@ -60,6 +68,12 @@ class Entry:
     connector: str = ""
     record_id: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def business_at(self) -> datetime:
+        """The time of the signals a firing was evaluated at; for other entries, `at`."""
+        value = self.detail.get("business_at") if self.kind == "rule_fired" else None
+        return aware(datetime.fromisoformat(value)) if isinstance(value, str) else self.at
 
 
 def append(conn: Connection, entries: Iterable[Entry]) -> None:
@@ -119,19 +133,20 @@ class Query:
     kinds: Sequence[str] = ()
     firing_id: int | None = None
     limit: int | None = None
+    business_time: bool = False  # since/until on the business time, not the recorded one
 
 
 def entries(store: Store, q: Query = Query()) -> list[Entry]:
-    """Ledger entries, oldest first."""
+    """Ledger entries, oldest recorded first."""
     stmt = select(LEDGER).order_by(LEDGER.c.at, LEDGER.c.id)
     if q.account_id is not None:
         stmt = stmt.where(LEDGER.c.account_id == q.account_id)
     if q.workflow_id is not None:
         stmt = stmt.where(LEDGER.c.workflow_id == q.workflow_id)
     if q.since is not None:
-        stmt = stmt.where(LEDGER.c.at >= q.since)
+        stmt = stmt.where(_on_or_after(q.since, q.business_time))
     if q.until is not None:
-        stmt = stmt.where(LEDGER.c.at < q.until)
+        stmt = stmt.where(not_(_on_or_after(q.until, q.business_time)))
     if q.kinds:
         stmt = stmt.where(LEDGER.c.kind.in_(list(q.kinds)))
     if q.firing_id is not None:
@@ -148,25 +163,45 @@ def entries(store: Store, q: Query = Query()) -> list[Entry]:
     return out
 
 
+def _on_or_after(moment: datetime, business: bool) -> ColumnElement[bool]:
+    """The entries at or after `moment`: recorded, or (`business`) by business time, which
+    a firing keeps in its detail as fixed-width ISO text (`_instant`), so text compares
+    as time does on both databases."""
+    if not business:
+        return LEDGER.c.at >= moment
+    kept = LEDGER.c.detail["business_at"].as_string()
+    firing = and_(LEDGER.c.kind == "rule_fired", kept.is_not(None))
+    return or_(and_(firing, kept >= _instant(moment)), and_(not_(firing), LEDGER.c.at >= moment))
+
+
+def _instant(moment: datetime) -> str:
+    """UTC, to the microsecond, always the same width: "2026-11-01T09:00:00.000000+00:00"."""
+    return aware(moment).astimezone(UTC).isoformat(timespec="microseconds")
+
+
 def to_json(entry: Entry) -> dict[str, Any]:
     data = dict(entry.__dict__)
     data["at"] = entry.at.astimezone(UTC).isoformat()
+    data["business_at"] = entry.business_at.astimezone(UTC).isoformat()
     return data
 
 
 # ---- what each writer records ------------------------------------------------------------
 
 
-def fired(firing_id: int, row: Mapping[str, Any]) -> Entry:
+def fired(firing_id: int, row: Mapping[str, Any], recorded_at: datetime) -> Entry:
+    """A firing's entry: recorded at `recorded_at`; its business time is the firing's
+    (`fired_at`: the signals' time it was evaluated at, which cooldowns count from)."""
     return Entry(
         key=f"firing:{firing_id}",
         kind="rule_fired",
-        at=row["fired_at"],
+        at=recorded_at,
         account_id=row["account_id"],
         rule_id=row["rule_id"],
         rule_version=row["rule_version"],
         firing_id=firing_id,
         detail={
+            "business_at": _instant(row["fired_at"]),
             "window": row["window"],
             "priority": row["priority"],
             "explain": row["explain"],

@@ -34,8 +34,8 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlmodel import SQLModel
 from sqlmodel.sql.sqltypes import AutoString
 
-from csautomation.errors import CsAutomationError
-from csautomation.store.engine import make_engine
+from csautomation.errors import CsAutomationError, NoStoreError
+from csautomation.store.engine import make_engine, sqlite_path
 
 __all__ = [
     "BASELINE",
@@ -44,6 +44,7 @@ __all__ = [
     "SchemaError",
     "alembic_config",
     "check_known",
+    "check_readable",
     "configure_options",
     "current",
     "downgrade",
@@ -249,6 +250,43 @@ def upgrade(engine: Engine, to: str = "head") -> None:
 def downgrade(engine: Engine, to: str) -> None:
     """Migrate down to revision `to` ("base": no table of ours left)."""
     _run(engine, "downgrade", command.downgrade, to)
+
+
+def check_readable(engine: Engine) -> None:
+    """For a command that only reads: the database holds the code's schema as it is, or an
+    error says why not, and nothing is changed (no table made, no migration run).
+
+    - no database (a PostgreSQL database that does not exist), or none of our tables in
+      it: `NoStoreError`;
+    - at the code's head: nothing;
+    - made before migrations, or at an older revision: `SchemaError` naming
+      `csauto db upgrade` (a command that only reads does not migrate);
+    - at a revision the code does not know: `SchemaError`, as for every command.
+    """
+    try:
+        with engine.connect() as conn:
+            found = _current(conn)
+            ours = set(inspect(conn).get_table_names()) & set(target_metadata().tables)
+    except SQLAlchemyError as exc:
+        reason = _reason(exc, engine)
+        if _MISSING_DATABASE.search(reason):
+            raise NoStoreError(masked(engine.url)) from exc
+        raise SchemaError(f"database {masked(engine.url)}: {reason}") from exc
+    if found is None and not ours:  # a SQLite file is named as a path, as it was given
+        raise NoStoreError(sqlite_path(str(engine.url)) or masked(engine.url))
+    check_known(engine, found or ())
+    newest = head()
+    if found != (newest,):
+        at = f"revision {', '.join(found)}" if found else "no revision (made before migrations)"
+        raise SchemaError(
+            f"the database {masked(engine.url)} is at {at}, older than this csautomation's "
+            f"{newest}: migrate it with `csauto db upgrade` (or any command that writes); "
+            "a command that only reads does not change it"
+        )
+
+
+# PostgreSQL's "FATAL: database "x" does not exist" (psycopg gives it no SQLSTATE)
+_MISSING_DATABASE = re.compile(r'database ".*" does not exist')
 
 
 # SQLite answers "database is locked" at once, without waiting out the busy timeout, where

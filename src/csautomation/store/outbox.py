@@ -75,9 +75,9 @@ def commit_evaluation(
 ) -> int:
     """One transaction for a whole evaluation pass: the firings it produced enter the
     dispatch outbox (a firing already recorded for its rule, account and window is kept
-    as it is) and the decision ledger, the rules that fired are kept at their versions
-    (`rules`: {version: (rule id, source)}), and its signals are marked evaluated. Returns
-    how many firings were new."""
+    as it is) and the decision ledger (recorded at `at`, the pass's time), the rules that
+    fired are kept at their versions (`rules`: {version: (rule id, source)}), and its
+    signals are marked evaluated. Returns how many firings were new."""
     with store.engine.begin() as conn:
         new = 0
         if firings:
@@ -85,7 +85,7 @@ def commit_evaluation(
             stmt = upsert(conn, t).values(list(firings)).on_conflict_do_nothing()
             added = conn.execute(stmt.returning(t.c.id, t.c.rule_id, t.c.account_id, t.c.window))
             by_key = {(f["rule_id"], f["account_id"], f["window"]): f for f in firings}
-            entries = [ledger.fired(i, by_key[(r, a, w)]) for i, r, a, w in added.all()]
+            entries = [ledger.fired(i, by_key[(r, a, w)], at) for i, r, a, w in added.all()]
             ledger.append(conn, entries)
             ledger.remember_rules(conn, rules or {})
             new = len(entries)

@@ -12,7 +12,7 @@ from sqlmodel import Session, col
 from sqlmodel import select as orm_select
 
 from csautomation.facts.model import Account, Signal, SignalType
-from csautomation.store.engine import aware, make_engine, table, upsert
+from csautomation.store.engine import aware, make_engine, sqlite_path, table, upsert
 from csautomation.store.tables import (
     AccountRow,
     LocalTaskRow,
@@ -24,12 +24,36 @@ DEFAULT_URL = "sqlite:///.csauto/csauto.db"
 
 
 class Store:
-    def __init__(self, url: str = DEFAULT_URL) -> None:
-        if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+    def __init__(self, url: str = DEFAULT_URL, read_only: bool = False) -> None:
+        """`read_only`: every connection refuses to write, and nothing is created (not the
+        SQLite file's folder either): see `store.readonly.open_existing`."""
+        if not read_only and (path := sqlite_path(url)) is not None:
             from pathlib import Path
 
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = make_engine(url)
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.engine = make_engine(url, read_only=read_only)
+
+    @classmethod
+    def existing(cls, url: str) -> Store:
+        """The store at `url` as it is, read-only, for a command that only looks:
+        `NoStoreError` when there is none (a SQLite file missing, a PostgreSQL database
+        missing or without our tables), `SchemaError` when its schema is not the code's.
+        Nothing is created or migrated (store.migrate.check_readable)."""
+        from pathlib import Path
+
+        from csautomation.errors import NoStoreError
+        from csautomation.store.migrate import check_readable, masked
+
+        path = sqlite_path(url)
+        if url.startswith("sqlite") and (path is None or not Path(path).is_file()):
+            raise NoStoreError(path or masked(url))
+        store = cls(url, read_only=True)
+        try:
+            check_readable(store.engine)
+        except Exception:
+            store.engine.dispose()  # the command stops: its connections close now
+            raise
+        return store
 
     def create_all(self) -> None:
         """Make the database's schema the code's newest revision: tables created and
@@ -42,6 +66,14 @@ class Store:
         except SchemaError:
             self.engine.dispose()  # the process stops: its connections close now, not at GC
             raise
+
+    def is_empty(self) -> bool:
+        """No account, signal, firing or task: a store nothing has been put in yet."""
+        with self.engine.connect() as conn:
+            return not any(
+                conn.execute(select(table(row).c.id).limit(1)).first()
+                for row in (AccountRow, SignalRow, RuleFiringRow, LocalTaskRow)
+            )
 
     def session(self) -> Session:
         return Session(self.engine)
