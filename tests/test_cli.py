@@ -280,6 +280,12 @@ def test_tasks_complete_of_an_unknown_task_is_a_clear_error(db_url: str) -> None
     assert "cannot reach Temporal at 127.0.0.1:1 (connection refused)" in text
 
 
+def test_tasks_complete_by_someone_people_yaml_does_not_know_is_refused(db_url: str) -> None:
+    code, text = run("tasks", "complete", "42", "--by", "mgr-1", "--database-url", db_url)
+    assert code == 1  # before Temporal is asked anything
+    assert "--by mgr-1: no such person in people.yaml; did you mean 'mgr-01'?" in text
+
+
 # Every command csauto had before the commands moved into one cli/ package (issue 17),
 # accounts and schema (issue 18), and browse (issue 20).
 COMMANDS = {

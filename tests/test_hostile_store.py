@@ -296,6 +296,9 @@ RUNS: dict[str, list[tuple[Args, bool]]] = {
         (lambda i: ["--account", ID, DB, i.db], True),
         (lambda i: ["--jsonl", "-", DB, i.db], True),
     ],
+    "audit report": [
+        (lambda i: ["--account", ID, "--html", str(i.files / "report.html"), DB, i.db], True),
+    ],
     "audit verify": [(lambda i: [DB, i.db], False), (lambda i: ["--json", DB, i.db], False)],
     "connectors status": [(lambda i: [DB, i.db], True)],
     "db current": [(lambda i: [DB, i.db], False)],
@@ -415,8 +418,8 @@ def leaf_commands() -> list[str]:
 
     def walk(command: object, path: list[str]) -> None:
         subs = getattr(command, "commands", None)
-        # a group that does something of its own (`csauto audit`) is a command too
-        if subs is None or getattr(command, "invoke_without_command", False):
+        # a group that runs on its own too (`csauto audit`) is a command of its own
+        if subs is None or (path and getattr(command, "invoke_without_command", False)):
             found.append(" ".join(path))
         for name, sub in sorted((subs or {}).items()):
             walk(sub, [*path, name])

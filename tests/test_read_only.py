@@ -31,6 +31,7 @@ READ_ONLY: dict[str, list[str]] = {
     "accounts list": [],
     "accounts show": ["ACME"],
     "audit": ["--since", "30d"],
+    "audit report": ["--account", "ACME", "--html", "acme.html"],
     "audit verify": [],
     "browse": [],
     "connectors status": [],

@@ -308,13 +308,15 @@ def test_completion_sync_returns_closed_tasks_by_key_across_pages(
     receipts = [crm.create_task(task(k)) for k in [*keys, "still-open"]]
     closed_at = datetime(2030, 3, 5, 12, 0, tzinfo=UTC)
     for r in receipts[:5]:
-        fake.close_task(r.record_id, closed_at)
+        fake.close_task(r.record_id, closed_at, by="0055g00000CLOSER")
     since = closed_at - timedelta(hours=1)
     done = crm.completed_since(since)
     assert sorted(c.idempotency_key for c in done) == sorted(keys)
     assert {c.completed_at for c in done} == {closed_at}
+    assert {c.completed_by for c in done} == {"0055g00000CLOSER"}  # who closed them
     assert fake.soql[-1] == (
-        "SELECT Id, Csauto_Key__c, LastModifiedDate FROM Task WHERE IsClosed = true "
+        "SELECT Id, Csauto_Key__c, LastModifiedDate, LastModifiedById FROM Task "
+        "WHERE IsClosed = true "
         "AND LastModifiedDate >= 2030-03-05T11:00:00+00:00 AND Csauto_Key__c != null"
     )
     assert len(list(fake.calls("GET", "/services/data/v59.0/query/01g"))) == 2

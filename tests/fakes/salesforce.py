@@ -29,10 +29,12 @@ ACCOUNT_BY_FIELD = re.compile(
     r"^SELECT Id FROM Account WHERE (?P<field>\w+) = '(?P<value>(?:[^'\\]|\\.)*)' LIMIT 1$"
 )
 CLOSED_TASKS = re.compile(
-    r"^SELECT Id, (?P<field>\w+), LastModifiedDate FROM Task WHERE IsClosed = true "
+    r"^SELECT Id, (?P<field>\w+), LastModifiedDate, LastModifiedById FROM Task "
+    r"WHERE IsClosed = true "
     r"AND LastModifiedDate >= (?P<since>\S+) AND (?P=field) != null$"
 )
 USER = re.compile(r"^SELECT Id FROM User LIMIT 1$")
+USER_ID = "0055g0000000001AAA"  # the integration user the token belongs to
 # a quoted SOQL string: a quote inside it must come escaped (\'), else the query is malformed
 STRING = r"'(?:[^'\\\n]|\\.)*'"
 CHANGED_ACCOUNTS = re.compile(
@@ -131,11 +133,13 @@ class FakeSalesforce(FakeServer):
         with self.lock:
             self.tokens.clear()
 
-    def close_task(self, task_id: str, when: datetime | None = None) -> None:
+    def close_task(self, task_id: str, when: datetime | None = None, by: str = "") -> None:
+        """Close a task as user `by` (a Salesforce user id) would."""
         with self.lock:
             stamp = sf_date(when) if when else sf_now()
             self.tasks[task_id] |= {"Status": "Completed", "IsClosed": True}
             self.tasks[task_id]["LastModifiedDate"] = stamp
+            self.tasks[task_id]["LastModifiedById"] = by or USER_ID
 
     def task_by(self, field: str, value: str) -> dict[str, Any] | None:
         with self.lock:
@@ -157,7 +161,7 @@ class FakeSalesforce(FakeServer):
             {
                 "access_token": token,
                 "instance_url": self.url,
-                "id": f"{self.url}/id/00D5g0000000001EAA/0055g0000000001AAA",
+                "id": f"{self.url}/id/00D5g0000000001EAA/{USER_ID}",
                 "token_type": "Bearer",
                 "issued_at": str(int(datetime.now(UTC).timestamp() * 1000)),
                 "signature": secrets.token_urlsafe(32),
@@ -267,7 +271,7 @@ class FakeSalesforce(FakeServer):
             since = datetime.fromisoformat(m["since"])
             rows = [
                 self._record("Task", version, {k: t.get(k) for k in ("Id", m["field"])})
-                | {"LastModifiedDate": t["LastModifiedDate"]}
+                | {k: t.get(k) for k in ("LastModifiedDate", "LastModifiedById")}
                 for t in self.tasks.values()
                 if t.get("IsClosed")
                 and t.get(m["field"]) is not None
@@ -276,7 +280,7 @@ class FakeSalesforce(FakeServer):
         elif m := CHANGED_ACCOUNTS.match(soql):
             rows = self._changed_accounts(version, m)
         elif USER.match(soql):
-            rows = [self._record("User", version, {"Id": "0055g0000000001AAA"})]
+            rows = [self._record("User", version, {"Id": USER_ID})]
         else:
             return errors(400, f"unexpected query: {soql}", "MALFORMED_QUERY")
         return Response(200, self._page(version, rows, len(rows)))

@@ -9,16 +9,26 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from csautomation.audit.timeline import timeline
 from csautomation.connectors.base import Completion, Receipt, TaskRequest
 from csautomation.connectors.local import LocalCrm
 from csautomation.connectors.registry import Connectors
-from csautomation.ingest.completions import cursor, sync_completions, workflow_and_step
+from csautomation.escalation.people import People, Person
+from csautomation.ingest.completions import (
+    completer,
+    cursor,
+    sync_completions,
+    workflow_and_step,
+)
 from csautomation.store.repo import Store
 from csautomation.workflows.playbook import PlaybookWorkflow
 from factories import playbook_store
 from playbook_support import make_worker, playbook_input
 
 NOW = datetime(2026, 11, 1, 12, tzinfo=UTC)
+PEOPLE = People(
+    people=[Person(id="mgr-01", name="Elena Petrova", role="manager", crm_ids={"crm": "U-MGR"})]
+)
 
 
 class VendorCrm:
@@ -59,16 +69,28 @@ async def test_a_task_completed_at_the_vendor_moves_its_playbook_on(
             await env.sleep(timedelta(minutes=1))
         assert await sync_completions(client, store, connectors, NOW) == 0
         assert cursor(store, "crm", NOW - timedelta(days=9)) == NOW
-        crm.done.append(Completion("T-1", f"{handle.id}:outreach", NOW))
+        # closed at the vendor by the CSM's manager, whose user id there people.yaml knows
+        crm.done.append(Completion("T-1", f"{handle.id}:outreach", NOW, completed_by="U-MGR"))
         later = NOW + timedelta(minutes=10)
-        assert await sync_completions(client, store, connectors, later) == 1
+        assert await sync_completions(client, store, connectors, later, people=PEOPLE) == 1
         assert crm.asked[-1] == NOW - timedelta(minutes=5)  # from the cursor, with overlap
         while await handle.query(PlaybookWorkflow.current_step) == "wait-for-call":
             await env.sleep(timedelta(minutes=1))
         history = await handle.query(PlaybookWorkflow.step_history)
+        told = timeline(await handle.fetch_history())
     wait = next(s for s in history if s.step_id == "wait-for-call")
     assert wait.result == "continue"  # moved on by the completion, not by its timeout
     assert wait.ended_at is not None and wait.ended_at - wait.started_at < timedelta(days=1)
+    done = next(line for line in told.lines if line.what.startswith("the task of step outreach"))
+    assert (done.what, done.by) == ("the task of step outreach was completed by mgr-01", "mgr-01")
+
+
+def test_a_vendor_user_is_named_as_people_yaml_maps_them() -> None:
+    assert completer(PEOPLE, "crm", "U-MGR") == "mgr-01"
+    assert completer(PEOPLE, "salesforce", "U-MGR") == "salesforce:U-MGR"  # not mapped there
+    assert completer(PEOPLE, "crm", "U-ELSE") == "crm:U-ELSE"
+    assert completer(None, "crm", "U-MGR") == "crm:U-MGR"
+    assert completer(PEOPLE, "crm", "") == ""  # the vendor did not say: the assignee's
 
 
 def test_keys_name_their_workflow_and_step() -> None:

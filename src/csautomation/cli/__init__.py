@@ -11,6 +11,7 @@ import typer
 from csautomation.cli import (
     accounts,
     audit,
+    audit_report,
     audit_verify,
     browse,
     connectors,
@@ -50,7 +51,7 @@ for name, command in (
 ):
     app.command(name)(command)
 for name, group in (
-    ("audit", audit.audit_app),
+    ("audit", audit_report.app),  # `csauto audit` lists the ledger; `audit report` too
     ("rules", rules.app),
     ("playbooks", playbooks.app),
     ("sample", sample.app),
@@ -70,7 +71,7 @@ for name, group in (
 ):
     app.add_typer(group, name=name)
 rules.app.command("replay")(audit.rules_replay)
-audit.audit_app.command("verify")(audit_verify.verify)
+audit_report.app.command("verify")(audit_verify.verify)
 
 
 def main() -> None:

@@ -33,8 +33,6 @@ from csautomation.cli.common import (
 from csautomation.errors import CsAutomationError, NoStoreError, ServiceUnavailableError
 
 history_app = typer.Typer(help="Workflow histories, for offline replay.", no_args_is_help=True)
-# `csauto audit` lists the ledger; its subcommands (verify, ...) live in modules of their own
-audit_app = typer.Typer(invoke_without_command=True)
 
 
 def _since(value: str | None) -> datetime | None:
@@ -48,9 +46,7 @@ def _since(value: str | None) -> datetime | None:
         raise typer.BadParameter(f"--since {value!r}: {exc}") from None
 
 
-@audit_app.callback()
 def audit(
-    ctx: typer.Context,
     account: Annotated[str | None, typer.Option("--account", help="one account's entries")] = None,
     workflow: Annotated[str | None, typer.Option("--workflow", help="one workflow's")] = None,
     since: Annotated[str | None, typer.Option("--since", help="how far back, e.g. 30d")] = None,
@@ -77,8 +73,6 @@ def audit(
     entry has the time it was recorded and its business time (a firing's: the time of the
     signals it was evaluated at); --since filters on the first, or on the second with
     --business-time."""
-    if ctx.invoked_subcommand is not None:
-        return
     from csautomation.store.ledger import Query, entries, to_json
 
     found = entries(
@@ -189,7 +183,8 @@ def replay(
     from temporalio.client import WorkflowHistory
 
     from csautomation.audit.compare import Comparison, Definitions, compare, could_not_replay
-    from csautomation.audit.replay import read_history, timeline
+    from csautomation.audit.replay import read_history
+    from csautomation.audit.timeline import timeline
 
     if (workflow_id is None) == (file is None):
         raise typer.BadParameter("give a WORKFLOW_ID or --file, one of the two")

@@ -138,15 +138,18 @@ def sync(database_url: DbOpt = None) -> None:
     """One completion-sync pass: tasks completed at the vendors move their playbooks on
     (`csauto dev` runs one a minute)."""
     from csautomation.connectors.loader import build_connectors
+    from csautomation.escalation.people import load_people
     from csautomation.ingest.completions import sync_completions
 
     settings = bootstrap.settings(database_url=database_url)
     store = bootstrap.open_store(settings)
     connectors = build_connectors(_configs(settings), store)
 
+    people = load_people(settings.people_path) if settings.people_path.exists() else None
+
     async def main() -> int:
         client = await bootstrap.connect(settings)
-        return await sync_completions(client, store, connectors)
+        return await sync_completions(client, store, connectors, people=people)
 
     told = asyncio.run(main())
     out.print(f"{told} playbook(s) told of completed tasks")

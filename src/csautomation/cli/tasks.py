@@ -9,6 +9,7 @@ from rich.table import Table
 
 from csautomation import bootstrap
 from csautomation.cli.common import AddressOpt, DataDirOpt, DbOpt, err, out, plain, read_store, run
+from csautomation.errors import CsAutomationError
 
 app = typer.Typer(help="Tasks of the built-in local CRM.", no_args_is_help=True)
 runs_app = typer.Typer(help="The index of playbook and escalation runs.", no_args_is_help=True)
@@ -40,21 +41,43 @@ def tasks_list(
 
 
 @app.command("complete")
-def tasks_complete(task_id: int, address: AddressOpt = None, database_url: DbOpt = None) -> None:
-    """Mark a local task done and tell its playbook (completion sync)."""
+def tasks_complete(
+    task_id: int,
+    by: Annotated[
+        str | None,
+        typer.Option("--by", help="person id (people.yaml) of whoever completed it"),
+    ] = None,
+    address: AddressOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """Mark a local task done and tell its playbook (completion sync). The ledger and the
+    timeline credit the person named by --by (an escalation's task: its acknowledgement);
+    without it, the task's assignee is credited."""
     from csautomation.ingest.completions import complete_task
 
     settings = bootstrap.settings(database_url=database_url, temporal_address=address)
+    if by is not None:
+        _check_person(settings, by)
 
     async def main() -> Any:
         client = await bootstrap.connect(settings)
-        return await complete_task(client, bootstrap.open_store(settings), task_id)
+        return await complete_task(client, bootstrap.open_store(settings), task_id, by or "")
 
     row = run(main)
     if row is None:
         err.print(f"no task {task_id} in the local CRM")
         raise typer.Exit(1)
     out.print(plain(f"task {task_id} done; signalled {row.workflow_id}"))
+
+
+def _check_person(settings: Any, person: str) -> None:
+    from csautomation.references import did_you_mean
+
+    known = bootstrap.known_names(settings).people
+    if known is not None and person not in known:
+        raise CsAutomationError(
+            f"--by {person}: no such person in {settings.people_path}{did_you_mean(person, known)}"
+        )
 
 
 @runs_app.command("list")

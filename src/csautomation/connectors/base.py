@@ -88,6 +88,7 @@ class Completion:
     record_id: str
     idempotency_key: str  # workflow id + ":" + step id, as sent at creation
     completed_at: datetime
+    completed_by: str = ""  # the vendor's user id of whoever completed it, when it tells
 
 
 @runtime_checkable

@@ -257,7 +257,8 @@ class SalesforceCrm(Guardable):
 
     def completed_since(self, since: datetime) -> list[Completion]:
         soql = format_soql(
-            "SELECT Id, {field:literal}, LastModifiedDate FROM Task WHERE IsClosed = true "
+            "SELECT Id, {field:literal}, LastModifiedDate, LastModifiedById FROM Task "
+            "WHERE IsClosed = true "
             "AND LastModifiedDate >= {since} AND {field:literal} != null",
             field=self.config.idempotency_field,
             since=since,
@@ -268,6 +269,9 @@ class SalesforceCrm(Guardable):
                 record_id=r["Id"],
                 idempotency_key=r[self.config.idempotency_field],
                 completed_at=datetime.strptime(r["LastModifiedDate"], "%Y-%m-%dT%H:%M:%S.%f%z"),
+                # the user who last changed the closed task: who closed it, unless someone
+                # edited it after (Salesforce keeps no "closed by" of its own)
+                completed_by=r.get("LastModifiedById") or "",
             )
             for r in records
         ]

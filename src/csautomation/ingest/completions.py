@@ -22,6 +22,7 @@ from temporalio.service import RPCError
 from csautomation.connectors.base import CompletionSource
 from csautomation.connectors.registry import Connectors
 from csautomation.errors import ConnectorError
+from csautomation.escalation.people import People
 from csautomation.store.engine import aware, table, upsert
 from csautomation.store.outbox import complete_local_task
 from csautomation.store.repo import Store
@@ -65,9 +66,12 @@ async def sync_completions(
     now: datetime | None = None,
     overlap: timedelta = timedelta(minutes=5),
     first_look_back: timedelta = timedelta(days=1),
+    people: People | None = None,
 ) -> int:
     """Signal every completion reported since each connector's cursor; returns how many
-    playbooks were told. A connector that fails keeps its cursor (and is tried again)."""
+    playbooks were told. A connector that fails keeps its cursor (and is tried again).
+    Whoever completed a task, when the vendor tells, is named by their person id where
+    people.yaml maps the vendor's user id to one (`crm_ids`), else as `connector:user`."""
     at = now or datetime.now(UTC)
     told = 0
     for name, connector in connectors.by_name.items():
@@ -84,7 +88,10 @@ async def sync_completions(
             if not workflow_id:
                 continue
             try:
-                await client.get_workflow_handle(workflow_id).signal("task_completed", step_id)
+                by = completer(people, name, c.completed_by)
+                await client.get_workflow_handle(workflow_id).signal(
+                    "task_completed", args=_completion(step_id, by)
+                )
                 told += 1
             except RPCError:  # the playbook closed meanwhile: nothing waits for it
                 continue
@@ -92,19 +99,40 @@ async def sync_completions(
     return told
 
 
-async def complete_task(client: Client, store: Store, task_id: int) -> LocalTaskRow | None:
+def completer(people: People | None, connector: str, user: str) -> str:
+    """The person id of a vendor's user, as people.yaml maps it; else `connector:user`
+    ("" when the vendor did not say who)."""
+    if not user:
+        return ""
+    for person in people.people if people is not None else []:
+        if person.crm_ids.get(connector) == user:
+            return person.id
+    return f"{connector}:{user}"
+
+
+async def complete_task(
+    client: Client, store: Store, task_id: int, by: str = ""
+) -> LocalTaskRow | None:
     """Mark the task done, then signal its workflow; None when there is no such task.
+    `by` is the person id of whoever completed it: an escalation credits them with the
+    acknowledgement (without it, the task's assignee).
 
     Marking first is safe: completing again re-sends the signal, which the workflow treats
     as the same fact. A workflow that has already closed simply ignores it.
     """
-    row = await asyncio.to_thread(complete_local_task, store, task_id)
+    row = await asyncio.to_thread(complete_local_task, store, task_id, by)
     if row is None:
         return None
     handle = client.get_workflow_handle(row.workflow_id)
     try:
-        await handle.signal(PlaybookWorkflow.task_completed, row.step_id)
+        await handle.signal(PlaybookWorkflow.task_completed, args=_completion(row.step_id, by))
     except RPCError as exc:  # closed, or unknown to this cluster: the task is still done
         if "not found" not in str(exc).lower() and "completed" not in str(exc).lower():
             raise
     return row
+
+
+def _completion(step_id: str, by: str) -> list[str]:
+    """The task_completed signal's arguments: the step, and who completed it when known
+    (left out otherwise, as workers before the actor was recorded expect)."""
+    return [step_id, by] if by else [step_id]

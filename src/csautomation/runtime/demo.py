@@ -141,7 +141,7 @@ async def _csms(
                 continue
             done.add(task.id)
             if zlib.crc32(task.idempotency_key.encode()) % 1000 < share * 1000:
-                await complete_task(client, store, task.id)
+                await complete_task(client, store, task.id, by=task.assignee)
         await asyncio.sleep(0.25)
 
 

@@ -304,8 +304,9 @@ def open_tasks(store: Store, limit: int = 1000) -> list[LocalTaskRow]:
         )
 
 
-def complete_local_task(store: Store, task_id: int) -> LocalTaskRow | None:
-    """Mark a local task done; returns it (its workflow must then be signalled), or None."""
+def complete_local_task(store: Store, task_id: int, by: str = "") -> LocalTaskRow | None:
+    """Mark a local task done, and in the ledger who completed it (`by`, a person id, when
+    known) and when; returns it (its workflow must then be signalled), or None."""
     with store.session() as s:
         row = s.get(LocalTaskRow, task_id)
         if row is None or row.kind != "task":
@@ -313,6 +314,21 @@ def complete_local_task(store: Store, task_id: int) -> LocalTaskRow | None:
         if row.status != "done":
             row.status = "done"
             s.add(row)
+            ledger.append(s.connection(), [_completed(row, by)])
             s.commit()
             s.refresh(row)
         return row
+
+
+def _completed(row: LocalTaskRow, by: str) -> ledger.Entry:
+    return ledger.Entry(
+        key=f"completed:{row.idempotency_key}",
+        kind="task_completed",
+        at=datetime.now(UTC),
+        account_id=row.account_id,
+        workflow_id=row.workflow_id,
+        step_id=row.step_id,
+        connector="local",
+        record_id=str(row.id),
+        detail={"by": by, "assignee": row.assignee, "subject": row.subject},
+    )

@@ -5,7 +5,8 @@
                  +-- acknowledge: the climb stops; resolve closes it
                  +-- snooze until T: no timers until T, then the plan restarts at the level
                  +-- reassign to P: P is told and holds it; the timers go on
-                 +-- a notice's CRM task completed: its assignee acknowledges
+                 +-- a notice's CRM task completed: whoever completed it (the
+                     connector tells, else its assignee) acknowledges
 
 The plan (who, through which channels, until when) is computed by an activity from
 escalation_matrix.yaml and people.yaml when the escalation opens, and again when a snooze
@@ -16,7 +17,7 @@ increasing sequence number, and is answerable by the `state` query.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
@@ -67,12 +68,15 @@ class EscalationWorkflow:
         self._inbox.append(("snooze", action))
 
     @workflow.signal
-    def task_completed(self, step_id: str) -> None:
+    def task_completed(self, step_id: str, by: str = "") -> None:
         """A notice's CRM task was completed (the local CRM, or completion sync from a
-        vendor): its assignee, the last part of the notice's step id, acknowledges."""
-        person = step_id.rsplit(":", 1)[-1]
+        vendor): whoever completed it acknowledges, when the connector tells (`by`), else
+        its assignee, the last part of the notice's step id."""
+        assignee = step_id.rsplit(":", 1)[-1]
         note = f"completed the CRM task {step_id}"
-        self._inbox.append(("acknowledge", EscalationAction(by=person, note=note)))
+        if by and by != assignee:
+            note += f" (assigned to {assignee})"
+        self._inbox.append(("acknowledge", EscalationAction(by=by or assignee, note=note)))
 
     @workflow.query
     def state(self) -> EscalationState | None:
@@ -102,7 +106,7 @@ class EscalationWorkflow:
                 continue
             if st.status == "snoozed":
                 assert st.snoozed_until is not None
-                if not await self._wait_for_action(st.snoozed_until):
+                if not await self._wait_for_action(st.snoozed_until, "snoozed"):
                     st.status, st.snoozed_until = "open", None
                     self._event("woke", level=st.level)
                     self._generation += 1  # its notifications are new ones, not repeats
@@ -117,7 +121,7 @@ class EscalationWorkflow:
                 await self._reach(inp, current)
                 notified = rnd
                 await self._record()
-            if not await self._wait_for_action(current.ack_by):
+            if not await self._wait_for_action(current.ack_by, f"level {current.level}"):
                 rnd += 1
                 if rnd < len(plan.levels):
                     nxt = plan.levels[rnd]
@@ -137,13 +141,17 @@ class EscalationWorkflow:
         )
         return "resolved"
 
-    async def _wait_for_action(self, until: datetime) -> bool:
-        """Wait for a person's action until `until`; False when the time came first."""
+    async def _wait_for_action(self, until: datetime, what: str) -> bool:
+        """Wait for a person's action until `until`; False when the time came first. The
+        timer's summary says what the wait is for, for the audit timeline."""
         left = (until - workflow.now()).total_seconds()
         if left <= 0:
             return bool(self._inbox)
+        summary = f"{what}: until {until.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
         try:
-            await workflow.wait_condition(lambda: bool(self._inbox), timeout=left)
+            await workflow.wait_condition(
+                lambda: bool(self._inbox), timeout=left, timeout_summary=summary
+            )
         except TimeoutError:
             return bool(self._inbox)
         return True

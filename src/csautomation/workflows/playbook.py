@@ -8,7 +8,7 @@ activity; conditions are evaluated here with the pure rule-language evaluator.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -40,6 +40,10 @@ def _eval(condition: Any, facts: dict[str, Any]) -> bool:
     return holds(lower(condition, {}), facts)
 
 
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def template_context(inp: PlaybookInput) -> dict[str, Any]:
     """What an action's templates see of the firing, beside the account and its facts."""
     return {
@@ -60,7 +64,10 @@ class PlaybookWorkflow:
         self._redriven: set[str] = set()
 
     @workflow.signal
-    def task_completed(self, step_id: str) -> None:
+    def task_completed(self, step_id: str, by: str = "") -> None:  # noqa: ARG002
+        """The task of step `step_id` was completed; `by` is whoever completed it, when the
+        connector tells: the run needs only the step, the history keeps `by` for the
+        timeline."""
         self._completed.add(step_id)
 
     @workflow.signal
@@ -88,20 +95,24 @@ class PlaybookWorkflow:
     def step_history(self) -> list[StepRecord]:
         return self._history
 
-    async def _facts(self, account_id: str) -> dict[str, Any]:
-        # a local activity: a short read, recorded as a marker, no extra server round trip
+    async def _facts(self, account_id: str, why: str) -> dict[str, Any]:
+        # a local activity: a short read, recorded as a marker, no extra server round trip;
+        # its summary (`why`) names the check that reads them, for the audit timeline
         result: dict[str, Any] = await workflow.execute_local_activity(
             names.READ_ACCOUNT_FACTS,
             FactsInput(account_id=account_id),
             result_type=dict,
             start_to_close_timeout=TIMEOUT,
             retry_policy=RETRY,
+            summary=why,
         )
         return result
 
-    async def _goal_met(self, inp: PlaybookInput) -> bool:
+    async def _goal_met(self, inp: PlaybookInput, before: str) -> bool:
         goal = inp.playbook.goal
-        return goal is not None and _eval(goal.condition, await self._facts(inp.account_id))
+        if goal is None:
+            return False
+        return _eval(goal.condition, await self._facts(inp.account_id, f"goal before {before}"))
 
     async def _wait(
         self,
@@ -126,7 +137,7 @@ class PlaybookWorkflow:
         check = condition is not None
         while True:
             if check and (goal is not None or condition is not None):
-                facts = await self._facts(inp.account_id)
+                facts = await self._facts(inp.account_id, f"step {self._current}: wait check")
                 if goal is not None and _eval(goal.condition, facts):
                     return "goal_met"
                 if condition is not None and _eval(condition, facts):
@@ -139,6 +150,7 @@ class PlaybookWorkflow:
                 await workflow.wait_condition(
                     lambda: self._cancelled or (done is not None and done()),
                     timeout=min(remaining, tick) if tick is not None else remaining,
+                    timeout_summary=f"step {self._current}: wait until {_iso(end)}",
                 )
             except TimeoutError:
                 continue
@@ -164,9 +176,9 @@ class PlaybookWorkflow:
             await workflow.wait_condition(lambda: not self._paused or self._cancelled)
             if self._cancelled:
                 return "cancelled"
-            if await self._goal_met(inp):
-                return "goal_met"
             step = steps[i]
+            if await self._goal_met(inp, f"step {step.id}"):
+                return "goal_met"
             self._current = step.id
             record = StepRecord(step_id=step.id, kind=step.kind, started_at=workflow.now())
             self._history.append(record)
@@ -241,7 +253,7 @@ class PlaybookWorkflow:
     async def _branch(self, inp: PlaybookInput, step: Step) -> str | None:
         b = step.branch
         assert b is not None
-        ok = _eval(b.if_, await self._facts(inp.account_id))
+        ok = _eval(b.if_, await self._facts(inp.account_id, f"step {step.id}: branch"))
         return b.then if ok else b.else_
 
     async def _escalate(self, inp: PlaybookInput, step: Step) -> str | None:
