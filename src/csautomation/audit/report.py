@@ -39,6 +39,7 @@ from csautomation.audit.report_parts import (
 from csautomation.audit.story import moment
 from csautomation.audit.timeline import timeline
 from csautomation.rules.explain import SYMBOL
+from csautomation.store.chain import verify as verify_chain
 from csautomation.store.engine import aware, table
 from csautomation.store.ledger import Entry, Query, entries, playbook_source, rule_source
 from csautomation.store.repo import Store
@@ -51,6 +52,7 @@ __all__ = [
     "RunView",
     "build_report",
     "chain_not_verified",
+    "chain_verified",
     "run_ids",
 ]
 
@@ -65,6 +67,19 @@ def chain_not_verified(store: Store) -> ChainResult:  # noqa: ARG001
     """The seam for the ledger's chain check (`csauto audit verify`): until it is wired
     in, the report says the chain was not verified, and how to verify it."""
     return ChainResult(None, "chain not verified (csauto audit verify)")
+
+
+def chain_verified(store: Store) -> ChainResult:
+    """The ledger's chain check, as `csauto audit verify` makes it (store/chain.py)."""
+    result = verify_chain(store.engine)
+    guards = ", ".join(g.render() for g in result.guards)
+    if result.ok:
+        head = f"head #{result.head_id} {result.head_hash}" if result.head_id else "empty"
+        return ChainResult(True, f"chain verified: {result.entries} entries, {guards}; {head}")
+    broken = [b.render() for b in result.breaks[:3]]
+    more = len(result.breaks) + result.more_breaks - len(broken)
+    found = "; ".join([*broken, *([f"{more} more"] if more else []), guards])
+    return ChainResult(False, f"chain NOT verified: {found} (csauto audit verify)")
 
 
 ChainCheck = Callable[[Store], ChainResult]

@@ -77,7 +77,7 @@ def report(
     rule firing with the rule version and the facts it read, the playbook version each run
     executed, each step, task and escalation with who acted and when, and the decision
     ledger's chain check."""
-    from csautomation.audit.report import build_report, chain_not_verified, run_ids
+    from csautomation.audit.report import build_report, chain_verified, run_ids
     from csautomation.audit.report_html import render
 
     start = _since(since)
@@ -100,7 +100,7 @@ def report(
         names=_names(settings),
         histories=found,
         history_notes=notes,
-        chain=chain_not_verified,  # the seam for `csauto audit verify`'s check
+        chain=chain_verified,  # what `csauto audit verify` finds
     )
     if ids and not found and histories is None and not temporal:
         page.notes.append(HISTORY_HINT)
