@@ -110,4 +110,4 @@ async def replay_some(store: Store, data: Path) -> None:
             shown = [m for m in ("{{", "{%", "{#") if m in proc.stdout]
             assert shown == [], proc.stdout
     finally:
-        await server.env.shutdown()
+        await server.shutdown()

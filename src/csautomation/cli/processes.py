@@ -197,7 +197,7 @@ def dev(
         try:
             await _run_dev(settings, config, schedules, store, server, port)
         finally:
-            await server.env.shutdown()
+            await server.shutdown()
 
     logs.setup(logging.INFO)
     run(main)

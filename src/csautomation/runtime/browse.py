@@ -61,4 +61,4 @@ async def browsing(
         try:
             yield Browsing(server.ui_url, server.address, copy)
         finally:
-            await server.env.shutdown()
+            await server.shutdown()

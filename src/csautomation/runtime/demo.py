@@ -193,7 +193,7 @@ async def run_demo(opts: DemoOptions, console: Console) -> DemoResult:
                 escalations,
             )
     finally:
-        await env.shutdown()
+        await server.shutdown()
         runtime.close()
         store.engine.dispose()
     result.elapsed = (datetime.now(UTC) - started).total_seconds()

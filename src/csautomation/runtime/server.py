@@ -4,13 +4,16 @@ clients that speak pydantic. Nothing is downloaded at run time: a missing binary
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 import sysconfig
+import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import IO
 
 from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -64,6 +67,16 @@ class DevServer:
     env: WorkflowEnvironment
     address: str
     ui_url: str  # empty without the UI
+    # the port locks held while the server runs
+    claims: tuple[IO[str], ...] = field(default=(), repr=False, compare=False)
+
+    async def shutdown(self) -> None:
+        """Stop the server and give up its ports."""
+        try:
+            await self.env.shutdown()
+        finally:
+            for claim in self.claims:
+                claim.close()
 
 
 def quiet_runtime() -> Runtime:
@@ -90,10 +103,10 @@ async def start_dev_server(
     Its client (`.env.client`) and the workers built on it use `runtime` and
     `interceptors`."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    if port is None or not port_free(port):
-        port = free_port()
-    if ui and (ui_port is None or not port_free(ui_port)):
-        ui_port = free_port()
+    claims: list[IO[str]] = []
+    port = _claimed(port, claims)
+    if ui:
+        ui_port = _claimed(ui_port, claims)
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=dev_server_path(),
         dev_server_database_filename=str(data_dir / "temporal.db"),
@@ -109,7 +122,27 @@ async def start_dev_server(
         runtime=runtime,
         interceptors=list(interceptors),
     )
-    return DevServer(env, f"127.0.0.1:{port}", f"http://localhost:{ui_port}" if ui else "")
+    return DevServer(
+        env, f"127.0.0.1:{port}", f"http://localhost:{ui_port}" if ui else "", tuple(claims)
+    )
+
+
+def _claimed(port: int | None, claims: list[IO[str]]) -> int:
+    """`port` when it is free and no other csauto process is starting a server on it at the
+    same moment, else a free port. Two `csauto demo`s started together both found 7233
+    free; the second's server could not bind it, its client reached the first's server,
+    and its workflows ran there: it waited for them for good. A lock per port, held while
+    the server runs, lets one of them have it."""
+    if port is None or not port_free(port):
+        return free_port()
+    lock = open(Path(tempfile.gettempdir()) / f"csauto-port-{port}.lock", "a")  # noqa: SIM115
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.close()
+        return free_port()
+    claims.append(lock)
+    return port
 
 
 async def connect(
