@@ -14,7 +14,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -26,18 +26,15 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from typer.testing import CliRunner
 
+from audit.support import PLAYBOOK, acme_falls
 from csautomation.cli import app
-from csautomation.facts.health import load_health_model
-from csautomation.facts.model import Signal
-from csautomation.pipeline import Pipeline, SqlCooldowns
-from csautomation.rules.runtime import RuleRuntime
 from csautomation.store.ledger import Query, entries
 from csautomation.store.outbox import mark_all_evaluated, runs
 from csautomation.store.repo import Store, local_tasks
 from csautomation.store.tables import RuleVersionRow
 from csautomation.workflows.playbook import PlaybookWorkflow
 from csautomation.workflows.types import PlaybookInput, PlaybookResult
-from factories import ROOT, TODAY, playbook_store
+from factories import ROOT, playbook_store
 from playbook_support import (
     GRACEFUL_SHUTDOWN,
     PLAYBOOKS,
@@ -46,8 +43,6 @@ from playbook_support import (
     until,
 )
 from shared_temporal import own_namespace
-
-PLAYBOOK = "playbook:usage-decline:usage-recovery:ACME:"
 
 
 @dataclass
@@ -68,24 +63,8 @@ async def done(
     store = playbook_store(folder)
     mark_all_evaluated(store)
     queue = f"audit-{uuid.uuid4()}"
-    runtime = RuleRuntime([ROOT / "rules"], load_health_model(), cooldowns=SqlCooldowns(store))
     async with own_namespace(env) as client:  # the module's: its tests read the run back
-        p = Pipeline(
-            store,
-            runtime,
-            PLAYBOOKS,
-            client,
-            queues=dict.fromkeys(("critical", "high", "medium", "low"), queue),
-        )
-        p.add_signal(
-            Signal(
-                type="usage_daily",
-                account_id="ACME",
-                occurred_at=datetime.combine(TODAY, time(18), tzinfo=UTC),
-                payload={"logins": 30, "active_users": 7},
-                idempotency_key="audit:acme:today",
-            )
-        )
+        p, runtime = acme_falls(store, client, queue, "audit:acme:today")
         async with make_worker(client, store, queue):
             await p.run_once()
             [wf_id] = [r.workflow_id for r in runs(store) if r.workflow_id.startswith(PLAYBOOK)]

@@ -32,15 +32,13 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner
 from typer.testing import CliRunner, Result
 
+from audit.support import acme_falls
 from csautomation.audit.compare import Definitions, compare
 from csautomation.audit.replay import file_name, read_history
 from csautomation.cli import app
-from csautomation.facts.health import load_health_model
-from csautomation.facts.model import Signal
-from csautomation.pipeline import Pipeline, SqlCooldowns, task_playbook
+from csautomation.pipeline import task_playbook
 from csautomation.playbooks.spec import Playbook, Step
 from csautomation.rules.loader import load_rules
-from csautomation.rules.runtime import RuleRuntime
 from csautomation.rules.spec import CreateTask, Priority
 from csautomation.store.ledger import playbook_source
 from csautomation.store.outbox import mark_all_evaluated, runs
@@ -78,24 +76,8 @@ async def recorded(
     store = playbook_store(folder)
     mark_all_evaluated(store)
     queue = f"compare-{uuid.uuid4()}"
-    runtime = RuleRuntime([ROOT / "rules"], load_health_model(), cooldowns=SqlCooldowns(store))
     async with own_namespace(env) as client:
-        p = Pipeline(
-            store,
-            runtime,
-            PLAYBOOKS,
-            client,
-            queues=dict.fromkeys(("critical", "high", "medium", "low"), queue),
-        )
-        p.add_signal(
-            Signal(
-                type="usage_daily",
-                account_id="ACME",
-                occurred_at=datetime.combine(TODAY, time(18), tzinfo=UTC),
-                payload={"logins": 30, "active_users": 7},
-                idempotency_key="compare:acme:today",
-            )
-        )
+        p, runtime = acme_falls(store, client, queue, "compare:acme:today")
         # and red-health's own create_task, fired for ACME: a firing in the outbox
         [red] = [r for r in load_rules([ROOT / "rules"]).rules if r.id == "red-health"]
         with store.session() as s:

@@ -18,7 +18,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -28,15 +28,12 @@ from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
 from api.test_browser import SCREENSHOTS, chromium
+from audit.support import PLAYBOOK, acme_falls
 from csautomation.audit.replay import file_name, read_history
 from csautomation.audit.report import Report, build_report, run_ids
 from csautomation.audit.report_html import render
 from csautomation.escalation.people import load_people
-from csautomation.facts.health import load_health_model
-from csautomation.facts.model import Signal
 from csautomation.ingest.completions import complete_task
-from csautomation.pipeline import Pipeline, SqlCooldowns
-from csautomation.rules.runtime import RuleRuntime
 from csautomation.store import ledger
 from csautomation.store.escalations import get_escalation
 from csautomation.store.outbox import mark_all_evaluated, runs
@@ -44,12 +41,11 @@ from csautomation.store.repo import Store, create_local_task, local_tasks
 from csautomation.store.tables import LocalTaskRow
 from csautomation.workflows.escalation import EscalationWorkflow
 from csautomation.workflows.types import EscalationAction
-from factories import ROOT, TODAY, account, new_store, playbook_store
+from factories import ROOT, account, new_store, playbook_store
 from playbook_support import PLAYBOOKS, make_worker, until
 from shared_temporal import own_namespace
 
 CSAUTO = Path(sys.executable).parent / "csauto"
-PLAYBOOK = "playbook:usage-decline:usage-recovery:ACME:"
 NAMES = {p.id: p.name for p in load_people(ROOT / "people.yaml").people}
 MANAGER = "Elena Petrova (mgr-01)"
 # what a page that needs nothing else must not hold
@@ -73,24 +69,8 @@ async def filled(
     store = playbook_store(folder)
     mark_all_evaluated(store)
     queue = f"report-{uuid.uuid4()}"
-    runtime = RuleRuntime([ROOT / "rules"], load_health_model(), cooldowns=SqlCooldowns(store))
     async with own_namespace(env) as client:
-        p = Pipeline(
-            store,
-            runtime,
-            PLAYBOOKS,
-            client,
-            queues=dict.fromkeys(("critical", "high", "medium", "low"), queue),
-        )
-        p.add_signal(
-            Signal(
-                type="usage_daily",
-                account_id="ACME",
-                occurred_at=datetime.combine(TODAY, time(18), tzinfo=UTC),
-                payload={"logins": 30, "active_users": 7},
-                idempotency_key="report:acme:today",
-            )
-        )
+        p, runtime = acme_falls(store, client, queue, "report:acme:today")
         async with make_worker(client, store, queue):
             await p.run_once()
             [wf_id] = [r.workflow_id for r in runs(store) if r.workflow_id.startswith(PLAYBOOK)]
