@@ -37,7 +37,8 @@
      └── ReviewError            what the review API refuses, with its HTTP status [api.errors]
           ├── InputError, NotSignedInError, NotAllowedError
           ├── EscalationNotFoundError, EscalationClosedError
-          └── QuarantineNotFoundError                                  [api.quarantine]
+          ├── QuarantineNotFoundError                                  [api.quarantine]
+          └── TaskNotFoundError                                        [api.my_work]
 
 Not in the tree on purpose: the CLI's private `_Terminated` (cli.common), a SIGTERM
 unwinding the main task, not an error.

@@ -28,7 +28,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from csautomation import metrics
-from csautomation.api import accounts, api_routes, docs, health, pages, quarantine
+from csautomation.api import accounts, api_routes, docs, health, my_work, pages, quarantine
 from csautomation.api import intake as intake_routes
 from csautomation.api.actions import EscalationActions
 from csautomation.api.auth import Authenticator
@@ -132,6 +132,7 @@ def create_app(
     app.include_router(api_routes.router(review, authn))
     app.include_router(docs.router(app, templates))
     app.include_router(pages.router(review, authn, templates))
+    app.include_router(my_work.router(store, people, authn, templates, temporal, review.now))
     health.install(app, store, temporal)
     app.add_middleware(
         SessionMiddleware,
