@@ -368,6 +368,10 @@ RUNS: dict[str, list[tuple[Args, bool]]] = {
         (lambda i: [ID, "usage_daily", "--payload", USAGE, "--key", LINES, DB, i.db], True),
         (lambda i: [ID, MARKUP, DB, i.db], False),  # not a type: the types are listed
     ],
+    "tasks show": [
+        (lambda i: ["1", DB, i.db], True),
+        (lambda i: ["2", DB, i.db], True),
+    ],
     "tasks list": [
         (lambda i: [DB, i.db], True),
         (lambda i: ["--assignee", MARKUP, "--status", "open", DB, i.db], True),

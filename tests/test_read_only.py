@@ -46,6 +46,7 @@ READ_ONLY: dict[str, list[str]] = {
     "runs list": [],
     "scheduler jobs": [],
     "tasks list": [],
+    "tasks show": ["1"],
 }
 
 OTHERS = {
