@@ -27,7 +27,7 @@ def tasks_list(
 
     table = Table()
     for c in ("id", "assignee", "account", "subject", "due", "playbook", "status"):
-        table.add_column(c)
+        table.add_column(c, overflow="fold")  # ids and names whole, never cut short
     store = read_store(database_url, data_dir)
     for t in work_items(store, None if assignee is None else [assignee], _status(status)):
         due = t.due_at.date().isoformat() if t.due_at else ""
