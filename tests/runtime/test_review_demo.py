@@ -2,17 +2,21 @@
 process (the bundled Temporal dev server, real escalation workflows), Debian's chromium
 driven by Playwright. A manager signs in, sees only their team's escalations, filters
 them, acknowledges one, and the workflow's state changes; the API refuses a caller
-without credentials (401) and a manager of another team (403)."""
+without credentials (401) and a manager of another team (403). A signal posted with the
+demo's documented token, as the demo's own hint says, becomes a task on the CSM's "My
+work", and completing it there moves its playbook on to the next task."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -21,6 +25,9 @@ from playwright.sync_api import expect, sync_playwright
 
 from api.test_browser import SCREENSHOTS, chromium
 from csautomation.escalation.people import load_people
+from csautomation.runtime.demo_app import DEMO_SOURCE_TOKEN
+from csautomation.store.repo import Store, local_tasks
+from csautomation.store.tables import LocalTaskRow
 
 ROOT = Path(__file__).parents[2]
 CSAUTO = Path(sys.executable).parent / "csauto"
@@ -52,6 +59,7 @@ def demo(tmp_path: Path) -> Iterator[str]:
             seen.append(line)
             found = SERVING.search(line)
             if found:
+                (tmp_path / "demo-output.txt").write_text("".join(seen))
                 yield found.group(1)
                 break
         else:
@@ -136,3 +144,84 @@ def test_a_manager_acknowledges_an_escalation_the_demo_started(
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(shot, SCREENSHOTS / shot.name)
     print(f"screenshot: {SCREENSHOTS / shot.name}")
+
+
+@pytest.mark.slow
+@pytest.mark.sqlite_only
+def test_a_signal_posted_to_the_demo_becomes_a_task_a_csm_completes(
+    demo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+    executable = chromium()
+    printed = (tmp_path / "demo-output.txt").read_text()
+    assert f"Authorization: Bearer {DEMO_SOURCE_TOKEN}" in printed  # said at start
+    hint = re.search(r"-d '(\{.*\})'", printed)
+    assert hint is not None, printed[-3000:]
+    signal_body = json.loads(hint.group(1))
+    account = signal_body["account_id"]
+    with httpx.Client(base_url=demo, timeout=30) as api:
+        wrong = api.post("/v1/signals", json=signal_body, headers={"Authorization": "Bearer x"})
+        assert wrong.status_code == 401
+        r = api.post(
+            "/v1/signals",
+            json=signal_body,
+            headers={"Authorization": f"Bearer {DEMO_SOURCE_TOKEN}"},
+        )
+        assert r.status_code in (200, 202), r.text
+
+    store = Store(f"sqlite:///{tmp_path}/demo/csauto.db", read_only=True)
+    try:
+        subject = "Champion left"
+        assert any(s.type == "stakeholder_change" for s in store.signals_for(account))
+        wait_for(lambda: _task(store, account, subject) is not None, "the playbook's task")
+        task = _task(store, account, subject)
+        assert task is not None and task.assignee == "csm-01"  # the CSM who can sign in
+
+        shot = tmp_path / "demo-my-work.png"
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=executable, headless=True)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                page.set_default_timeout(15_000)
+                page.goto(demo + "/my-work")
+                page.get_by_test_id("login-name").fill("csm-01")
+                page.get_by_test_id("login-password").fill("demo-csm-01")
+                page.get_by_test_id("login-button").click()
+                row = page.locator(f"[data-testid=task-row][data-task-id='{task.id}']")
+                expect(row.get_by_test_id("task-subject")).to_contain_text(subject)
+                expect(row.get_by_test_id("task-origin")).to_contain_text(
+                    "champion-change · step map-stakeholders"
+                )
+                row.get_by_test_id("complete-button").click()
+                expect(row.get_by_test_id("task-status")).to_have_text("done")
+                page.screenshot(path=str(shot), full_page=True)
+            finally:
+                browser.close()
+        # the playbook moved on: its next step's task is there
+        wait_for(lambda: _task(store, account, "Onboard the new champion") is not None, "next")
+    finally:
+        store.engine.dispose()
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(shot, SCREENSHOTS / shot.name)
+    print(f"screenshot: {SCREENSHOTS / shot.name}")
+
+
+def _task(store: Store, account: str, subject: str) -> LocalTaskRow | None:
+    return next(
+        (
+            t
+            for t in local_tasks(store)
+            if t.account_id == account and t.kind == "task" and t.subject.startswith(subject)
+        ),
+        None,
+    )
+
+
+def wait_for(check: Callable[[], bool], what: str, limit: float = 60.0) -> None:
+    """Poll the demo's store for what its pipeline and workers bring about."""
+    deadline = time.monotonic() + limit
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)

@@ -10,6 +10,9 @@
    seconds). Facts stay as of the sample's last day. Simulated CSMs complete a share of
    their tasks a playbook day after they were created, signalling the playbook as the
    local CRM's completion sync does; the others time out and escalate.
+5. `--serve` keeps it all up: the review pages, "My work", and the signal intake with a
+   documented demo token (runtime/demo_app.py). Playbooks that signals start from then on
+   run at real time and wait for people, not simulated CSMs.
 """
 
 from __future__ import annotations
@@ -33,8 +36,6 @@ from temporalio.client import Client
 
 from csautomation.activities.escalation import EscalationActivities
 from csautomation.activities.playbook import PlaybookActivities
-from csautomation.api.actions import TemporalActions
-from csautomation.api.app import create_app
 from csautomation.api.server import serving
 from csautomation.datafiles import read_jsonl
 from csautomation.escalation.matrix import EscalationMatrix, load_escalation_config
@@ -46,6 +47,7 @@ from csautomation.ingest.completions import complete_task
 from csautomation.pipeline import Pipeline, SqlCooldowns
 from csautomation.playbooks.spec import Playbook
 from csautomation.rules.runtime import RuleRuntime
+from csautomation.runtime.demo_app import demo_app, signal_hint, token_hint
 from csautomation.runtime.server import quiet_runtime, start_dev_server
 from csautomation.runtime.worker import build_workers
 from csautomation.store.escalations import Filters, list_escalations
@@ -125,10 +127,16 @@ async def _background(*coros: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
 
 
 async def _csms(
-    client: Client, store: Store, share: float, after: timedelta, done: set[int]
+    client: Client,
+    store: Store,
+    share: float,
+    after: timedelta,
+    done: set[int],
+    stop: asyncio.Event,
 ) -> None:
-    """Simulated CSMs: each task is completed, or not, by a fixed draw on its key."""
-    while True:
+    """Simulated CSMs: each task is completed, or not, by a fixed draw on its key; they
+    stop when `stop` is set (a serving demo leaves new tasks to the people signed in)."""
+    while not stop.is_set():
         now = datetime.now(UTC)
         for task in await asyncio.to_thread(open_tasks, store):
             assert task.id is not None
@@ -175,11 +183,17 @@ async def run_demo(opts: DemoOptions, console: Console) -> DemoResult:
     )
     env, ui_url = server.env, server.ui_url
     try:
-        app = create_app(store, people, TemporalActions(env.client))
+        app = demo_app(store, people, env.client)
         async with serving(app, "127.0.0.1", opts.review_port) as page:
             manager = next((p for p in people.people if p.role == "manager" and p.sign_in), None)
             hint = f" (sign in as {manager.id}, password demo-{manager.id})" if manager else ""
             console.print(f"the managers' review page: {page}{hint}")
+            csm = next((p for p in people.people if p.role == "csm" and p.sign_in), None)
+            if csm is not None:
+                console.print(
+                    f"a CSM's tasks: {page}/my-work (sign in as {csm.id}, password demo-{csm.id})"
+                )
+            console.print(token_hint(page), markup=False, soft_wrap=True)
             escalations = (matrix, people, page)
             result = await _run(
                 opts,
@@ -221,6 +235,7 @@ async def _run(
     )
     workers = build_workers(client, activities, extra=extra)
     ingested: dict[str, datetime] = {}
+    stop_csms = asyncio.Event()
     async with contextlib.AsyncExitStack() as stack:
         for w in workers:
             await stack.enter_async_context(w)
@@ -233,6 +248,7 @@ async def _run(
                     opts.complete_share,
                     timedelta(seconds=opts.day_seconds),
                     set(),
+                    stop_csms,
                 ),
             )
         )
@@ -272,6 +288,15 @@ async def _run(
         if opts.serve:  # the workers stay: the page's buttons signal live workflows
             shown = demo_result(store, since, today, ingested, ui_url, escalations[2])
             print_summary(shown, console, opts.data_dir)
+            # what arrives from now on waits for a person on "My work": no simulated CSMs,
+            # and playbook days that last a day, so a task is there to be done
+            stop_csms.set()
+            pipeline.time_scale = 1.0
+            console.print(
+                signal_hint(store, people, escalations[2], as_of.date()),
+                markup=False,
+                soft_wrap=True,
+            )
             console.print(
                 f"serving the review page at {escalations[2]} and the Temporal UI at {ui_url}; "
                 "press Ctrl-C to stop"
