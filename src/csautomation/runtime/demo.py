@@ -292,18 +292,17 @@ async def _run(
             # and playbook days that last a day, so a task is there to be done
             stop_csms.set()
             pipeline.time_scale = 1.0
-            console.print(
-                signal_hint(store, people, escalations[2], as_of.date()),
-                markup=False,
-                soft_wrap=True,
-            )
-            console.print(
-                f"serving the review page at {escalations[2]} and the Temporal UI at {ui_url}; "
-                "press Ctrl-C to stop"
-            )
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.Event().wait()
+            await _serve(console, signal_hint(store, people, page, as_of.date()), page, ui_url)
     return demo_result(store, since, today, ingested, ui_url, escalations[2])
+
+
+async def _serve(console: Console, hint: str, page: str, ui_url: str) -> None:
+    console.print(hint, markup=False, soft_wrap=True)
+    console.print(
+        f"serving the review page at {page} and the Temporal UI at {ui_url}; press Ctrl-C to stop"
+    )
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.Event().wait()
 
 
 def demo_result(
