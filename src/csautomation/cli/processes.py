@@ -49,7 +49,11 @@ def demo(
     ] = 0.6,
     serve: Annotated[
         bool,
-        typer.Option("--serve", help="keep the review page and Temporal UI up after the summary"),
+        typer.Option(
+            "--serve",
+            help="keep the review page, My work, the Temporal UI and POST /v1/signals (demo token: "
+            "demo-source-token) up after the summary",
+        ),
     ] = False,
     accounts: Annotated[
         int, typer.Option("--accounts", help="sample size (500: the shared sample data set)")
