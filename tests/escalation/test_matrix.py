@@ -71,7 +71,7 @@ def test_the_demo_passwords_match_their_hashes() -> None:
     from argon2 import PasswordHasher
 
     people = load_people(PEOPLE)
-    for pid in ("mgr-01", "mgr-02", "mgr-03", "admin"):
+    for pid in ("mgr-01", "mgr-02", "mgr-03", "csm-01", "admin"):
         person = people.get(pid)
         assert person is not None and person.sign_in is not None
         assert PasswordHasher().verify(person.sign_in.password_hash, f"demo-{pid}")
