@@ -90,7 +90,11 @@ def test_signing_out_ends_every_session_of_the_person(
 
 
 def test_a_new_password_ends_the_sessions_made_with_the_old_one(
-    client: TestClient, attacker: TestClient, store: Store, people: People, fake_actions: FakeActions
+    client: TestClient,
+    attacker: TestClient,
+    store: Store,
+    people: People,
+    fake_actions: FakeActions,
 ) -> None:
     csrf = sign_in(client, "mia")
     copy_session(client, attacker)
