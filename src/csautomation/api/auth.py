@@ -3,19 +3,25 @@
 Sign-in comes from the people directory (people.yaml): only people with `sign_in` can.
   - pages: person id (or email) and password, checked against the argon2 hash; the
     session is a cookie signed with CSAUTO_SESSION_SECRET (unset: a random key for this
-    process, so sessions end when it stops). The cookie also carries a stamp of the
-    password hash, so changing a password ends that person's sessions.
+    process, so sessions end when it stops). The cookie carries a stamp of the password
+    hash and of the person's session generation (in the store), compared on every
+    request: a new password, signing out and `csauto people revoke` end every session of
+    that person at once, copies of the cookie included.
+  - failed sign-ins make that person at that address, and (after many more) that address,
+    wait longer each time (`Throttle`); an id and its email are one person. Never a lock:
+    the right password from another address is not held by someone else's guesses.
   - API: `Authorization: Bearer <token>`, its SHA-256 compared with each listed digest
     in constant time. The API takes no cookie, so it needs no CSRF token.
 
 What a role sees and does:
   admin                    every escalation; acts on all of them
   manager, director, vp    escalations whose team is one of theirs (`Person.all_teams`);
-                           acts on those
+                           acts on those, reassigning only to people of those teams
   csm, ops                 only the escalations they hold now, read-only: an escalation
                            exists to reach past its holder, so the holder acknowledging it
                            would stop the climb to their manager
-An escalation with no team is seen by admins only.
+An escalation with no team is seen by admins only. One outside a person's scope answers
+as a missing one does (404), so the answer does not tell that it exists.
 """
 
 from __future__ import annotations
