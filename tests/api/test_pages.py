@@ -23,7 +23,7 @@ from api.support import (
     sign_in,
 )
 from csautomation.api.app import SESSION_COOKIE
-from csautomation.api.auth import Throttle
+from csautomation.api.auth import CLIENT_FREE_FAILURES, Throttle
 
 CRITICAL_PAGE = f"/escalations/{quote(EAST_CRITICAL, safe='')}"
 WEST_PAGE = f"/escalations/{quote(WEST_HIGH, safe='')}"
@@ -102,6 +102,19 @@ def test_wrong_passwords_from_one_address_do_not_hold_another(client: TestClient
     with TestClient(client.app, follow_redirects=False, client=("203.0.113.9", 4000)) as other:
         assert attempt(other, "mia", password("mia"))[0] == 303
         assert "Mia Manager" in other.get("/").text
+
+
+def test_many_people_guessed_from_one_address_make_that_address_wait(
+    client: TestClient,
+) -> None:
+    # one failure for each of many logins: no person waits, the address does after 20
+    statuses = [attempt(client, f"someone-{i}", "guess")[0] for i in range(CLIENT_FREE_FAILURES)]
+    assert statuses == [400] * CLIENT_FREE_FAILURES
+    assert attempt(client, "another", "guess")[0] == 400
+    status, text = attempt(client, "noah", password("noah"))
+    assert status == 429 and "try again in 2 second(s)" in text
+    with TestClient(client.app, follow_redirects=False, client=("203.0.113.9", 4000)) as other:
+        assert attempt(other, "noah", password("noah"))[0] == 303
 
 
 def test_the_throttle_grows_its_wait_and_never_locks() -> None:
