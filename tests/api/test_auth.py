@@ -155,3 +155,12 @@ def test_hash_password_command(
     monkeypatch.setattr(auth.getpass, "getpass", lambda _prompt: "short")
     with pytest.raises(SystemExit, match="at least 8 characters"):
         auth.hash_password_command()
+
+
+def test_an_address_waits_less_than_a_person_at_it() -> None:
+    authn = Authenticator(build_people(), FAST)
+    # many people share an address behind a proxy: its wait is capped low
+    assert authn.clients.delay(auth.CLIENT_FREE_FAILURES + 20) == auth.CLIENT_MAX_WAIT == 30.0
+    assert authn.throttle.delay(3 + 20) == 300.0
+    assert authn.attempt_keys(" MIA@example.com", "10.0.0.1") == ("mia|10.0.0.1", "10.0.0.1")
+    assert authn.attempt_keys("Nobody", "10.0.0.1") == ("nobody|10.0.0.1", "10.0.0.1")

@@ -56,6 +56,9 @@ SESSION_SECRET_ENV = "CSAUTO_SESSION_SECRET"
 MANAGER_ROLES = frozenset({"manager", "director", "vp"})
 MIN_PASSWORD = 8
 CLIENT_FREE_FAILURES = 20  # failures from one address before it waits
+# and at most this long: many people may share an address (a proxy, an office), and one of
+# them failing on purpose must not hold the others for long
+CLIENT_MAX_WAIT = 30.0
 _MIN_SECRET = 32
 
 
@@ -197,7 +200,7 @@ class Authenticator:
         self.hasher = hasher or PasswordHasher()
         self.throttle = throttle or Throttle()  # per person and address: guessing one password
         # per address, looser: behind a proxy many people share one address
-        self.clients = clients or Throttle(free=CLIENT_FREE_FAILURES)
+        self.clients = clients or Throttle(free=CLIENT_FREE_FAILURES, cap=CLIENT_MAX_WAIT)
         self.store = store
         self._generations: dict[str, int] = {}  # without a store
         # an unknown login is checked against this, so it takes as long as a known one
