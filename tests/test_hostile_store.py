@@ -404,6 +404,7 @@ NOT_RUN = {
     "db revision": "writes a migration into the source tree",
     "escalations schema": "a JSON Schema",
     "people hash-password": "prompts for a password",
+    "people revoke": "prints only the person id it was given (tests/api/test_sessions.py)",
     "playbooks schema": "a JSON Schema",
     "playbooks validate": "reads playbook files only",
     "rules diff": "reads rule files only, here and at a git ref (tests/rules/test_preview.py)",

@@ -59,6 +59,7 @@ OTHERS = {
     "quarantine retry": "stores the corrected signal",
     "quarantine discard": "closes an item",
     "tasks complete": "marks a task done",
+    "people revoke": "ends a person's sessions (their generation in the store)",
     "scheduler sweep": "records the firings of a sweep",
     "scheduler run": "runs the scheduler, which records its runs",
     "connectors sync": "syncs task completions into the store",

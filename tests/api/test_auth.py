@@ -14,6 +14,8 @@ from csautomation.api import auth
 from csautomation.api.auth import Authenticator, Scope, scope_of, session_stamp
 from csautomation.errors import ConfigError
 from csautomation.escalation.people import People, SignIn
+from csautomation.store import signins
+from csautomation.store.repo import Store
 from csautomation.workflows.types import EscalationState
 
 
@@ -53,15 +55,41 @@ def test_tokens(authn: Authenticator) -> None:
 def test_a_new_password_ends_old_sessions(authn: Authenticator) -> None:
     mia = authn.people.get("mia")
     assert mia is not None
-    stamp = session_stamp(mia)
+    stamp = authn.stamp(mia)
     assert authn.from_session("mia", stamp) is mia
     assert authn.from_session("mia", "0" * 16) is None
+    assert authn.from_session("mia", session_stamp(mia)) is None  # without its generation
     assert authn.from_session("carl", session_stamp(authn.people.get("carl"))) is None  # type: ignore[arg-type]
     assert authn.from_session(None, stamp) is None
     changed = mia.model_copy(
         update={"sign_in": SignIn(password_hash=FAST.hash("another-password"))}
     )
-    assert session_stamp(changed) != stamp
+    assert authn.stamp(changed) != stamp
+
+
+def test_ending_sessions_in_this_process() -> None:
+    authn = Authenticator(build_people(), FAST)
+    mia, noah = authn.people.get("mia"), authn.people.get("noah")
+    assert mia is not None and noah is not None
+    old, theirs = authn.stamp(mia), authn.stamp(noah)
+    authn.end_sessions("mia")
+    assert authn.from_session("mia", old) is None
+    assert authn.from_session("mia", authn.stamp(mia)) is mia  # a new sign-in works
+    assert authn.from_session("noah", theirs) is noah  # another person's go on
+
+
+def test_ending_sessions_in_the_store_reaches_every_process(store: Store) -> None:
+    # two apps over one store, as two processes: one ends the session, the other sees it
+    people = build_people()
+    here, there = (Authenticator(people, FAST, store=store) for _ in range(2))
+    mia = here.people.get("mia")
+    assert mia is not None
+    stamp = here.stamp(mia)
+    assert there.from_session("mia", stamp) is mia
+    here.end_sessions("mia")
+    assert there.from_session("mia", stamp) is None
+    assert signins.generation(store, "mia") == 1 and signins.generation(store, "noah") == 0
+    assert signins.end_sessions(store, "mia") == 2
 
 
 def _state(team: str, holder: str) -> EscalationState:
@@ -127,3 +155,12 @@ def test_hash_password_command(
     monkeypatch.setattr(auth.getpass, "getpass", lambda _prompt: "short")
     with pytest.raises(SystemExit, match="at least 8 characters"):
         auth.hash_password_command()
+
+
+def test_an_address_waits_less_than_a_person_at_it() -> None:
+    authn = Authenticator(build_people(), FAST)
+    # many people share an address behind a proxy: its wait is capped low
+    assert authn.clients.delay(auth.CLIENT_FREE_FAILURES + 20) == auth.CLIENT_MAX_WAIT == 30.0
+    assert authn.throttle.delay(3 + 20) == 300.0
+    assert authn.attempt_keys(" MIA@example.com", "10.0.0.1") == ("mia|10.0.0.1", "10.0.0.1")
+    assert authn.attempt_keys("Nobody", "10.0.0.1") == ("nobody|10.0.0.1", "10.0.0.1")

@@ -23,7 +23,7 @@ from api.support import (
     sign_in,
 )
 from csautomation.api.app import SESSION_COOKIE
-from csautomation.api.auth import Throttle
+from csautomation.api.auth import CLIENT_FREE_FAILURES, Throttle
 
 CRITICAL_PAGE = f"/escalations/{quote(EAST_CRITICAL, safe='')}"
 WEST_PAGE = f"/escalations/{quote(WEST_HIGH, safe='')}"
@@ -79,35 +79,65 @@ def test_sign_in_refused(client: TestClient, login: str, secret: str) -> None:
     assert client.get("/").status_code == 303
 
 
-def test_guessing_a_password_is_throttled_per_login(client: TestClient) -> None:
-    refusals: list[str] = []
-
-    def attempt(secret: str, login: str = "mia") -> int:
-        page = client.get("/login")
-        data = {"login": login, "password": secret, "csrf": csrf_of(page.text)}
-        r = client.post("/login", data=data)
-        refusals.append(r.text)
-        return r.status_code
-
-    assert [attempt(f"guess-{i}") for i in range(5)] == [400] * 5
-    assert attempt(password("mia")) == 429  # even the right password, for a while
-    assert "Too many failed sign-ins: try again in 15 minute(s)." in refusals[-1]
-    assert attempt(password("noah"), "noah") == 303  # another login is not locked out
+def attempt(client: TestClient, login: str, secret: str) -> tuple[int, str]:
+    page = client.get("/login")
+    data = {"login": login, "password": secret, "csrf": csrf_of(page.text)}
+    r = client.post("/login", data=data)
+    return r.status_code, r.text
 
 
-def test_the_throttle_forgets_failures_after_its_window() -> None:
+def test_guessing_a_password_makes_that_person_and_address_wait(client: TestClient) -> None:
+    assert [attempt(client, "mia", f"guess-{i}")[0] for i in range(3)] == [400] * 3
+    status, text = attempt(client, "mia@example.com", "guess-4")  # an alias: the same person
+    assert status == 400
+    status, text = attempt(client, "mia", password("mia"))
+    assert status == 429  # even the right password, for 2 seconds from this address
+    assert "Too many failed sign-ins: try again in 2 second(s)." in text
+    assert attempt(client, "noah", password("noah"))[0] == 303  # another person is not held
+
+
+def test_wrong_passwords_from_one_address_do_not_hold_another(client: TestClient) -> None:
+    statuses = [attempt(client, "mia", f"guess-{i}")[0] for i in range(10)]
+    assert statuses == [400] * 4 + [429] * 6  # then a wait, not more failures
+    with TestClient(client.app, follow_redirects=False, client=("203.0.113.9", 4000)) as other:
+        assert attempt(other, "mia", password("mia"))[0] == 303
+        assert "Mia Manager" in other.get("/").text
+
+
+def test_many_people_guessed_from_one_address_make_that_address_wait(
+    client: TestClient,
+) -> None:
+    # one failure for each of many logins: no person waits, the address does after 20
+    statuses = [attempt(client, f"someone-{i}", "guess")[0] for i in range(CLIENT_FREE_FAILURES)]
+    assert statuses == [400] * CLIENT_FREE_FAILURES
+    assert attempt(client, "another", "guess")[0] == 400
+    status, text = attempt(client, "noah", password("noah"))
+    assert status == 429 and "try again in 2 second(s)" in text
+    with TestClient(client.app, follow_redirects=False, client=("203.0.113.9", 4000)) as other:
+        assert attempt(other, "noah", password("noah"))[0] == 303
+
+
+def test_the_throttle_grows_its_wait_and_never_locks() -> None:
     now = [0.0]
-    throttle = Throttle(limit=2, window=60.0, clock=lambda: now[0])
-    throttle.failed("mia")
-    throttle.failed("mia")
-    assert throttle.wait("mia") == 60.0 and throttle.wait("noah") == 0.0
+    throttle = Throttle(free=3, cap=60.0, forget=600.0, clock=lambda: now[0])
+    waits = []
+    for _ in range(10):
+        throttle.failed("mia|a")
+        waits.append(throttle.wait("mia|a"))
+    assert waits == [0.0, 0.0, 0.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
+    assert throttle.wait("mia|b") == 0.0  # from another address: no wait
     now[0] = 30.0
-    assert throttle.wait("mia") == 30.0
+    assert throttle.wait("mia|a") == 30.0  # the wait always ends
     now[0] = 60.0
-    assert throttle.wait("mia") == 0.0
-    throttle.failed("mia")
-    throttle.succeeded("mia")
-    assert throttle.wait("mia") == 0.0
+    assert throttle.wait("mia|a") == 0.0
+    throttle.failed("mia|a")
+    assert throttle.wait("mia|a") == 60.0  # the 11th failure in a row
+    now[0] = 700.0  # forgotten 600 s after the last failure
+    assert throttle.wait("mia|a") == 0.0
+    throttle.failed("mia|a")
+    assert throttle.wait("mia|a") == 0.0
+    throttle.succeeded("mia|a")
+    assert throttle.wait("mia|a") == 0.0
 
 
 def test_sign_in_needs_the_form_token(client: TestClient) -> None:
@@ -192,9 +222,9 @@ def test_detail_page(client: TestClient) -> None:
 
 def test_detail_refusals(client: TestClient) -> None:
     sign_in(client, "mia")
-    r = client.get(WEST_PAGE)
-    assert r.status_code == 403
-    assert "not one of yours" in r.text
+    r = client.get(WEST_PAGE)  # another team's: as if there were none
+    assert r.status_code == 404
+    assert f"no escalation {WEST_HIGH}" in r.text
     r = client.get("/escalations/escalation%3Anope")
     assert r.status_code == 404
     assert "no escalation escalation:nope" in r.text
@@ -250,7 +280,7 @@ def test_form_input_problems_come_back_as_a_flash(
     csrf = sign_in(client, "mia")
     cases = [
         ("resolve", {"note": "  "}, "note: a note is required to resolve"),
-        ("reassign", {"to": "nobody"}, "to: unknown person &#39;nobody&#39;"),
+        ("snooze", {"until": "9999-12-31T23:59"}, "until: must be at most 30 days ahead"),
         ("snooze", {"until": "2026-03-02T09:00"}, "until: must be in the future"),
         ("snooze", {"until": "soon"}, "until: Input should be a valid datetime"),
     ]
@@ -260,6 +290,18 @@ def test_form_input_problems_come_back_as_a_flash(
         assert f"Not done: {message}" in client.get(CRITICAL_PAGE).text
     assert client.post(f"{CRITICAL_PAGE}/explode", data={"csrf": csrf}).status_code == 404
     assert fake_actions.calls == []
+
+
+@pytest.mark.parametrize("to", ["noah", "carl", "nobody"])
+def test_reassign_by_form_outside_the_team_is_refused(
+    client: TestClient, fake_actions: FakeActions, to: str
+) -> None:
+    csrf = sign_in(client, "mia")
+    r = client.post(f"{CRITICAL_PAGE}/reassign", data={"csrf": csrf, "to": to})
+    assert r.status_code == 403
+    assert f"to: &#39;{to}&#39; is not a person in your teams (east)" in r.text
+    assert fake_actions.calls == []
+    assert 'data-testid="holder">Mia Manager<' in client.get(CRITICAL_PAGE).text
 
 
 def test_snooze_reassign_resolve_by_form(client: TestClient, fake_actions: FakeActions) -> None:
@@ -285,7 +327,7 @@ def test_snooze_reassign_resolve_by_form(client: TestClient, fake_actions: FakeA
 def test_another_teams_escalation_by_form(client: TestClient, fake_actions: FakeActions) -> None:
     csrf = sign_in(client, "mia")
     r = client.post(f"{WEST_PAGE}/acknowledge", data={"csrf": csrf})
-    assert r.status_code == 403
+    assert r.status_code == 404
     assert fake_actions.calls == []
 
 

@@ -9,7 +9,9 @@
 
 An action answers with the workflow's state after it. The caller's scope is checked on the
 stored escalation (404, 403, 409) before its body is read, and before anything is
-signalled; `by` is always the caller.
+signalled; `by` is always the caller. The body is checked against the caller's scope and
+bounds too: a reassignment only to people of the caller's teams (403), a snooze that ends
+within `review.SNOOZE_MAX` (422).
 """
 
 # No `from __future__ import annotations` here: FastAPI reads these routes' annotations at

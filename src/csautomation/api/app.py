@@ -114,7 +114,7 @@ def create_app(
         facts or FactsReader(store, load_health_model()),
         now or _utcnow,
     )
-    authn = Authenticator(people, hasher)
+    authn = Authenticator(people, hasher, store=store)
     templates = Jinja2Templates(env=template_env())
 
     app = _App(
@@ -166,6 +166,9 @@ def _error_handlers(app: FastAPI, templates: Jinja2Templates) -> None:
                 body["field"] = exc.field
             headers = {"www-authenticate": "Bearer"} if isinstance(exc, NotSignedInError) else None
             return JSONResponse(body, exc.status, headers=headers)
+        if isinstance(exc, NotSignedInError) and request.session.get("user"):
+            request.session.clear()  # a session that has ended (signed out, revoked)
+            return pages.error_page(templates, request, 401, "Your session has ended.")
         if isinstance(exc, NotSignedInError):
             back = request.url.path if request.method == "GET" else "/"
             if request.url.query and request.method == "GET":

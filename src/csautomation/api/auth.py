@@ -3,19 +3,25 @@
 Sign-in comes from the people directory (people.yaml): only people with `sign_in` can.
   - pages: person id (or email) and password, checked against the argon2 hash; the
     session is a cookie signed with CSAUTO_SESSION_SECRET (unset: a random key for this
-    process, so sessions end when it stops). The cookie also carries a stamp of the
-    password hash, so changing a password ends that person's sessions.
+    process, so sessions end when it stops). The cookie carries a stamp of the password
+    hash and of the person's session generation (in the store), compared on every
+    request: a new password, signing out and `csauto people revoke` end every session of
+    that person at once, copies of the cookie included.
+  - failed sign-ins make that person at that address, and (after many more) that address,
+    wait longer each time (`Throttle`); an id and its email are one person. Never a lock:
+    the right password from another address is not held by someone else's guesses.
   - API: `Authorization: Bearer <token>`, its SHA-256 compared with each listed digest
     in constant time. The API takes no cookie, so it needs no CSRF token.
 
 What a role sees and does:
   admin                    every escalation; acts on all of them
   manager, director, vp    escalations whose team is one of theirs (`Person.all_teams`);
-                           acts on those
+                           acts on those, reassigning only to people of those teams
   csm, ops                 only the escalations they hold now, read-only: an escalation
                            exists to reach past its holder, so the holder acknowledging it
                            would stop the climb to their manager
-An escalation with no team is seen by admins only.
+An escalation with no team is seen by admins only. One outside a person's scope answers
+as a missing one does (404), so the answer does not tell that it exists.
 """
 
 from __future__ import annotations
@@ -27,7 +33,6 @@ import logging
 import secrets
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -41,6 +46,8 @@ from csautomation import logs
 from csautomation.api.errors import NotSignedInError
 from csautomation.errors import ConfigError
 from csautomation.escalation.people import People, Person
+from csautomation.store import signins
+from csautomation.store.repo import Store
 from csautomation.workflows.types import EscalationState
 
 log = logging.getLogger(__name__)
@@ -48,6 +55,10 @@ log = logging.getLogger(__name__)
 SESSION_SECRET_ENV = "CSAUTO_SESSION_SECRET"
 MANAGER_ROLES = frozenset({"manager", "director", "vp"})
 MIN_PASSWORD = 8
+CLIENT_FREE_FAILURES = 20  # failures from one address before it waits
+# and at most this long: many people may share an address (a proxy, an office), and one of
+# them failing on purpose must not hold the others for long
+CLIENT_MAX_WAIT = 30.0
 _MIN_SECRET = 32
 
 
@@ -122,16 +133,28 @@ def session_stamp(person: Person) -> str:
 
 
 class Throttle:
-    """Failed sign-ins per key (the login, the client's address) in a sliding window: past
-    `limit` of them, a key is refused until its oldest failure leaves the window, so a
-    password cannot be guessed faster than `limit` tries per `window`."""
+    """Failed sign-ins per key: the first `free` cost nothing; each one after them makes
+    the key wait twice as long as the one before (2, 4, 8 ... seconds, at most `cap`)
+    before its next try. A key's failures are forgotten `forget` seconds after its last
+    one, or when it signs in. Never a lock: the wait always ends, and it holds only for
+    the keys that failed (a person from one address), so no one can shut another out."""
 
     def __init__(
-        self, limit: int = 5, window: float = 900.0, clock: Callable[[], float] = time.monotonic
+        self,
+        free: int = 3,
+        cap: float = 300.0,
+        forget: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.limit, self.window, self.clock = limit, window, clock
-        self._failures: dict[str, deque[float]] = {}
+        self.free, self.cap, self.forget, self.clock = free, cap, forget, clock
+        self._failures: dict[str, tuple[int, float]] = {}  # key -> (failures, last at)
         self._lock = threading.Lock()
+
+    def delay(self, failures: int) -> float:
+        """The wait after `failures` failures in a row."""
+        if failures <= self.free:
+            return 0.0
+        return float(min(self.cap, 2.0 ** min(failures - self.free, 32)))
 
     def wait(self, *keys: str) -> float:
         """Seconds before these keys may try again; 0 when they may now."""
@@ -139,18 +162,20 @@ class Throttle:
         longest = 0.0
         with self._lock:
             for key in keys:
-                seen = self._failures.get(key)
-                while seen and seen[0] <= now - self.window:
-                    seen.popleft()
-                if seen is not None and len(seen) >= self.limit:
-                    longest = max(longest, seen[0] + self.window - now)
+                failures, last = self._failures.get(key, (0, now))
+                if now - last >= self.forget:
+                    self._failures.pop(key, None)
+                    continue
+                longest = max(longest, last + self.delay(failures) - now)
         return longest
 
     def failed(self, *keys: str) -> None:
         now = self.clock()
         with self._lock:
             for key in keys:
-                self._failures.setdefault(key, deque()).append(now)
+                failures, last = self._failures.get(key, (0, now))
+                fresh = now - last >= self.forget
+                self._failures[key] = (1 if fresh else failures + 1, now)
 
     def succeeded(self, key: str) -> None:
         with self._lock:
@@ -158,7 +183,10 @@ class Throttle:
 
 
 class Authenticator:
-    """Checks passwords, tokens and sessions against the people directory."""
+    """Checks passwords, tokens and sessions against the people directory. A session
+    holds the person's stamp: their password hash's and their session generation, kept in
+    `store` (without one, in this process): raising the generation (`end_sessions`: sign-out,
+    `csauto people revoke`) ends every session of theirs at the next request."""
 
     def __init__(
         self,
@@ -166,14 +194,24 @@ class Authenticator:
         hasher: PasswordHasher | None = None,
         throttle: Throttle | None = None,
         clients: Throttle | None = None,
+        store: Store | None = None,
     ) -> None:
         self.people = people
         self.hasher = hasher or PasswordHasher()
-        self.throttle = throttle or Throttle()  # per login: guessing one password
-        # per client address, looser: behind a proxy every user shares one address
-        self.clients = clients or Throttle(limit=50)
+        self.throttle = throttle or Throttle()  # per person and address: guessing one password
+        # per address, looser: behind a proxy many people share one address
+        self.clients = clients or Throttle(free=CLIENT_FREE_FAILURES, cap=CLIENT_MAX_WAIT)
+        self.store = store
+        self._generations: dict[str, int] = {}  # without a store
         # an unknown login is checked against this, so it takes as long as a known one
         self._decoy = self.hasher.hash(secrets.token_urlsafe(16))
+
+    def attempt_keys(self, login: str, address: str) -> tuple[str, str]:
+        """The throttle's keys of a sign-in: (person at address, address). A person's id
+        and email are one key, so an alias gives no further tries."""
+        person = self._find(login.strip())
+        who = person.id if person is not None else login.strip().lower()
+        return f"{who}|{address}", address
 
     def sign_in(self, login: str, password: str) -> Person | None:
         """The person whose id or email is `login`, when the password is theirs."""
@@ -208,13 +246,30 @@ class Authenticator:
         return person
 
     def from_session(self, person_id: object, stamp: object) -> Person | None:
-        """The signed-in person, while they may still sign in with the same password."""
+        """The signed-in person, while they may still sign in with the same password and
+        their sessions have not been ended since this one began."""
         if not isinstance(person_id, str) or not isinstance(stamp, str):
             return None
         person = self.people.get(person_id)
         if person is None or person.sign_in is None or not person.sign_in.password_hash:
             return None
-        return person if hmac.compare_digest(session_stamp(person), stamp) else None
+        return person if hmac.compare_digest(self.stamp(person), stamp) else None
+
+    def stamp(self, person: Person) -> str:
+        """What a new session of `person` keeps, to be compared on every request."""
+        return f"{session_stamp(person)}.{self.generation(person.id)}"
+
+    def generation(self, person_id: str) -> int:
+        if self.store is None:
+            return self._generations.get(person_id, 0)
+        return signins.generation(self.store, person_id)
+
+    def end_sessions(self, person_id: str) -> None:
+        """Every session of the person ends now (committed before this returns)."""
+        if self.store is None:
+            self._generations[person_id] = self._generations.get(person_id, 0) + 1
+        else:
+            signins.end_sessions(self.store, person_id)
 
     def _find(self, login: str) -> Person | None:
         if not login:

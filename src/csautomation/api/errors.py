@@ -3,9 +3,10 @@
     CsAutomationError
      └── ReviewError                 a read or an action the review API refuses
           ├── NotSignedInError       401: no credentials, or ones we do not know
-          ├── NotAllowedError        403: outside the caller's teams, read-only, or a bad
-          │                          form token (CSRF)
-          ├── EscalationNotFoundError 404: no such escalation (or no such workflow)
+          ├── NotAllowedError        403: a read-only role, a reassignment outside the
+          │                          caller's teams, or a bad form token (CSRF)
+          ├── EscalationNotFoundError 404: no such escalation (or no such workflow), or one
+          │                          outside the caller's scope: the same answer
           ├── EscalationClosedError  409: it is resolved; its workflow has closed
           └── InputError             422: one field is wrong; `field` names it
 

@@ -2,13 +2,16 @@
 actions. Forms post back here, call the same review logic as the API, and redirect with a
 flash message.
 
-Sessions are signed cookies (SessionMiddleware) holding the person id, a stamp of their
-password hash, a CSRF token and pending flash messages; every form carries the token.
+Sessions are signed cookies (SessionMiddleware) holding the person id, their stamp (of
+their password hash and session generation: `Authenticator.stamp`), a CSRF token and
+pending flash messages; every form carries the token. Signing out ends every session of
+that person; a request with an ended session gets 401 (see `app._error_handlers`).
 """
 
 from __future__ import annotations
 
 import hmac
+import math
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -23,7 +26,7 @@ from pydantic import ValidationError
 from starlette.datastructures import FormData
 
 from csautomation.api import views
-from csautomation.api.auth import Authenticator, scope_of, session_stamp
+from csautomation.api.auth import Authenticator, scope_of
 from csautomation.api.errors import (
     EscalationClosedError,
     EscalationNotFoundError,
@@ -103,29 +106,35 @@ def _session_routes(pages: APIRouter, authn: Authenticator, render: Render) -> N
         form = await checked_form(request)
         login, password = _text(form, "login"), _text(form, "password")
         target = _local(_text(form, "next") or "/")
-        who, where = login.strip().lower(), _client(request)
-        wait = max(authn.throttle.wait(who), authn.clients.wait(where))
+        keys = authn.attempt_keys(login, _client(request))
+        wait = max(authn.throttle.wait(keys[0]), authn.clients.wait(keys[1]))
         if wait > 0:
-            minutes = max(1, round(wait / 60))
-            error = f"Too many failed sign-ins: try again in {minutes} minute(s)."
+            error = f"Too many failed sign-ins: try again in {math.ceil(wait)} second(s)."
             context = {"next": target, "error": error, "login": login}
             return render(request, "login.html", context, None, status=429)
         person = await run_in_threadpool(authn.sign_in, login, password)
         if person is None:
-            authn.throttle.failed(who)
-            authn.clients.failed(where)
+            authn.throttle.failed(keys[0])
+            authn.clients.failed(keys[1])
             context = {"next": target, "error": "Unknown user or wrong password.", "login": login}
             return render(request, "login.html", context, None, status=400)
-        authn.throttle.succeeded(who)
+        authn.throttle.succeeded(keys[0])
+        stamp = await run_in_threadpool(authn.stamp, person)
         request.session.clear()  # nothing from before sign-in carries over
-        request.session.update(
-            user=person.id, stamp=session_stamp(person), csrf=secrets.token_urlsafe(32)
-        )
+        request.session.update(user=person.id, stamp=stamp, csrf=secrets.token_urlsafe(32))
         return RedirectResponse(target, 303)
 
     @pages.post("/logout")
     async def logout(request: Request) -> Response:
         await checked_form(request)
+        session = request.session
+        person = await run_in_threadpool(
+            authn.from_session, session.get("user"), session.get("stamp")
+        )
+        if person is None:
+            raise NotSignedInError("sign in first")
+        # every session of this person ends, not only this cookie: a copy of it is refused
+        await run_in_threadpool(authn.end_sessions, person.id)
         request.session.clear()
         flash(request, "info", "Signed out.")
         return RedirectResponse("/login", 303)
@@ -167,7 +176,7 @@ def _escalation_routes(
 
     @pages.post("/escalations/{workflow_id}/{kind}")
     async def act(request: Request, workflow_id: str, kind: str) -> Response:
-        person = signed_in(request)
+        person = await run_in_threadpool(signed_in, request)
         form = await checked_form(request)
         if kind not in get_args(Kind):
             raise EscalationNotFoundError(f"no action '{kind}'")

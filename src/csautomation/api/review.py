@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -54,6 +54,7 @@ Kind = Literal["acknowledge", "resolve", "reassign", "snooze"]
 ACTIVE: tuple[Status, ...] = ("open", "acknowledged", "snoozed")
 STATUSES: tuple[Status, ...] = (*ACTIVE, "resolved")
 NOTE_MAX = 4000
+SNOOZE_MAX = timedelta(days=30)  # the latest a snooze may end, from now
 SEVERITIES: tuple[str, ...] = tuple(SEVERITY_ORDER)
 
 
@@ -209,17 +210,16 @@ class Review:
         return list_escalations(self.store, filters, self.now())
 
     def escalation(self, person: Person, workflow_id: str) -> EscalationState:
-        """404 when unknown, 403 when outside the caller's scope."""
+        """404 when unknown or outside the caller's scope: the answer is the same, so it
+        does not tell whether another team's escalation exists."""
         state = get_escalation(self.store, workflow_id)
-        if state is None:
+        if state is None or not scope_of(person).sees(state):
             raise EscalationNotFoundError(f"no escalation {workflow_id}")
-        if not scope_of(person).sees(state):
-            raise NotAllowedError(f"escalation {workflow_id} is not one of yours")
         return state
 
     def actionable(self, person: Person, workflow_id: str) -> EscalationState:
-        """The stored escalation, checked before anything is signalled: 404, 403 (outside
-        the caller's teams, or a read-only role), 409 when it is resolved."""
+        """The stored escalation, checked before anything is signalled: 404 (unknown, or
+        outside the caller's scope), 403 (a read-only role), 409 when it is resolved."""
         state = self.escalation(person, workflow_id)
         if not scope_of(person).may_act(state):
             raise NotAllowedError(f"a {person.role} cannot act on escalations (read-only)")
@@ -290,18 +290,37 @@ class Review:
             raise first_problem(exc) from None
 
     def action(self, person: Person, body: ActionBody) -> EscalationAction:
-        """The action to signal, `by` the signed-in person; 422 for a reassignment to an
-        unknown person or a snooze that ends in the past."""
+        """The action to signal, `by` the signed-in person, its arguments checked: 403 for
+        a reassignment to anyone outside the caller's teams (to an unknown person, for an
+        admin: 422), 422 for a snooze that does not end in the next `SNOOZE_MAX`."""
         fields: dict[str, Any] = {"by": person.id, "note": body.note}
         if isinstance(body, ReassignBody):
-            if self.people.get(body.to) is None:
-                raise InputError("to", f"unknown person '{body.to}'")
-            fields["to"] = body.to
+            fields["to"] = self._reassignable(person, body.to).id
         if isinstance(body, SnoozeBody):
-            if body.until <= self.now():
+            now = self.now()
+            if body.until <= now:
                 raise InputError("until", "must be in the future")
+            if body.until > now + SNOOZE_MAX:
+                latest = (now + SNOOZE_MAX).strftime("%Y-%m-%d %H:%M UTC")
+                raise InputError(
+                    "until", f"must be at most {SNOOZE_MAX.days} days ahead (by {latest})"
+                )
             fields["until"] = body.until
         return EscalationAction(**fields)
+
+    def _reassignable(self, person: Person, to: str) -> Person:
+        """The new holder, when they are in the caller's teams. An unknown id and another
+        team's person get the same answer, so it tells nothing about other teams."""
+        scope = scope_of(person)
+        target = self.people.get(to)
+        if scope.teams is None and scope.holder is None:  # an admin: anyone
+            if target is None:
+                raise InputError("to", f"unknown person '{to}'")
+            return target
+        if target is None or target not in self.team_people(scope):
+            teams = ", ".join(scope.teams or ()) or "none"
+            raise NotAllowedError(f"to: '{to}' is not a person in your teams ({teams})")
+        return target
 
     async def act(
         self, person: Person, state: EscalationState, kind: Kind, body: ActionBody

@@ -8,6 +8,7 @@
     facts.py             fresh account facts, derived once per account, day and history
     ledger.py            the decision ledger; chain.py its hash chain and verification
     deadletters.py, escalations.py, quarantine.py   one repository each
+    signins.py           session generations: sign-out and revoke end a person's sessions
     migrate.py           schema migrations (Alembic, driven from code; migrations/)
 
 A low layer: nothing here imports connectors, pipeline, ingest or scheduling. Modules are
@@ -28,5 +29,6 @@ __all__ = [
     "quarantine",
     "repo",
     "scheduler_tables",
+    "signins",
     "tables",
 ]

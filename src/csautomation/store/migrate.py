@@ -92,6 +92,7 @@ def target_metadata() -> MetaData:
     """The metadata of every table the code uses, whichever modules the process imported."""
     import csautomation.store.pull_tables
     import csautomation.store.scheduler_tables
+    import csautomation.store.signins
     import csautomation.store.tables  # noqa: F401
 
     return SQLModel.metadata
