@@ -79,7 +79,12 @@ def every_route(routes: list[BaseRoute], prefix: str = "") -> Iterator[tuple[str
 
 
 def filled(path: str) -> str:
-    values = {"workflow_id": quote(EAST_CRITICAL, safe=""), "kind": "snooze", "row_id": "1"}
+    values = {
+        "workflow_id": quote(EAST_CRITICAL, safe=""),
+        "kind": "snooze",
+        "row_id": "1",
+        "task_id": "1",
+    }
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
 
 

@@ -2,9 +2,10 @@
 process (the bundled Temporal dev server, real escalation workflows), Debian's chromium
 driven by Playwright. A manager signs in, sees only their team's escalations, filters
 them, acknowledges one, and the workflow's state changes; the API refuses a caller
-without credentials (401) and a manager of another team (403). A signal posted with the
-demo's documented token, as the demo's own hint says, becomes a task on the CSM's "My
-work", and completing it there moves its playbook on to the next task."""
+without credentials (401) and answers a manager of another team as for a missing
+escalation (404). A signal posted with the demo's documented token, as the demo's own
+hint says, becomes a task on the CSM's "My work", and completing it there moves its
+playbook on to the next task."""
 
 from __future__ import annotations
 
@@ -138,7 +139,7 @@ def test_a_manager_acknowledges_an_escalation_the_demo_started(
         refused = api.post(
             f"/api/escalations/{wid}/resolve", json={"note": "not mine"}, headers=token(outsider)
         )
-        assert refused.status_code == 403
+        assert refused.status_code == 404  # another team's: as a missing one
         assert api.post(f"/api/escalations/{wid}/resolve", json={"note": "x"}).status_code == 401
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
