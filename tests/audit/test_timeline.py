@@ -127,7 +127,9 @@ def _status(store: Store, eid: str) -> str:
     return state.status if state is not None else ""
 
 
-ONE_SECOND = timedelta(seconds=1)
+def near(shown: datetime, then: datetime) -> bool:
+    """`shown` (whole seconds, from a clock read a moment before `then`) is `then`'s."""
+    return then - timedelta(seconds=2) <= shown <= then
 
 
 def shown_until(what: str) -> datetime:
@@ -143,12 +145,12 @@ async def test_waits_show_their_step_and_deadline(story: Story) -> None:
     started = find(tl, "workflow started").at
     wait_for = find(tl, "step wait-for-call: waiting for the task of step outreach")
     assert wait_for.what.endswith("(timeout 7d, then escalate)")
-    # the deadline is the workflow's clock at the wait's start plus the timeout: the
-    # event that records it may carry a time a few milliseconds later (another second)
-    assert abs(shown_until(wait_for.what) - (wait_for.at + timedelta(days=7))) <= ONE_SECOND
+    # the deadline is the workflow's clock at the wait's start plus the timeout, shown to
+    # the second below: the event that records it may carry a time a few milliseconds later
+    assert near(shown_until(wait_for.what), wait_for.at + timedelta(days=7))
     assert find(tl, "step wait-for-call: the wait is over").at < started + timedelta(days=1)
     wait = find(tl, "step give-it-time: waiting 14d")
-    assert abs(shown_until(wait.what) - (wait.at + timedelta(days=14))) <= ONE_SECOND
+    assert near(shown_until(wait.what), wait.at + timedelta(days=14))
     waited = find(tl, "step give-it-time: waited until").at
     assert waited - wait.at > timedelta(days=14) - timedelta(seconds=1)
 
