@@ -129,7 +129,7 @@ def _status(store: Store, eid: str) -> str:
 
 def near(shown: datetime, then: datetime) -> bool:
     """`shown` (whole seconds, from a clock read a moment before `then`) is `then`'s."""
-    return then - timedelta(seconds=2) <= shown <= then
+    return then - timedelta(seconds=10) <= shown <= then
 
 
 def shown_until(what: str) -> datetime:
