@@ -8,6 +8,7 @@ its escalation's transitions."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from dataclasses import dataclass
@@ -84,6 +85,11 @@ async def story(env: WorkflowEnvironment, client: Client, store: Store) -> Story
         await until(lambda: bool(local_tasks(store, handle.id)), "the outreach task")
         [task] = local_tasks(store, handle.id)
         assert task.id is not None and task.assignee == CSM
+        # completed once the run waits for it: a completion that arrives before the wait
+        # begins ends it at once, and the timeline then has no wait to show
+        async with asyncio.timeout(30):
+            while await handle.query(PlaybookWorkflow.current_step) != "wait-for-call":
+                await asyncio.sleep(0.02)
         await complete_task(client, store, task.id, by=MANAGER)
         await handle.result()
 
