@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, time, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +22,15 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
+from audit.support import acme_falls
 from csautomation.cli import app
-from csautomation.facts.health import load_health_model
-from csautomation.facts.model import Signal
-from csautomation.pipeline import Pipeline, SqlCooldowns
-from csautomation.rules.runtime import RuleRuntime
 from csautomation.store import ledger
 from csautomation.store.chain import LEDGER
 from csautomation.store.outbox import mark_all_evaluated, runs
 from csautomation.store.repo import Store
 from csautomation.workflows.playbook import PlaybookWorkflow
-from factories import ROOT, TODAY, playbook_store
-from playbook_support import PLAYBOOKS, end_escalations, make_worker
+from factories import playbook_store
+from playbook_support import end_escalations, make_worker
 
 runner = CliRunner()
 
@@ -47,23 +44,7 @@ async def filled(
     store = playbook_store(empty_db_url)
     mark_all_evaluated(store)
     queue = f"verify-{uuid.uuid4()}"
-    runtime = RuleRuntime([ROOT / "rules"], load_health_model(), cooldowns=SqlCooldowns(store))
-    pipeline = Pipeline(
-        store,
-        runtime,
-        PLAYBOOKS,
-        client,
-        queues=dict.fromkeys(("critical", "high", "medium", "low"), queue),
-    )
-    pipeline.add_signal(
-        Signal(
-            type="usage_daily",
-            account_id="ACME",
-            occurred_at=datetime.combine(TODAY, time(18), tzinfo=UTC),
-            payload={"logins": 30, "active_users": 7},
-            idempotency_key="verify:acme:today",
-        )
-    )
+    pipeline, runtime = acme_falls(store, client, queue, "verify:acme:today")
     try:
         async with make_worker(client, store, queue):
             await pipeline.run_once()
