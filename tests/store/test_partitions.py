@@ -40,9 +40,7 @@ def test_share_is_round_robin_in_start_order() -> None:
     assert share(["a", "b"], "a", single=True) == frozenset(range(PARTITIONS))
     assert share(["a", "b"], "b", single=True) == frozenset()
     assert share(["a"], "z", single=False) == frozenset()
-    assert set().union(*(share(["a", "b", "c"], m, False) for m in "abc")) == set(
-        range(PARTITIONS)
-    )
+    assert set().union(*(share(["a", "b", "c"], m, False) for m in "abc")) == set(range(PARTITIONS))
 
 
 def test_members_share_every_partition_and_a_joiner_gets_its_part(store: Store) -> None:
