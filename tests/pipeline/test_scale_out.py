@@ -258,7 +258,9 @@ async def test_three_pipelines_one_killed_evaluate_each_signal_once(
                 raise AssertionError(f"{exc}\n{pipelines.tails()}") from None
             if n == 3:  # the others took the killed one's partitions over
                 dead = pipelines.procs[1].pid
-                wait_for(lambda: not held_by(store, dead) and holders(store) == 2, "takeover")
+                wait_for(
+                    lambda dead=dead: not held_by(store, dead) and holders(store) == 2, "takeover"
+                )
         wait_for(lambda: undispatched(store) == 0, "every firing dispatched")
         assert (killed_at, restarted_at) == (3, 6)
         pipelines.check_alive()
