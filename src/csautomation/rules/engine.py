@@ -1,4 +1,5 @@
-"""Streaming evaluation on durable_rules, and the rule set that reloads itself.
+"""durable_rules, driven at its C level: a second streaming evaluator, kept as a peer and a
+cross-check of `matcher.StreamingEvaluator` (which the runtime uses: docs/rules-engine.md).
 
 How durable_rules is driven (see ../shared/RULE_ENGINES.md for the measurements):
   * Each evaluation asserts the account's facts as one *fact* (not an event: events are
@@ -89,7 +90,7 @@ def _refusal(name: str, rules: list[CompiledRule], columns: dict[str, str], exc:
     return f"durable_rules refused ruleset {name}{named}: {exc}"
 
 
-class StreamingEvaluator:
+class DurableRulesEvaluator:
     """Finds every rule whose condition holds for one record of facts."""
 
     def __init__(self, rules: Iterable[CompiledRule], chunk: int = CHUNK) -> None:

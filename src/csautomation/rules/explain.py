@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,7 +135,7 @@ class Explanation:
             self._render(child, depth + 1, lines)
 
 
-def _walk(node: Node, record: dict[str, Any], facts: dict[str, Any]) -> ExplainNode:
+def _walk(node: Node, record: Mapping[str, Any], facts: dict[str, Any]) -> ExplainNode:
     if isinstance(node, Leaf):
         actual = record.get(node.key)
         facts[node.key] = actual
@@ -150,12 +151,12 @@ def _walk(node: Node, record: dict[str, Any], facts: dict[str, Any]) -> ExplainN
     return ExplainNode("any", any(c.result for c in children), children)
 
 
-def holds(node: Node, record: dict[str, Any]) -> bool:
+def holds(node: Node, record: Mapping[str, Any]) -> bool:
     """Whether a condition tree holds for a record (used by playbooks on fresh facts)."""
     return _walk(node, record, {}).result
 
 
-def explain(rule: CompiledRule, record: dict[str, Any]) -> Explanation:
+def explain(rule: CompiledRule, record: Mapping[str, Any]) -> Explanation:
     facts: dict[str, Any] = {}
     tree = _walk(rule.condition, record, facts)
     return Explanation(rule.id, rule.version, tree.result, tree, facts)

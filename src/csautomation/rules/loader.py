@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -41,8 +42,9 @@ class RuleSet:
     def by_id(self, rule_id: str) -> CompiledRule | None:
         return next((r for r in self.rules if r.id == rule_id), None)
 
-    @property
+    @cached_property
     def enabled(self) -> tuple[CompiledRule, ...]:
+        # cached: the runtime reads it on every evaluation, and a rule set never changes
         return tuple(r for r in self.rules if r.rule.enabled)
 
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,10 +21,10 @@ from csautomation.facts.derive import derive
 from csautomation.facts.derived import DerivedFact
 from csautomation.facts.health import HealthModel
 from csautomation.facts.model import Account, Signal
-from csautomation.rules.engine import StreamingEvaluator
 from csautomation.rules.explain import Explanation, explain
 from csautomation.rules.ir import CompiledRule
 from csautomation.rules.loader import RuleSet, load_rules
+from csautomation.rules.matcher import StreamingEvaluator
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,18 @@ class MemoryCooldowns:
 
 @dataclass(frozen=True)
 class Match:
+    """A rule that matched an account's facts; `facts` is the record it was evaluated on."""
+
     rule: CompiledRule
     account_id: str
     at: datetime
-    explanation: Explanation
+    facts: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @cached_property
+    def explanation(self) -> Explanation:
+        """Computed on first use (most matches are only counted or cooled down), from the
+        record as it is then: callers do not change a record after evaluating it."""
+        return explain(self.rule, self.facts)
 
     @property
     def rule_id(self) -> str:
@@ -88,13 +97,8 @@ Trigger = str | Collection[str] | None
 
 def triggered(rule: CompiledRule, trigger: Trigger) -> bool:
     """None evaluates every rule (dry runs); otherwise signal types and/or SCHEDULE."""
-    t = rule.rule.trigger
-    if trigger is None:
-        return True
-    kinds = {trigger} if isinstance(trigger, str) else set(trigger)
-    if SCHEDULE in kinds and t.schedule is not None:
-        return True
-    return any(kind.value in kinds for kind in t.on)
+    kinds = _kinds(trigger)
+    return kinds is None or not kinds.isdisjoint(_wakes(rule))
 
 
 class RuleSource(Protocol):
@@ -180,7 +184,7 @@ class RuleRuntime:
         self._lock = threading.Lock()  # the rule set and its evaluator, read together
         self._swapping = threading.Lock()
         self.ruleset = self.source.ruleset
-        self._evaluator = StreamingEvaluator(self.ruleset.enabled)
+        self._plan = _Plan(self.ruleset)
 
     @property
     def last_error(self) -> ConfigFileError | None:
@@ -194,10 +198,10 @@ class RuleRuntime:
             ruleset = self.source.ruleset
             if ruleset is self.ruleset:
                 return False
-            evaluator = StreamingEvaluator(ruleset.enabled)
+            plan = _Plan(ruleset)
             with self._lock:
-                old, self._evaluator, self.ruleset = self._evaluator, evaluator, ruleset
-        old.close()
+                old, self._plan, self.ruleset = self._plan, plan, ruleset
+        old.evaluator.close()
         return True
 
     @property
@@ -221,17 +225,16 @@ class RuleRuntime:
         self.reload_if_changed()
         store = cooldowns or self.cooldowns
         with self._lock:
-            ruleset: RuleSet = self.ruleset
-            names = set(self._evaluator.matching(record))
+            plan = self._plan
+        kinds = _kinds(trigger)
         fired: list[Match] = []
         suppressed: list[Match] = []
-        for rule in ruleset.enabled:
-            if rule.id not in names or not triggered(rule, trigger):
+        # the evaluator answers in rule order; explanations are built only when read
+        for rule_id in plan.evaluator.matching(record):
+            rule = plan.rules[rule_id]
+            if kinds is not None and kinds.isdisjoint(plan.wakes[rule_id]):
                 continue
-            why = explain(rule, record)
-            if not why.matched:  # both paths share one meaning; disagreement is a bug
-                log.error("durable_rules matched %s but explain does not: %s", rule.id, record)
-            match = Match(rule, account_id, at, why)
+            match = Match(rule, account_id, at, record)
             last = store.last_fired(rule.id, account_id) if apply_cooldown else None
             if last is not None and at - last < rule.rule.cooldown:
                 suppressed.append(match)
@@ -262,4 +265,26 @@ class RuleRuntime:
         return self.evaluate_record(account.id, record, at, trigger, apply_cooldown, cooldowns)
 
     def close(self) -> None:
-        self._evaluator.close()
+        self._plan.evaluator.close()
+
+
+class _Plan:
+    """One rule set made ready to evaluate: its evaluator, its enabled rules by id, and
+    what wakes each (signal types, and SCHEDULE)."""
+
+    def __init__(self, ruleset: RuleSet) -> None:
+        enabled = ruleset.enabled
+        self.evaluator = StreamingEvaluator(enabled)
+        self.rules = {r.id: r for r in enabled}
+        self.wakes = {r.id: _wakes(r) for r in enabled}
+
+
+def _wakes(rule: CompiledRule) -> frozenset[str]:
+    t = rule.rule.trigger
+    return frozenset([kind.value for kind in t.on] + ([SCHEDULE] if t.schedule is not None else []))
+
+
+def _kinds(trigger: Trigger) -> frozenset[str] | None:
+    if trigger is None:
+        return None
+    return frozenset((trigger,) if isinstance(trigger, str) else trigger)

@@ -38,9 +38,9 @@ from csautomation.facts.derived import norm
 from csautomation.facts.health import HealthModel
 from csautomation.facts.model import Account, Signal, SignalType
 from csautomation.rules.batch import BatchEvaluator, Columns
-from csautomation.rules.engine import StreamingEvaluator
 from csautomation.rules.explain import Explanation, explain
 from csautomation.rules.loader import RuleSet
+from csautomation.rules.matcher import StreamingEvaluator
 from csautomation.rules.runtime import triggered
 
 AS_OF = date(2026, 11, 1)
@@ -195,11 +195,7 @@ def run_case(ruleset: RuleSet, model: HealthModel, file: str, line: int, case: C
         account = default_account(case.history.account)
         signals = history_signals(case.history, account.id)
         record = derive(account, signals, case.history.as_of, model, rule.derived).record()
-    streaming = StreamingEvaluator([rule])
-    try:
-        stream_hit = rule.id in streaming.matching(record)
-    finally:
-        streaming.close()
+    stream_hit = rule.id in StreamingEvaluator([rule]).matching(record)
     batch = BatchEvaluator([rule])
     batch_hit = bool(batch.evaluate(Columns.from_records([record], batch.keys))[rule.id][0])
     why = explain(rule, record)
@@ -209,7 +205,7 @@ def run_case(ruleset: RuleSet, model: HealthModel, file: str, line: int, case: C
             line,
             case,
             False,
-            f"evaluation paths disagree: durable_rules={stream_hit}, "
+            f"evaluation paths disagree: streaming={stream_hit}, "
             f"batch={batch_hit}, explain={why.matched}",
             why,
         )

@@ -120,7 +120,7 @@ def sweep(
                 if last is not None and at - last < rule.rule.cooldown:
                     suppressed += 1
                     continue
-                cooldowns.record(Match(rule, account.id, at, why))
+                cooldowns.record(Match(rule, account.id, at, record))
         fired += commit_evaluation(
             store, cooldowns.rows(), [], datetime.now(UTC), cooldowns.rules()
         )
