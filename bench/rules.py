@@ -26,9 +26,8 @@ import zen
 from csautomation.facts.derived import norm
 from csautomation.rules import spec
 from csautomation.rules.batch import BatchEvaluator, Columns
-from csautomation.rules.engine import DurableRulesEvaluator
-from csautomation.rules.matcher import StreamingEvaluator
 from csautomation.rules.ir import And, CompiledRule, Leaf, Node, Not, Or, compile_rule
+from csautomation.rules.matcher import StreamingEvaluator
 
 TIERS = ["enterprise", "mid_market", "smb"]
 
