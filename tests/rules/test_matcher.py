@@ -1,0 +1,176 @@
+"""The streaming evaluator's answer tables give explain's answer for every value: at each
+constant a rule compares with, just beside it, between constants, for missing facts,
+booleans where numbers stand and the reverse, unseen strings and lists."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from csautomation.facts.derived import norm
+from csautomation.rules import matcher, spec
+from csautomation.rules.batch import Columns
+from csautomation.rules.explain import explain
+from csautomation.rules.ir import CompiledRule, compile_rule
+from csautomation.rules.matcher import StreamingEvaluator
+
+
+def compiled(conditions: list[Any]) -> list[CompiledRule]:
+    return [
+        compile_rule(
+            spec.Rule.model_validate(
+                {
+                    "id": f"r{i}",
+                    "name": "n",
+                    "owner": "o",
+                    "priority": "low",
+                    "trigger": {"on": ["usage_daily"]},
+                    "conditions": c,
+                    "actions": [{"start_playbook": "p"}],
+                }
+            )
+        )
+        for i, c in enumerate(conditions)
+    ]
+
+
+CONDITIONS: list[Any] = [
+    "health.score < 40",
+    "health.score <= 40",
+    {"all": ["health.score > 39.999999", "health.score <= 95"]},
+    {"fact": "health.score", "between": [10, 20.5]},
+    {"fact": "health.score", "in": [0, 7, 40]},
+    {"fact": "health.score", "not_in": [7, 40]},
+    {"not": "health.score == 7"},
+    "health.score != 40",
+    "health.score exists",
+    {"not": "health.score exists"},
+    "stakeholders.champion_changed == true",
+    {"not": "stakeholders.champion_changed == false"},
+    {"fact": "account.tier", "in": ["smb", "enterprise"]},
+    {"fact": "account.tier", "not_in": ["smb"]},
+    {"all": ["account.tags contains strategic", {"not": "account.tags contains at-risk"}]},
+    # several facts: an `any` across two, a `not` over an `all` across two, a bare `any`
+    {"all": ["health.band == red", {"any": ["health.score < 30", "churn.probability > 0.9"]}]},
+    {"not": {"all": ["health.score > 50", "churn.probability < 0.1"]}},
+    {"any": ["health.score > 90", "account.tier == smb", "account.tags contains reference"]},
+]
+
+SCORES = [None, -6, -5, -4.999999, 0, 7, 7.000001, 9.5, 10, 15, 20.5, 20.500001, 30]
+SCORES += [39.999999, 39.9999995, 40, 40.000001, 50, 90, 90.5, 1e12, -1e12, True, False]
+TIERS = [None, "smb", "enterprise", "mid_market", "never-seen", 1, True]
+BANDS = [None, "red", "green"]
+CHURN = [None, 0.05, 0.1, 0.95, 1]
+CHAMPION = [None, True, False, 1, 0, 1.0]
+TAGS = [None, ["strategic"], ["strategic", "at-risk"], ["reference"]]
+
+
+def records() -> list[dict[str, Any]]:
+    out = []
+    for i, score in enumerate(SCORES):
+        for j, tier in enumerate(TIERS):
+            rec = {
+                "health.score": score,
+                "account.tier": tier,
+                "health.band": BANDS[(i + j) % len(BANDS)],
+                "churn.probability": CHURN[(i * 3 + j) % len(CHURN)],
+                "stakeholders.champion_changed": CHAMPION[(i + 2 * j) % len(CHAMPION)],
+                "account.tags": TAGS[(2 * i + j) % len(TAGS)],
+            }
+            out.append({k: v for k, v in rec.items() if v is not None})
+    return out
+
+
+def test_every_value_class_matches_as_explain_says() -> None:
+    rules = compiled(CONDITIONS)
+    ev = StreamingEvaluator(rules)
+    recs = records()
+    fired = 0
+    for rec in recs:
+        want = [r.id for r in rules if explain(r, rec).matched]
+        assert ev.matching(rec) == want, rec
+        assert ev.matching(rec) == want, rec  # answers remembered for strings are the same
+        fired += len(want)
+    # the grid reaches both sides of every rule
+    for r in rules:
+        results = {explain(r, rec).matched for rec in recs}
+        assert results == {True, False}, r.id
+    assert fired > len(recs)
+
+
+def test_a_boolean_never_equals_a_number_either_way() -> None:
+    rules = compiled(["stakeholders.champion_changed == true", "health.score == 1"])
+    ev = StreamingEvaluator(rules)
+    assert ev.matching({"stakeholders.champion_changed": True, "health.score": 1}) == ["r0", "r1"]
+    assert ev.matching({"stakeholders.champion_changed": 1, "health.score": True}) == []
+    assert ev.matching({"stakeholders.champion_changed": 1.0, "health.score": 1.0}) == ["r1"]
+
+
+def test_strings_remembered_are_bounded(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(matcher, "MEMO_LIMIT", 10)
+    ev = StreamingEvaluator(compiled([{"fact": "account.tier", "not_in": ["smb"]}]))
+    for i in range(50):
+        assert ev.matching({"account.tier": f"tier-{i}"}) == ["r0"]
+    assert ev.matching({"account.tier": "smb"}) == []
+    [(_, _, _, _, fact)] = ev._table
+    assert len(fact.memo) == 10
+
+
+def test_threads_share_one_evaluator() -> None:
+    rules = compiled(CONDITIONS)
+    ev = StreamingEvaluator(rules)
+    recs = records()
+    want = [[r.id for r in rules if explain(r, rec).matched] for rec in recs]
+    wrong: list[dict[str, Any]] = []
+
+    def run() -> None:
+        for _ in range(5):
+            for rec, expected in zip(recs, want, strict=True):
+                if ev.matching(rec) != expected:
+                    wrong.append(rec)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == []
+
+
+AWKWARD: list[Any] = [
+    0.30000000000000004,
+    0.1 + 0.2,
+    1e-7,
+    -1e-7,
+    39.9999995,
+    2.0000005,
+    0.0000005,
+    1234567890.1234567,
+    9.87654321e8 + 0.00000049,
+    1e20,
+    -0.0,
+    float("inf"),
+    float("-inf"),
+    float("nan"),
+    None,
+    True,
+    False,
+    5,
+    2**60 + 1,
+    40.125,
+]
+
+
+def test_number_columns_are_normalised_as_norm_does() -> None:
+    records = [{"health.score": v} for v in AWKWARD] + [{}]
+    got = Columns.from_records(records, ["health.score"]).numbers["health.score"]
+    want = np.array(
+        [
+            np.nan if norm(r.get("health.score")) is None else float(norm(r.get("health.score")))
+            for r in records
+        ]
+    )
+    np.testing.assert_array_equal(got, want)  # NaN where missing, equal elsewhere
+    assert got[0] == 0.3 and got[2] == 0.0 and np.isnan(got[11])
