@@ -110,6 +110,8 @@ class LiveConfiguration:
     def reload_if_changed(self, force: bool = False) -> bool:
         """Load the side whose files changed (both when forced), check the pair, and swap
         it in; True when a new pair is served."""
+        if not self._watch.due(force):
+            return False
         with self._watch.look(force) as found:
             if found is None:
                 return False

@@ -45,6 +45,11 @@ class Watch:
     def fingerprints(self) -> tuple[str, ...]:
         return tuple(fingerprint(yaml_files(paths)) for paths in self.folders)
 
+    def due(self, force: bool = False) -> bool:
+        """Whether `look()` would look now: a check without the lock, for callers that ask
+        on every evaluation (the answer is a hint; `look()` decides)."""
+        return force or self._clock() - self._checked >= self.interval
+
     @contextmanager
     def look(self, force: bool = False) -> Iterator[tuple[str, ...] | None]:
         if not self._looking.acquire(blocking=False):

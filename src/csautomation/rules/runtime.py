@@ -10,9 +10,8 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cached_property
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from csautomation.config.reload import Watch, version_changes
 from csautomation.errors import ConfigFileError
@@ -48,20 +47,25 @@ class MemoryCooldowns:
         self._last[(match.rule_id, match.account_id)] = match.at
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Match:
-    """A rule that matched an account's facts; `facts` is the record it was evaluated on."""
+    """A rule that matched an account's facts; `facts` is the record it was evaluated on.
+    A value: read it, never assign to it (not frozen only because a frozen dataclass takes
+    three times as long to build, and a pass builds one per match)."""
 
     rule: CompiledRule
     account_id: str
     at: datetime
     facts: Mapping[str, Any] = field(repr=False, compare=False)
+    _explanation: Explanation | None = field(default=None, init=False, repr=False, compare=False)
 
-    @cached_property
+    @property
     def explanation(self) -> Explanation:
         """Computed on first use (most matches are only counted or cooled down), from the
         record as it is then: callers do not change a record after evaluating it."""
-        return explain(self.rule, self.facts)
+        if self._explanation is None:
+            self._explanation = explain(self.rule, self.facts)
+        return self._explanation
 
     @property
     def rule_id(self) -> str:
@@ -86,10 +90,15 @@ class Match:
         }
 
 
-@dataclass(frozen=True)
-class Evaluation:
+class Evaluation(NamedTuple):
+    """A named tuple, not a frozen dataclass: built on every evaluation, and three times
+    cheaper to build."""
+
     fired: tuple[Match, ...]
     suppressed: tuple[Match, ...]  # matched, but inside the rule's cooldown for the account
+
+
+NOTHING = Evaluation((), ())
 
 
 Trigger = str | Collection[str] | None
@@ -133,6 +142,8 @@ class RuleFiles:
 
     def reload_if_changed(self, force: bool = False) -> bool:
         """Swap in the rule files' new contents; on errors keep serving the last good set."""
+        if not self._watch.due(force):
+            return False
         with self._watch.look(force) as found:
             if found is None:
                 return False
@@ -181,10 +192,9 @@ class RuleRuntime:
         self.model = model
         self.cooldowns = cooldowns or MemoryCooldowns()
         self.source: RuleSource = source or RuleFiles(self.paths, reload_interval, clock)
-        self._lock = threading.Lock()  # the rule set and its evaluator, read together
         self._swapping = threading.Lock()
         self.ruleset = self.source.ruleset
-        self._plan = _Plan(self.ruleset)
+        self._plan = _Plan(self.ruleset)  # read and replaced whole, never changed
 
     @property
     def last_error(self) -> ConfigFileError | None:
@@ -194,13 +204,15 @@ class RuleRuntime:
     def reload_if_changed(self, force: bool = False) -> bool:
         """Follow the source: True when this runtime swapped in a new rule set."""
         self.source.reload_if_changed(force)
+        if self.source.ruleset is self._plan.ruleset:  # the usual answer, without the lock
+            return False
         with self._swapping:
             ruleset = self.source.ruleset
-            if ruleset is self.ruleset:
+            if ruleset is self._plan.ruleset:
                 return False
-            plan = _Plan(ruleset)
-            with self._lock:
-                old, self._plan, self.ruleset = self._plan, plan, ruleset
+            # one assignment: an evaluation reads the rule set and its evaluator together
+            old, self._plan = self._plan, _Plan(ruleset)
+            self.ruleset = ruleset
         old.evaluator.close()
         return True
 
@@ -223,26 +235,24 @@ class RuleRuntime:
     ) -> Evaluation:
         """`cooldowns` overrides the runtime's store for this call (a batch's own view)."""
         self.reload_if_changed()
+        plan = self._plan
+        # the evaluator answers in priority order, among the rules `trigger` wakes
+        rules = plan.evaluator.matched(record, plan.woken(trigger))
+        if not rules:
+            return NOTHING
+        if not apply_cooldown:  # explanations are built only when read
+            return Evaluation(tuple([Match(r, account_id, at, record) for r in rules]), ())
         store = cooldowns or self.cooldowns
-        with self._lock:
-            plan = self._plan
-        kinds = _kinds(trigger)
         fired: list[Match] = []
         suppressed: list[Match] = []
-        # the evaluator answers in rule order; explanations are built only when read
-        for rule_id in plan.evaluator.matching(record):
-            rule = plan.rules[rule_id]
-            if kinds is not None and kinds.isdisjoint(plan.wakes[rule_id]):
-                continue
+        for rule in rules:
             match = Match(rule, account_id, at, record)
-            last = store.last_fired(rule.id, account_id) if apply_cooldown else None
+            last = store.last_fired(rule.id, account_id)
             if last is not None and at - last < rule.rule.cooldown:
                 suppressed.append(match)
-                continue
-            fired.append(match)
-            if apply_cooldown:
+            else:
+                fired.append(match)
                 store.record(match)
-        fired.sort(key=lambda m: (m.rule.rank, m.rule_id))
         return Evaluation(tuple(fired), tuple(suppressed))
 
     def record_for(
@@ -269,14 +279,29 @@ class RuleRuntime:
 
 
 class _Plan:
-    """One rule set made ready to evaluate: its evaluator, its enabled rules by id, and
-    what wakes each (signal types, and SCHEDULE)."""
+    """One rule set made ready to evaluate: its evaluator, and the rules each trigger
+    wakes (signal types, and SCHEDULE) as the evaluator's bit masks."""
 
     def __init__(self, ruleset: RuleSet) -> None:
+        self.ruleset = ruleset
         enabled = ruleset.enabled
-        self.evaluator = StreamingEvaluator(enabled)
-        self.rules = {r.id: r for r in enabled}
-        self.wakes = {r.id: _wakes(r) for r in enabled}
+        # given in priority order (critical first, then by id), it answers in that order
+        self.evaluator = StreamingEvaluator(sorted(enabled, key=lambda r: (r.rank, r.id)))
+        self.every = self.evaluator.mask(r.id for r in enabled)
+        kinds = {kind for r in enabled for kind in _wakes(r)}
+        self.wakes = {
+            kind: self.evaluator.mask(r.id for r in enabled if kind in _wakes(r)) for kind in kinds
+        }
+
+    def woken(self, trigger: Trigger) -> int:
+        if trigger is None:
+            return self.every
+        if isinstance(trigger, str):
+            return self.wakes.get(trigger, 0)
+        mask = 0
+        for kind in trigger:
+            mask |= self.wakes.get(kind, 0)
+        return mask
 
 
 def _wakes(rule: CompiledRule) -> frozenset[str]:
