@@ -1,6 +1,7 @@
 """The streaming evaluator's answer tables give explain's answer for every value: at each
 constant a rule compares with, just beside it, between constants, for missing facts,
-booleans where numbers stand and the reverse, unseen strings and lists."""
+booleans where numbers stand and the reverse, unseen strings and lists. The batch path's
+vectorised columns hold what norm gives per value."""
 
 from __future__ import annotations
 
@@ -174,3 +175,13 @@ def test_number_columns_are_normalised_as_norm_does() -> None:
     )
     np.testing.assert_array_equal(got, want)  # NaN where missing, equal elsewhere
     assert got[0] == 0.3 and got[2] == 0.0 and np.isnan(got[11])
+
+
+def test_text_columns_are_coded_as_norm_does() -> None:
+    values: list[Any] = ["smb", None, 1.0000001, "enterprise", 1, "smb", float("nan"), True]
+    codes, dictionary = Columns.from_records(
+        [{"account.tier": v} for v in values] + [{}], ["account.tier"]
+    ).strings["account.tier"]
+    # norm per value: 1.0000001 and 1 are the same number; NaN is missing; True == 1 as a key
+    assert dictionary == {"smb": 0, 1: 1, "enterprise": 2}
+    assert codes.tolist() == [0, -1, 1, 2, 1, 0, -1, 1, -1]

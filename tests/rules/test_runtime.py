@@ -197,3 +197,51 @@ def test_evaluations_leave_no_facts_behind() -> None:
         assert ev.pending_facts() == 0
     finally:
         ev.close()
+
+
+def test_explanations_are_built_when_read_and_only_for_matches(  # type: ignore[no-untyped-def]
+    tmp_path: Path, model, monkeypatch
+) -> None:
+    from csautomation.rules import runtime as runtime_module
+
+    folder = write_rules(
+        tmp_path / "rules",
+        rule_yaml("hit", "health.score < 50"),
+        rule_yaml("miss", "health.score > 90"),
+    )
+    rt = RuleRuntime([folder], model)
+    explained: list[str] = []
+    real = runtime_module.explain
+
+    def counting(rule: CompiledRule, record: Any) -> Any:
+        explained.append(rule.id)
+        return real(rule, record)
+
+    monkeypatch.setattr(runtime_module, "explain", counting)
+    ev = rt.evaluate_record("A", {"health.score": 30}, AT, "usage_daily")
+    assert [m.rule_id for m in ev.fired] == ["hit"] and explained == []
+    why = ev.fired[0].explanation
+    assert why is ev.fired[0].explanation  # built once
+    assert explained == ["hit"] and why.matched
+    assert "health.score < 50 (value: 30)" in why.render()
+    assert ev.fired[0].to_dict()["explain"]["facts"] == {"health.score": 30}
+
+
+def test_a_set_of_signal_types_wakes_the_rules_of_each(tmp_path: Path, model) -> None:  # type: ignore[no-untyped-def]
+    folder = write_rules(
+        tmp_path / "rules",
+        rule_yaml("on-usage", "health.score < 50", priority="low"),
+        rule_yaml("on-nps", "health.score < 50", on="[nps_response]", priority="critical"),
+        rule_yaml("on-both", "health.score < 50", on="[nps_response, usage_daily]"),
+    )
+    rt = RuleRuntime([folder], model)
+    rec = {"health.score": 10}
+
+    def fired(trigger: Any) -> list[str]:
+        return [m.rule_id for m in rt.evaluate_record("A", rec, AT, trigger, False).fired]
+
+    assert fired({"nps_response", "usage_daily"}) == ["on-nps", "on-both", "on-usage"]
+    assert fired(["usage_daily"]) == ["on-both", "on-usage"]
+    assert fired("nps_response") == ["on-nps", "on-both"]
+    assert fired({"support_ticket"}) == [] and fired([]) == []
+    assert fired(None) == ["on-nps", "on-both", "on-usage"]  # priority order, then id

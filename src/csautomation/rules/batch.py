@@ -38,12 +38,13 @@ class Columns:
         numbers: norm per value was most of a batch's cost)."""
         cols = cls(len(records))
         for key in keys:
-            values = list(map(dict.get, records, repeat(key)))
             kind = fact_type(key)
             if kind in (FactType.number, FactType.boolean):
-                cols.numbers[key] = _numbers(values)
-            elif kind == FactType.string:
-                cols.add(key, [v if v is None or type(v) is str else norm(v) for v in values])
+                cols.numbers[key] = _numbers(records, key)
+                continue
+            values = list(map(dict.get, records, repeat(key)))
+            if kind == FactType.string:
+                cols.strings[key] = _codes(values)
             else:
                 cols.add(key, [norm(v) for v in values])
         return cols
@@ -61,40 +62,61 @@ class Columns:
             if isinstance(values, tuple) and len(values) == 2 and isinstance(values[1], dict):
                 self.strings[key] = values  # already (codes, dictionary)
                 return
-            # codes in first-seen order, looked up in C (a generator per value cost twice)
-            seen = dict.fromkeys(values)
-            seen.pop(None, None)
-            dictionary = {v: i for i, v in enumerate(seen)}
-            lookup: dict[Any, int] = {**dictionary, None: -1}
-            codes = np.fromiter(map(lookup.__getitem__, values), dtype=np.int32, count=len(values))
-            self.strings[key] = (codes, dictionary)
+            self.strings[key] = _codes(values)
         else:
             self.lists[key] = [tuple(v) if v else None for v in values]
+
+
+def _codes(
+    values: Sequence[Any] | npt.NDArray[Any],
+) -> tuple[npt.NDArray[np.int32], dict[str, int]]:
+    """Dictionary codes, in first-seen order, -1 for missing. Each distinct value is
+    normalised once and the codes are looked up in C: a generator per value cost twice."""
+    dictionary: dict[Any, int] = {}
+    lookup: dict[Any, int] = {None: -1}
+    for raw in dict.fromkeys(values):
+        value = raw if raw is None or type(raw) is str else norm(raw)
+        lookup[raw] = -1 if value is None else dictionary.setdefault(value, len(dictionary))
+    codes = np.fromiter(map(lookup.__getitem__, values), dtype=np.int32, count=len(values))
+    return codes, dictionary
 
 
 EXACT = 1e9  # below it, a float equal to numpy's rounding to 6 decimals is norm's too
 
 
-def _numbers(values: list[Any]) -> npt.NDArray[np.float64]:
+def _numbers(records: Sequence[dict[str, Any]], key: str) -> npt.NDArray[np.float64]:
     """A number (or boolean) column, as `norm` then float() per value would give it.
 
-    numpy's rounding (scale, rint, unscale) can differ from Python's correctly rounded
+    Read straight into the array (a missing key reads as NaN, a boolean as 1.0 or 0.0);
+    a None, text or list in the column takes the slower path through a list. numpy's
+    rounding (scale, rint, unscale) can differ from Python's correctly rounded
     `round(v, 6)`; where it leaves a value unchanged and the value is below EXACT, the
     value is within half an ulp of a 6-decimal number and Python agrees. Values it would
     change (not yet normalised) and large ones go through norm itself.
     """
+    n = len(records)
     try:
-        x = np.array(values, dtype=np.float64)  # None becomes NaN, booleans 1.0 / 0.0
+        x = np.fromiter(
+            map(dict.get, records, repeat(key), repeat(np.nan)), dtype=np.float64, count=n
+        )
     except (TypeError, ValueError):
-        x = np.empty(0)
-    if x.shape != (len(values),):  # not all numbers: norm and float() say what is wrong
-        x = np.array([_float(norm(v)) for v in values], dtype=np.float64)
+        x = _numbers_from(list(map(dict.get, records, repeat(key))))
     with np.errstate(invalid="ignore", over="ignore"):
         x[np.isinf(x)] = np.nan  # norm makes infinities missing
         rounded = np.round(x, 6)
         suspect = ~((rounded == x) | np.isnan(x)) | (np.abs(x) >= EXACT)
     for i in np.flatnonzero(suspect).tolist():
-        x[i] = _float(norm(values[i]))
+        x[i] = _float(norm(records[i].get(key)))
+    return x
+
+
+def _numbers_from(values: list[Any]) -> npt.NDArray[np.float64]:
+    try:
+        x = np.array(values, dtype=np.float64)  # None becomes NaN
+    except (TypeError, ValueError):
+        x = np.empty(0)
+    if x.shape != (len(values),):  # not all numbers: norm and float() say what is wrong
+        x = np.array([_float(norm(v)) for v in values], dtype=np.float64)
     return x
 
 
