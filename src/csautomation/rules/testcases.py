@@ -15,7 +15,7 @@
             - {type: stakeholder_change, days_ago: 10, payload: {role: champion, change: left}}
         expect: fires
 
-Each case runs through both evaluation paths (durable_rules and the vectorised batch path)
+Each case runs through both evaluation paths (streaming and the vectorised batch path)
 and fails if they disagree. A history the account or signal schemas refuse (a payload
 with `logins: lots`) is a located problem of the case file, as a misspelt field is.
 """
