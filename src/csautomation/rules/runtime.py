@@ -236,8 +236,10 @@ class RuleRuntime:
         """`cooldowns` overrides the runtime's store for this call (a batch's own view)."""
         self.reload_if_changed()
         plan = self._plan
-        # the evaluator answers in priority order, among the rules `trigger` wakes
-        rules = plan.evaluator.matched(record, plan.woken(trigger))
+        # the evaluator answers in priority order, among the rules `trigger` wakes (one
+        # signal type, the pipeline's usual call, read inline: this is the hot path)
+        among = plan.wakes.get(trigger, 0) if type(trigger) is str else plan.woken(trigger)
+        rules = plan.evaluator.matched(record, among)
         if not rules:
             return NOTHING
         if not apply_cooldown:  # explanations are built only when read
