@@ -120,6 +120,10 @@ def test_a_manager_acknowledges_an_escalation_the_demo_started(
                 f"[data-testid=escalation-row][data-workflow-id='{chosen['workflow_id']}']"
             )
             expect(filtered).to_have_count(1)
+            if not filtered.is_visible():  # one of its account's escalations: expand them
+                page.locator("tbody[data-testid=account-group]", has=filtered).get_by_test_id(
+                    "expand"
+                ).click()
             filtered.get_by_test_id("escalation-link").click()
             expect(page.get_by_test_id("status")).to_have_text("open")
             page.get_by_test_id("ack-note").fill("On it: calling the champion")
