@@ -88,6 +88,9 @@ PIPELINE_PASS = Histogram(
     "csauto_pipeline_pass_seconds", "Duration of pipeline passes that did work", ["step"]
 )
 PIPELINE_EVALUATED = Counter("csauto_pipeline_signals_evaluated", "Signals evaluated")
+PIPELINE_PARTITIONS = Gauge(
+    "csauto_pipeline_partitions_held", "Account partitions this pipeline holds the lease of"
+)
 PIPELINE_DISPATCHED = Counter(
     "csauto_pipeline_firings_dispatched", "Firings whose workflows were started"
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -147,11 +148,23 @@ def pipeline(
             help="seconds between looks for signals stored by other processes (an indexed query)",
         ),
     ] = 0.2,
+    lease_seconds: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            max=600.0,
+            help="how long a stopped pipeline's partitions wait before the others take "
+            "them over (renewed every fifth of it)",
+        ),
+    ] = 10.0,
     metrics_port: MetricsPortOpt = None,
 ) -> None:
-    """Evaluate stored signals and start the workflows their firings call for, until stopped."""
+    """Evaluate stored signals and start the workflows their firings call for, until
+    stopped. Run several on PostgreSQL: they share the accounts' partitions (on SQLite one
+    holds them all and the others stand by)."""
     from csautomation.pipeline import Pipeline, SqlCooldowns
     from csautomation.rules.runtime import RuleRuntime
+    from csautomation.store.partitions import Partitions
 
     settings = bootstrap.settings(database_url=database_url, temporal_address=address)
     config = bootstrap.load_configuration(settings)
@@ -164,7 +177,10 @@ def pipeline(
             live = bootstrap.live_configuration(settings, config)
             runtime = RuleRuntime(live.rule_paths, config.model, cooldowns=cooldowns, source=live)
             out.print(f"pipeline: {bootstrap.masked(settings)} -> {settings.temporal_address}")
-            await Pipeline(store, runtime, live, client).run_forever(poll)
+            lease = timedelta(seconds=lease_seconds)
+            partitions = Partitions(store.engine, ttl=lease, renew_every=lease / 5)
+            out.print(f"pipeline {partitions.member}: partitions leased for {lease_seconds:g} s")
+            await Pipeline(store, runtime, live, client, partitions=partitions).run_forever(poll)
 
     logs.setup(logging.INFO)
     run(main)

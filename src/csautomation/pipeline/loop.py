@@ -50,6 +50,7 @@ from csautomation.store.outbox import (
     pending_signals,
     undispatched_firings,
 )
+from csautomation.store.partitions import PARTITIONS, LeaseLostError, Partitions
 from csautomation.store.quarantine import Held, quarantine
 from csautomation.store.repo import Store
 from csautomation.store.tables import RuleFiringRow
@@ -86,8 +87,12 @@ class Pipeline:
         time_scale: float = 1.0,
         batch: int = 500,
         facts: FactsReader | None = None,
+        partitions: Partitions | None = None,
     ) -> None:
         self.store = store
+        # None: this pipeline evaluates every partition, with no leases (one process
+        # alone: `csauto dev`, the demo); `csauto pipeline` shares them with its peers
+        self.partitions = partitions
         self.runtime = runtime
         self._playbooks = playbooks
         self.client = client
@@ -127,7 +132,8 @@ class Pipeline:
         # looked at on every pass, signals or not, so an edit is picked up (and a broken
         # one reported) while the process idles; the runtime looks at most every few seconds
         self.runtime.reload_if_changed()
-        pending = pending_signals(self.store, self.batch)
+        parts = None if self.partitions is None else self._renew()
+        pending = pending_signals(self.store, self.batch, parts)
         if not pending:
             return 0
         invalid = [p for p in pending if p.problem]
@@ -144,11 +150,25 @@ class Pipeline:
         failed = self._evaluate(known, batch)
         held = [(p, f"the stored signal is not valid: {p.problem}") for p in invalid]
         held += [(p, why) for _, items in known for p in items if (why := failed.get(p.row_id))]
-        if held:
+        if held:  # kept before the commit: a crash between the two holds them once more
             self._hold_failed(held)
-        commit_evaluation(
-            self.store, batch.rows(), [p.row_id for p in pending], datetime.now(UTC), batch.rules()
-        )
+        fence, by = None, None
+        if self.partitions is not None:
+            leases, batch_parts = self.partitions, {p.part for p in pending}
+            fence, by = (lambda conn: leases.fence(conn, batch_parts)), leases.member
+        try:
+            commit_evaluation(
+                self.store,
+                batch.rows(),
+                [p.row_id for p in pending],
+                datetime.now(UTC),
+                batch.rules(),
+                fence=fence,
+                by=by,
+            )
+        except LeaseLostError as exc:  # the new holder evaluates them: nothing committed
+            log.info("pass of %d signals not committed: %s", len(pending), exc)
+            return 0
         self.counts.evaluated += len(pending) - len(held)
         metrics.PIPELINE_EVALUATED.inc(len(pending) - len(held))
         metrics.PIPELINE_PASS.labels("evaluate").observe(time.perf_counter() - began)
@@ -162,6 +182,22 @@ class Pipeline:
             len(held),
         )
         return len(pending)
+
+    def _renew(self) -> frozenset[int]:
+        """This pipeline's partitions, renewed when due; none while the store fails."""
+        assert self.partitions is not None
+        before = self.partitions.held
+        held = self.partitions.refresh()
+        if held != before:
+            log.info(
+                "pipeline %s holds %d of %d partitions (%d pipeline(s) running)",
+                self.partitions.member,
+                len(held),
+                PARTITIONS,
+                self.partitions.members,
+            )
+        metrics.PIPELINE_PARTITIONS.set(len(held))
+        return held
 
     def _evaluate(
         self, known: Sequence[tuple[Account, list[PendingSignal]]], batch: BatchCooldowns
@@ -331,7 +367,8 @@ class Pipeline:
         source = self._playbooks
         if not isinstance(source, Mapping):
             source.reload_if_changed()  # the firings of sweeps too start the new versions
-        return undispatched_firings(self.store)
+        parts = None if self.partitions is None else self.partitions.held
+        return undispatched_firings(self.store, parts=parts)
 
     # loop -------------------------------------------------------------------------------
     async def run_once(self) -> tuple[int, int]:
@@ -343,10 +380,15 @@ class Pipeline:
         """Drain both outboxes whenever woken (a signal stored by this process, a firing
         committed by its evaluation) or every `poll` seconds (rows written by other
         processes), evaluation and dispatch each in its own loop."""
-        await asyncio.gather(
-            self._loop(self.evaluate_pending_async, self.wake, self._fired, poll),
-            self._loop(self.dispatch_pending, self._fired, None, poll),
-        )
+        try:
+            await asyncio.gather(
+                self._loop(self.evaluate_pending_async, self.wake, self._fired, poll),
+                self._loop(self.dispatch_pending, self._fired, None, poll),
+            )
+        finally:
+            if self.partitions is not None:  # a clean stop hands its partitions over now
+                with contextlib.suppress(Exception):
+                    self.partitions.release()
 
     async def evaluate_pending_async(self) -> int:
         return await asyncio.to_thread(self.evaluate_pending)

@@ -10,7 +10,7 @@ crash anywhere is healed by running the arrow again (invariant 1).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -36,16 +36,23 @@ class PendingSignal:
     # why the stored row is not a valid signal (stored by an older version or by hand):
     # then `signal` holds its values as stored, unchecked, and must not be evaluated
     problem: str = ""
+    part: int = 0  # its account's partition, as stored
 
 
-def pending_signals(store: Store, limit: int = 1000) -> list[PendingSignal]:
-    """Signals stored but not yet evaluated, oldest first. A row that is not a valid
-    signal comes back with its `problem` instead of stopping the read."""
+def pending_signals(
+    store: Store, limit: int = 1000, parts: Collection[int] | None = None
+) -> list[PendingSignal]:
+    """Signals stored but not yet evaluated, oldest first (of the partitions `parts`; all
+    when None). A row that is not a valid signal comes back with its `problem` instead of
+    stopping the read."""
     t = table(SignalRow)
+    q = sa_select(t).where(t.c.evaluated_at.is_(None))
+    if parts is not None:
+        if not parts:
+            return []
+        q = q.where(t.c.part.in_(sorted(parts)))
     with store.engine.connect() as conn:
-        rows = conn.execute(
-            sa_select(t).where(t.c.evaluated_at.is_(None)).order_by(t.c.id).limit(limit)
-        ).all()
+        rows = conn.execute(q.order_by(t.c.id).limit(limit)).all()
     out = []
     for r in rows:
         values = {
@@ -56,14 +63,17 @@ def pending_signals(store: Store, limit: int = 1000) -> list[PendingSignal]:
             "idempotency_key": r.idempotency_key,
         }
         try:
-            out.append(PendingSignal(r.id, Signal(**values), aware(r.received_at)))
+            out.append(PendingSignal(r.id, Signal(**values), aware(r.received_at), part=r.part))
         except ValidationError as exc:
             problem = "; ".join(
                 f"{'.'.join(map(str, e['loc'])) or 'signal'}: {e['msg']}" for e in exc.errors()
             )
             unchecked = Signal.model_construct(**values)
-            out.append(PendingSignal(r.id, unchecked, aware(r.received_at), problem))
+            out.append(PendingSignal(r.id, unchecked, aware(r.received_at), problem, r.part))
     return out
+
+
+Fence = Callable[[Connection], None]
 
 
 def commit_evaluation(
@@ -72,13 +82,19 @@ def commit_evaluation(
     signal_ids: Sequence[int],
     at: datetime,
     rules: Mapping[str, tuple[str, dict[str, Any]]] | None = None,
+    fence: Fence | None = None,
+    by: str | None = None,
 ) -> int:
     """One transaction for a whole evaluation pass: the firings it produced enter the
     dispatch outbox (a firing already recorded for its rule, account and window is kept
     as it is) and the decision ledger (recorded at `at`, the pass's time), the rules that
     fired are kept at their versions (`rules`: {version: (rule id, source)}), and its
-    signals are marked evaluated. Returns how many firings were new."""
+    signals are marked evaluated (by the pipeline `by`). `fence` runs first in the same
+    transaction and may refuse it (`partitions.LeaseLostError`): then nothing commits.
+    Returns how many firings were new."""
     with store.engine.begin() as conn:
+        if fence is not None:
+            fence(conn)
         new = 0
         if firings:
             t = table(RuleFiringRow)
@@ -95,7 +111,7 @@ def commit_evaluation(
             conn.execute(
                 update(signals)
                 .where(signals.c.id.in_(ids[start : start + 500]))
-                .values(evaluated_at=at)
+                .values(evaluated_at=at, evaluated_by=by)
             )
     return new
 
@@ -112,18 +128,19 @@ def mark_all_evaluated(store: Store, at: datetime | None = None) -> int:
         return int(result.rowcount or 0)
 
 
-def undispatched_firings(store: Store, limit: int = 500) -> list[RuleFiringRow]:
-    """The dispatch outbox, most urgent first (critical before low), then oldest first."""
+def undispatched_firings(
+    store: Store, limit: int = 500, parts: Collection[int] | None = None
+) -> list[RuleFiringRow]:
+    """The dispatch outbox (of the partitions `parts`; all when None), most urgent first
+    (critical before low), then oldest first."""
     rank = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+    q = select(RuleFiringRow).where(col(RuleFiringRow.dispatched_at).is_(None))
+    if parts is not None:
+        if not parts:
+            return []
+        q = q.where(col(RuleFiringRow.part).in_(sorted(parts)))
     with store.session() as s:
-        rows = list(
-            s.exec(
-                select(RuleFiringRow)
-                .where(col(RuleFiringRow.dispatched_at).is_(None))
-                .order_by(col(RuleFiringRow.id))
-                .limit(limit)
-            ).all()
-        )
+        rows = list(s.exec(q.order_by(col(RuleFiringRow.id)).limit(limit)).all())
     return sorted(rows, key=lambda r: (rank.get(r.priority, 9), r.id or 0))
 
 

@@ -113,7 +113,7 @@ class Store:
         """Store durably (committed when this returns); False when the idempotency key was
         already stored."""
         t = table(SignalRow)
-        values = _signal_row(signal).model_dump(exclude={"id"})
+        values = _signal_row(signal).model_dump(exclude={"id", "part"})
         with self.engine.begin() as conn:
             stmt = upsert(conn, t).values(**values).on_conflict_do_nothing()
             return conn.execute(stmt.returning(t.c.id)).first() is not None

@@ -2,11 +2,38 @@
 
 from __future__ import annotations
 
+import zlib
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DDL, JSON, Column, DateTime, Index, UniqueConstraint, event
+from sqlalchemy import DDL, JSON, Column, DateTime, Index, Integer, UniqueConstraint, event
+from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlmodel import Field, SQLModel
+
+# Accounts hash into this many partitions; each running pipeline holds leases on a share of
+# them (store/partitions.py). Fixed: changing it would move stored rows between partitions.
+PARTITIONS = 64
+
+
+def partition_of(account_id: str) -> int:
+    """An account's partition: the same in every process and release (CRC-32, not
+    Python's salted `hash`)."""
+    return zlib.crc32(account_id.encode("utf-8")) % PARTITIONS
+
+
+def _partition_default(context: DefaultExecutionContext) -> int:
+    # every insert path (ORM, core, bulk, multi-values) gets it from the row's account id
+    params = context.get_current_parameters()  # type: ignore[no-untyped-call]
+    return partition_of(str(params["account_id"]))
+
+
+def _partition() -> Any:
+    return Field(
+        default=None,
+        sa_column=Column(
+            "part", Integer, nullable=False, default=_partition_default, server_default="0"
+        ),
+    )
 
 
 def utcnow() -> datetime:
@@ -44,6 +71,9 @@ class SignalRow(SQLModel, table=True):
     payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     received_at: datetime = _ts()
     evaluated_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    part: int | None = _partition()
+    # the pipeline (its member id) whose evaluation of this signal committed
+    evaluated_by: str | None = Field(default=None, max_length=64)
 
 
 class RuleFiringRow(SQLModel, table=True):
@@ -64,6 +94,7 @@ class RuleFiringRow(SQLModel, table=True):
     dispatched_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), index=True)
     )
+    part: int | None = _partition()
 
 
 class LocalTaskRow(SQLModel, table=True):
@@ -278,3 +309,24 @@ class PlaybookVersionRow(SQLModel, table=True):
     playbook_id: str = Field(max_length=64, index=True)
     source: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     first_seen: datetime = _ts()
+
+
+class PipelinePartitionRow(SQLModel, table=True):
+    """A partition's lease: held by one pipeline at a time, renewed by it, taken over when
+    it expires. A pipeline commits an evaluation only while it still holds the partitions
+    of every signal in it (checked under a row lock in the same transaction)."""
+
+    __tablename__ = "pipeline_partitions"
+    part: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    holder: str | None = Field(default=None, max_length=64)
+    epoch: int = 0  # grows on every change of holder
+    expires_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class PipelineMemberRow(SQLModel, table=True):
+    """A running pipeline, seen at its last renewal: the live ones share the partitions."""
+
+    __tablename__ = "pipeline_members"
+    id: str = Field(primary_key=True, max_length=64)
+    started_at: datetime = _ts()
+    seen_at: datetime = _ts()
