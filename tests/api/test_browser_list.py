@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
+from api.axe import check
 from api.support import EAST_CRITICAL, EAST_MEDIUM, FakeActions, password
 from api.test_browser import SCREENSHOTS, chromium
 from api.test_listing import SECOND_ACME, escalation, fired
@@ -75,6 +76,7 @@ def test_list_groups_and_acts_in_place(
             expect(row(page, SECOND_ACME).get_by_test_id("health-at-firing")).to_have_text(
                 "41 redon 2026-03-01"
             )
+            check(page, "the list with a group expanded")
             shot = tmp_path / "list-grouped.png"
             page.screenshot(path=str(shot), full_page=True)
             keep(shot)
@@ -107,6 +109,7 @@ def test_list_groups_and_acts_in_place(
             expect(delta.get_by_test_id("row-holder")).to_have_text("Cara CSM")
             expect(page.get_by_test_id("flash")).to_contain_text("held by Cara CSM")
             assert page.evaluate("window.__marker") == 1
+            check(page, "the list after actions in place")
             shot = tmp_path / "list-after-actions.png"
             page.screenshot(path=str(shot), full_page=True)
             keep(shot)
@@ -168,6 +171,7 @@ def test_detail_page_acts_in_place(
             )
             expect(page.get_by_test_id("status")).to_have_text("acknowledged")
             assert page.evaluate("window.__marker") == 1
+            check(page, "an escalation after actions in place")
             shot = tmp_path / "detail-in-place.png"
             page.screenshot(path=str(shot), full_page=True)
             keep(shot)

@@ -86,14 +86,10 @@ Render = Callable[..., Response]
 def _session_routes(pages: APIRouter, authn: Authenticator, render: Render) -> None:
     """The stylesheet, sign-in and sign-out."""
     folder = resources.files("csautomation.api").joinpath("static")
-    files = {name: (folder.joinpath(name).read_bytes(), kind) for name, kind in STATIC.items()}
-
-    @pages.get("/static/{name}")
-    def static(name: str) -> Response:
-        if name not in files:
-            raise EscalationNotFoundError(f"no file {name}")
-        body, kind = files[name]
-        return Response(body, media_type=kind, headers={"cache-control": "max-age=3600"})
+    for name, kind in STATIC.items():
+        pages.add_api_route(
+            f"/static/{name}", _static(folder.joinpath(name).read_bytes(), kind), methods=["GET"]
+        )
 
     @pages.get("/login")
     def login_form(request: Request, next: str = "/") -> Response:
@@ -213,6 +209,13 @@ def _escalation_routes(
             )
         flash(request, "ok", message)
         return back
+
+
+def _static(body: bytes, kind: str) -> Callable[[], Response]:
+    def serve() -> Response:
+        return Response(body, media_type=kind, headers={"cache-control": "max-age=3600"})
+
+    return serve
 
 
 def error_page(templates: Jinja2Templates, request: Request, status: int, message: str) -> Response:
