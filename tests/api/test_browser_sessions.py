@@ -37,7 +37,7 @@ from csautomation.store.repo import Store
 CRITICAL_PAGE = f"/escalations/{quote(EAST_CRITICAL, safe='')}"
 # routes that answer without a session or a token, by design
 PUBLIC = {"/login", "/static/app.css", "/docs", "/openapi.json", "/health/live", "/health/ready"}
-PUBLIC |= {"/metrics"}
+PUBLIC |= {"/metrics", "/static/app.js"}
 
 
 @pytest.fixture

@@ -50,10 +50,12 @@ if TYPE_CHECKING:
 
 SESSION_COOKIE = "csauto_session"
 SESSION_HOURS = 12
-# no script runs on these pages; forms post to this site only; nothing may frame them
+# only our own script runs on these pages (static/app.js) and calls this site only; forms
+# post to this site only; nothing may frame them
 HEADERS = {
     "content-security-policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; "
+        "img-src 'self'; form-action 'self'; "
         "frame-ancestors 'none'; base-uri 'none'"
     ),
     "x-content-type-options": "nosniff",
