@@ -72,6 +72,7 @@ def chart_of(html: str, canvas: str) -> dict[str, Any]:
     )
     assert found, f"no data block for {canvas}"
     data: dict[str, Any] = json.loads(found[1])
+    data["series"] = dict(data["series"])  # [name, counts] pairs, in order
     return data
 
 

@@ -108,7 +108,8 @@ def router(
         chart = {
             "kind": "bands",
             "labels": [w.label for w in bands.span],
-            "series": {b: bands.counts[b] for b in (*insights.BANDS, insights.UNKNOWN)},
+            # pairs, not a mapping: the JSON filter sorts keys, and the bands have an order
+            "series": [[b, bands.counts[b]] for b in (*insights.BANDS, insights.UNKNOWN)],
         }
         context = {
             "rows": rows,
@@ -144,7 +145,7 @@ def router(
             "chart": {
                 "kind": "firings",
                 "labels": [w.label for w in span],
-                "series": {"firings": counts},
+                "series": [["firings", counts]],
             },
             "recent": [
                 {

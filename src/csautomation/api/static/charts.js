@@ -16,17 +16,16 @@
     var canvas = document.getElementById(block.getAttribute("data-chart"));
     if (!canvas || typeof Chart === "undefined") { return; }
     var data = JSON.parse(block.textContent);
-    var names = Object.keys(data.series);
     var stacked = data.kind === "bands";
     new Chart(canvas, {
       type: "bar",
       data: {
         labels: data.labels,
-        datasets: names.map(function (name) {
+        datasets: data.series.map(function (pair) { // [name, counts], in the page's order
           return {
-            label: LABELS[name] || name,
-            data: data.series[name],
-            backgroundColor: COLOURS[name] || "#5f6b7a"
+            label: LABELS[pair[0]] || pair[0],
+            data: pair[1],
+            backgroundColor: COLOURS[pair[0]] || "#5f6b7a"
           };
         })
       },
