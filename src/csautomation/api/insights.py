@@ -9,6 +9,7 @@ manager (director, vp) the accounts of their teams (an account's team is its own
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from csautomation.facts.model import Account
 from csautomation.store.facts import FactsReader, failure_reason
 from csautomation.store.firings import RaisedEscalation, Run
 from csautomation.store.repo import Store
+
+log = logging.getLogger(__name__)
 
 WEEKS = 12
 BANDS = ("green", "yellow", "red")
@@ -168,6 +171,7 @@ def band_weeks(
         try:
             frame = derive(account, signals, now, model, start=days[0])
         except Exception as exc:  # this account's stored signals: counted as unknown
+            log.warning("facts cannot be computed for account %s: %s", account.id, exc)
             failures.append(f"{account.id}: {failure_reason(exc)}")
             for i in range(n):
                 counts[UNKNOWN][i] += 1

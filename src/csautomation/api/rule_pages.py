@@ -27,7 +27,7 @@ from csautomation.api import insights, views
 from csautomation.api.auth import Authenticator
 from csautomation.api.errors import NotSignedInError, RuleNotFoundError
 from csautomation.api.pages import csrf_token
-from csautomation.api.rule_catalog import RuleCatalog
+from csautomation.api.rule_catalog import RuleCatalog, RuleInfo
 from csautomation.escalation.people import People, Person
 from csautomation.rules.explain import ExplainNode
 from csautomation.store.facts import FactsReader
@@ -87,38 +87,7 @@ def router(
     @pages.get("/rules")
     def overview(request: Request) -> Response:
         person = signed_in(request)
-        moment = now()
-        every = insights.all_accounts(store)
-        seen = insights.visible_accounts(people, person, every)
-        fired = [
-            (rule_id, at)
-            for rule_id, account_id, at in firing_times(store, moment - timedelta(days=28))
-            if insights.within(account_id, seen) and at <= moment
-        ]
-        rows = [
-            {
-                "rule": rule,
-                "last_7": sum(1 for r, at in fired if r == rule.id and at >= moment - timedelta(7)),
-                "last_28": sum(1 for r, _ in fired if r == rule.id),
-            }
-            for rule in catalog.all()
-        ]
-        accounts = [a for a in every if insights.within(a.id, seen)]
-        bands = insights.band_weeks(facts, facts.model, accounts, moment)
-        chart = {
-            "kind": "bands",
-            "labels": [w.label for w in bands.span],
-            # pairs, not a mapping: the JSON filter sorts keys, and the bands have an order
-            "series": [[b, bands.counts[b]] for b in (*insights.BANDS, insights.UNKNOWN)],
-        }
-        context = {
-            "rows": rows,
-            "bands": bands,
-            "band_names": (*insights.BANDS, insights.UNKNOWN),
-            "chart": chart,
-            "now": moment,
-            "everyone": seen is None,
-        }
+        context = _overview(store, people, person, catalog, facts, now())
         return render(request, "rules.html", person, context)
 
     @pages.get("/rules/{rule_id}")
@@ -127,45 +96,90 @@ def router(
         rule = catalog.get(rule_id)
         if rule is None:
             raise RuleNotFoundError(f"no rule '{rule_id}'")
-        moment = now()
-        seen = insights.visible_accounts(people, person, insights.all_accounts(store))
-        span = insights.weeks(moment)
-        times = [
-            at
-            for _, account_id, at in firing_times(store, span[0].start, rule.id)
-            if insights.within(account_id, seen) and at <= moment
-        ]
-        counts = insights.per_week(times, span)
-        recent = latest_firings(store, rule.id, seen, RECENT)
-        names = {a.id: a.name for a in store.accounts({f.account_id for f in recent}).values()}
-        context = {
-            "rule": rule,
-            "weeks": list(zip(span, counts, strict=True)),
-            "total": sum(counts),
-            "chart": {
-                "kind": "firings",
-                "labels": [w.label for w in span],
-                "series": [["firings", counts]],
-            },
-            "recent": [
-                {
-                    "firing": f,
-                    "account_name": names.get(f.account_id, f.account_id),
-                    "known": f.account_id in names,
-                    "tree": ExplainNode.from_dict(f.explain.get("conditions")),
-                    "facts": f.explain.get("facts") or {},
-                }
-                for f in recent
-            ],
-            "outcomes": insights.outcomes(
-                runs_of_rule(store, rule.id), escalations_of(store, rule.id), seen
-            ),
-            "now": moment,
-            "everyone": seen is None,
-        }
-        return render(request, "rule.html", person, context)
+        return render(request, "rule.html", person, _rule(store, people, person, rule, now()))
 
     return pages
+
+
+def _overview(
+    store: Store,
+    people: People,
+    person: Person,
+    catalog: RuleCatalog,
+    facts: FactsReader,
+    moment: datetime,
+) -> dict[str, Any]:
+    every = insights.all_accounts(store)
+    seen = insights.visible_accounts(people, person, every)
+    fired = [
+        (rule_id, at)
+        for rule_id, account_id, at in firing_times(store, moment - timedelta(days=28))
+        if insights.within(account_id, seen) and at <= moment
+    ]
+    rows = [
+        {
+            "rule": rule,
+            "last_7": sum(1 for r, at in fired if r == rule.id and at >= moment - timedelta(7)),
+            "last_28": sum(1 for r, _ in fired if r == rule.id),
+        }
+        for rule in catalog.all()
+    ]
+    accounts = [a for a in every if insights.within(a.id, seen)]
+    bands = insights.band_weeks(facts, facts.model, accounts, moment)
+    names = (*insights.BANDS, insights.UNKNOWN)
+    chart = {
+        "kind": "bands",
+        "labels": [w.label for w in bands.span],
+        # pairs, not a mapping: the JSON filter sorts keys, and the bands have an order
+        "series": [[b, bands.counts[b]] for b in names],
+    }
+    return {
+        "rows": rows,
+        "bands": bands,
+        "band_names": names,
+        "chart": chart,
+        "now": moment,
+        "everyone": seen is None,
+    }
+
+
+def _rule(
+    store: Store, people: People, person: Person, rule: RuleInfo, moment: datetime
+) -> dict[str, Any]:
+    seen = insights.visible_accounts(people, person, insights.all_accounts(store))
+    span = insights.weeks(moment)
+    times = [
+        at
+        for _, account_id, at in firing_times(store, span[0].start, rule.id)
+        if insights.within(account_id, seen) and at <= moment
+    ]
+    counts = insights.per_week(times, span)
+    recent = latest_firings(store, rule.id, seen, RECENT)
+    names = {a.id: a.name for a in store.accounts({f.account_id for f in recent}).values()}
+    return {
+        "rule": rule,
+        "weeks": list(zip(span, counts, strict=True)),
+        "total": sum(counts),
+        "chart": {
+            "kind": "firings",
+            "labels": [w.label for w in span],
+            "series": [["firings", counts]],
+        },
+        "recent": [
+            {
+                "firing": f,
+                "account_name": names.get(f.account_id, f.account_id),
+                "known": f.account_id in names,
+                "tree": ExplainNode.from_dict(f.explain.get("conditions")),
+            }
+            for f in recent
+        ],
+        "outcomes": insights.outcomes(
+            runs_of_rule(store, rule.id), escalations_of(store, rule.id), seen
+        ),
+        "now": moment,
+        "everyone": seen is None,
+    }
 
 
 def _static_routes(pages: APIRouter) -> None:
