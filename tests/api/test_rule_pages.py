@@ -394,3 +394,29 @@ def test_weeks_before_a_store_existed_are_zero_not_missing(rules_client: TestCli
     assert len(cells(r.text, "week-count")) == 12
     assert csrf_of(r.text)  # the sign-out form is on the page
     assert date(2025, 12, 15).isoformat() in r.text
+
+
+def test_a_rule_gone_from_the_files_is_shown_as_it_was_when_it_fired(
+    store: Store, people: People, ruleset: RuleSet
+) -> None:
+    from csautomation.store import ledger
+
+    rule = ruleset.by_id(RULE)
+    assert rule is not None
+    with store.engine.begin() as conn:  # as the pipeline keeps a version that fired
+        source = rule.rule.model_dump(mode="json", by_alias=True)
+        ledger.remember_rules(conn, {rule.version: (RULE, source)})
+    # newer than support.populate's firing of a version the store did not keep
+    store.record_firing(RULE, rule.version, "beta", 1, "high", NOW - timedelta(hours=1), {})
+    app = create_app(
+        store, people, FakeActions(store), now=lambda: NOW, session_secret=SECRET, hasher=FAST
+    )
+    with TestClient(app, follow_redirects=False) as c:
+        sign_in(c, "ada")
+        r = c.get(f"/rules/{RULE}")
+        assert r.status_code == 200, r.text
+        assert 'data-testid="rule-not-in-files"' in r.text
+        assert cells(r.text, "rule-name") == ["Usage dropped at an enterprise account"]
+        assert "usage.logins_change_30d_pct &lt; -50 and account.tier == enterprise" in r.text
+        assert "No explanation was recorded." in r.text
+        assert chart_of(r.text, "chart-firings")["series"]["firings"] == [0] * 11 + [2]
