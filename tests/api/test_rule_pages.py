@@ -289,8 +289,11 @@ def test_the_overview_shows_the_health_bands_week_by_week(
 ) -> None:
     # acme's logins fell 70% in the last 31 days: green until the last week, then yellow;
     # the others have no usage (their contract facts alone keep them green)
-    store.add_signals(daily_usage("acme", NOW.date(), fell=True))
     csrf = sign_in(rules_client, "mia")
+    before = chart_of(rules_client.get("/rules").text, "chart-bands")
+    assert before["series"]["green"] == [4] * 12
+    # the bands kept for acme are computed again once its signals change
+    store.add_signals(daily_usage("acme", NOW.date(), fell=True))
     r = rules_client.get("/rules")
     chart = chart_of(r.text, "chart-bands")
     assert chart["labels"][-1] == "2 Mar (so far)"

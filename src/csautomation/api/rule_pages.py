@@ -63,6 +63,7 @@ def router(
 ) -> APIRouter:
     pages = APIRouter(include_in_schema=False)
     _static_routes(pages)
+    history = insights.BandHistory(facts, facts.model)
 
     def signed_in(request: Request) -> Person:
         # the same check as the review pages' (pages.router)
@@ -87,7 +88,7 @@ def router(
     @pages.get("/rules")
     def overview(request: Request) -> Response:
         person = signed_in(request)
-        context = _overview(store, people, person, catalog, facts, now())
+        context = _overview(store, people, person, catalog, history, now())
         return render(request, "rules.html", person, context)
 
     @pages.get("/rules/{rule_id}")
@@ -106,7 +107,7 @@ def _overview(
     people: People,
     person: Person,
     catalog: RuleCatalog,
-    facts: FactsReader,
+    history: insights.BandHistory,
     moment: datetime,
 ) -> dict[str, Any]:
     every = insights.all_accounts(store)
@@ -125,7 +126,7 @@ def _overview(
         for rule in catalog.all()
     ]
     accounts = [a for a in every if insights.within(a.id, seen)]
-    bands = insights.band_weeks(facts, facts.model, accounts, moment)
+    bands = history.weeks(accounts, moment)
     names = (*insights.BANDS, insights.UNKNOWN)
     chart = {
         "kind": "bands",
