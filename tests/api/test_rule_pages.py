@@ -212,7 +212,7 @@ def test_a_rule_with_no_firings_shows_zeros_and_its_text_as_written(
     assert "49" not in cells(r.text, "rule-name")[0]
     assert unescape(cells(r.text, "rule-name")[0]) == HOSTILE_NAME
     assert "{{ account.name }} stays as written" in unescape(r.text)
-    assert "disabled" in r.text
+    assert 'data-testid="rule-disabled"' in r.text
     # the window condition in words
     assert "health.score fell by 20 within 30d" in r.text
 
@@ -232,6 +232,7 @@ def test_a_rule_only_the_store_knows_is_shown_escaped(store: Store, people: Peop
         assert cells(r.text, "rule-name") == [hostile.replace("/", "")]
         assert chart_of(r.text, "chart-firings")["series"]["firings"] == [0] * 11 + [1]
         assert 'data-testid="rule-not-in-files"' in r.text
+        assert 'data-testid="rule-disabled"' not in r.text  # not known: not said
         overview = c.get("/rules")
         assert 'href="/rules/gone%3Cscript%3E%3Cb%3E%7B%7B%207%20%2A%207%20%7D%7D"' in overview.text
 

@@ -29,7 +29,7 @@ class RuleInfo:
     id: str
     name: str
     description: str
-    enabled: bool
+    enabled: bool | None  # None: not known (its definition was not kept)
     conditions: str  # in words: `usage.logins_change_30d_pct < -50 and account.tier == ...`
     details: tuple[tuple[str, str], ...]  # (field, in words)
     version: str
@@ -101,7 +101,7 @@ class RuleCatalog:
                 id=rule_id,
                 name=rule_id,
                 description="",
-                enabled=False,
+                enabled=None,
                 conditions="",
                 details=(),
                 version=str(version),
