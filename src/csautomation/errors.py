@@ -38,7 +38,7 @@
      ├── DecisionError          a firing to replay is not in the store  [audit.decisions]
      └── ReviewError            what the review API refuses, with its HTTP status [api.errors]
           ├── InputError, NotSignedInError, NotAllowedError
-          ├── EscalationNotFoundError, EscalationClosedError
+          ├── EscalationNotFoundError, EscalationClosedError, RuleNotFoundError
           ├── QuarantineNotFoundError                                  [api.quarantine]
           └── TaskNotFoundError                                        [api.my_work]
 
