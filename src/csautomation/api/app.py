@@ -142,6 +142,7 @@ def create_app(
     )
     intake = Intake(store, SignalWriter(store, on_stored))
     app.state.intake = intake
+    app.state.authn = authn  # its throttles' clocks, for tests that must not race them
     app.include_router(intake_routes.router(intake, sources or Sources({})))
     app.include_router(accounts.router(store, sources or Sources({})))
     app.include_router(quarantine.router(intake, authn))
