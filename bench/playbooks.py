@@ -54,6 +54,8 @@ from temporalio.runtime import (
 )
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from cpu_stages import Hooks, StageCpu
+from cpu_stages import table as stage_table
 from csautomation.activities.escalation import EscalationActivities
 from csautomation.activities.playbook import PlaybookActivities
 from csautomation.escalation.matrix import load_escalation_config
@@ -418,6 +420,7 @@ class Phase:
     rows: list[Latency] = field(default_factory=list)
     throughput: float = 0.0  # tasks/s, first offer to last task
     slow_tasks: int = 0  # SDK core warnings: workflow task over 5 s
+    stages: Counter[str] = field(default_factory=Counter)  # CPU seconds by stage
 
     def report(self, stages: dict[str, dict[str, float]]) -> None:
         def gap(a: str, b: str) -> list[float]:
@@ -452,9 +455,10 @@ async def signal_latency(
     phases: list[Phase],
     settle: float,
     core: CoreWarnings,
+    meter: StageCpu,
 ) -> None:
     """The pipeline and the workers run through every phase; each phase offers its signals
-    and waits for its tasks before the next begins."""
+    and waits for its tasks before the next begins; `meter` times the stages."""
     runtime = RuleRuntime([root() / "rules"], model, cooldowns=SqlCooldowns(store))
     facts = FactsReader(store, model)  # shared, as `csauto dev` shares it
     pipeline = Pipeline(store, runtime, playbooks, client, facts=facts)
@@ -464,7 +468,11 @@ async def signal_latency(
     )
     # sharp-health-drop's escalations run too, as in `csauto worker`
     escalations = EscalationActivities(actions, matrix, people)
-    workers = build_workers(client, actions, extra=escalations.all())
+    hooks = Hooks(meter)
+    hooks.install(pipeline)
+    timed_actions = hooks.activities(actions.all())
+    actions.all = lambda: timed_actions  # type: ignore[method-assign]
+    workers = build_workers(client, actions, extra=hooks.activities(escalations.all()))
     expected = 0
     stack = contextlib.AsyncExitStack()
     for w in workers:
@@ -481,7 +489,7 @@ async def signal_latency(
                 assert pipeline.add_signal(sig), "signal already stored"
                 phase.stored[sig.account_id] = time.time()
 
-            cpu, slow = time.process_time(), core.counts[core.SLOW]
+            cpu, slow, spent = time.process_time(), core.counts[core.SLOW], meter.snapshot()
             start, t0 = Cpu.now(), time.monotonic()
             phase.achieved = await steady(len(phase.ids), phase.rate, offer)
             expected += len(phase.ids)
@@ -489,6 +497,7 @@ async def signal_latency(
             while outreach_tasks(store) < expected and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
             phase.cpu = time.process_time() - cpu
+            phase.stages = meter.snapshot() - spent
             phase.slow_tasks = core.counts[core.SLOW] - slow
             phase.usage = Cpu.now().since(start, time.monotonic() - t0)
     finally:
@@ -496,6 +505,7 @@ async def signal_latency(
         await asyncio.gather(loop_task, return_exceptions=True)
         await stack.aclose()
         runtime.close()
+        hooks.remove()
     stages = stage_times(store)
     for phase in phases:
         phase.report(stages)
@@ -644,7 +654,8 @@ async def measure(
         "playbook, whose first step creates the task) and sharp-health-drop (an escalation). "
         f"Peer: the raw SDK at the same rates ({args.peer} starts each, its worker alone)"
     )
-    await signal_latency(client, store, model, playbooks, phases, args.settle, core)
+    meter = StageCpu()
+    await signal_latency(client, store, model, playbooks, phases, args.settle, core, meter)
     print(LAT_HEADER)
     for phase, (peer, _) in zip(phases, peers, strict=True):
         for row in phase.rows:
@@ -670,6 +681,9 @@ async def measure(
             f"5 s: {phase.slow_tasks}; p95 vs raw SDK {p95 / pct(peer.values, 95):.1f}x"
         )
         print(f"  {phase.usage}")
+        print(f"  CPU ms per signal by stage ({phase.rate:g}/s):")
+        for line in stage_table(phase.stages, phase.cpu, len(phase.ids)):
+            print(f"  {line}")
         verdict = ("met" if ok else "NOT met") if judged else ("under" if ok else "over")
         print(
             f"{'goal ' if judged else ''}signal -> task p95 < 1 s at {phase.rate:g}/s: "
