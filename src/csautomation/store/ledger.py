@@ -119,8 +119,10 @@ def append(conn: Connection, entries: Iterable[Entry]) -> list[Entry]:
         values["prev_hash"] = prev
         values["hash"] = prev = chain.entry_hash(values, prev)
         added.append(Entry(**values))
-    if added:  # one statement: ids in the order of the chain
-        conn.execute(insert(LEDGER).values([e.__dict__ for e in added]))
+    if added:  # rows inserted in list order: ids in the order of the chain
+        # executemany, not one multi-row VALUES: that statement is compiled anew on every
+        # call (SQLAlchemy caches no multi-row VALUES), which cost more than the insert
+        conn.execute(insert(LEDGER), [e.__dict__ for e in added])
     return added
 
 
@@ -136,7 +138,7 @@ def remember_rules(conn: Connection, rules: Mapping[str, tuple[str, dict[str, An
         {"version": v, "rule_id": r, "source": s, "first_seen": now} for v, (r, s) in rules.items()
     ]
     if rows:
-        conn.execute(upsert(conn, RULES).values(rows).on_conflict_do_nothing())
+        conn.execute(upsert(conn, RULES).on_conflict_do_nothing(), rows)
 
 
 def remember_playbooks(
@@ -148,7 +150,7 @@ def remember_playbooks(
         for v, (p, s) in playbooks.items()
     ]
     if rows:
-        conn.execute(upsert(conn, PLAYBOOKS).values(rows).on_conflict_do_nothing())
+        conn.execute(upsert(conn, PLAYBOOKS).on_conflict_do_nothing(), rows)
 
 
 def rule_source(store: Store, version: str) -> dict[str, Any] | None:
