@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, not_, or_, select
+from sqlalchemy import and_, bindparam, func, insert, not_, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -66,6 +66,8 @@ from csautomation.store.tables import DecisionRow, PlaybookVersionRow, RuleVersi
 LEDGER = table(DecisionRow)
 RULES = table(RuleVersionRow)
 PLAYBOOKS = table(PlaybookVersionRow)
+# built once, so that its cache key is memoized (every append asks)
+_KEYS_THERE = select(LEDGER.c.key).where(LEDGER.c.key.in_(bindparam("keys", expanding=True)))
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ def append(conn: Connection, entries: Iterable[Entry]) -> list[Entry]:
     there: set[str] = set()
     for start in range(0, len(keys), 500):
         batch = keys[start : start + 500]
-        there.update(conn.execute(select(LEDGER.c.key).where(LEDGER.c.key.in_(batch))).scalars())
+        there.update(conn.execute(_KEYS_THERE, {"keys": batch}).scalars())
     prev = chain.last_hash(conn)
     added = []
     for entry in wanted.values():

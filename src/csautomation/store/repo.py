@@ -6,14 +6,14 @@ from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, bindparam, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 from sqlmodel import select as orm_select
 
 from csautomation.facts.model import Account, Signal, SignalType
-from csautomation.store.engine import aware, make_engine, sqlite_path, table, upsert
+from csautomation.store.engine import aware, make_engine, prepared, sqlite_path, table, upsert
 from csautomation.store.tables import (
     AccountRow,
     LocalTaskRow,
@@ -22,6 +22,8 @@ from csautomation.store.tables import (
 )
 
 DEFAULT_URL = "sqlite:///.csauto/csauto.db"
+# built once: its cache key is then memoized (every activity reads its account)
+_ACCOUNT_DATA = select(table(AccountRow).c.data).where(table(AccountRow).c.id == bindparam("id"))
 
 
 class Store:
@@ -103,9 +105,8 @@ class Store:
             return [Account.model_validate(d) for d in conn.execute(q).scalars()]
 
     def account(self, account_id: str) -> Account | None:
-        t = table(AccountRow)
         with self.engine.connect() as conn:
-            data = conn.execute(select(t.c.data).where(t.c.id == account_id)).scalar()
+            data = conn.execute(_ACCOUNT_DATA, {"id": account_id}).scalar()
         return Account.model_validate(data) if data is not None else None
 
     # signals ----------------------------------------------------------------------------
@@ -115,8 +116,8 @@ class Store:
         t = table(SignalRow)
         values = _signal_row(signal).model_dump(exclude={"id", "part"})
         with self.engine.begin() as conn:
-            stmt = upsert(conn, t).values(**values).on_conflict_do_nothing()
-            return conn.execute(stmt.returning(t.c.id)).first() is not None
+            stmt = prepared(conn, "add_signal", lambda c: _insert_new(c, t))
+            return conn.execute(stmt, values).first() is not None
 
     def add_signals(self, signals: Sequence[Signal]) -> int:
         """Bulk store in one transaction, skipping keys already stored; returns how many
@@ -295,9 +296,8 @@ def insert_local_task(conn: Connection, row: LocalTaskRow) -> tuple[int, bool, d
     """`create_local_task` in the caller's transaction: (task id, whether it was created
     now, when it was created)."""
     t = table(LocalTaskRow)
-    values = row.model_dump(exclude={"id"})
-    stmt = upsert(conn, t).values(**values).on_conflict_do_nothing()
-    created = conn.execute(stmt.returning(t.c.id)).scalar()
+    stmt = prepared(conn, "insert_local_task", lambda c: _insert_new(c, t))
+    created = conn.execute(stmt, row.model_dump(exclude={"id"})).scalar()
     if created is None:  # a retry, or a concurrent one that won: the same task
         task_id, at = conn.execute(
             select(t.c.id, t.c.created_at).where(t.c.idempotency_key == row.idempotency_key)
@@ -312,6 +312,11 @@ def local_tasks(store: Store, workflow_id: str | None = None) -> list[LocalTaskR
         if workflow_id is not None:
             q = q.where(LocalTaskRow.workflow_id == workflow_id)
         return list(s.exec(q.order_by(col(LocalTaskRow.id))).all())
+
+
+def _insert_new(conn: Connection, t: Table) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING id: no id back when the row was there."""
+    return upsert(conn, t).on_conflict_do_nothing().returning(t.c.id)
 
 
 def _signal_row(sig: Signal) -> SignalRow:
