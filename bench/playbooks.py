@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import contextlib
 import faulthandler
+import gc
 import logging
 import os
 import platform
@@ -713,6 +714,8 @@ def main() -> None:
     args = ap.parse_args()
     # a worker shutdown once hung inside the SDK's native code: never hang a `make bench`
     faulthandler.dump_traceback_later(args.watchdog, exit=True)
+    # the collector as every csauto command sets it (cli/common.py `run`)
+    gc.set_threshold(10_000, 10, 10)
     core = CoreWarnings()
     core.install()  # before any client exists
     raise SystemExit(asyncio.run(run(args, core)))

@@ -24,6 +24,12 @@ from csautomation.store.tables import (
 DEFAULT_URL = "sqlite:///.csauto/csauto.db"
 # built once: its cache key is then memoized (every activity reads its account)
 _ACCOUNT_DATA = select(table(AccountRow).c.data).where(table(AccountRow).c.id == bindparam("id"))
+# every facts read asks (store/facts.py: freshness)
+_VERSIONS = (
+    select(table(SignalRow).c.account_id, func.count(), func.max(table(SignalRow).c.id))
+    .where(table(SignalRow).c.account_id.in_(bindparam("ids", expanding=True)))
+    .group_by(table(SignalRow).c.account_id)
+)
 
 
 class Store:
@@ -176,16 +182,11 @@ class Store:
     def signals_versions(self, account_ids: Collection[str]) -> dict[str, tuple[int, int]]:
         """`signals_version` of each account, in one query per 500; (0, 0) for none."""
         ids = list(account_ids)
-        t = table(SignalRow)
         out = dict.fromkeys(ids, (0, 0))
         with self.engine.connect() as conn:
             for start in range(0, len(ids), 500):
-                q = (
-                    select(t.c.account_id, func.count(), func.max(t.c.id))
-                    .where(t.c.account_id.in_(ids[start : start + 500]))
-                    .group_by(t.c.account_id)
-                )
-                out.update((a, (int(n), int(newest or 0))) for a, n, newest in conn.execute(q))
+                rows = conn.execute(_VERSIONS, {"ids": ids[start : start + 500]})
+                out.update((a, (int(n), int(newest or 0))) for a, n, newest in rows)
         return out
 
     def signals_version(self, account_id: str, up_to: int | None = None) -> tuple[int, int]:
