@@ -94,7 +94,8 @@ _PREPARED: dict[tuple[str, str], Any] = {}
 def prepared(conn: Connection, name: str, build: Callable[[Connection], Any]) -> Any:
     """The statement `name` for the connection's dialect, built once and kept; its values
     are passed at execution. A statement built per call with `.values(...)` makes new bind
-    parameters and a new cache key each time, which was a third of an activity's CPU."""
+    parameters and a new cache key each time: most of a local CRM task's or an escalation
+    record's CPU (docs/benchmarks.md, "Playbooks")."""
     key = (conn.dialect.name, name)
     stmt = _PREPARED.get(key)
     if stmt is None:
