@@ -458,9 +458,10 @@ async def signal_latency(
     settle: float,
     core: CoreWarnings,
     meter: StageCpu,
+    stages: bool = True,
 ) -> None:
     """The pipeline and the workers run through every phase; each phase offers its signals
-    and waits for its tasks before the next begins; `meter` times the stages."""
+    and waits for its tasks before the next begins; `meter` times the stages (`stages`)."""
     runtime = RuleRuntime([root() / "rules"], model, cooldowns=SqlCooldowns(store))
     facts = FactsReader(store, model)  # shared, as `csauto dev` shares it
     pipeline = Pipeline(store, runtime, playbooks, client, facts=facts)
@@ -471,10 +472,13 @@ async def signal_latency(
     # sharp-health-drop's escalations run too, as in `csauto worker`
     escalations = EscalationActivities(actions, matrix, people)
     hooks = Hooks(meter)
-    hooks.install(pipeline)
-    timed_actions = hooks.activities(actions.all())
-    actions.all = lambda: timed_actions  # type: ignore[method-assign]
-    workers = build_workers(client, actions, extra=hooks.activities(escalations.all()))
+    extra = escalations.all()
+    if stages:
+        hooks.install(pipeline)
+        timed_actions = hooks.activities(actions.all())
+        actions.all = lambda: timed_actions  # type: ignore[method-assign]
+        extra = hooks.activities(extra)
+    workers = build_workers(client, actions, extra=extra)
     expected = 0
     stack = contextlib.AsyncExitStack()
     for w in workers:
@@ -659,7 +663,9 @@ async def measure(
         f"Peer: the raw SDK at the same rates ({args.peer} starts each, its worker alone)"
     )
     meter = StageCpu()
-    await signal_latency(client, store, model, playbooks, phases, args.settle, core, meter)
+    await signal_latency(
+        client, store, model, playbooks, phases, args.settle, core, meter, args.stages
+    )
     print(LAT_HEADER)
     for phase, (peer, _) in zip(phases, peers, strict=True):
         for row in phase.rows:
@@ -685,9 +691,10 @@ async def measure(
             f"5 s: {phase.slow_tasks}; p95 vs raw SDK {p95 / pct(peer.values, 95):.1f}x"
         )
         print(f"  {phase.usage}")
-        print(f"  CPU ms per signal by stage ({phase.rate:g}/s):")
-        for line in stage_table(phase.stages, phase.cpu, phase.core_threads, len(phase.ids)):
-            print(f"  {line}")
+        if args.stages:
+            print(f"  CPU ms per signal by stage ({phase.rate:g}/s):")
+            for line in stage_table(phase.stages, phase.cpu, phase.core_threads, len(phase.ids)):
+                print(f"  {line}")
         verdict = ("met" if ok else "NOT met") if judged else ("under" if ok else "over")
         print(
             f"{'goal ' if judged else ''}signal -> task p95 < 1 s at {phase.rate:g}/s: "
@@ -712,6 +719,12 @@ def main() -> None:
     )
     ap.add_argument("--peer", type=int, default=150, help="raw SDK latency samples per rate")
     ap.add_argument("--settle", type=float, default=60.0, help="s to wait for a phase's tasks")
+    ap.add_argument(
+        "--no-stages",
+        dest="stages",
+        action="store_false",
+        help="C without the stage timers (to see what timing costs)",
+    )
     ap.add_argument("--strict", action="store_true", help="exit 1 when a goal is not met")
     ap.add_argument("--watchdog", type=float, default=600.0, help="s before dumping and exiting")
     args = ap.parse_args()
