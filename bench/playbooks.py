@@ -13,9 +13,12 @@ C. signal -> task latency: N accounts whose logins fell 70% a month ago (split b
    `Pipeline.add_signal`, with the pipeline and the priority workers (`build_workers`) in
    this process, as `csauto dev` runs them; latency from add_signal to the usage-recovery
    outreach task's `created_at` in the store. The peer: the raw SDK at the same rates, from
-   `start_workflow` to its activity running.
+   `start_workflow` to its activity running. Each rate's CPU ms per signal by stage (store,
+   derive, evaluate, index, dispatch, workflow tasks, activities, ledger, the SDK core's
+   threads): bench/cpu_stages.py says how they are timed.
 
     .venv/bin/python bench/playbooks.py [--accounts 1000] [--concurrency 100] [--rates 5,10,15]
+        [--no-stages]
 """
 
 from __future__ import annotations
