@@ -37,7 +37,7 @@ from csautomation.store.repo import Store
 CRITICAL_PAGE = f"/escalations/{quote(EAST_CRITICAL, safe='')}"
 # routes that answer without a session or a token, by design
 PUBLIC = {"/login", "/static/app.css", "/docs", "/openapi.json", "/health/live", "/health/ready"}
-PUBLIC |= {"/metrics"}
+PUBLIC |= {"/metrics", "/static/app.js", "/static/charts.js", "/static/vendor/chart.umd.min.js"}
 
 
 @pytest.fixture
@@ -84,6 +84,7 @@ def filled(path: str) -> str:
         "kind": "snooze",
         "row_id": "1",
         "task_id": "1",
+        "rule_id": "usage-drop",
     }
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from csautomation.store import ledger
-from csautomation.store.engine import prepared, table, upsert
+from csautomation.store.engine import aware, prepared, table, upsert
 from csautomation.store.repo import Store
 from csautomation.store.tables import EscalationRow, PlaybookRunRow, RuleFiringRow
 from csautomation.workflows.types import EscalationState
@@ -140,6 +140,39 @@ def get_plan(store: Store, workflow_id: str) -> dict[str, Any]:
     with store.engine.connect() as conn:
         row = conn.execute(select(t.c.plan).where(t.c.workflow_id == workflow_id)).first()
     return dict(row[0] or {}) if row is not None else {}
+
+
+@dataclass(frozen=True)
+class Firing:
+    """The rule firing that raised an escalation: when, and the explain it recorded."""
+
+    fired_at: datetime
+    explain: dict[str, Any]
+
+
+def firings_for(store: Store, states: Sequence[EscalationState]) -> dict[str, Firing]:
+    """`explain_for` of many escalations in one query, by workflow id (none for those
+    that no firing raised)."""
+    runs, firings = table(PlaybookRunRow), table(RuleFiringRow)
+    via = {s.workflow_id: [s.workflow_id, s.source_workflow_id] for s in states}
+    wanted = {w for ids in via.values() for w in ids if w}
+    found: dict[str, Firing] = {}
+    with store.engine.connect() as conn:
+        for start in range(0, len(wanted), 500):
+            chunk = sorted(wanted)[start : start + 500]
+            q = (
+                select(runs.c.workflow_id, firings.c.fired_at, firings.c.explain)
+                .join(runs, runs.c.firing_id == firings.c.id)
+                .where(runs.c.workflow_id.in_(chunk))
+            )
+            for wid, at, explain in conn.execute(q):
+                found[wid] = Firing(aware(at), dict(explain))
+    out: dict[str, Firing] = {}
+    for wid, ids in via.items():
+        hit = next((found[w] for w in ids if w in found), None)
+        if hit is not None:
+            out[wid] = hit
+    return out
 
 
 def explain_for(store: Store, state: EscalationState) -> dict[str, Any] | None:
