@@ -8,9 +8,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.engine import Connection
 
 from csautomation.store import ledger
-from csautomation.store.engine import aware, table, upsert
+from csautomation.store.engine import aware, prepared, table, upsert
 from csautomation.store.repo import Store
 from csautomation.store.tables import EscalationRow, PlaybookRunRow, RuleFiringRow
 from csautomation.workflows.types import EscalationState
@@ -40,15 +41,20 @@ def record_escalation(
     }
     if plan is not None:
         values["plan"] = plan
+    columns = tuple(values)
+
+    def build(conn: Connection) -> Any:
+        stmt = upsert(conn, t)
+        return stmt.on_conflict_do_update(
+            index_elements=[t.c.workflow_id],
+            set_={c: stmt.excluded[c] for c in columns},
+            where=t.c.seq < stmt.excluded.seq,
+        )
+
     with store.engine.begin() as conn:
         ledger.append(conn, _changes(state))
-        conn.execute(
-            upsert(conn, t)
-            .values(workflow_id=state.workflow_id, **values)
-            .on_conflict_do_update(
-                index_elements=[t.c.workflow_id], set_=values, where=t.c.seq < seq
-            )
-        )
+        name = "record_escalation" + (":plan" if plan is not None else "")
+        conn.execute(prepared(conn, name, build), {"workflow_id": state.workflow_id, **values})
 
 
 def _changes(state: EscalationState) -> list[ledger.Entry]:
