@@ -13,9 +13,12 @@ C. signal -> task latency: N accounts whose logins fell 70% a month ago (split b
    `Pipeline.add_signal`, with the pipeline and the priority workers (`build_workers`) in
    this process, as `csauto dev` runs them; latency from add_signal to the usage-recovery
    outreach task's `created_at` in the store. The peer: the raw SDK at the same rates, from
-   `start_workflow` to its activity running.
+   `start_workflow` to its activity running. Each rate's CPU ms per signal by stage (store,
+   derive, evaluate, index, dispatch, workflow tasks, activities, ledger, the SDK core's
+   threads): bench/cpu_stages.py says how they are timed.
 
     .venv/bin/python bench/playbooks.py [--accounts 1000] [--concurrency 100] [--rates 5,10,15]
+        [--no-stages]
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import faulthandler
+import gc
 import logging
 import os
 import platform
@@ -54,6 +58,8 @@ from temporalio.runtime import (
 )
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from cpu_stages import Hooks, StageCpu, core_threads
+from cpu_stages import table as stage_table
 from csautomation.activities.escalation import EscalationActivities
 from csautomation.activities.playbook import PlaybookActivities
 from csautomation.escalation.matrix import load_escalation_config
@@ -418,6 +424,8 @@ class Phase:
     rows: list[Latency] = field(default_factory=list)
     throughput: float = 0.0  # tasks/s, first offer to last task
     slow_tasks: int = 0  # SDK core warnings: workflow task over 5 s
+    stages: Counter[str] = field(default_factory=Counter)  # CPU seconds by stage
+    core_threads: float = 0.0  # CPU seconds of the SDK core's threads
 
     def report(self, stages: dict[str, dict[str, float]]) -> None:
         def gap(a: str, b: str) -> list[float]:
@@ -452,9 +460,11 @@ async def signal_latency(
     phases: list[Phase],
     settle: float,
     core: CoreWarnings,
+    meter: StageCpu,
+    stages: bool = True,
 ) -> None:
     """The pipeline and the workers run through every phase; each phase offers its signals
-    and waits for its tasks before the next begins."""
+    and waits for its tasks before the next begins; `meter` times the stages (`stages`)."""
     runtime = RuleRuntime([root() / "rules"], model, cooldowns=SqlCooldowns(store))
     facts = FactsReader(store, model)  # shared, as `csauto dev` shares it
     pipeline = Pipeline(store, runtime, playbooks, client, facts=facts)
@@ -464,7 +474,14 @@ async def signal_latency(
     )
     # sharp-health-drop's escalations run too, as in `csauto worker`
     escalations = EscalationActivities(actions, matrix, people)
-    workers = build_workers(client, actions, extra=escalations.all())
+    hooks = Hooks(meter)
+    extra = escalations.all()
+    if stages:
+        hooks.install(pipeline)
+        timed_actions = hooks.activities(actions.all())
+        actions.all = lambda: timed_actions  # type: ignore[method-assign]
+        extra = hooks.activities(extra)
+    workers = build_workers(client, actions, extra=extra)
     expected = 0
     stack = contextlib.AsyncExitStack()
     for w in workers:
@@ -481,14 +498,17 @@ async def signal_latency(
                 assert pipeline.add_signal(sig), "signal already stored"
                 phase.stored[sig.account_id] = time.time()
 
-            cpu, slow = time.process_time(), core.counts[core.SLOW]
+            cpu, slow, spent = time.process_time(), core.counts[core.SLOW], meter.snapshot()
+            rust = core_threads()
             start, t0 = Cpu.now(), time.monotonic()
             phase.achieved = await steady(len(phase.ids), phase.rate, offer)
             expected += len(phase.ids)
             deadline = time.monotonic() + settle
             while outreach_tasks(store) < expected and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.5)  # its query counts in the process's CPU: seldom
             phase.cpu = time.process_time() - cpu
+            phase.stages = meter.snapshot() - spent
+            phase.core_threads = core_threads() - rust
             phase.slow_tasks = core.counts[core.SLOW] - slow
             phase.usage = Cpu.now().since(start, time.monotonic() - t0)
     finally:
@@ -496,6 +516,7 @@ async def signal_latency(
         await asyncio.gather(loop_task, return_exceptions=True)
         await stack.aclose()
         runtime.close()
+        hooks.remove()
     stages = stage_times(store)
     for phase in phases:
         phase.report(stages)
@@ -644,7 +665,10 @@ async def measure(
         "playbook, whose first step creates the task) and sharp-health-drop (an escalation). "
         f"Peer: the raw SDK at the same rates ({args.peer} starts each, its worker alone)"
     )
-    await signal_latency(client, store, model, playbooks, phases, args.settle, core)
+    meter = StageCpu()
+    await signal_latency(
+        client, store, model, playbooks, phases, args.settle, core, meter, args.stages
+    )
     print(LAT_HEADER)
     for phase, (peer, _) in zip(phases, peers, strict=True):
         for row in phase.rows:
@@ -670,6 +694,10 @@ async def measure(
             f"5 s: {phase.slow_tasks}; p95 vs raw SDK {p95 / pct(peer.values, 95):.1f}x"
         )
         print(f"  {phase.usage}")
+        if args.stages:
+            print(f"  CPU ms per signal by stage ({phase.rate:g}/s):")
+            for line in stage_table(phase.stages, phase.cpu, phase.core_threads, len(phase.ids)):
+                print(f"  {line}")
         verdict = ("met" if ok else "NOT met") if judged else ("under" if ok else "over")
         print(
             f"{'goal ' if judged else ''}signal -> task p95 < 1 s at {phase.rate:g}/s: "
@@ -694,11 +722,19 @@ def main() -> None:
     )
     ap.add_argument("--peer", type=int, default=150, help="raw SDK latency samples per rate")
     ap.add_argument("--settle", type=float, default=60.0, help="s to wait for a phase's tasks")
+    ap.add_argument(
+        "--no-stages",
+        dest="stages",
+        action="store_false",
+        help="C without the stage timers (to see what timing costs)",
+    )
     ap.add_argument("--strict", action="store_true", help="exit 1 when a goal is not met")
     ap.add_argument("--watchdog", type=float, default=600.0, help="s before dumping and exiting")
     args = ap.parse_args()
     # a worker shutdown once hung inside the SDK's native code: never hang a `make bench`
     faulthandler.dump_traceback_later(args.watchdog, exit=True)
+    # the collector as every csauto command sets it (cli/common.py `run`)
+    gc.set_threshold(10_000, 10, 10)
     core = CoreWarnings()
     core.install()  # before any client exists
     raise SystemExit(asyncio.run(run(args, core)))

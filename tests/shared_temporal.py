@@ -38,10 +38,10 @@ from temporalio.client import (
     TerminateWorkflowInput,
     WorkflowHandle,
 )
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
+from csautomation.runtime.converter import data_converter
 from csautomation.runtime.server import STARTUP_TIMEOUT, test_server_path
 
 # a free clock skips a minute at once: this long means it is held
@@ -55,7 +55,7 @@ async def shared_test_server() -> AsyncIterator[WorkflowEnvironment]:
     async with await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=test_server_path(),
         test_server_startup_timeout=STARTUP_TIMEOUT,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter,
         interceptors=[ledger],
     ) as env:
         ledger.client = env.client

@@ -252,9 +252,11 @@ def build_review_app(
     client: Client,
     facts: FactsReader | None = None,
     on_stored: Callable[[], None] | None = None,
+    rules: Callable[[], RuleSet | None] | None = None,
 ) -> FastAPI:
     """The manager's review page, its API and the signal intake (sources.yaml) over the
-    store and the escalation workflows."""
+    store and the escalation workflows; the rules pages describe `rules()` (default: the
+    rule files as they are at start)."""
     from csautomation.api.actions import TemporalActions
     from csautomation.api.app import create_app
     from csautomation.escalation.people import load_people
@@ -272,7 +274,21 @@ def build_review_app(
         sources=sources,
         on_stored=on_stored,
         temporal=client,
+        rules=rules or _rules_at_start(settings),
     )
+
+
+def _rules_at_start(settings: Settings) -> Callable[[], RuleSet | None]:
+    """The rule files as they load now; when they do not, the rules pages show the rules
+    that fired as the store keeps them, and the server still starts."""
+    from csautomation.rules.loader import load_rules
+
+    try:
+        ruleset: RuleSet | None = load_rules([settings.rules_path])
+    except ConfigFileError as exc:
+        log.warning("the rules pages show no rule files: %s", exc)
+        ruleset = None
+    return lambda: ruleset
 
 
 async def connect(settings: Settings, lazy: bool = False) -> Client:

@@ -31,12 +31,14 @@
      ├── ServiceUnavailableError  Temporal (or another service we need) does not answer
      ├── SchemaError            the database schema is not the code's   [store.migrate]
      ├── NoSchedulerError       a job ran where no scheduler leads      [scheduling.jobs]
+     ├── LeaseLostError         a pipeline's pass lost a partition before its commit:
+     │                            nothing of it committed               [store.partitions]
      ├── SourceAuthError        an ingest request proves no source (401)  [ingest.sources]
      ├── HistoryFileError       a workflow history file cannot be read  [audit.replay]
      ├── DecisionError          a firing to replay is not in the store  [audit.decisions]
      └── ReviewError            what the review API refuses, with its HTTP status [api.errors]
           ├── InputError, NotSignedInError, NotAllowedError
-          ├── EscalationNotFoundError, EscalationClosedError
+          ├── EscalationNotFoundError, EscalationClosedError, RuleNotFoundError
           ├── QuarantineNotFoundError                                  [api.quarantine]
           └── TaskNotFoundError                                        [api.my_work]
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from csautomation.store.repo import Store
 CRITICAL_PAGE = f"/escalations/{quote(EAST_CRITICAL, safe='')}"
 # routes that answer without a session or a token, by design
 PUBLIC = {"/login", "/static/app.css", "/docs", "/openapi.json", "/health/live", "/health/ready"}
-PUBLIC |= {"/metrics"}
+PUBLIC |= {"/metrics", "/static/app.js", "/static/charts.js", "/static/vendor/chart.umd.min.js"}
 
 
 @pytest.fixture
@@ -84,6 +85,7 @@ def filled(path: str) -> str:
         "kind": "snooze",
         "row_id": "1",
         "task_id": "1",
+        "rule_id": "usage-drop",
     }
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
 
@@ -186,7 +188,12 @@ def test_a_cross_team_reassign_gets_403_and_changes_nothing(
 def test_ten_wrong_passwords_from_one_address_do_not_stop_another(
     browser: Browser, served: tuple[FastAPI, str], tmp_path: Path
 ) -> None:
-    _, base = served
+    app, base = served
+    # the throttles' clock stands still: a wait never runs out while a loaded machine is
+    # slow between two tries (the waits' growth is tested in test_pages.py)
+    still = time.monotonic()
+    for throttle in (app.state.authn.throttle, app.state.authn.clients):
+        throttle.clock = lambda: still
     guesser = browser.new_context(
         viewport={"width": 1280, "height": 800},
         extra_http_headers={"x-forwarded-for": "198.51.100.7"},
@@ -209,7 +216,7 @@ def test_ten_wrong_passwords_from_one_address_do_not_stop_another(
     # an alias counts as the same person; after 4 failures a wait (2 s, then 4, 8 ...)
     # refuses the next tries without counting them: never a lock
     assert statuses[:5] == [400] * 4 + [429], statuses
-    assert set(statuses) == {400, 429} and statuses.count(400) <= 6, statuses
+    assert statuses[5:] == [429] * 5, statuses  # refused without being counted
 
     # the right password from another address is not held
     mia = browser.new_context(

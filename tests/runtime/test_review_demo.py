@@ -108,8 +108,8 @@ def test_a_manager_acknowledges_an_escalation_the_demo_started(
             page.get_by_test_id("login-password").fill(f"demo-{manager}")
             page.get_by_test_id("login-button").click()
 
-            rows = page.get_by_test_id("escalation-row")
-            expect(rows.first).to_be_visible()
+            rows = page.get_by_test_id("escalation-row")  # an account's several: collapsed
+            expect(page.get_by_test_id("account-group").first).to_be_visible()
             listed = {rows.nth(i).get_attribute("data-workflow-id") for i in range(rows.count())}
             assert listed and listed <= mine and not listed & others
 
@@ -120,6 +120,10 @@ def test_a_manager_acknowledges_an_escalation_the_demo_started(
                 f"[data-testid=escalation-row][data-workflow-id='{chosen['workflow_id']}']"
             )
             expect(filtered).to_have_count(1)
+            if not filtered.is_visible():  # one of its account's escalations: expand them
+                page.locator("tbody[data-testid=account-group]", has=filtered).get_by_test_id(
+                    "expand"
+                ).click()
             filtered.get_by_test_id("escalation-link").click()
             expect(page.get_by_test_id("status")).to_have_text("open")
             page.get_by_test_id("ack-note").fill("On it: calling the champion")

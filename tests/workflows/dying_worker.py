@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 import csautomation.activities.playbook as playbook_activities
@@ -33,6 +32,7 @@ from csautomation.activities.playbook import PlaybookActivities
 from csautomation.connectors.loader import build_connectors, load_connectors
 from csautomation.connectors.local import LocalCrm
 from csautomation.facts.health import load_health_model
+from csautomation.runtime.converter import data_converter
 from csautomation.store import ledger
 from csautomation.store.repo import Store
 from csautomation.workflows.playbook import PlaybookWorkflow
@@ -87,9 +87,7 @@ async def main(argv: list[str]) -> None:
     connectors = build_connectors(load_connectors([Path(folder)]), store, verify=ca)
     arm(moment)
     acts = PlaybookActivities(store, load_health_model(), clock=noon, connectors=connectors)
-    client = await Client.connect(
-        address, namespace=namespace, data_converter=pydantic_data_converter
-    )
+    client = await Client.connect(address, namespace=namespace, data_converter=data_converter)
     async with Worker(
         client,
         task_queue=queue,

@@ -16,7 +16,6 @@ import pytest
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.common import WorkflowIDReusePolicy
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
@@ -25,6 +24,7 @@ from csautomation.activities.playbook import PlaybookActivities
 from csautomation.escalation.calendar import working_time_between
 from csautomation.escalation.model import EscalationPlan, PlannedLevel, Recipient
 from csautomation.facts.health import load_health_model
+from csautomation.runtime.converter import data_converter
 from csautomation.store.escalations import get_plan
 from csautomation.workflows.escalation import EscalationWorkflow
 from csautomation.workflows.types import (
@@ -312,7 +312,7 @@ async def test_the_committed_history_replays(env: WorkflowEnvironment, client: C
     history = WorkflowHistory.from_json(HISTORY_ID, HISTORY.read_text(encoding="utf-8"))
     kinds = {e.WhichOneof("attributes") for e in history.events}
     assert "workflow_execution_signaled_event_attributes" in kinds
-    replayer = Replayer(workflows=[EscalationWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=[EscalationWorkflow], data_converter=data_converter)
     await replayer.replay_workflow(history)
 
 

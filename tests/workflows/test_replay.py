@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from temporalio import workflow
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 from temporalio.workflow import NondeterminismError
 
+from csautomation.runtime.converter import data_converter
 from csautomation.workflows.escalation import EscalationWorkflow
 from csautomation.workflows.playbook import PlaybookWorkflow
 from csautomation.workflows.types import PlaybookInput, PlaybookResult
@@ -45,7 +45,7 @@ def test_every_shipped_playbook_has_a_history(folder: Path) -> None:
 @pytest.mark.parametrize("history", histories(), ids=lambda h: h.workflow_id)
 async def test_history_replays_deterministically(history: WorkflowHistory) -> None:
     replayer = Replayer(
-        workflows=[PlaybookWorkflow, EscalationWorkflow], data_converter=pydantic_data_converter
+        workflows=[PlaybookWorkflow, EscalationWorkflow], data_converter=data_converter
     )
     await replayer.replay_workflow(history)
 
@@ -65,7 +65,7 @@ async def test_a_non_deterministic_change_is_caught() -> None:
     # unsandboxed: the sandbox would re-import this test module by name
     replayer = Replayer(
         workflows=[ReorderedPlaybookWorkflow, EscalationWorkflow],
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter,
         workflow_runner=UnsandboxedWorkflowRunner(),
     )
     history = next(h for h in histories() if h.workflow_id.endswith("usage-recovery"))

@@ -5,7 +5,8 @@
     quarantine.py  the quarantine API (/v1/quarantine, admins and ops)
     api_routes.py  the escalations API (Bearer tokens)
     health.py      /health/live, /health/ready, /metrics
-    pages.py       the pages (session cookie, CSRF token in every form), views.py their rows
+    pages.py       the pages (session cookie, CSRF token in every form), views.py their words
+    listing.py     the list: escalations grouped by account, sorted, paged, with health
     docs.py        /docs, the OpenAPI description rendered without scripts
     review.py      the logic both call: scope, filters, checks before any signal
     auth.py        sign-in, tokens (the one Bearer dependency), sessions, what each role sees

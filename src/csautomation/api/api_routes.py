@@ -1,6 +1,8 @@
 """The JSON API: list, read and act on escalations, authenticated by Bearer token.
 
     GET  /api/escalations                       ?severity&level&team&holder&status&min_age_hours
+                                                &sort&order&page (as the list page; `count`
+                                                is of all matching, a page holds 50)
     GET  /api/escalations/{workflow_id}         state, plan, next reach, account, health, explain
     POST /api/escalations/{workflow_id}/acknowledge   {"note": "..."} (optional body)
     POST /api/escalations/{workflow_id}/resolve       {"note": "..."} (note required)
@@ -20,6 +22,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query
 
+from csautomation.api import listing
 from csautomation.api.auth import Authenticator
 from csautomation.api.review import (
     ActionBody,
@@ -46,7 +49,22 @@ def router(review: Review, authn: Authenticator) -> APIRouter:
     @api.get("/escalations")
     def list_escalations(person: Caller, query: Annotated[ListQuery, Query()]) -> dict[str, Any]:
         found = review.escalations(person, query)
-        return {"count": len(found), "escalations": [s.model_dump(mode="json") for s in found]}
+        count = len(found)
+        if query.sort != "urgency" or query.order is not None:
+            accounts = review.store.accounts({s.account_id for s in found})
+            order = query.order or listing.NATURAL[query.sort]
+            groups = listing.sort_groups(
+                listing.singles(found, accounts), query.sort, order, review.now()
+            )
+            found = [g.states[0] for g in groups]
+        paged: dict[str, int] = {}
+        if query.page is not None:  # without one, every escalation, as before pages
+            page, pages = listing.page_of(count, query.page)
+            size = listing.PAGE_SIZE
+            found = found[(page - 1) * size : page * size]
+            paged = {"page": page, "pages": pages, "page_size": size}
+        escalations = [s.model_dump(mode="json") for s in found]
+        return {"count": count, **paged, "escalations": escalations}
 
     @api.get("/escalations/{workflow_id}")
     def escalation(workflow_id: str, person: Caller) -> dict[str, Any]:

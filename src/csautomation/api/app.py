@@ -28,19 +28,30 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from csautomation import metrics
-from csautomation.api import accounts, api_routes, docs, health, my_work, pages, quarantine
+from csautomation.api import (
+    accounts,
+    api_routes,
+    docs,
+    health,
+    my_work,
+    pages,
+    quarantine,
+    rule_pages,
+)
 from csautomation.api import intake as intake_routes
 from csautomation.api.actions import EscalationActions
 from csautomation.api.auth import Authenticator
 from csautomation.api.auth import session_secret as env_session_secret
 from csautomation.api.errors import InputError, NotSignedInError, ReviewError
 from csautomation.api.review import Review
+from csautomation.api.rule_catalog import RuleCatalog
 from csautomation.errors import ServiceUnavailableError
 from csautomation.escalation.people import People
 from csautomation.facts.health import load_health_model
 from csautomation.ingest.intake import Intake
 from csautomation.ingest.sources import Sources
 from csautomation.ingest.writer import SignalWriter
+from csautomation.rules.loader import RuleSet
 from csautomation.settings import Settings
 from csautomation.store.facts import FactsReader
 from csautomation.store.repo import Store
@@ -50,10 +61,12 @@ if TYPE_CHECKING:
 
 SESSION_COOKIE = "csauto_session"
 SESSION_HOURS = 12
-# no script runs on these pages; forms post to this site only; nothing may frame them
+# only our own script runs on these pages (static/app.js) and calls this site only; forms
+# post to this site only; nothing may frame them
 HEADERS = {
     "content-security-policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; "
+        "img-src 'self'; form-action 'self'; "
         "frame-ancestors 'none'; base-uri 'none'"
     ),
     "x-content-type-options": "nosniff",
@@ -96,6 +109,7 @@ def create_app(
     sources: Sources | None = None,
     on_stored: Callable[[], None] | None = None,
     temporal: Client | None = None,
+    rules: Callable[[], RuleSet | None] | None = None,
 ) -> FastAPI:
     """The review app over `store` (the escalations index, accounts, signals), `people`
     (who signs in, and their teams) and `actions` (the escalation workflows).
@@ -105,7 +119,9 @@ def create_app(
     session cookie HTTPS-only (set it behind TLS); `hasher` checks passwords; `sources`
     are who may post signals to /v1/signals (none: every post is refused), `on_stored` is
     called once signals are committed (to wake a pipeline in the same process);
-    `temporal`, the client the actions use, is checked by /health/ready.
+    `temporal`, the client the actions use, is checked by /health/ready; `rules` returns
+    the rule set served now, for the rules pages (None: only the rules that fired, as the
+    store keeps them).
     """
     review = Review(
         store,
@@ -126,6 +142,7 @@ def create_app(
     )
     intake = Intake(store, SignalWriter(store, on_stored))
     app.state.intake = intake
+    app.state.authn = authn  # its throttles' clocks, for tests that must not race them
     app.include_router(intake_routes.router(intake, sources or Sources({})))
     app.include_router(accounts.router(store, sources or Sources({})))
     app.include_router(quarantine.router(intake, authn))
@@ -133,6 +150,10 @@ def create_app(
     app.include_router(docs.router(app, templates))
     app.include_router(pages.router(review, authn, templates))
     app.include_router(my_work.router(store, people, authn, templates, temporal, review.now))
+    catalog = RuleCatalog(store, rules or (lambda: None))
+    app.include_router(
+        rule_pages.router(store, people, authn, templates, catalog, review.facts, review.now)
+    )
     health.install(app, store, temporal)
     app.add_middleware(
         SessionMiddleware,

@@ -7,6 +7,7 @@
           │                          caller's teams, or a bad form token (CSRF)
           ├── EscalationNotFoundError 404: no such escalation (or no such workflow), or one
           │                          outside the caller's scope: the same answer
+          ├── RuleNotFoundError      404: no such rule (the rules pages)
           ├── EscalationClosedError  409: it is resolved; its workflow has closed
           └── InputError             422: one field is wrong; `field` names it
 
@@ -36,6 +37,10 @@ class NotAllowedError(ReviewError):
 
 
 class EscalationNotFoundError(ReviewError):
+    status = 404
+
+
+class RuleNotFoundError(ReviewError):
     status = 404
 
 

@@ -10,6 +10,7 @@ that person; a request with an ended session gets 401 (see `app._error_handlers`
 
 from __future__ import annotations
 
+import functools
 import hmac
 import math
 import secrets
@@ -20,12 +21,11 @@ from typing import Any, cast, get_args
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from pydantic import ValidationError
 from starlette.datastructures import FormData
 
-from csautomation.api import views
+from csautomation.api import listing, views
 from csautomation.api.auth import Authenticator, scope_of
 from csautomation.api.errors import (
     EscalationClosedError,
@@ -33,17 +33,12 @@ from csautomation.api.errors import (
     InputError,
     NotAllowedError,
     NotSignedInError,
+    ReviewError,
 )
-from csautomation.api.review import (
-    SEVERITIES,
-    STATUSES,
-    Kind,
-    ListQuery,
-    Review,
-    first_problem,
-)
+from csautomation.api.review import SEVERITIES, STATUSES, Kind, Review
 from csautomation.errors import ServiceUnavailableError
 from csautomation.escalation.people import Person
+from csautomation.store.escalations import firings_for
 
 DONE = {
     "acknowledge": "Acknowledged",
@@ -51,7 +46,8 @@ DONE = {
     "reassign": "Reassigned",
     "snooze": "Snoozed",
 }
-FILTERS = ("severity", "level", "team", "holder", "status", "min_age_hours")
+# the stylesheet, and the script that acts without a reload (the forms work without it)
+STATIC = {"app.css": "text/css", "app.js": "text/javascript"}
 
 
 def router(review: Review, authn: Authenticator, templates: Jinja2Templates) -> APIRouter:
@@ -89,11 +85,11 @@ Render = Callable[..., Response]
 
 def _session_routes(pages: APIRouter, authn: Authenticator, render: Render) -> None:
     """The stylesheet, sign-in and sign-out."""
-    css = resources.files("csautomation.api").joinpath("static/app.css").read_bytes()
-
-    @pages.get("/static/app.css")
-    def stylesheet() -> Response:
-        return Response(css, media_type="text/css", headers={"cache-control": "max-age=3600"})
+    folder = resources.files("csautomation.api").joinpath("static")
+    for name, kind in STATIC.items():
+        pages.add_api_route(
+            f"/static/{name}", _static(folder.joinpath(name).read_bytes(), kind), methods=["GET"]
+        )
 
     @pages.get("/login")
     def login_form(request: Request, next: str = "/") -> Response:
@@ -168,6 +164,9 @@ def _escalation_routes(
             "left": left,
             "overdue": overdue,
             "steps": views.timeline(state.timeline, review.people),
+            "reason": views.reason(state.reason),
+            "health_on": str(now.date()),
+            "at_firing": listing.at_firing(firings_for(review.store, [state]).get(workflow_id)),
             "when": views.when,
             "people": review.team_people(scope_of(person)),
             "snooze_default": (now + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M"),
@@ -186,18 +185,37 @@ def _escalation_routes(
             fields["to"] = _text(form, "to")
         if action == "snooze":
             fields["until"] = _until(_text(form, "until"))
-        back = RedirectResponse(views.page_url(workflow_id), 303)
+        # the page's script asks for JSON and updates the page in place; a plain form
+        # post is redirected back with the message in the session
+        scripted = "application/json" in request.headers.get("accept", "")
+        target = _text(form, "back")  # the list's forms return to the list
+        back = RedirectResponse(_local(target) if target else views.page_url(workflow_id), 303)
         try:
             state = await run_in_threadpool(review.actionable, person, workflow_id)
             body = review.parse(action, fields)
             fresh = await review.act(person, state, action, body)
         except (InputError, EscalationClosedError, ServiceUnavailableError) as exc:
+            if scripted:
+                status = exc.status if isinstance(exc, ReviewError) else 503
+                return JSONResponse({"ok": False, "message": f"Not done: {exc}"}, status)
             flash(request, "error", f"Not done: {exc}")
             return back
         holder = views.person_name(review.people, fresh.holder, fresh.holder_name)
         who = holder or "no one"
-        flash(request, "ok", f"{DONE[action]}. Status: {fresh.status}; held by {who}.")
+        message = f"{DONE[action]}. Status: {fresh.status}; held by {who}."
+        if scripted:
+            return JSONResponse(
+                {"ok": True, "message": message, "status": fresh.status, "holder": holder}
+            )
+        flash(request, "ok", message)
         return back
+
+
+def _static(body: bytes, kind: str) -> Callable[[], Response]:
+    def serve() -> Response:
+        return Response(body, media_type=kind, headers={"cache-control": "max-age=3600"})
+
+    return serve
 
 
 def error_page(templates: Jinja2Templates, request: Request, status: int, message: str) -> Response:
@@ -255,30 +273,29 @@ def _client(request: Request) -> str:
 
 
 def _list_context(review: Review, person: Person, request: Request) -> dict[str, Any]:
-    """The list page's escalations, filters and choices for `person`."""
+    """The list page's account groups, filters, sort, page and choices for `person`."""
     scope = scope_of(person)
-    given = {k: v for k, v in request.query_params.items() if k in FILTERS}
-    problem = ""
-    try:
-        query = ListQuery.model_validate(given)
-    except ValidationError as exc:
-        problem = first_problem(exc).message
-        query = ListQuery()
-    now = review.now()
-    found = review.escalations(person, query)
+    query, given, problems = listing.parse_query(request.query_params)
+    found = listing.listing(review, person, query)
     if scope.teams is not None:
         teams = list(scope.teams)
     else:  # an admin filters by any team; a csm by their own
         teams = sorted(review.people.teams) if scope.holder is None else person.all_teams
     return {
-        "rows": views.rows(found, review.store, review.people, now),
+        "found": found,
         "query": query,
         "given": given,
-        "problem": problem,
+        "problems": problems,
+        "href": functools.partial(listing.href, given),
+        "natural": listing.NATURAL,
+        "sorted_by": listing.SORTED_BY[found.sort],
+        "page_links": listing.page_links(found.page, found.pages),
         "severities": SEVERITIES,
         "statuses": STATUSES,
         "teams": teams,
         "holders": [] if scope.holder else review.team_people(scope),
+        "people": review.team_people(scope),
         "read_only": not scope.acts,
-        "now": views.when(now),
+        "now": views.when(review.now()),
+        "back": request.url.path + ("?" + request.url.query if request.url.query else ""),
     }

@@ -51,6 +51,8 @@ from csautomation.workflows.types import EscalationAction, EscalationState
 Severity = Literal["critical", "high", "medium", "low"]
 Status = Literal["open", "acknowledged", "snoozed", "resolved"]
 Kind = Literal["acknowledge", "resolve", "reassign", "snooze"]
+SortKey = Literal["urgency", "severity", "left", "age", "account", "arr", "renewal"]
+Order = Literal["asc", "desc"]
 ACTIVE: tuple[Status, ...] = ("open", "acknowledged", "snoozed")
 STATUSES: tuple[Status, ...] = (*ACTIVE, "resolved")
 NOTE_MAX = 4000
@@ -94,6 +96,9 @@ class ListQuery(BaseModel):
     holder: Annotated[str | None, Blank] = None
     status: Annotated[tuple[Status, ...], BeforeValidator(_statuses)] = ACTIVE
     min_age_hours: Annotated[Hours | None, Blank] = None
+    sort: Annotated[SortKey, BeforeValidator(lambda v: _blank_is_none(v) or "urgency")] = "urgency"
+    order: Annotated[Order | None, Blank] = None  # none: the sort's natural direction
+    page: Annotated[Annotated[int, Field(ge=1, le=100_000)] | None, Blank] = None
 
 
 class ActionBody(BaseModel):

@@ -9,8 +9,7 @@ from datetime import datetime
 from urllib.parse import quote
 
 from csautomation.escalation.people import People
-from csautomation.store.repo import Store
-from csautomation.workflows.types import EscalationEvent, EscalationState
+from csautomation.workflows.types import EscalationEvent
 
 
 def page_url(workflow_id: str) -> str:
@@ -19,6 +18,20 @@ def page_url(workflow_id: str) -> str:
 
 def when(moment: datetime | None) -> str:
     return "" if moment is None else moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def reason(text: str) -> str:
+    """An escalation's reason as rendered when it opened. A template that failed then is
+    stored as written: its placeholders mean nothing to a reader, so they are not shown."""
+    if not text.strip():
+        return "—"
+    if "{{" in text or "{%" in text:
+        return "(its reason could not be filled in when it opened)"
+    return text
+
+
+def money(amount: float | None) -> str:
+    return "—" if amount is None else f"{amount:,.0f}"
 
 
 def duration(seconds: float) -> str:
@@ -41,53 +54,6 @@ def time_left(deadline: datetime | None, now: datetime) -> tuple[str, bool]:
     if seconds < 0:
         return f"overdue by {duration(seconds)}", True
     return duration(seconds), False
-
-
-@dataclass(frozen=True)
-class Row:
-    workflow_id: str
-    url: str
-    account_id: str
-    account_name: str
-    severity: str
-    level: int
-    status: str
-    team: str
-    holder: str
-    holder_name: str
-    age: str
-    left: str
-    overdue: bool
-
-
-def rows(
-    states: Sequence[EscalationState], store: Store, people: People, now: datetime
-) -> list[Row]:
-    names: dict[str, str] = {}
-    out = []
-    for s in states:
-        if s.account_id not in names:
-            account = store.account(s.account_id)
-            names[s.account_id] = account.name if account is not None else s.account_id
-        left, overdue = time_left(s.ack_by if s.status == "open" else None, now)
-        out.append(
-            Row(
-                workflow_id=s.workflow_id,
-                url=page_url(s.workflow_id),
-                account_id=s.account_id,
-                account_name=names[s.account_id],
-                severity=s.severity,
-                level=s.level,
-                status=s.status,
-                team=s.team,
-                holder=s.holder,
-                holder_name=person_name(people, s.holder, s.holder_name),
-                age=duration((now - s.opened_at).total_seconds()),
-                left=left,
-                overdue=overdue,
-            )
-        )
-    return out
 
 
 def person_name(people: People, person_id: str, known: str = "") -> str:

@@ -21,7 +21,6 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.worker import Replayer, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
@@ -29,6 +28,7 @@ from temporalio.workflow import NondeterminismError
 
 from csautomation.audit.capture import Scheduled, Seen
 from csautomation.errors import CsAutomationError
+from csautomation.runtime.converter import data_converter
 from csautomation.workflows.escalation import EscalationWorkflow
 from csautomation.workflows.playbook import PlaybookWorkflow
 
@@ -69,7 +69,7 @@ async def replay(history: WorkflowHistory, runner: WorkflowRunner | None = None)
     seen = Seen()
     replayer = Replayer(
         workflows=list(WORKFLOWS),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter,
         runtime=_quiet_runtime(),
         interceptors=[seen],
         workflow_runner=runner or SandboxedWorkflowRunner(),

@@ -271,7 +271,12 @@ async def _run_dev(
     try:
         pipeline = Pipeline(store, runtime, live, client, facts=facts)
         app = bootstrap.build_review_app(
-            settings, store, client, facts, on_stored=pipeline.wake.set
+            settings,
+            store,
+            client,
+            facts,
+            on_stored=pipeline.wake.set,
+            rules=lambda: live.served.ruleset,
         )
         out.print(f"Temporal {server.address}, UI {server.ui_url}; review page {page}")
         out.print(

@@ -93,6 +93,16 @@ def plan(
     )
 
 
+def account_team(people: People, account: Account) -> str:
+    """The team an account belongs to: its owner's, else its CRM manager's ("" unknown)."""
+    owner = people.get(account.owner)
+    if owner is not None and owner.team:
+        return owner.team
+    # the CRM's manager of the account knows which team it belongs to
+    crm_manager = people.get(account.manager)
+    return crm_manager.team if crm_manager is not None else ""
+
+
 class _Resolver:
     """Roles to people for one account, through the directory."""
 
@@ -100,11 +110,7 @@ class _Resolver:
         self.people = people
         self.account = account
         self.owner = people.get(account.owner)
-        self.team = self.owner.team if self.owner is not None else ""
-        if not self.team:
-            # the CRM's manager of the account knows which team it belongs to
-            crm_manager = people.get(account.manager)
-            self.team = crm_manager.team if crm_manager is not None else ""
+        self.team = account_team(people, account)
 
     def resolve(self, role: str, notes: list[str]) -> list[Recipient]:
         if role.startswith("person:"):

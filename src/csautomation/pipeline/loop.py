@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import defaultdict
@@ -27,7 +26,7 @@ from typing import Any, Protocol
 from temporalio.client import Client
 
 from csautomation import metrics
-from csautomation.facts.model import Account, Signal, SignalType
+from csautomation.facts.model import Account, Signal
 from csautomation.pipeline.cooldowns import BatchCooldowns
 from csautomation.pipeline.dispatch import (
     QUEUES,
@@ -37,10 +36,11 @@ from csautomation.pipeline.dispatch import (
     plan,
     start,
 )
+from csautomation.pipeline.holding import hold_failed, hold_unknown
 from csautomation.pipeline.reasons import render_reasons
 from csautomation.playbooks.spec import Playbook
 from csautomation.rules.runtime import RuleRuntime
-from csautomation.store.facts import REASON_LIMIT, FactsReader, failure_reason
+from csautomation.store.facts import FactsReader, failure_reason
 from csautomation.store.outbox import (
     PendingSignal,
     RunStart,
@@ -51,7 +51,6 @@ from csautomation.store.outbox import (
     undispatched_firings,
 )
 from csautomation.store.partitions import PARTITIONS, LeaseLostError, Partitions
-from csautomation.store.quarantine import Held, quarantine
 from csautomation.store.repo import Store
 from csautomation.store.tables import RuleFiringRow
 
@@ -145,13 +144,13 @@ class Pipeline:
         accounts = self.store.accounts(by_account)
         unknown = [p for a, items in by_account.items() if a not in accounts for p in items]
         if unknown:
-            self._hold_unknown(unknown)
+            hold_unknown(self.store, unknown)
         known = [(accounts[a], items) for a, items in by_account.items() if a in accounts]
         failed = self._evaluate(known, batch)
         held = [(p, f"the stored signal is not valid: {p.problem}") for p in invalid]
         held += [(p, why) for _, items in known for p in items if (why := failed.get(p.row_id))]
         if held:  # kept before the commit: a crash between the two holds them once more
-            self._hold_failed(held)
+            hold_failed(self.store, held)
         fence, by = None, None
         if self.partitions is not None:
             leases, batch_parts = self.partitions, {p.part for p in pending}
@@ -247,57 +246,6 @@ class Pipeline:
                 else f"facts cannot be computed for account {account.id}: {failure_reason(exc)}"
             )
         return out
-
-    def _hold_failed(self, items: Sequence[tuple[PendingSignal, str]]) -> None:
-        """Stored signals that cannot be evaluated, held with why until `csauto quarantine
-        retry` sends them back (after a fix, or with a corrected signal)."""
-        for p, why in items:
-            if p.problem:
-                log.error("stored signal %s held: %s", p.signal.idempotency_key, why)
-        quarantine(
-            self.store,
-            [
-                Held(
-                    source="pipeline",
-                    raw=raw_signal(p.signal),
-                    errors=[{"field": "", "message": why}],
-                    signal_key=p.signal.idempotency_key,
-                )
-                for p, why in items
-            ],
-        )
-        for kind in ("facts", "rules"):
-            n = sum(1 for p, why in items if not p.problem and why.startswith(kind))
-            if n:
-                metrics.PIPELINE_HELD.labels(kind).inc(n)
-        if invalid := sum(1 for p, _ in items if p.problem):
-            metrics.PIPELINE_HELD.labels("invalid").inc(invalid)
-
-    def _hold_unknown(self, items: list[PendingSignal]) -> None:
-        """Signals for an account the store does not have are stored, and held in the
-        quarantine until it exists: `csauto quarantine retry` then sends them back to
-        evaluation."""
-        for account_id in sorted({p.signal.account_id for p in items}):
-            log.warning(
-                "signal(s) for unknown account %s quarantined",
-                account_id,
-                extra={"account_id": account_id},
-            )
-        quarantine(
-            self.store,
-            [
-                Held(
-                    source="pipeline",
-                    raw=raw_signal(p.signal),
-                    errors=[
-                        {"field": "account_id", "message": f"unknown account {p.signal.account_id}"}
-                    ],
-                    signal_key=p.signal.idempotency_key,
-                )
-                for p in items
-            ],
-        )
-        metrics.PIPELINE_HELD.labels("unknown_account").inc(len(items))
 
     # dispatch ---------------------------------------------------------------------------
     @staticmethod
@@ -427,24 +375,6 @@ class Pipeline:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout=poll)
-
-
-def raw_signal(signal: Signal) -> str:
-    """A stored signal as the JSON text a quarantined item keeps; written from the values
-    as stored, which need not be valid (a payload too deep for JSON is kept as text)."""
-    kind = signal.type.value if isinstance(signal.type, SignalType) else str(signal.type)
-    data: dict[str, Any] = {
-        "type": kind,
-        "account_id": signal.account_id,
-        "occurred_at": signal.occurred_at.isoformat().replace("+00:00", "Z"),  # as pydantic
-        "payload": signal.payload,
-        "idempotency_key": signal.idempotency_key,
-    }
-    try:
-        return json.dumps(data, sort_keys=True)
-    except (RecursionError, TypeError, ValueError):
-        data["payload"] = repr(signal.payload)[:REASON_LIMIT]
-        return json.dumps(data, sort_keys=True)
 
 
 def backoff(failures: int, poll: float, cap: float = BACKOFF_CAP) -> float:

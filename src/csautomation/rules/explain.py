@@ -97,6 +97,33 @@ class ExplainNode:
             }
         return {self.kind: [ch.to_dict() for ch in self.children], "result": self.result}
 
+    @classmethod
+    def from_dict(cls, data: Any) -> ExplainNode | None:
+        """The node `to_dict` wrote, as a firing's stored explain holds it; None for a
+        shape it never wrote (a row written by hand), so a page shows "not recorded"."""
+        if not isinstance(data, dict):
+            return None
+        check = data.get("check")
+        if isinstance(check, dict):
+            if not isinstance(check.get("fact"), str) or check.get("op") not in SYMBOL:
+                return None
+            expected = check.get("expected")
+            found = Check(
+                check["fact"],
+                check["op"],
+                tuple(expected) if isinstance(expected, list) else expected,
+                check.get("actual"),
+                bool(check.get("result")),
+            )
+            return cls("check", found.result, check=found)
+        kind = next((k for k in ("all", "any", "not") if isinstance(data.get(k), list)), None)
+        if kind is None:
+            return None
+        children = tuple(cls.from_dict(c) for c in data[kind])
+        if any(c is None for c in children):
+            return None
+        return cls(kind, bool(data.get("result")), tuple(c for c in children if c is not None))
+
 
 @dataclass(frozen=True)
 class Explanation:

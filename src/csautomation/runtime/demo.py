@@ -183,7 +183,7 @@ async def run_demo(opts: DemoOptions, console: Console) -> DemoResult:
     )
     env, ui_url = server.env, server.ui_url
     try:
-        app = demo_app(store, people, env.client)
+        app = demo_app(store, people, env.client, rules=lambda: runtime.ruleset)
         async with serving(app, "127.0.0.1", opts.review_port) as page:
             manager = next((p for p in people.people if p.role == "manager" and p.sign_in), None)
             hint = f" (sign in as {manager.id}, password demo-{manager.id})" if manager else ""

@@ -4,6 +4,7 @@ documented demo source, so a user can post a signal and watch it become a task."
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import date
 
 from fastapi import FastAPI
@@ -14,6 +15,7 @@ from csautomation.api.app import create_app
 from csautomation.escalation.people import People
 from csautomation.facts.model import Account
 from csautomation.ingest.sources import Sources, SourceSpec
+from csautomation.rules.loader import RuleSet
 from csautomation.store.repo import Store
 
 # the demo's signal source and its token: documented (README), printed at start, demo only
@@ -33,11 +35,18 @@ def demo_sources() -> Sources:
     return Sources({DEMO_SOURCE: spec}, env={DEMO_TOKEN_ENV: DEMO_SOURCE_TOKEN})
 
 
-def demo_app(store: Store, people: People, client: Client) -> FastAPI:
-    """The app `csauto demo` serves: review pages, "My work", and the signal intake with
-    the demo source."""
+def demo_app(
+    store: Store, people: People, client: Client, rules: Callable[[], RuleSet | None] | None = None
+) -> FastAPI:
+    """The app `csauto demo` serves: review pages, "My work", the rules pages over `rules`,
+    and the signal intake with the demo source."""
     return create_app(
-        store, people, TemporalActions(client), sources=demo_sources(), temporal=client
+        store,
+        people,
+        TemporalActions(client),
+        sources=demo_sources(),
+        temporal=client,
+        rules=rules,
     )
 
 

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import IO
 
 from temporalio.client import Client, Interceptor
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.testing import WorkflowEnvironment
 
 from csautomation.errors import ConfigError, ServiceUnavailableError
+from csautomation.runtime.converter import data_converter
 
 # WAL with synchronous=normal roughly doubles the dev server's throughput (TEMPORAL_NOTES.md)
 SQLITE_PRAGMAS = ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
@@ -115,7 +115,7 @@ async def start_dev_server(
         # and `csauto demo` failed before it began
         dev_server_startup_timeout=STARTUP_TIMEOUT,
         dev_server_log_level=log_level,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter,
         port=port,
         ui=ui,
         ui_port=ui_port if ui else None,
@@ -158,7 +158,7 @@ async def connect(
         return await Client.connect(
             address,
             namespace=namespace,
-            data_converter=pydantic_data_converter,
+            data_converter=data_converter,
             lazy=lazy,
             interceptors=list(interceptors),
         )

@@ -97,8 +97,11 @@ def serialise(conn: Connection) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+_LAST_HASH = select(LEDGER.c.hash).order_by(LEDGER.c.id.desc()).limit(1)
+
+
 def last_hash(conn: Connection) -> str:
-    found = conn.execute(select(LEDGER.c.hash).order_by(LEDGER.c.id.desc()).limit(1)).scalar()
+    found = conn.execute(_LAST_HASH).scalar()
     return str(found) if found is not None else GENESIS
 
 

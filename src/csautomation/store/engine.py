@@ -4,6 +4,7 @@ upserts, and UTC for the naive datetimes SQLite returns."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,21 @@ def upsert(conn: Connection, table: Table) -> Any:
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+_PREPARED: dict[tuple[str, str], Any] = {}
+
+
+def prepared(conn: Connection, name: str, build: Callable[[Connection], Any]) -> Any:
+    """The statement `name` for the connection's dialect, built once and kept; its values
+    are passed at execution. A statement built per call with `.values(...)` makes new bind
+    parameters and a new cache key each time: most of a local CRM task's or an escalation
+    record's CPU (docs/benchmarks.md, "Playbooks")."""
+    key = (conn.dialect.name, name)
+    stmt = _PREPARED.get(key)
+    if stmt is None:
+        stmt = _PREPARED[key] = build(conn)
+    return stmt
 
 
 def table(model: type[SQLModel]) -> Table:

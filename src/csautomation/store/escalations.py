@@ -8,9 +8,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.engine import Connection
 
 from csautomation.store import ledger
-from csautomation.store.engine import table, upsert
+from csautomation.store.engine import aware, prepared, table, upsert
 from csautomation.store.repo import Store
 from csautomation.store.tables import EscalationRow, PlaybookRunRow, RuleFiringRow
 from csautomation.workflows.types import EscalationState
@@ -40,15 +41,20 @@ def record_escalation(
     }
     if plan is not None:
         values["plan"] = plan
+    columns = tuple(values)
+
+    def build(conn: Connection) -> Any:
+        stmt = upsert(conn, t)
+        return stmt.on_conflict_do_update(
+            index_elements=[t.c.workflow_id],
+            set_={c: stmt.excluded[c] for c in columns},
+            where=t.c.seq < stmt.excluded.seq,
+        )
+
     with store.engine.begin() as conn:
         ledger.append(conn, _changes(state))
-        conn.execute(
-            upsert(conn, t)
-            .values(workflow_id=state.workflow_id, **values)
-            .on_conflict_do_update(
-                index_elements=[t.c.workflow_id], set_=values, where=t.c.seq < seq
-            )
-        )
+        name = "record_escalation" + (":plan" if plan is not None else "")
+        conn.execute(prepared(conn, name, build), {"workflow_id": state.workflow_id, **values})
 
 
 def _changes(state: EscalationState) -> list[ledger.Entry]:
@@ -134,6 +140,39 @@ def get_plan(store: Store, workflow_id: str) -> dict[str, Any]:
     with store.engine.connect() as conn:
         row = conn.execute(select(t.c.plan).where(t.c.workflow_id == workflow_id)).first()
     return dict(row[0] or {}) if row is not None else {}
+
+
+@dataclass(frozen=True)
+class Firing:
+    """The rule firing that raised an escalation: when, and the explain it recorded."""
+
+    fired_at: datetime
+    explain: dict[str, Any]
+
+
+def firings_for(store: Store, states: Sequence[EscalationState]) -> dict[str, Firing]:
+    """`explain_for` of many escalations in one query, by workflow id (none for those
+    that no firing raised)."""
+    runs, firings = table(PlaybookRunRow), table(RuleFiringRow)
+    via = {s.workflow_id: [s.workflow_id, s.source_workflow_id] for s in states}
+    wanted = {w for ids in via.values() for w in ids if w}
+    found: dict[str, Firing] = {}
+    with store.engine.connect() as conn:
+        for start in range(0, len(wanted), 500):
+            chunk = sorted(wanted)[start : start + 500]
+            q = (
+                select(runs.c.workflow_id, firings.c.fired_at, firings.c.explain)
+                .join(runs, runs.c.firing_id == firings.c.id)
+                .where(runs.c.workflow_id.in_(chunk))
+            )
+            for wid, at, explain in conn.execute(q):
+                found[wid] = Firing(aware(at), dict(explain))
+    out: dict[str, Firing] = {}
+    for wid, ids in via.items():
+        hit = next((found[w] for w in ids if w in found), None)
+        if hit is not None:
+            out[wid] = hit
+    return out
 
 
 def explain_for(store: Store, state: EscalationState) -> dict[str, Any] | None:

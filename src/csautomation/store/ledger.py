@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, not_, or_, select
+from sqlalchemy import and_, bindparam, func, insert, not_, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -66,6 +66,8 @@ from csautomation.store.tables import DecisionRow, PlaybookVersionRow, RuleVersi
 LEDGER = table(DecisionRow)
 RULES = table(RuleVersionRow)
 PLAYBOOKS = table(PlaybookVersionRow)
+# built once, so that its cache key is memoized (every append asks)
+_KEYS_THERE = select(LEDGER.c.key).where(LEDGER.c.key.in_(bindparam("keys", expanding=True)))
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ def append(conn: Connection, entries: Iterable[Entry]) -> list[Entry]:
     there: set[str] = set()
     for start in range(0, len(keys), 500):
         batch = keys[start : start + 500]
-        there.update(conn.execute(select(LEDGER.c.key).where(LEDGER.c.key.in_(batch))).scalars())
+        there.update(conn.execute(_KEYS_THERE, {"keys": batch}).scalars())
     prev = chain.last_hash(conn)
     added = []
     for entry in wanted.values():
@@ -119,8 +121,10 @@ def append(conn: Connection, entries: Iterable[Entry]) -> list[Entry]:
         values["prev_hash"] = prev
         values["hash"] = prev = chain.entry_hash(values, prev)
         added.append(Entry(**values))
-    if added:  # one statement: ids in the order of the chain
-        conn.execute(insert(LEDGER).values([e.__dict__ for e in added]))
+    if added:  # rows inserted in list order: ids in the order of the chain
+        # executemany, not one multi-row VALUES: that statement is compiled anew on every
+        # call (SQLAlchemy caches no multi-row VALUES), which cost more than the insert
+        conn.execute(insert(LEDGER), [e.__dict__ for e in added])
     return added
 
 
@@ -136,7 +140,7 @@ def remember_rules(conn: Connection, rules: Mapping[str, tuple[str, dict[str, An
         {"version": v, "rule_id": r, "source": s, "first_seen": now} for v, (r, s) in rules.items()
     ]
     if rows:
-        conn.execute(upsert(conn, RULES).values(rows).on_conflict_do_nothing())
+        conn.execute(upsert(conn, RULES).on_conflict_do_nothing(), rows)
 
 
 def remember_playbooks(
@@ -148,7 +152,7 @@ def remember_playbooks(
         for v, (p, s) in playbooks.items()
     ]
     if rows:
-        conn.execute(upsert(conn, PLAYBOOKS).values(rows).on_conflict_do_nothing())
+        conn.execute(upsert(conn, PLAYBOOKS).on_conflict_do_nothing(), rows)
 
 
 def rule_source(store: Store, version: str) -> dict[str, Any] | None:

@@ -98,8 +98,11 @@ def commit_evaluation(
         new = 0
         if firings:
             t = table(RuleFiringRow)
-            stmt = upsert(conn, t).values(list(firings)).on_conflict_do_nothing()
-            added = conn.execute(stmt.returning(t.c.id, t.c.rule_id, t.c.account_id, t.c.window))
+            # executemany (batched by SQLAlchemy, its statement cached), not one multi-row
+            # VALUES, which is compiled anew on every pass
+            stmt = upsert(conn, t).on_conflict_do_nothing()
+            returning = stmt.returning(t.c.id, t.c.rule_id, t.c.account_id, t.c.window)
+            added = conn.execute(returning, list(firings))
             by_key = {(f["rule_id"], f["account_id"], f["window"]): f for f in firings}
             entries = [ledger.fired(i, by_key[(r, a, w)], at) for i, r, a, w in added.all()]
             ledger.append(conn, entries)

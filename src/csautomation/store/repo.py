@@ -6,14 +6,14 @@ from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, bindparam, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 from sqlmodel import select as orm_select
 
 from csautomation.facts.model import Account, Signal, SignalType
-from csautomation.store.engine import aware, make_engine, sqlite_path, table, upsert
+from csautomation.store.engine import aware, make_engine, prepared, sqlite_path, table, upsert
 from csautomation.store.tables import (
     AccountRow,
     LocalTaskRow,
@@ -22,6 +22,14 @@ from csautomation.store.tables import (
 )
 
 DEFAULT_URL = "sqlite:///.csauto/csauto.db"
+# built once: its cache key is then memoized (every activity reads its account)
+_ACCOUNT_DATA = select(table(AccountRow).c.data).where(table(AccountRow).c.id == bindparam("id"))
+# every facts read asks (store/facts.py: freshness)
+_VERSIONS = (
+    select(table(SignalRow).c.account_id, func.count(), func.max(table(SignalRow).c.id))
+    .where(table(SignalRow).c.account_id.in_(bindparam("ids", expanding=True)))
+    .group_by(table(SignalRow).c.account_id)
+)
 
 
 class Store:
@@ -103,9 +111,8 @@ class Store:
             return [Account.model_validate(d) for d in conn.execute(q).scalars()]
 
     def account(self, account_id: str) -> Account | None:
-        t = table(AccountRow)
         with self.engine.connect() as conn:
-            data = conn.execute(select(t.c.data).where(t.c.id == account_id)).scalar()
+            data = conn.execute(_ACCOUNT_DATA, {"id": account_id}).scalar()
         return Account.model_validate(data) if data is not None else None
 
     # signals ----------------------------------------------------------------------------
@@ -115,8 +122,8 @@ class Store:
         t = table(SignalRow)
         values = _signal_row(signal).model_dump(exclude={"id", "part"})
         with self.engine.begin() as conn:
-            stmt = upsert(conn, t).values(**values).on_conflict_do_nothing()
-            return conn.execute(stmt.returning(t.c.id)).first() is not None
+            stmt = prepared(conn, "add_signal", lambda c: _insert_new(c, t))
+            return conn.execute(stmt, values).first() is not None
 
     def add_signals(self, signals: Sequence[Signal]) -> int:
         """Bulk store in one transaction, skipping keys already stored; returns how many
@@ -175,16 +182,11 @@ class Store:
     def signals_versions(self, account_ids: Collection[str]) -> dict[str, tuple[int, int]]:
         """`signals_version` of each account, in one query per 500; (0, 0) for none."""
         ids = list(account_ids)
-        t = table(SignalRow)
         out = dict.fromkeys(ids, (0, 0))
         with self.engine.connect() as conn:
             for start in range(0, len(ids), 500):
-                q = (
-                    select(t.c.account_id, func.count(), func.max(t.c.id))
-                    .where(t.c.account_id.in_(ids[start : start + 500]))
-                    .group_by(t.c.account_id)
-                )
-                out.update((a, (int(n), int(newest or 0))) for a, n, newest in conn.execute(q))
+                rows = conn.execute(_VERSIONS, {"ids": ids[start : start + 500]})
+                out.update((a, (int(n), int(newest or 0))) for a, n, newest in rows)
         return out
 
     def signals_version(self, account_id: str, up_to: int | None = None) -> tuple[int, int]:
@@ -295,9 +297,8 @@ def insert_local_task(conn: Connection, row: LocalTaskRow) -> tuple[int, bool, d
     """`create_local_task` in the caller's transaction: (task id, whether it was created
     now, when it was created)."""
     t = table(LocalTaskRow)
-    values = row.model_dump(exclude={"id"})
-    stmt = upsert(conn, t).values(**values).on_conflict_do_nothing()
-    created = conn.execute(stmt.returning(t.c.id)).scalar()
+    stmt = prepared(conn, "insert_local_task", lambda c: _insert_new(c, t))
+    created = conn.execute(stmt, row.model_dump(exclude={"id"})).scalar()
     if created is None:  # a retry, or a concurrent one that won: the same task
         task_id, at = conn.execute(
             select(t.c.id, t.c.created_at).where(t.c.idempotency_key == row.idempotency_key)
@@ -312,6 +313,11 @@ def local_tasks(store: Store, workflow_id: str | None = None) -> list[LocalTaskR
         if workflow_id is not None:
             q = q.where(LocalTaskRow.workflow_id == workflow_id)
         return list(s.exec(q.order_by(col(LocalTaskRow.id))).all())
+
+
+def _insert_new(conn: Connection, t: Table) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING id: no id back when the row was there."""
+    return upsert(conn, t).on_conflict_do_nothing().returning(t.c.id)
 
 
 def _signal_row(sig: Signal) -> SignalRow:
