@@ -8,8 +8,7 @@ each driven the strongest way measured here (../shared/RULE_ENGINES.md).
     loader, `evaluate_batch` or `get_decision(...).evaluate`).
   * zen-engine, fact columns: the layout compared before 2026-12: a column per fact with
     unary cells, and an expression column for nested any/not.
-  * durable_rules, C-level API: `engine.DurableRulesEvaluator`, rulesets of 100 rules
-    (the most that lose no fact), each fact asserted, actions drained, fact retracted.
+  * our own bitmask evaluator: bench/bitmask.py.
   * plain Python, one code-generated function for the whole rule set: the ceiling.
 """
 
@@ -21,12 +20,9 @@ from typing import Any
 
 import zen
 
-from csautomation.rules.engine import DurableRulesEvaluator
 from csautomation.rules.ir import And, CompiledRule, Leaf, Node, Not, Or
 
 Evaluator = Callable[[dict[str, Any]], list[str]]
-
-DURABLE_CHUNK = 100
 
 
 def _col(key: str) -> str:
@@ -132,10 +128,6 @@ def zen_fact_columns(rules: list[CompiledRule]) -> Evaluator:
 def _top_leaves(node: Node) -> list[Leaf]:
     items = node.items if isinstance(node, And) else (node,)
     return [i for i in items if isinstance(i, Leaf)]
-
-
-def durable_rules(rules: list[CompiledRule]) -> DurableRulesEvaluator:
-    return DurableRulesEvaluator(rules, chunk=DURABLE_CHUNK)
 
 
 def _py_leaf(leaf: Leaf) -> str:

@@ -1,12 +1,13 @@
 """bench/rules: the shipped rule shapes scaled to R rules against N account records.
 
-Measures records/s and rule checks/s for csautomation's streaming path
-(`StreamingEvaluator.matching`, one record at a time), the rule layer the product calls
+Measures records/s and rule checks/s for csautomation's streaming path (durable_rules:
+`engine.StreamingEvaluator.matching`, one record at a time), the rule layer the product calls
 (`RuleRuntime.evaluate_record`: triggers, match objects, explanations on demand) and the
 batch path (numpy over columns, with and without building the columns), and in the same
 run the same rules and records through the peers in bench/rule_peers.py: zen-engine in two
-layouts, durable_rules' C-level API and a plain-Python fused function (the per-record
-ceiling). Every engine must find the same matches.
+layouts, our own bitmask evaluator (bench/bitmask.py: what durable_rules could be
+replaced by) and a plain-Python fused function (the per-record ceiling). Every engine must
+find the same matches.
 
     .venv/bin/python bench/rules.py [--n 100000] [--rules 10,50,200] [--repeat 3]
         [--slow-n 10000]
@@ -30,14 +31,15 @@ from pathlib import Path
 from typing import Any
 
 import rule_peers
+from bitmask import BitmaskEvaluator
 from csautomation.errors import ConfigFileError
 from csautomation.facts.derived import norm
 from csautomation.facts.health import load_health_model
 from csautomation.rules import spec
 from csautomation.rules.batch import BatchEvaluator, Columns
+from csautomation.rules.engine import StreamingEvaluator
 from csautomation.rules.ir import CompiledRule, compile_rule
 from csautomation.rules.loader import RuleSet
-from csautomation.rules.matcher import StreamingEvaluator
 from csautomation.rules.runtime import Evaluation, RuleRuntime
 
 TIERS = ["enterprise", "mid_market", "smb"]
@@ -225,13 +227,13 @@ def main() -> None:
 
 
 ROWS = [
-    ("stream", "csautomation streaming (matching)"),
+    ("stream", "csautomation streaming (durable_rules)"),
     ("runtime", "csautomation evaluate_record"),
     ("batch", "csautomation batch (numpy)"),
     ("batch_cols", "csautomation batch incl. columns"),
     ("zen", "zen-engine expression table"),
     ("zen_cols", "zen-engine fact columns (old)"),
-    ("durable", "durable_rules C API, 100/ruleset"),
+    ("bitmask", "bitmask evaluator (replacement)"),
     ("fused", "plain Python fused (ceiling)"),
 ]
 
@@ -255,15 +257,15 @@ def measure(r: int, records: list[dict[str, Any]], repeat: int, slow_n: int) -> 
     priority = {rule.id: (rule.rank, rule.id) for rule in rules}
     batch = BatchEvaluator(rules)
     cols = Columns.from_records(records, batch.keys)
+    stream = StreamingEvaluator(rules)
     runs: dict[str, Callable[[dict[str, Any]], Any]] = {
-        "stream": StreamingEvaluator(rules).matching,
+        "stream": stream.matching,
         "runtime": runtime_evaluator(rules),
         "zen": rule_peers.zen_expression_table(rules),
         "zen_cols": rule_peers.zen_fact_columns(rules),
+        "bitmask": BitmaskEvaluator(rules).matching,
         "fused": rule_peers.fused(rules),
     }
-    durable = rule_peers.durable_rules(rules)
-    runs["durable"] = durable.matching
     tasks: dict[str, Task] = {
         name: _over(run, records[:slow_n] if name == "zen_cols" else records)
         for name, run in runs.items()
@@ -271,7 +273,7 @@ def measure(r: int, records: list[dict[str, Any]], repeat: int, slow_n: int) -> 
     tasks["batch"] = lambda _keep: batch.evaluate(cols)
     tasks["batch_cols"] = lambda _keep: batch.evaluate(Columns.from_records(records, batch.keys))
     timings = interleaved(tasks, repeat)
-    durable.close()
+    stream.close()
     seconds = {name: t / (slow_n if name == "zen_cols" else n) for name, (t, _) in timings.items()}
     fired = [[m.rule_id for m in e.fired] for e in timings["runtime"][1]]
     found = {name: [set(m) for m in timings[name][1]] for name in runs if name != "runtime"}
@@ -296,11 +298,11 @@ def measure(r: int, records: list[dict[str, Any]], repeat: int, slow_n: int) -> 
     )
     print(
         f"{'R':>4} {'engine':<36} {'records/s':>11} {'checks/s':>13} {'vs zen':>8} "
-        f"{'vs zen old':>10} {'vs durable':>10} {'vs fused':>8}"
+        f"{'vs zen old':>10} {'vs bitmask':>10} {'vs fused':>8}"
     )
     for key, label in ROWS:
         rate = 1 / seconds[key]
-        ratios = [seconds[peer] / seconds[key] for peer in ("zen", "zen_cols", "durable", "fused")]
+        ratios = [seconds[peer] / seconds[key] for peer in ("zen", "zen_cols", "bitmask", "fused")]
         print(
             f"{r:>4} {label:<36} {rate:>11,.0f} {rate * r:>13,.0f} {ratios[0]:>7.2f}x "
             f"{ratios[1]:>9.2f}x {ratios[2]:>9.2f}x {ratios[3]:>7.2f}x"
@@ -318,6 +320,8 @@ def goals(r: int, seconds: dict[str, float]) -> None:
     if r in (50, 200):
         ratio = seconds["zen"] / seconds["stream"]
         line(f"streaming >= 2x zen-engine expression table at R={r}", ratio >= 2, f"{ratio:.2f}x")
+        ratio = seconds["zen"] / seconds["bitmask"]
+        line(f"(bitmask evaluator, a replacement) >= 2x zen at R={r}", ratio >= 2, f"{ratio:.2f}x")
     if r == 200:
         rate = 1 / seconds["batch"]
         line("batch >= 1,000,000 records/s at R=200", rate >= 1e6, f"{rate:,.0f}")

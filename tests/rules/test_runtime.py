@@ -12,7 +12,7 @@ import pytest
 
 from csautomation.facts.health import load_health_model
 from csautomation.rules import spec
-from csautomation.rules.engine import DurableRulesEvaluator
+from csautomation.rules.engine import StreamingEvaluator
 from csautomation.rules.ir import CompiledRule, compile_rule
 from csautomation.rules.loader import load_rules
 from csautomation.rules.runtime import SCHEDULE, RuleRuntime
@@ -169,7 +169,7 @@ def test_disabled_rules_do_not_fire(tmp_path: Path, model) -> None:  # type: ign
 def test_two_hundred_rules_lose_no_matches() -> None:
     # durable_rules loses matches above ~100 rules per ruleset; chunking keeps them all
     compiled = compiled_rules([f"health.score < {i % 50 + 10}" for i in range(200)])
-    ev = DurableRulesEvaluator(compiled)
+    ev = StreamingEvaluator(compiled)
     try:
         for score in (5, 20, 45, 70):
             got = set(ev.matching({"health.score": score}))
@@ -187,7 +187,7 @@ def test_shipped_rules_load_and_each_has_a_version() -> None:
 
 def test_evaluations_leave_no_facts_behind() -> None:
     compiled = compiled_rules(["health.score < 50", {"not": "churn.probability exists"}])
-    ev = DurableRulesEvaluator(compiled, chunk=1)
+    ev = StreamingEvaluator(compiled, chunk=1)
     try:
         for score in range(100):
             expected = {"r1"} | ({"r0"} if score < 50 else set())

@@ -29,9 +29,9 @@ from csautomation.facts.model import Signal
 from csautomation.rules import spec
 from csautomation.rules.backtest import frames_to_columns
 from csautomation.rules.batch import BatchEvaluator, Columns
+from csautomation.rules.engine import StreamingEvaluator
 from csautomation.rules.explain import explain
 from csautomation.rules.ir import CompiledRule, compile_rule
-from csautomation.rules.matcher import StreamingEvaluator
 from factories import account
 
 END = date(2026, 11, 1)

@@ -1,10 +1,9 @@
 """The YAML rule language, its compilation, and its two evaluation paths.
 
 The seam is its modules (imported by name, so that importing the package loads no
-durable_rules): spec (the language), loader, ir (the compiled form), matcher and runtime (the
-streaming path), engine (durable_rules, a second streaming evaluator kept as a cross-check),
-batch and backtest (the batch path), explain and testcases. compact and compile are their
-internals.
+durable_rules): spec (the language), loader, ir (the compiled form), engine and runtime (the
+streaming path), batch and backtest (the batch path), explain and testcases. compact and
+compile are their internals.
 """
 
 __all__ = [
@@ -14,7 +13,6 @@ __all__ = [
     "explain",
     "ir",
     "loader",
-    "matcher",
     "runtime",
     "spec",
     "testcases",

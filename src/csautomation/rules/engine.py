@@ -1,5 +1,4 @@
-"""durable_rules, driven at its C level: a second streaming evaluator, kept as a peer and a
-cross-check of `matcher.StreamingEvaluator` (which the runtime uses: docs/rules-engine.md).
+"""Streaming evaluation on durable_rules, driven at its C level (docs/rules-engine.md).
 
 How durable_rules is driven (see ../shared/RULE_ENGINES.md for the measurements):
   * Each evaluation asserts the account's facts as one *fact* (not an event: events are
@@ -9,7 +8,9 @@ How durable_rules is driven (see ../shared/RULE_ENGINES.md for the measurements)
     rules of its own), so the names are de-duplicated before they are returned.
   * Each fact carries a fresh id: durable_rules de-duplicates facts by content.
   * Rulesets hold at most `CHUNK` rules: larger ones overflow a fixed stack in its C rule
-    network and silently lose matches.
+    network and lose matches. Rules are chunked by a caller's group (the runtime's: the
+    signal types that wake them), so an evaluation asserts only into the rulesets that
+    hold a rule it asks about.
   * Actions are never callbacks: we read the action queue and record rule names. A rule
     whose condition can match durable_rules' own state object (`$nex` alone) is filtered
     by fact id.
@@ -21,8 +22,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import json.encoder
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any
 
 import durable_rules_engine as _dr
@@ -31,7 +33,7 @@ from csautomation.errors import RuleEngineError
 from csautomation.rules.compile import ruleset_definition
 from csautomation.rules.ir import CompiledRule, fact_keys
 
-CHUNK = 40
+CHUNK = 100  # the most per ruleset measured to lose no fact (../shared/RULE_ENGINES.md)
 _generation = itertools.count()
 
 
@@ -58,9 +60,11 @@ def encode(value: Any) -> str:
 
 
 class _Chunk:
-    def __init__(self, name: str, rules: list[CompiledRule], columns: dict[str, str]) -> None:
-        self.rule_ids = [r.id for r in rules]
-        self.rank = {rule_id: i for i, rule_id in enumerate(self.rule_ids)}
+    def __init__(
+        self, name: str, rules: list[CompiledRule], columns: dict[str, str], span: list[int]
+    ) -> None:
+        self.index = {r.id: i for r, i in zip(rules, span, strict=True)}  # name -> position
+        self.mask = sum(1 << i for i in span)
         definition = encode(ruleset_definition(rules, columns))
         try:
             self.handle = _dr.create_ruleset(name, definition)
@@ -90,42 +94,79 @@ def _refusal(name: str, rules: list[CompiledRule], columns: dict[str, str], exc:
     return f"durable_rules refused ruleset {name}{named}: {exc}"
 
 
-class DurableRulesEvaluator:
+class StreamingEvaluator:
     """Finds every rule whose condition holds for one record of facts."""
 
-    def __init__(self, rules: Iterable[CompiledRule], chunk: int = CHUNK) -> None:
-        rules = list(rules)
+    def __init__(
+        self,
+        rules: Iterable[CompiledRule],
+        chunk: int = CHUNK,
+        group: Callable[[CompiledRule], Hashable] | None = None,
+    ) -> None:
+        self.rules = tuple(rules)
+        self.rule_ids = tuple(r.id for r in self.rules)
         gen = next(_generation)
         self._lock = threading.Lock()
         self._ids = itertools.count()
-        keys = list(dict.fromkeys(k for r in rules for k in fact_keys(r.condition)))
+        keys = list(dict.fromkeys(k for r in self.rules for k in fact_keys(r.condition)))
         columns = {k: f"f{i}" for i, k in enumerate(keys)}
-        self._fields = [(k, f',"{col}":') for k, col in columns.items()]
+        self._columns = list(columns.items())
+        groups: dict[Hashable, list[int]] = {}
+        for i, rule in enumerate(self.rules):
+            groups.setdefault(None if group is None else group(rule), []).append(i)
+        spans = [g[s : s + chunk] for g in groups.values() for s in range(0, len(g), chunk)]
         self._chunks = [
-            _Chunk(f"csauto_g{gen}_c{i}", rules[start : start + chunk], columns)
-            for i, start in enumerate(range(0, len(rules), chunk))
+            _Chunk(f"csauto_g{gen}_c{n}", [self.rules[i] for i in span], columns, span)
+            for n, span in enumerate(spans)
         ]
+        # chunks of one group keep the given order, so with one group so do the answers
+        self._ordered = len(groups) <= 1
+        self._all = (1 << len(self.rules)) - 1
 
-    def matching(self, record: dict[str, Any]) -> list[str]:
+    def matching(self, record: Mapping[str, Any]) -> list[str]:
         """Rule ids whose conditions hold, each once, in the order the rules were given;
         `record` maps fact keys to normalised values."""
-        out: list[str] = []
+        ids = self.rule_ids
+        return [ids[i] for i in self._hits(record, self._all)]
+
+    def matched(self, record: Mapping[str, Any], among: int) -> list[CompiledRule]:
+        """The rules among `among` (bits from `mask()`) whose conditions hold, in the order
+        the rules were given; rulesets holding none of them are not asked."""
+        rules = self.rules
+        return [rules[i] for i in self._hits(record, among)]
+
+    def mask(self, rule_ids: Iterable[str]) -> int:
+        """The bits of these rules, for `matched`."""
+        wanted = set(rule_ids)
+        return sum(1 << i for i, rule_id in enumerate(self.rule_ids) if rule_id in wanted)
+
+    def _hits(self, record: Mapping[str, Any], among: int) -> list[int]:
+        chunks = [c for c in self._chunks if c.mask & among]
+        if not chunks:
+            return []
+        out: list[int] = []
+        get = record.get
         with self._lock:
-            # One body for every chunk: ids only need to be unique within a ruleset.
             fid = next(self._ids)
-            head = f'{{"sid":"0","id":"{fid}"'
-            parts = [head]
-            for key, prefix in self._fields:
-                value = record.get(key)
-                if value is not None:
-                    parts.append(prefix + _ENCODERS.get(type(value), encode)(value))
-            parts.append("}")
-            body = "".join(parts)
+            # One body for every chunk (ids only need to be unique within a ruleset), in
+            # one call to json's C encoder; the rare body it writes as durable_rules cannot
+            # read (an exponent) is written again by `encode`.
+            fact = {c: v for k, c in self._columns if (v := get(k)) is not None}
+            fact["sid"], fact["id"] = "0", str(fid)
+            body = _dumps(fact)
+            if "e-" in body or "e+" in body or "NaN" in body or "Infinity" in body:
+                body = encode(fact)  # its exponents, or a text that looks like one
+            key = f'{{"sid":"0","id":"{fid}"}}'
             marker = f'"id":"{fid}"'
-            for chunk in self._chunks:
-                names = self._run(chunk.handle, body, head + "}", marker)
+            for chunk in chunks:
+                names = self._run(chunk.handle, body, key, marker)
                 if names:
-                    out.extend(sorted(set(names), key=chunk.rank.__getitem__))
+                    hits = sorted({chunk.index[name] for name in names})  # `any`: per branch
+                    if among & chunk.mask != chunk.mask:
+                        hits = [i for i in hits if among >> i & 1]
+                    out.extend(hits)
+        if not self._ordered:
+            out.sort()
         return out
 
     @staticmethod
@@ -162,9 +203,13 @@ class DurableRulesEvaluator:
             self._chunks = []
 
 
-_ENCODERS: dict[type, Any] = {
-    int: str,
-    str: lambda v: json.dumps(v, ensure_ascii=False),
-    float: encode,
-    bool: encode,
-}
+def _c_dumps() -> Callable[[dict[str, Any]], str]:
+    """json's C encoder made once: `json.dumps` makes one per call, a third of its time."""
+    make = getattr(json.encoder, "c_make_encoder", None)  # not in the typing stubs
+    if make is None:  # a Python built without _json
+        return json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    chunks = make(None, None, json.encoder.encode_basestring, None, ":", ",", False, False, True)
+    return lambda fact: "".join(chunks(fact, 0))
+
+
+_dumps = _c_dumps()

@@ -20,10 +20,10 @@ from csautomation.facts.derive import derive
 from csautomation.facts.derived import DerivedFact
 from csautomation.facts.health import HealthModel
 from csautomation.facts.model import Account, Signal
+from csautomation.rules.engine import StreamingEvaluator
 from csautomation.rules.explain import Explanation, explain
 from csautomation.rules.ir import CompiledRule
 from csautomation.rules.loader import RuleSet, load_rules
-from csautomation.rules.matcher import StreamingEvaluator
 
 log = logging.getLogger(__name__)
 
@@ -287,8 +287,11 @@ class _Plan:
     def __init__(self, ruleset: RuleSet) -> None:
         self.ruleset = ruleset
         enabled = ruleset.enabled
-        # given in priority order (critical first, then by id), it answers in that order
-        self.evaluator = StreamingEvaluator(sorted(enabled, key=lambda r: (r.rank, r.id)))
+        # given in priority order (critical first, then by id), it answers in that order;
+        # rulesets grouped by what wakes their rules, so a signal asks only its own
+        self.evaluator = StreamingEvaluator(
+            sorted(enabled, key=lambda r: (r.rank, r.id)), group=_wakes
+        )
         self.every = self.evaluator.mask(r.id for r in enabled)
         kinds = {kind for r in enabled for kind in _wakes(r)}
         self.wakes = {

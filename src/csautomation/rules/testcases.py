@@ -15,7 +15,7 @@
             - {type: stakeholder_change, days_ago: 10, payload: {role: champion, change: left}}
         expect: fires
 
-Each case runs through both evaluation paths (streaming and the vectorised batch path)
+Each case runs through both evaluation paths (durable_rules and the vectorised batch path)
 and fails if they disagree. A history the account or signal schemas refuse (a payload
 with `logins: lots`) is a located problem of the case file, as a misspelt field is.
 """
@@ -38,9 +38,9 @@ from csautomation.facts.derived import norm
 from csautomation.facts.health import HealthModel
 from csautomation.facts.model import Account, Signal, SignalType
 from csautomation.rules.batch import BatchEvaluator, Columns
+from csautomation.rules.engine import StreamingEvaluator
 from csautomation.rules.explain import Explanation, explain
 from csautomation.rules.loader import RuleSet
-from csautomation.rules.matcher import StreamingEvaluator
 from csautomation.rules.runtime import triggered
 
 AS_OF = date(2026, 11, 1)
@@ -195,7 +195,11 @@ def run_case(ruleset: RuleSet, model: HealthModel, file: str, line: int, case: C
         account = default_account(case.history.account)
         signals = history_signals(case.history, account.id)
         record = derive(account, signals, case.history.as_of, model, rule.derived).record()
-    stream_hit = rule.id in StreamingEvaluator([rule]).matching(record)
+    streaming = StreamingEvaluator([rule])
+    try:
+        stream_hit = rule.id in streaming.matching(record)
+    finally:
+        streaming.close()
     batch = BatchEvaluator([rule])
     batch_hit = bool(batch.evaluate(Columns.from_records([record], batch.keys))[rule.id][0])
     why = explain(rule, record)
@@ -205,7 +209,7 @@ def run_case(ruleset: RuleSet, model: HealthModel, file: str, line: int, case: C
             line,
             case,
             False,
-            f"evaluation paths disagree: streaming={stream_hit}, "
+            f"evaluation paths disagree: durable_rules={stream_hit}, "
             f"batch={batch_hit}, explain={why.matched}",
             why,
         )

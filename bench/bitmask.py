@@ -1,5 +1,7 @@
-"""Streaming evaluation: every rule whose condition holds for one record, in one pass over
-the record's facts.
+"""bench/bitmask: our own bitmask evaluator, what durable_rules could be replaced by.
+
+A measured ceiling peer, not the product's engine (durable_rules is: rules/engine.py); its
+matches are checked against the fused reference on every bench run.
 
 Each rule becomes bits in a Python int. A condition is split into the parts that read one
 fact each (a comparison, or any all/any/not tree over one fact) and the parts that read
@@ -9,14 +11,9 @@ answers are computed once, when the rules are loaded, for every interval and con
 (plus "missing"), by evaluating the parts with `explain.leaf_holds` on a representative
 value: the meaning is the reference's by construction. Evaluating a record is then, per fact,
 one lookup (bisect for numbers, a dictionary for strings and booleans) and one AND of the
-masks; a rule matches when its bit survives, and its several-fact remainder (rare in
-shipped rules) then runs as a small closure tree over the same bits.
-
-Why not durable_rules here: its cost is per assert and per rule (JSON parse, network
-walk, action queue, retract per ruleset), at best about 35,000 records/s at 200 rules on
-the development machine; this pass is nearly flat in the number of rules
-(docs/benchmarks.md). durable_rules stays available as `engine.DurableRulesEvaluator` and
-is checked against this one and the reference in tests/rules/test_differential.py.
+masks; a rule matches when its bit survives, and its several-fact remainder then runs as a
+small closure tree over the same bits. Nearly flat in the number of rules, where
+durable_rules pays per assert and per ruleset (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -129,7 +126,7 @@ def _remainder(node: Node, facts: dict[str, _Fact], next_bit: Callable[[], int])
     return lambda acc: acc & mask != 0 or any(f(acc) for f in nested)
 
 
-class StreamingEvaluator:
+class BitmaskEvaluator:
     """Finds every rule whose condition holds for one record of facts. Safe to share
     between threads: it keeps no state but a cache of answers for strings."""
 
