@@ -1,7 +1,8 @@
 """durable_rules (the streaming evaluator) gives explain's answer for every value class: at
 each constant a rule compares with, just beside it, between constants, for missing facts,
 unseen strings and lists, numbers json writes with exponents. Rulesets grouped by trigger
-answer in the rules' order and are asked only about the rules wanted. The batch path's vectorised columns hold what norm gives per value."""
+answer in the rules' order and are asked only about the rules wanted. The batch path's
+vectorised columns hold what norm gives per value."""
 
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ CONDITIONS: list[Any] = [
 
 SCORES = [None, -6, -5, -4.999999, 0, 7, 7.000001, 9.5, 10, 15, 20.5, 20.500001, 30]
 SCORES += [39.999999, 39.9999995, 40, 40.000001, 50, 90, 90.5, 1e12, -1e12]
-TIERS = [None, "smb", "enterprise", "mid_market", "never-seen", "zoë \"q\" \\"]
+TIERS = [None, "smb", "enterprise", "mid_market", "never-seen", 'zoë "q" \\']
 BANDS = [None, "red", "green"]
 CHURN = [None, 0.05, 0.1, 0.95, 1]
 CHAMPION = [None, True, False]
