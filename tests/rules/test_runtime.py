@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import textwrap
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -245,3 +246,40 @@ def test_a_set_of_signal_types_wakes_the_rules_of_each(tmp_path: Path, model) ->
     assert fired("nps_response") == ["on-nps", "on-both"]
     assert fired({"support_ticket"}) == [] and fired([]) == []
     assert fired(None) == ["on-nps", "on-both", "on-usage"]  # priority order, then id
+
+
+def test_evaluations_during_reloads_use_one_whole_rule_set(tmp_path: Path, model) -> None:  # type: ignore[no-untyped-def]
+    # a reload deletes the old rule set's durable_rules rulesets: an evaluation already
+    # under way finishes on the old set first, and none asserts into a deleted one
+    low, high = rule_yaml("r", "health.score < 50"), rule_yaml("r", "health.score < 60")
+    folder = write_rules(tmp_path / "rules", low)
+    rt = RuleRuntime([folder], model, reload_interval=3600)
+    rec = {"health.score": 55}
+    answers: set[tuple[str, ...]] = set()
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def evaluate() -> None:
+        while not stop.is_set():
+            try:
+                ev = rt.evaluate_record("A", rec, AT, "usage_daily", apply_cooldown=False)
+            except BaseException as exc:  # reported by the test, not swallowed
+                failures.append(exc)
+                return
+            answers.add(tuple(m.rule_id for m in ev.fired))
+
+    threads = [threading.Thread(target=evaluate) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(40):
+            # the two bodies differ in size, so the fingerprint changes within one tick
+            write_rules(folder, high if i % 2 == 0 else low)
+            assert rt.reload_if_changed(force=True)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        rt.close()
+    assert failures == []
+    assert answers == {(), ("r",)}

@@ -193,6 +193,9 @@ class RuleRuntime:
         self.cooldowns = cooldowns or MemoryCooldowns()
         self.source: RuleSource = source or RuleFiles(self.paths, reload_interval, clock)
         self._swapping = threading.Lock()
+        # held while an evaluation uses a plan, so a reload closes the old one (deleting its
+        # durable_rules rulesets) only once nothing asserts into it
+        self._using = threading.Lock()
         self.ruleset = self.source.ruleset
         self._plan = _Plan(self.ruleset)  # read and replaced whole, never changed
 
@@ -210,9 +213,10 @@ class RuleRuntime:
             ruleset = self.source.ruleset
             if ruleset is self._plan.ruleset:
                 return False
-            # one assignment: an evaluation reads the rule set and its evaluator together
-            old, self._plan = self._plan, _Plan(ruleset)
-            self.ruleset = ruleset
+            plan = _Plan(ruleset)  # built before taking the lock evaluations wait on
+            with self._using:  # one assignment: the rule set and its evaluator together
+                old, self._plan = self._plan, plan
+                self.ruleset = ruleset
         old.evaluator.close()
         return True
 
@@ -235,11 +239,12 @@ class RuleRuntime:
     ) -> Evaluation:
         """`cooldowns` overrides the runtime's store for this call (a batch's own view)."""
         self.reload_if_changed()
-        plan = self._plan
-        # the evaluator answers in priority order, among the rules `trigger` wakes (one
-        # signal type, the pipeline's usual call, read inline: this is the hot path)
-        among = plan.wakes.get(trigger, 0) if type(trigger) is str else plan.woken(trigger)
-        rules = plan.evaluator.matched(record, among)
+        with self._using:
+            plan = self._plan
+            # the evaluator answers in priority order, among the rules `trigger` wakes (one
+            # signal type, the pipeline's usual call, read inline: this is the hot path)
+            among = plan.wakes.get(trigger, 0) if type(trigger) is str else plan.woken(trigger)
+            rules = plan.evaluator.matched(record, among)
         if not rules:
             return NOTHING
         if not apply_cooldown:  # explanations are built only when read
@@ -277,7 +282,8 @@ class RuleRuntime:
         return self.evaluate_record(account.id, record, at, trigger, apply_cooldown, cooldowns)
 
     def close(self) -> None:
-        self._plan.evaluator.close()
+        with self._using:
+            self._plan.evaluator.close()
 
 
 class _Plan:
