@@ -100,7 +100,7 @@ def test_an_accounts_escalations_are_one_group_with_reasons_and_health(
     assert len(now) == 3 and all("on 2026-03-02" in h for h in now)
     at = re.findall(r'data-testid="health-at-firing">(.*?)</span>\s*</td>', html, re.S)
     assert "<strong>41</strong>" in at[1] and "red" in at[1] and "on 2026-03-01" in at[1]
-    assert "the rule did not read it" in at[0] and "on 2026-03-02" in at[0]
+    assert "not recorded when it fired" in at[0] and "on 2026-03-02" in at[0]
     assert "no rule firing recorded" in at[2]
     assert "None" not in html and "{{" not in html
 

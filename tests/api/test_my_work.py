@@ -107,7 +107,8 @@ async def test_a_csm_completes_a_task_and_the_playbook_moves_on(
         await until(lambda: bool(local_tasks(store, wid)), "the outreach task")
         [task] = local_tasks(store, wid)
         assert task.assignee == CSM and task.status == "open"
-        assert await handle.query(PlaybookWorkflow.current_step) == "wait-for-call"
+        # the task row commits before the workflow hears its activity finished
+        await until_step(handle, "wait-for-call")
 
         app = app_for(store, work_people, client)
         async with serving(app) as base, async_playwright() as p:

@@ -97,3 +97,22 @@ async def test_a_crash_between_evaluation_and_dispatch_starts_the_workflow_once(
     assert run_id == started[0].run_id  # the run the crashed attempt started, not a second
     assert wf_id == started[0].workflow_id
     third.runtime.close()
+
+
+def test_each_firing_keeps_the_accounts_health_when_it_was_evaluated(db_url: str) -> None:
+    """Whether or not its rule read health, a firing keeps the score and band its account
+    had when it was evaluated: the review list shows it beside today's."""
+    store = playbook_store(db_url)
+    mark_all_evaluated(store)
+    p = pipeline(store, client=None)  # type: ignore[arg-type]  # evaluation only
+    p.add_signal(todays_signal())
+    assert p.evaluate_pending() == 1
+    p.runtime.close()
+    rows = {r.rule_id: r for r in undispatched_firings(store)}
+    usage, drop = rows["usage-decline"], rows["sharp-health-drop"]
+    assert "health.band" not in drop.explain["facts"]  # it reads the score's fall only
+    kept = drop.explain["health"]
+    assert kept["band"] in {"green", "yellow", "red"} and 0 <= kept["score"] <= 100
+    # the same numbers another rule read in the same evaluation
+    assert usage.explain["health"] == kept
+    assert kept["score"] == usage.explain["facts"]["health.score"]

@@ -252,13 +252,18 @@ def health_now(review: Review, accounts: Sequence[Account]) -> dict[str, Health]
 
 
 def at_firing(firing: Firing | None) -> Health:
-    """The health the firing's rule read, on the day it fired (a rule that does not read
-    health recorded none)."""
+    """The account's health when its firing was evaluated, on that day: as the pipeline
+    kept it with the firing, else as the rule read it (firings kept before the pipeline
+    kept it, and rules that read none, have none)."""
     if firing is None:
         return Health(missing="no rule firing recorded")
-    facts = firing.explain.get("facts")
-    read = facts if isinstance(facts, dict) else {}
-    return _health(read, firing.fired_at.date(), "the rule did not read it")
+    kept = firing.explain.get("health")
+    if isinstance(kept, dict):
+        read = {"health.score": kept.get("score"), "health.band": kept.get("band")}
+    else:
+        facts = firing.explain.get("facts")
+        read = facts if isinstance(facts, dict) else {}
+    return _health(read, firing.fired_at.date(), "not recorded when it fired")
 
 
 def _health(record: Mapping[str, Any], on: date, missing: str) -> Health:

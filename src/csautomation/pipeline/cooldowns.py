@@ -41,6 +41,14 @@ class BatchCooldowns:
     def __init__(self, store: Store, account_ids: Collection[str]) -> None:
         self.stored = store.last_firings(account_ids)
         self.fired: dict[tuple[str, str], Match] = {}
+        # each account's health when it was evaluated, kept with its firings: the review
+        # page shows it beside today's, whether or not the rule read it
+        self.health: dict[str, dict[str, Any]] = {}
+
+    def note_health(self, account_id: str, record: dict[str, Any]) -> None:
+        score = record.get("health.score")
+        if isinstance(score, int | float) and not isinstance(score, bool):
+            self.health[account_id] = {"score": score, "band": record.get("health.band")}
 
     def last_fired(self, rule_id: str, account_id: str) -> datetime | None:
         mine = self.fired.get((rule_id, account_id))
@@ -63,11 +71,15 @@ class BatchCooldowns:
                 "window": f.window,
                 "priority": f.priority,
                 "fired_at": f.at,
-                "explain": f.explain,
+                "explain": self._with_health(f),
                 "actions": list(f.actions),
             }
             for f in map(Firing.from_match, self.fired.values())
         ]
+
+    def _with_health(self, f: Firing) -> dict[str, Any]:
+        health = self.health.get(f.account_id)
+        return f.explain if health is None else {**f.explain, "health": health}
 
     def rules(self) -> dict[str, tuple[str, dict[str, Any]]]:
         """The rules that fired, as they are at their versions (for the decision ledger)."""

@@ -215,6 +215,7 @@ class Pipeline:
                 failed.update(self._facts_failed(account, items, at, record))
                 continue
             triggers = {p.signal.type.value for p in items}
+            batch.note_health(account.id, record)
             try:
                 self.runtime.evaluate_record(account.id, record, at, triggers, cooldowns=batch)
             except Exception as exc:  # pure rule code over this account's record: hold it
