@@ -275,7 +275,9 @@ def test_evaluations_during_reloads_use_one_whole_rule_set(tmp_path: Path, model
         for i in range(40):
             # the two bodies differ in size, so the fingerprint changes within one tick
             write_rules(folder, high if i % 2 == 0 else low)
-            assert rt.reload_if_changed(force=True)
+            rt.reload_if_changed(force=True)  # this thread's, or an evaluation's, swaps it
+            ev = rt.evaluate_record("B", rec, AT, "usage_daily", apply_cooldown=False)
+            assert [m.rule_id for m in ev.fired] == (["r"] if i % 2 == 0 else []), i
     finally:
         stop.set()
         for t in threads:
