@@ -170,18 +170,6 @@ class BitmaskEvaluator:
         ids = self.rule_ids
         return [ids[i] for i in self._hits(record, self._rule_bits)]
 
-    def matched(self, record: Mapping[str, Any], among: int) -> list[CompiledRule]:
-        """The rules, among those whose bits (`mask()`) are set in `among`, whose conditions
-        hold, in the order the rules were given: what the runtime reads, without a lookup
-        from id to rule or a filter per match."""
-        rules = self.rules
-        return [rules[i] for i in self._hits(record, among)]
-
-    def mask(self, rule_ids: Iterable[str]) -> int:
-        """The bits of these rules, for `matched`."""
-        wanted = set(rule_ids)
-        return sum(1 << i for i, rule_id in enumerate(self.rule_ids) if rule_id in wanted)
-
     def _hits(self, record: Mapping[str, Any], among: int) -> list[int]:
         get = record.get
         acc = self._full
@@ -213,6 +201,3 @@ class BitmaskEvaluator:
             if rest is None or rest(acc):
                 out.append(i)
         return out
-
-    def close(self) -> None:
-        """Nothing to release; kept so an evaluator can be swapped like any other."""
