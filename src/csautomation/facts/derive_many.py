@@ -53,7 +53,7 @@ from csautomation.facts.derive import (
     account_facts,
 )
 from csautomation.facts.derived import DECIMALS, DerivedFact, SignalsFact, WindowFact
-from csautomation.facts.grid import Daily, gather
+from csautomation.facts.grid import Daily, Updates, gather
 from csautomation.facts.health import HealthModel
 from csautomation.facts.model import Account, Signal
 from csautomation.facts.numeric import NAN, B, F, I, days_between, health_scores, pct_change, quiet
@@ -80,20 +80,37 @@ def derive_records(
         if as_of.toordinal() < MAX_LOOKBACK:  # derive's first day would be before year 1
             raise OverflowError("date value out of range")
         updates = gather([histories[i] for i in idx], as_of, count_types)
-        # Histories of very different lengths get separate grids, so that a few long ones
-        # do not pad a batch of short ones with hundreds of empty days.
-        buckets: dict[int, list[int]] = defaultdict(list)
-        for j, n in enumerate(updates.days):
-            buckets[max(6, (n - 1).bit_length())].append(j)
-        for bucket in buckets.values():
-            step = max(1, columns.MAX_CELLS // max(updates.days[j] for j in bucket))
-            for k in range(0, len(bucket), step):
-                members = bucket[k : k + step]
-                accounts = [items[idx[j]][0] for j in members]
-                daily, start = updates.grid(members)
-                got = _records(accounts, as_of, daily, start, model, extra)
-                for j, rec in zip(members, got, strict=True):
-                    records[idx[j]] = rec
+        got = records_of(updates, [items[i][0] for i in idx], as_of, model, extra)
+        for i, rec in zip(idx, got, strict=True):
+            records[i] = rec
+    return records
+
+
+def records_of(
+    updates: Updates,
+    accounts: Sequence[Account],
+    as_of: date,
+    model: HealthModel,
+    extra: Sequence[DerivedFact] = (),
+) -> list[dict[str, Any]]:
+    """The records of the accounts whose signals `updates` holds (grid.gather's, or
+    columnar.gather_columns'), in their order, as of the day `as_of`."""
+    if as_of.toordinal() < MAX_LOOKBACK:  # derive's first day would be before year 1
+        raise OverflowError("date value out of range")
+    records: list[dict[str, Any]] = [{} for _ in accounts]
+    # Histories of very different lengths get separate grids, so that a few long ones
+    # do not pad a batch of short ones with hundreds of empty days.
+    buckets: dict[int, list[int]] = defaultdict(list)
+    for j, n in enumerate(updates.days):
+        buckets[max(6, (n - 1).bit_length())].append(j)
+    for bucket in buckets.values():
+        step = max(1, columns.MAX_CELLS // max(updates.days[j] for j in bucket))
+        for k in range(0, len(bucket), step):
+            members = bucket[k : k + step]
+            daily, start = updates.grid(members)
+            got = _records([accounts[j] for j in members], as_of, daily, start, model, extra)
+            for j, rec in zip(members, got, strict=True):
+                records[j] = rec
     return records
 
 

@@ -17,13 +17,13 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy import select
 
 from csautomation.errors import ConfigError
-from csautomation.facts.days import utc_day
+from csautomation.facts.days import AsOf, utc_day
 from csautomation.facts.derived import DerivedFact
 from csautomation.facts.model import Account
 from csautomation.pipeline import BatchCooldowns
@@ -31,6 +31,7 @@ from csautomation.rules.batch import BatchEvaluator, Columns
 from csautomation.rules.explain import explain
 from csautomation.rules.ir import CompiledRule
 from csautomation.rules.runtime import SCHEDULE, Match, RuleRuntime, triggered
+from csautomation.scheduling.sweep_facts import SweepFacts
 from csautomation.store.engine import table
 from csautomation.store.facts import FactsReader
 from csautomation.store.outbox import commit_evaluation
@@ -92,19 +93,21 @@ def sweep(
     at: datetime,
     facts: FactsReader | None = None,
     chunk: int = CHUNK,
+    kept: SweepFacts | None = None,
 ) -> SweepResult:
     """Evaluate the rules over every account as of `at` (the sweep's scheduled time) and
     record their firings in the dispatch outbox; raise SweepError for a rule that cannot
-    be swept."""
+    be swept. `kept`: the accounts and histories a scheduler keeps between its sweeps (read
+    from the store, page by page, without it)."""
     runtime.reload_if_changed()
     rules = scheduled_rules(runtime, rule_ids)
     at = at.astimezone(UTC)
-    reader = facts or FactsReader(store, runtime.model)
+    reader: _Records = kept or facts or FactsReader(store, runtime.model)
     derived: dict[str, DerivedFact] = {d.key: d for r in rules for d in r.derived}
     evaluator = BatchEvaluator(rules)
     accounts = matched = fired = suppressed = 0
     unreadable = 0
-    for every in _accounts(store, chunk):
+    for every in kept.pages(chunk) if kept else _accounts(store, chunk):
         batch, records = _readable(reader, every, at, tuple(derived.values()))
         unreadable += len(every) - len(batch)
         masks = evaluator.evaluate(Columns.from_records(records, evaluator.keys))
@@ -132,8 +135,14 @@ def sweep(
     return result
 
 
+class _Records(Protocol):
+    def records_or_errors(
+        self, wanted: Sequence[tuple[Account, AsOf]], derived: Sequence[DerivedFact] = ()
+    ) -> list[dict[str, Any] | Exception]: ...
+
+
 def _readable(
-    reader: FactsReader, accounts: list[Account], at: datetime, derived: tuple[DerivedFact, ...]
+    reader: _Records, accounts: list[Account], at: datetime, derived: tuple[DerivedFact, ...]
 ) -> tuple[list[Account], list[dict[str, Any]]]:
     """The accounts whose facts can be computed, with their records: one account's bad
     history never stops a sweep (the pipeline holds its signals; the page says why)."""
