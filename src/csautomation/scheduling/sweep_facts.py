@@ -5,15 +5,15 @@ It holds every account (its stored JSON text and the validated Account: a page o
 accounts is re-validated only where the text changed) and every account's signal history
 as columns (store/columnar.py: the rows added since are read, nothing else). A sweep's
 facts are then derived straight from the columns (facts/columnar.py feeding derive_many's
-grid), equal to the FactsReader's. An account with a row the columns cannot hold is
-derived by the FactsReader from Signal objects, where derivation's failures are isolated
-per account as they always were.
+grid), equal to derive's. An account with a row the columns cannot hold is derived by the
+FactsReader from Signal objects, alone, so that it gets derive's own record or error.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime
@@ -37,8 +37,8 @@ log = logging.getLogger(__name__)
 
 
 class SweepFacts:
-    """Accounts and their facts for sweeps; one owner at a time (the scheduler runs one
-    sweep at a time)."""
+    """Accounts and their facts for sweeps. Sweeps of several rules may run at once: the
+    refresh is serialised, and a sweep reads arrays that are replaced, never changed."""
 
     def __init__(
         self, store: Store, model: HealthModel, fallback: FactsReader | None = None
@@ -48,14 +48,16 @@ class SweepFacts:
         self.columns = ColumnarHistories(store)
         self.fallback = fallback or FactsReader(store, model)
         self._accounts: dict[str, tuple[str, Account]] = {}
+        self._lock = threading.Lock()
         self.derived_from_columns = 0  # accounts, since this was made (for the benchmark)
         self.derived_from_signals = 0
 
     def pages(self, chunk: int) -> Iterator[list[Account]]:
         """Every account, in id order, `chunk` at a time, with the signal histories
         brought up to date first (a sweep reads one moment's data throughout)."""
-        self.columns.refresh()
-        accounts = self.accounts()
+        with self._lock:
+            self.columns.refresh()
+            accounts = self.accounts()
         for start in range(0, len(accounts), chunk):
             yield accounts[start : start + chunk]
 
@@ -102,10 +104,9 @@ class SweepFacts:
             for i, record in zip(idx, records, strict=True):
                 out[i] = record
             self.derived_from_columns += len(idx)
-        if rest:
-            rest.sort()
-            got = self.fallback.records_or_errors([wanted[i] for i in rest], derived)
-            for i, result in zip(rest, got, strict=True):
-                out[i] = result
-            self.derived_from_signals += len(rest)
+        for i in sorted(rest):
+            # one at a time: derive's own verdict on each, whatever else is in the batch
+            # (a grid of many accounts reads some bad values that derive rejects)
+            out[i] = self.fallback.record_or_error(*wanted[i], derived)
+            self.derived_from_signals += 1
         return [r for r in out if r is not None]

@@ -88,9 +88,11 @@ class ColumnarHistories:
             part = stale[start : start + 500]
             fresh = self._read(t.c.account_id.in_(part))
             for account_id in part:
-                self._forget(account_id)
-            for account_id, (rows, bad) in fresh.items():
-                self._extend(account_id, rows, bad)
+                if account_id not in fresh:
+                    self._forget(account_id)
+                    continue
+                rows, bad = fresh[account_id]
+                self._extend(account_id, rows, bad, replace=True)
                 read += len(rows)
         self._count = sum(v[0] for v in self.versions.values())
         self._newest = max([self._newest, *(v[1] for v in self.versions.values())])
@@ -103,20 +105,26 @@ class ColumnarHistories:
         self.versions.pop(account_id, None)
         self.irregular.discard(account_id)
 
-    def _extend(self, account_id: str, rows: list[tuple[Any, ...]], bad: bool) -> None:
-        """Add an account's rows (each (at, day, type, a, b, c, row id), in row id order)."""
-        count, newest = self.versions.get(account_id, (0, 0))
-        self.versions[account_id] = (count + len(rows), max(newest, rows[-1][-1]))
-        if bad:
-            self.irregular.add(account_id)
+    def _extend(
+        self, account_id: str, rows: list[tuple[Any, ...]], bad: bool, replace: bool = False
+    ) -> None:
+        """Add an account's rows (each (at, day, type, a, b, c, row id), in row id order),
+        or with `replace` put them in place of those held. The account's array is replaced,
+        never changed: a sweep reading it meanwhile sees the old one whole."""
+        count, newest = (0, 0) if replace else self.versions.get(account_id, (0, 0))
         new = np.array([r[:-1] for r in rows], dtype=ROW)
-        held = self.histories.get(account_id)
+        held = None if replace else self.histories.get(account_id)
         merged = new if held is None else np.concatenate((held, new))
         # signal order: by moment, then row id (held rows have lower ids than added ones,
         # and within `new` rows come in id order): a stable sort by moment keeps both
         if len(merged) > 1 and not bool(np.all(merged["at"][1:] >= merged["at"][:-1])):
             merged = merged[np.argsort(merged["at"], kind="stable")]
+        if bad:  # before the rows show: a sweep must not read them as columns
+            self.irregular.add(account_id)
         self.histories[account_id] = merged
+        self.versions[account_id] = (count + len(rows), max(newest, rows[-1][-1]))
+        if replace and not bad:
+            self.irregular.discard(account_id)
 
     def _read(self, *where: Any) -> dict[str, tuple[list[tuple[Any, ...]], bool]]:
         """The rows matching `where`, by account, in row id order, each as a column row
