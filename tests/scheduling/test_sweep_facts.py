@@ -13,14 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from numpy.testing import assert_array_equal
 from sqlalchemy import insert
 
 import factories
+from csautomation.facts.catalog import FACTS
 from csautomation.facts.derive import derive
 from csautomation.facts.derived import DerivedFact, SignalsFact, WindowFact
 from csautomation.facts.health import load_health_model
 from csautomation.facts.model import Account
 from csautomation.pipeline import SqlCooldowns
+from csautomation.rules.batch import Columns
 from csautomation.rules.runtime import RuleRuntime
 from csautomation.sample.generate import generate
 from csautomation.scheduling.sweep import sweep
@@ -101,6 +104,20 @@ def test_records_from_columns_equal_derive_on_the_sample_data(store: Store) -> N
     # and the FactsReader's batch path, which the sweep used before, agrees
     batch = FactsReader(store, MODEL).records_or_errors([(a, END) for a in accounts], EXTRA)
     assert_equal(got, batch, accounts)
+    # a rule's columns, made without the whole records, are those of the records
+    keys = [*FACTS, *(f.key for f in EXTRA)]
+    view, errors = kept.facts([(a, END) for a in accounts], EXTRA)
+    some = [i for i in range(len(accounts)) if i % 3]
+    cols = view.columns(some, keys)
+    want = Columns.from_records([got[i] for i in some], keys)
+    assert not errors and cols.size == want.size == len(some)
+    assert cols.numbers.keys() == want.numbers.keys() and cols.strings.keys() == want.strings.keys()
+    for key, values in want.numbers.items():
+        assert_array_equal(cols.numbers[key], values, err_msg=key)
+    for key, (codes, dictionary) in want.strings.items():
+        assert_array_equal(cols.strings[key][0], codes, err_msg=key)
+        assert cols.strings[key][1] == dictionary
+    assert cols.lists == want.lists
 
 
 def _at(day: date, rnd: random.Random) -> datetime:

@@ -27,11 +27,13 @@ from csautomation.facts.grid import Updates
 from csautomation.facts.model import SignalType
 from csautomation.facts.numeric import NAN, F, I
 
-# one signal: its moment (for ordering within a day), its UTC day, type and numbers
-ROW = np.dtype(
-    [("at", "<i8"), ("day", "<i4"), ("type", "i1"), ("a", "<f8"), ("b", "<f8"), ("c", "<f8")]
-)
-Rows = npt.NDArray[np.void]
+# One signal is a row of floats (plain 2-D arrays concatenate fast; records do not): its
+# UTC day's ordinal and microsecond in that day (for order within a day), its type's code
+# and the numbers derive reads. Every value is a whole number below 2**53 or a float as
+# stored, so float64 holds each exactly.
+DAY, MICRO, TYPE, A, B, C = range(6)
+WIDTH = 6
+Rows = npt.NDArray[np.float64]
 TYPES: tuple[SignalType, ...] = tuple(SignalType)
 CODE = {t.value: i for i, t in enumerate(TYPES)}
 (USAGE, MEETING, NPS, TICKET, ESCALATION, OUTCOME, STAKEHOLDER, CHURN, CONTRACT, INTEREST) = (
@@ -140,9 +142,9 @@ def gather_columns(histories: Sequence[Rows], as_of: date, count_types: set[str]
     """grid.gather, from column histories (each in signal order: by moment, then row id)."""
     last = as_of.toordinal()
     first = last - MAX_LOOKBACK + 1
-    rows = np.concatenate(histories) if histories else np.zeros(0, dtype=ROW)
+    rows = np.concatenate(histories) if histories else np.zeros((0, WIDTH))
     owner = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
-    day = rows["day"]
+    day = rows[:, DAY]
     keep = (day >= first) & (day <= last)
     rows, owner, day = rows[keep], owner[keep], day[keep].astype(np.intp)
     earliest = np.full(len(histories), last + 1, dtype=np.intp)
@@ -150,7 +152,7 @@ def gather_columns(histories: Sequence[Rows], as_of: date, count_types: set[str]
     # no signal: derive still makes MAX_LOOKBACK days (all of them missing or zero)
     days = np.where(earliest <= last, last - earliest + 1, MAX_LOOKBACK).tolist()
     k = owner * MAX_LOOKBACK + (day - first)
-    kind, a, b, c = rows["type"], rows["a"], rows["b"], rows["c"]
+    kind, a, b, c = rows[:, TYPE], rows[:, A], rows[:, B], rows[:, C]
 
     def where(mask: npt.NDArray[np.bool_]) -> I:
         return np.asarray(k[mask], dtype=np.intp)
@@ -169,7 +171,7 @@ def gather_columns(histories: Sequence[Rows], as_of: date, count_types: set[str]
     }
     for name in count_types:
         code = CODE.get(name)
-        added[f"count:{name}"] = (where(kind == code) if code is not None else k[:0], None)
+        added[f"count:{name}"] = (where(kind == (-1 if code is None else code)), None)
     contract = kind == CONTRACT
     assigned = {
         "users": _last(k[usage], b[usage]),

@@ -27,11 +27,11 @@ from csautomation.facts.days import AsOf, utc_day
 from csautomation.facts.derived import DerivedFact
 from csautomation.facts.model import Account
 from csautomation.pipeline import BatchCooldowns
-from csautomation.rules.batch import BatchEvaluator, Columns
+from csautomation.rules.batch import BatchEvaluator
 from csautomation.rules.explain import explain
 from csautomation.rules.ir import CompiledRule
 from csautomation.rules.runtime import SCHEDULE, Match, RuleRuntime, triggered
-from csautomation.scheduling.sweep_facts import SweepFacts
+from csautomation.scheduling.sweep_facts import Facts, SweepFacts
 from csautomation.store.engine import table
 from csautomation.store.facts import FactsReader
 from csautomation.store.outbox import commit_evaluation
@@ -108,13 +108,13 @@ def sweep(
     accounts = matched = fired = suppressed = 0
     unreadable = 0
     for every in kept.pages(chunk) if kept else _accounts(store, chunk):
-        batch, records = _readable(reader, every, at, tuple(derived.values()))
+        batch, known, positions = _readable(reader, every, at, tuple(derived.values()))
         unreadable += len(every) - len(batch)
-        masks = evaluator.evaluate(Columns.from_records(records, evaluator.keys))
+        masks = evaluator.evaluate(known.columns(positions, evaluator.keys))
         cooldowns = BatchCooldowns(store, [a.id for a in batch])
         for rule in rules:
             for i in np.flatnonzero(masks[rule.id]):
-                account, record = batch[i], records[i]
+                account, record = batch[i], known.record(positions[i])
                 matched += 1
                 why = explain(rule, record)
                 if not why.matched:  # both paths share one meaning; disagreement is a bug
@@ -143,25 +143,28 @@ class _Records(Protocol):
 
 def _readable(
     reader: _Records, accounts: list[Account], at: datetime, derived: tuple[DerivedFact, ...]
-) -> tuple[list[Account], list[dict[str, Any]]]:
-    """The accounts whose facts can be computed, with their records: one account's bad
-    history never stops a sweep (the pipeline holds its signals; the page says why)."""
-    kept: list[Account] = []
-    records: list[dict[str, Any]] = []
-    results = reader.records_or_errors([(a, utc_day(at)) for a in accounts], derived)
-    for account, result in zip(accounts, results, strict=True):
-        if isinstance(result, Exception):
-            log.warning(
-                "sweep: facts of account %s cannot be computed: %s: %s",
-                account.id,
-                type(result).__name__,
-                result,
-                extra={"account_id": account.id},
-            )
-            continue
-        kept.append(account)
-        records.append(result)
-    return kept, records
+) -> tuple[list[Account], Facts, list[int]]:
+    """The accounts whose facts can be computed, their facts, and the positions of those
+    among `accounts`: one account's bad history never stops a sweep (the pipeline holds
+    its signals; the page says why)."""
+    wanted = [(a, utc_day(at)) for a in accounts]
+    if isinstance(reader, SweepFacts):
+        facts, errors = reader.facts(wanted, derived)
+    else:
+        results = reader.records_or_errors(wanted, derived)
+        errors = {i: r for i, r in enumerate(results) if isinstance(r, Exception)}
+        facts = Facts.of([{} if isinstance(r, Exception) else r for r in results])
+    for i, error in errors.items():
+        account = accounts[i]
+        log.warning(
+            "sweep: facts of account %s cannot be computed: %s: %s",
+            account.id,
+            type(error).__name__,
+            error,
+            extra={"account_id": account.id},
+        )
+    positions = [i for i in range(len(accounts)) if i not in errors]
+    return [accounts[i] for i in positions], facts, positions
 
 
 def _accounts(store: Store, chunk: int) -> Iterator[list[Account]]:

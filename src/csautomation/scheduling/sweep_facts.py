@@ -23,10 +23,11 @@ from sqlalchemy import Text, cast, select
 
 from csautomation.facts.columnar import gather_columns
 from csautomation.facts.days import AsOf
-from csautomation.facts.derive_many import records_of
+from csautomation.facts.derive_many import LastDay, last_day_of
 from csautomation.facts.derived import DerivedFact, SignalsFact
 from csautomation.facts.health import HealthModel
 from csautomation.facts.model import Account
+from csautomation.rules.batch import Columns
 from csautomation.store.columnar import ColumnarHistories
 from csautomation.store.engine import table
 from csautomation.store.facts import FactsReader
@@ -80,7 +81,16 @@ class SweepFacts:
         self, wanted: Sequence[tuple[Account, AsOf]], derived: Sequence[DerivedFact] = ()
     ) -> list[dict[str, Any] | Exception]:
         """FactsReader.records_or_errors, from the columns held (read at the last `pages`)."""
-        out: list[dict[str, Any] | Exception | None] = [None] * len(wanted)
+        view, errors = self.facts(wanted, derived)
+        return [errors[i] if i in errors else view.record(i) for i in range(len(wanted))]
+
+    def facts(
+        self, wanted: Sequence[tuple[Account, AsOf]], derived: Sequence[DerivedFact] = ()
+    ) -> tuple[Facts, dict[int, Exception]]:
+        """The facts of each account, and why those of some (by position) cannot be
+        derived; their records are made when asked for."""
+        view = Facts(len(wanted))
+        errors: dict[int, Exception] = {}
         by_day: dict[date, list[int]] = defaultdict(list)
         rest: list[int] = []
         irregular = self.columns.irregular
@@ -96,17 +106,58 @@ class SweepFacts:
                 updates = gather_columns(
                     [self.columns.history(a.id) for a in accounts], day, count_types
                 )
-                records = records_of(updates, accounts, day, self.model, derived)
+                view.add(idx, last_day_of(updates, accounts, day, self.model, derived))
             except Exception:  # derived again below, where failures are isolated per account
                 log.warning("sweep facts: a batch of %d from columns failed", len(idx))
                 rest.extend(idx)
                 continue
-            for i, record in zip(idx, records, strict=True):
-                out[i] = record
             self.derived_from_columns += len(idx)
         for i in sorted(rest):
             # one at a time: derive's own verdict on each, whatever else is in the batch
             # (a grid of many accounts reads some bad values that derive rejects)
-            out[i] = self.fallback.record_or_error(*wanted[i], derived)
+            got = self.fallback.record_or_error(*wanted[i], derived)
+            if isinstance(got, Exception):
+                errors[i] = got
+            else:
+                view.put(i, got)
             self.derived_from_signals += 1
-        return [r for r in out if r is not None]
+        return view, errors
+
+
+class Facts:
+    """A batch's facts: the columns a rule reads, for every account at once, and the
+    records of those asked for (a sweep explains the few that matched)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._records: dict[int, dict[str, Any]] = {}
+        self._last: list[tuple[list[int], LastDay]] = []
+        self._where: dict[int, tuple[LastDay, int]] = {}
+
+    @classmethod
+    def of(cls, records: Sequence[dict[str, Any]]) -> Facts:
+        out = cls(len(records))
+        for i, record in enumerate(records):
+            out.put(i, record)
+        return out
+
+    def put(self, i: int, record: dict[str, Any]) -> None:
+        self._records[i] = record
+
+    def add(self, positions: list[int], last: LastDay) -> None:
+        self._last.append((positions, last))
+        self._where.update((p, (last, j)) for j, p in enumerate(positions))
+
+    def record(self, i: int) -> dict[str, Any]:
+        if i in self._records:
+            return dict(self._records[i])
+        last, j = self._where[i]
+        return last.records([j])[0]
+
+    def columns(self, positions: Sequence[int], keys: Sequence[str]) -> Columns:
+        """The columns of `keys` over the accounts at `positions`, in that order: equal to
+        Columns.from_records of their records (made of the same values, `keys` alone)."""
+        thin: dict[int, dict[str, Any]] = dict(self._records)
+        for at, last in self._last:
+            thin.update(zip(at, last.records(keys=keys), strict=True))
+        return Columns.from_records([thin[p] for p in positions], keys)

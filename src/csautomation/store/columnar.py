@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
 from typing import Any
 
 import numpy as np
 from sqlalchemy import func, select
 
-from csautomation.facts.columnar import ROW, Rows, slots
+from csautomation.facts.columnar import DAY, MICRO, WIDTH, Rows, slots
 from csautomation.store.engine import aware, table
 from csautomation.store.repo import Store
 from csautomation.store.tables import SignalRow
@@ -29,9 +29,7 @@ from csautomation.store.tables import SignalRow
 log = logging.getLogger(__name__)
 
 Version = tuple[int, int]  # (signal count, newest row id), as Store.signals_version
-EMPTY: Rows = np.zeros(0, dtype=ROW)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
+EMPTY: Rows = np.zeros((0, WIDTH))
 _PAGE = 50_000  # rows fetched at a time: memory stays flat while a history is read
 
 
@@ -108,17 +106,17 @@ class ColumnarHistories:
     def _extend(
         self, account_id: str, rows: list[tuple[Any, ...]], bad: bool, replace: bool = False
     ) -> None:
-        """Add an account's rows (each (at, day, type, a, b, c, row id), in row id order),
+        """Add an account's rows (each (day, micro, type, a, b, c, row id), in row id order),
         or with `replace` put them in place of those held. The account's array is replaced,
         never changed: a sweep reading it meanwhile sees the old one whole."""
         count, newest = (0, 0) if replace else self.versions.get(account_id, (0, 0))
-        new = np.array([r[:-1] for r in rows], dtype=ROW)
+        new = np.array([r[:-1] for r in rows], dtype=np.float64)
         held = None if replace else self.histories.get(account_id)
         merged = new if held is None else np.concatenate((held, new))
         # signal order: by moment, then row id (held rows have lower ids than added ones,
         # and within `new` rows come in id order): a stable sort by moment keeps both
-        if len(merged) > 1 and not bool(np.all(merged["at"][1:] >= merged["at"][:-1])):
-            merged = merged[np.argsort(merged["at"], kind="stable")]
+        if len(merged) > 1 and not _in_order(merged):
+            merged = merged[np.lexsort((merged[:, MICRO], merged[:, DAY]))]  # stable
         if bad:  # before the rows show: a sweep must not read them as columns
             self.irregular.add(account_id)
         self.histories[account_id] = merged
@@ -147,8 +145,14 @@ class ColumnarHistories:
                     bad.add(account_id)
                     got = (-1, 0.0, 0.0, 0.0)
                 code, a, b, c = got
-                micros = (at - _EPOCH) // _MICROSECOND
-                rows_of[account_id].append((micros, at.toordinal(), code, a, b, c, row_id))
+                micros = (at.hour * 3600 + at.minute * 60 + at.second) * 1_000_000 + at.microsecond
+                rows_of[account_id].append((at.toordinal(), micros, code, a, b, c, row_id))
         for account_id, rows in rows_of.items():
             out[account_id] = (rows, account_id in bad)
         return out
+
+
+def _in_order(rows: Rows) -> bool:
+    day, micro = rows[:, DAY], rows[:, MICRO]
+    later = (day[1:] > day[:-1]) | ((day[1:] == day[:-1]) & (micro[1:] >= micro[:-1]))
+    return bool(later.all())
