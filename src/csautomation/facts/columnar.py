@@ -58,8 +58,8 @@ _EXACT = 2**53  # whole numbers beyond this lose digits as floats: left to the r
 def _number(value: Any) -> float | None:
     """`value` as derive's arrays hold it, when it is a plain finite number (a bool counts
     as 0 or 1 there too); None otherwise."""
-    if type(value) is float:
-        return value if math.isfinite(value) else None
+    if type(value) is float:  # large ones may have been whole numbers in the JSON
+        return value if math.isfinite(value) and -_EXACT < value < _EXACT else None
     if type(value) in (int, bool):
         return float(value) if -_EXACT < value < _EXACT else None
     return None
