@@ -43,6 +43,7 @@ from temporalio import workflow
 from temporalio.client import Client
 
 from csautomation import bootstrap
+from csautomation.facts.derive_many import LastDay
 from csautomation.facts.model import Account
 from csautomation.pipeline import Pipeline, SqlCooldowns
 from csautomation.rules.batch import Columns
@@ -291,6 +292,7 @@ KEPT_STAGES = (
     "new rows read",
     "grid gathered",
     "facts derived",
+    "records made",
     "facts from signals (irregular)",
 )
 COMMON_STAGES = (
@@ -332,7 +334,8 @@ def run_sweep(
         stages.wrap(SweepFacts, "accounts", "accounts read")
         stages.wrap(ColumnarHistories, "refresh", "new rows read")
         stages.wrap(sweep_facts, "gather_columns", "grid gathered")
-        stages.wrap(sweep_facts, "records_of", "facts derived")
+        stages.wrap(sweep_facts, "last_day_of", "facts derived")
+        stages.wrap(LastDay, "records", "records made")
         stages.wrap(FactsReader, "record_or_error", "facts from signals (irregular)")
     stages.wrap(Columns, "from_records", "columns built")
     stages.wrap(sweeping.BatchEvaluator, "evaluate", "conditions evaluated")
