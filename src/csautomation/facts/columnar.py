@@ -1,8 +1,8 @@
 """Signal histories as compact columns, and derive_many's grid built straight from them.
 
 A process that derives the facts of every account every day (the scheduler's sweeps) keeps
-each account's history as one small numpy record array: per signal its UTC day, its type
-and the (at most three) numbers derive reads from its payload. Derivation then needs no
+each account's history as one small 2-D numpy array: per signal its UTC day (and moment in
+the day, for order), its type and the (at most three) numbers derive reads from its payload. Derivation then needs no
 Signal objects and no per-signal Python: `gather_columns` gives derive_many the same
 `Updates` that `grid.gather` gives from signals, so the records are equal, not close.
 

@@ -6,7 +6,13 @@ up to the table's newest at the moment it looked, and checks the table's row cou
 what it holds: a row committed out of id order (PostgreSQL sequences allow it) or a row
 removed shows as a difference, and then each account's (count, newest id) is compared and
 the accounts that differ are read again in full. A reader so never misses a signal that was
-committed when its refresh began.
+committed when its refresh began. (A row removed while another is committed out of order
+would cancel out in the count: signals are never removed.)
+
+On SQLite the query extracts the payload fields derive reads (`json_extract`), so that no
+payload is parsed in Python; elsewhere Python parses them. One difference is known: a
+payload written by hand with the same key twice reads its first value in SQLite and its
+last in Python.
 
 Not thread-safe: one owner (the scheduler's sweep) refreshes and reads it.
 """
