@@ -2,9 +2,10 @@
 
 A process that derives the facts of every account every day (the scheduler's sweeps) keeps
 each account's history as one small 2-D numpy array: per signal its UTC day (and moment in
-the day, for order), its type and the (at most three) numbers derive reads from its payload. Derivation then needs no
-Signal objects and no per-signal Python: `gather_columns` gives derive_many the same
-`Updates` that `grid.gather` gives from signals, so the records are equal, not close.
+the day, for order), its type and the (at most three) numbers derive reads from its
+payload. Derivation then needs no Signal objects and no per-signal Python:
+`gather_columns` gives derive_many the same `Updates` that `grid.gather` gives from
+signals, so the records are equal, not close.
 
 A row whose payload derive could not read plainly (a missing field, a string where a number
 belongs, a type no longer known, an unreadable date) makes `slots` return None: its
