@@ -4,21 +4,25 @@ In one run:
 
 A. the sweep: `scheduling.sweep.sweep` of one cron rule (default usage-decline, the
    shipped rule with the widest facts) over N accounts (default 100,000), each with D days
-   of the sample generator's history (usage a day, meetings, tickets, NPS, contract), as
-   the scheduler runs it, timed per stage: accounts read, histories read, facts derived,
-   batch evaluated (columns and conditions), matches explained and cooldowns checked,
-   firings committed. Run twice: cold (a new `FactsReader`, as the scheduler's first sweep)
-   and warm (the same reader, the next day's sweep with nothing new).
+   (default 61: usage-decline compares 30 days with the 30 before) of the sample
+   generator's history (usage a day, meetings, tickets, NPS, contract), as the scheduler
+   runs it, with the facts it keeps between sweeps (`scheduling/sweep_facts.py`), timed
+   per stage: its first sweep (every row read), the same day again (nothing new), and the
+   next day after a day's news (a usage signal for every account, a churn prediction for
+   one in seven), whose records are then checked against the FactsReader's. `--reader`
+   also runs a first sweep by the FactsReader, as sweeps ran before.
 B. dispatch: the sweep's firings started on the local Temporal dev server by
    `Pipeline.dispatch_pending` (no worker polls the queues), against its peer, the raw
    temporalio SDK starting a trivial workflow as many times with the same concurrency
    (64 in flight, as dispatch keeps), interleaved rounds, median reported.
+   `--dispatch-only`: B alone, on the firings a previous run left.
 
-The seeded database is kept in the system's temporary folder, keyed by N and D, so a
-second run skips the seeding.
+The seeded database (D distinct sample histories repeated under their own account ids) is
+kept in the system's temporary folder, keyed by N, D and the distinct count, so a second
+run skips the seeding; the next day's signals are removed at the end.
 
-    .venv/bin/python bench/sweep.py [--accounts 100000] [--days 35] [--rule usage-decline]
-        [--database-url URL]
+    .venv/bin/python bench/sweep.py [--accounts 100000] [--days 61] [--rule usage-decline]
+        [--reader] [--dispatch-only] [--dispatch 5000] [--rounds 2] [--database-url URL]
 """
 
 from __future__ import annotations
@@ -448,7 +452,10 @@ async def bench_dispatch(
             started, ours = await dispatch_all(pipeline)
             raw = await raw_starts(client, started, f"r{k}")
             out.append((ours, raw))
-            print(f"  round {k + 1}: dispatch {ours:,.0f}/s ({started:,}), raw {raw:,.0f}/s")
+            print(
+                f"  round {k + 1}: dispatch {ours:,.0f}/s ({started:,}), raw {raw:,.0f}/s; "
+                f"load average {os.getloadavg()[0]:.1f}"
+            )
         return out
     finally:
         await server.shutdown()
@@ -467,6 +474,7 @@ def main() -> None:
     ap.add_argument("--reader", action="store_true", help="also sweep by the FactsReader")
     ap.add_argument("--check", type=int, default=1000, help="accounts whose records are compared")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--dispatch-only", action="store_true", help="B alone, on a past run's firings")
     ap.add_argument(
         "--dispatch", type=int, default=5000, help="firings dispatched per round, at most"
     )
@@ -486,6 +494,9 @@ def main() -> None:
     config = bootstrap.load_configuration(settings)
     runtime = RuleRuntime([settings.rules_path], config.model, cooldowns=SqlCooldowns(store))
 
+    if args.dispatch_only:  # B alone, on the firings a previous run left
+        asyncio.run(dispatch_part(store, runtime, config, args))
+        return
     print(f"\nA. Sweep of {args.rule} over {args.accounts:,} accounts, {args.days} days each")
     clear_firings(store)
     if args.reader:
@@ -515,18 +526,22 @@ def main() -> None:
         f"({warm['wall']:.1f} s for {args.accounts:,}; first sweep {cold['wall']:.1f} s)"
     )
 
-    fired = cold["result"].fired
-    if not fired:
+    if not cold["result"].fired:
         print("no firings: nothing to dispatch")
         return
+    asyncio.run(dispatch_part(store, runtime, config, args))
+
+
+async def dispatch_part(store: Store, runtime: RuleRuntime, config: Any, args: Any) -> None:
     with store.engine.begin() as conn:  # dispatch at most --dispatch of them
         t = table(RuleFiringRow)
         first = select(t.c.id).order_by(t.c.id).limit(args.dispatch).subquery()
         conn.execute(t.delete().where(t.c.id.not_in(select(first.c.id))))
     print(
-        f"\nB. Dispatch of the sweep's firings (up to {args.dispatch:,}), {CONCURRENCY} in flight"
+        f"\nB. Dispatch of the sweep's firings (up to {args.dispatch:,}), {CONCURRENCY} in flight; "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
-    rounds = asyncio.run(bench_dispatch(store, runtime, config, args.rounds))
+    rounds = await bench_dispatch(store, runtime, config, args.rounds)
     ours = statistics.median(r[0] for r in rounds)
     raw = statistics.median(r[1] for r in rounds)
     print(
