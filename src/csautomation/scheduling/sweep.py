@@ -1,9 +1,11 @@
 """A sweep: scheduled rules evaluated over every account at once, in batch mode.
 
 Each account's facts for the sweep's day (the whole UTC day, read at its end as `--as-of`
-reads a day: facts/days.py) come from the same `FactsReader` the pipeline
-uses (a shared one serves both in a process); the rules' conditions are then evaluated
-over columns (`rules/batch.py`), and only the accounts a rule matched are explained. A
+reads a day: facts/days.py) come from what the scheduler keeps between its sweeps
+(scheduling/sweep_facts.py: histories as columns, only new rows read; records equal to
+derive's), or else from the `FactsReader` the pipeline uses; the rules' conditions are then
+evaluated over columns (`rules/batch.py`), and only the accounts a rule matched are
+explained, and only theirs made into whole records. A
 match inside the rule's cooldown for the account (its last firing in `rule_firings`) is
 suppressed; the others enter the dispatch outbox in one transaction per chunk of
 accounts, as the pipeline's evaluation pass writes them. Firings are unique per rule,
