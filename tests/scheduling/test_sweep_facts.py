@@ -177,9 +177,11 @@ def test_records_from_columns_equal_derive_on_hostile_rows(
     accounts.append(factories.account(id="EMPTY", name="No signals yet"))
     store.upsert_accounts(accounts[-1:])
     rows: list[dict[str, Any]] = []
+    # PostgreSQL's json type refuses NaN: such a row exists only in SQLite
+    hostile = [h for h in HOSTILE if store.engine.dialect.name == "sqlite" or "nan" not in repr(h)]
     for account in accounts[:-1]:
         for _ in range(rnd.choice([0, 1, 1, 2, 3])):
-            kind, payload = rnd.choice(HOSTILE)
+            kind, payload = rnd.choice(hostile)
             back = rnd.choice([-1, 0, 0, 1, 5, 40, 99, 500])  # -1: after the day swept
             at = _at(END - timedelta(days=back), rnd)
             rows.extend(
@@ -205,6 +207,9 @@ def test_the_next_sweep_reads_only_what_changed_and_still_equals_derive(
 ) -> None:
     accounts = sample_store(store, 30, 100)
     high = 10**6  # a row with a high id, so that a row committed late can have a lower one
+    if store.engine.dialect.name == "postgresql":  # the sequence goes on above it too
+        with store.engine.begin() as conn:
+            conn.execute(select(func.setval(func.pg_get_serial_sequence("signals", "id"), high)))
     put(
         store,
         [
