@@ -125,6 +125,7 @@ def sweep(
                 if last is not None and at - last < rule.rule.cooldown:
                     suppressed += 1
                     continue
+                cooldowns.note_health(account.id, record)
                 cooldowns.record(Match(rule, account.id, at, why))
         fired += commit_evaluation(
             store, cooldowns.rows(), [], datetime.now(UTC), cooldowns.rules()
