@@ -1,6 +1,6 @@
 """Accessibility of the pages people live in, checked with axe-core in Debian's chromium:
-sign-in, the managers' list, one escalation, "My work", the error page (and the rule
-pages, where they exist). No serious or critical violation on any of them; a keyboard
+sign-in, the managers' list, one escalation, "My work", the error page, the rules
+overview and a rule's page. No serious or critical violation on any of them; a keyboard
 alone signs in, opens an escalation and acknowledges it.
 """
 
@@ -88,11 +88,12 @@ def test_no_serious_violation_on_any_page(
             page.goto(base + "/escalations/nothing-here")
             check(page, "not found")
 
-            for path in ("/rules", "/rules/usage-drop"):  # the rule pages, where they exist
+            for path in ("/rules", "/rules/usage-drop"):  # the overview and a rule's page
                 response = page.goto(base + path)
-                if response is not None and response.status == 200:
-                    check(page, path)
-                    _shot(page, tmp_path, path.strip("/").replace("/", "-"))
+                assert response is not None and response.status == 200, path
+                expect(page.locator("canvas").first).to_be_visible()
+                check(page, path)
+                _shot(page, tmp_path, path.strip("/").replace("/", "-"))
 
             page.goto(base + "/")
             page.get_by_test_id("logout-button").click()

@@ -57,6 +57,9 @@ def test_a_sweep_evaluates_every_account_and_records_firings_in_the_outbox(
         assert row.fired_at.replace(tzinfo=UTC) == AT
         assert row.actions == [a.model_dump(mode="json", by_alias=True) for a in rule.rule.actions]
         assert row.explain["matched"] is True
+        # the account's health that day, kept for the review list whatever the rule read
+        health = row.explain["health"]
+        assert health["band"] in {"green", "yellow", "red"} and 0 <= health["score"] <= 100
 
 
 def test_running_the_same_sweep_again_adds_nothing(store: Store, runtime: RuleRuntime) -> None:

@@ -22,7 +22,8 @@ from the signals, columns.py holds derive's helpers down its columns.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from itertools import compress
 from typing import Any
@@ -53,7 +54,7 @@ from csautomation.facts.derive import (
     account_facts,
 )
 from csautomation.facts.derived import DECIMALS, DerivedFact, SignalsFact, WindowFact
-from csautomation.facts.grid import Daily, gather
+from csautomation.facts.grid import Daily, Updates, gather
 from csautomation.facts.health import HealthModel
 from csautomation.facts.model import Account, Signal
 from csautomation.facts.numeric import NAN, B, F, I, days_between, health_scores, pct_change, quiet
@@ -80,21 +81,85 @@ def derive_records(
         if as_of.toordinal() < MAX_LOOKBACK:  # derive's first day would be before year 1
             raise OverflowError("date value out of range")
         updates = gather([histories[i] for i in idx], as_of, count_types)
-        # Histories of very different lengths get separate grids, so that a few long ones
-        # do not pad a batch of short ones with hundreds of empty days.
-        buckets: dict[int, list[int]] = defaultdict(list)
-        for j, n in enumerate(updates.days):
-            buckets[max(6, (n - 1).bit_length())].append(j)
-        for bucket in buckets.values():
-            step = max(1, columns.MAX_CELLS // max(updates.days[j] for j in bucket))
-            for k in range(0, len(bucket), step):
-                members = bucket[k : k + step]
-                accounts = [items[idx[j]][0] for j in members]
-                daily, start = updates.grid(members)
-                got = _records(accounts, as_of, daily, start, model, extra)
-                for j, rec in zip(members, got, strict=True):
-                    records[idx[j]] = rec
+        got = records_of(updates, [items[i][0] for i in idx], as_of, model, extra)
+        for i, rec in zip(idx, got, strict=True):
+            records[i] = rec
     return records
+
+
+def records_of(
+    updates: Updates,
+    accounts: Sequence[Account],
+    as_of: date,
+    model: HealthModel,
+    extra: Sequence[DerivedFact] = (),
+) -> list[dict[str, Any]]:
+    """The records of the accounts whose signals `updates` holds (grid.gather's, or
+    columnar.gather_columns'), in their order, as of the day `as_of`."""
+    records: list[dict[str, Any]] = [{} for _ in accounts]
+    for members, daily, start in _grids(updates, as_of):
+        got = _records([accounts[j] for j in members], as_of, daily, start, model, extra)
+        for j, rec in zip(members, got, strict=True):
+            records[j] = rec
+    return records
+
+
+def _grids(updates: Updates, as_of: date) -> Iterator[tuple[list[int], Daily, I]]:
+    """The grids of a batch: its members (by position), their daily arrays, their starts."""
+    if as_of.toordinal() < MAX_LOOKBACK:  # derive's first day would be before year 1
+        raise OverflowError("date value out of range")
+    # Histories of very different lengths get separate grids, so that a few long ones
+    # do not pad a batch of short ones with hundreds of empty days.
+    buckets: dict[int, list[int]] = defaultdict(list)
+    for j, n in enumerate(updates.days):
+        buckets[max(6, (n - 1).bit_length())].append(j)
+    for bucket in buckets.values():
+        step = max(1, columns.MAX_CELLS // max(updates.days[j] for j in bucket))
+        for k in range(0, len(bucket), step):
+            members = bucket[k : k + step]
+            daily, start = updates.grid(members)
+            yield members, daily, start
+
+
+@dataclass(frozen=True)
+class LastDay:
+    """The last day's facts of a batch of accounts as arrays (NaN: missing), an entry per
+    account in order; records are made only for the accounts, and facts, asked for (making
+    a record costs about as much as deriving its facts)."""
+
+    accounts: Sequence[Account]
+    values: dict[str, F]
+    model: HealthModel
+
+    def records(
+        self, which: Sequence[int] | None = None, keys: Collection[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """derive(...).record() of the accounts at `which` (default: all); with `keys`, only
+        those facts of it and the account's own (what a rule's columns read of it)."""
+        idx = list(range(len(self.accounts)) if which is None else which)
+        if not idx:
+            return []
+        wanted = self.values.items()
+        if keys is not None:  # the score stays: the record's health band is read from it
+            wanted = {k: v for k, v in wanted if k in keys or k == "health.score"}.items()
+        picked = [self.accounts[i] for i in idx]
+        return _to_records(picked, {k: v[idx] for k, v in wanted}, self.model)
+
+
+def last_day_of(
+    updates: Updates,
+    accounts: Sequence[Account],
+    as_of: date,
+    model: HealthModel,
+    extra: Sequence[DerivedFact] = (),
+) -> LastDay:
+    """`records_of`, as arrays: the records are made when asked for."""
+    values: dict[str, F] = {}
+    for members, daily, start in _grids(updates, as_of):
+        last = _last_day([accounts[j] for j in members], as_of, daily, start, model, extra)
+        for key, v in last.items():  # every grid has the same keys, in the same order
+            values.setdefault(key, np.full(len(accounts), NAN))[members] = v
+    return LastDay(accounts, values, model)
 
 
 _USAGE_ANOMALY = {"usage.anomaly_score", "usage.logins_7d_baseline", "usage.anomaly"}
@@ -110,6 +175,18 @@ def _records(
     extra: Sequence[DerivedFact],
 ) -> list[dict[str, Any]]:
     """derive(...).record() for the accounts of one grid."""
+    return _to_records(accounts, _last_day(accounts, as_of, d, start, model, extra), model)
+
+
+def _last_day(
+    accounts: list[Account],
+    as_of: date,
+    d: Daily,
+    start: I,
+    model: HealthModel,
+    extra: Sequence[DerivedFact],
+) -> dict[str, F]:
+    """The last day's facts of the accounts of one grid, by key in the record's order."""
     n = d.logins.shape[0]
     look_back = max((f.days for f in extra if isinstance(f, WindowFact)), default=0)
     # derive scores anomalies from day `from_index` on, which leaves window facts their
@@ -128,7 +205,7 @@ def _records(
     last = {k: v[-1] for k, v in out.items()}
     for fact in extra:
         last[fact.key] = _extra(fact, out, d.counts, start, n)
-    return _to_records(accounts, last, model)
+    return last
 
 
 class _Facts(dict[str, F]):

@@ -41,6 +41,7 @@ from csautomation.scheduling import runs
 from csautomation.scheduling.config import Schedules
 from csautomation.scheduling.leader import Lease
 from csautomation.scheduling.sweep import sweep
+from csautomation.scheduling.sweep_facts import SweepFacts
 from csautomation.store.facts import FactsReader
 from csautomation.store.repo import Store
 
@@ -59,6 +60,8 @@ class JobContext:
     lease: Lease
     connectors_path: Path
     facts: FactsReader
+    # the accounts and histories kept between sweeps (read from the store without it)
+    kept: SweepFacts | None = None
     pulls_module: str = PULLS_MODULE
     # completion sync: the Temporal client, the loop it belongs to, and the connectors
     client: Any = None
@@ -190,7 +193,8 @@ def sweep_job(rule_id: str, fire_time: datetime | None = None) -> dict[str, Any]
     """Sweep one scheduled rule over every account, as of its scheduled time."""
 
     def work(ctx: JobContext, at: datetime) -> dict[str, Any]:
-        return sweep(ctx.store, ctx.runtime, [rule_id], at, facts=ctx.facts).to_dict()
+        result = sweep(ctx.store, ctx.runtime, [rule_id], at, facts=ctx.facts, kept=ctx.kept)
+        return result.to_dict()
 
     return _run_once(f"sweep:{rule_id}", fire_time, work)
 

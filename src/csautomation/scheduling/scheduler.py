@@ -55,6 +55,7 @@ from csautomation.scheduling.leader import (
     current_lease,
     utc_now,
 )
+from csautomation.scheduling.sweep_facts import SweepFacts
 from csautomation.store.facts import FactsReader
 from csautomation.store.repo import Store
 from csautomation.store.scheduler_tables import JOBS_TABLE, create_tables
@@ -171,13 +172,15 @@ class Scheduler:
         o = self.options
         create_tables(store.engine)
         self.lease = Lease(store.engine, o.lease_name, o.holder, o.lease_ttl, o.clock)
+        facts = facts or FactsReader(store, runtime.model)
         self.ctx = JobContext(
             store=store,
             runtime=runtime,
             schedules=schedules,
             lease=self.lease,
             connectors_path=connectors_path,
-            facts=facts or FactsReader(store, runtime.model),
+            facts=facts,
+            kept=SweepFacts(store, runtime.model, fallback=facts),
             pulls_module=o.pulls_module,
             client=client,
             loop=loop,

@@ -1,9 +1,11 @@
 """A sweep: scheduled rules evaluated over every account at once, in batch mode.
 
 Each account's facts for the sweep's day (the whole UTC day, read at its end as `--as-of`
-reads a day: facts/days.py) come from the same `FactsReader` the pipeline
-uses (a shared one serves both in a process); the rules' conditions are then evaluated
-over columns (`rules/batch.py`), and only the accounts a rule matched are explained. A
+reads a day: facts/days.py) come from what the scheduler keeps between its sweeps
+(scheduling/sweep_facts.py: histories as columns, only new rows read; records equal to
+derive's), or else from the `FactsReader` the pipeline uses; the rules' conditions are then
+evaluated over columns (`rules/batch.py`), and only the accounts a rule matched are
+explained, and only theirs made into whole records. A
 match inside the rule's cooldown for the account (its last firing in `rule_firings`) is
 suppressed; the others enter the dispatch outbox in one transaction per chunk of
 accounts, as the pipeline's evaluation pass writes them. Firings are unique per rule,
@@ -17,20 +19,21 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy import select
 
 from csautomation.errors import ConfigError
-from csautomation.facts.days import utc_day
+from csautomation.facts.days import AsOf, utc_day
 from csautomation.facts.derived import DerivedFact
 from csautomation.facts.model import Account
 from csautomation.pipeline import BatchCooldowns
-from csautomation.rules.batch import BatchEvaluator, Columns
+from csautomation.rules.batch import BatchEvaluator
 from csautomation.rules.explain import explain
 from csautomation.rules.ir import CompiledRule
 from csautomation.rules.runtime import SCHEDULE, Match, RuleRuntime, triggered
+from csautomation.scheduling.sweep_facts import Facts, SweepFacts
 from csautomation.store.engine import table
 from csautomation.store.facts import FactsReader
 from csautomation.store.outbox import commit_evaluation
@@ -92,26 +95,28 @@ def sweep(
     at: datetime,
     facts: FactsReader | None = None,
     chunk: int = CHUNK,
+    kept: SweepFacts | None = None,
 ) -> SweepResult:
     """Evaluate the rules over every account as of `at` (the sweep's scheduled time) and
     record their firings in the dispatch outbox; raise SweepError for a rule that cannot
-    be swept."""
+    be swept. `kept`: the accounts and histories a scheduler keeps between its sweeps (read
+    from the store, page by page, without it)."""
     runtime.reload_if_changed()
     rules = scheduled_rules(runtime, rule_ids)
     at = at.astimezone(UTC)
-    reader = facts or FactsReader(store, runtime.model)
+    reader: _Records = kept or facts or FactsReader(store, runtime.model)
     derived: dict[str, DerivedFact] = {d.key: d for r in rules for d in r.derived}
     evaluator = BatchEvaluator(rules)
     accounts = matched = fired = suppressed = 0
     unreadable = 0
-    for every in _accounts(store, chunk):
-        batch, records = _readable(reader, every, at, tuple(derived.values()))
+    for every in kept.pages(chunk) if kept else _accounts(store, chunk):
+        batch, known, positions = _readable(reader, every, at, tuple(derived.values()))
         unreadable += len(every) - len(batch)
-        masks = evaluator.evaluate(Columns.from_records(records, evaluator.keys))
+        masks = evaluator.evaluate(known.columns(positions, evaluator.keys))
         cooldowns = BatchCooldowns(store, [a.id for a in batch])
         for rule in rules:
             for i in np.flatnonzero(masks[rule.id]):
-                account, record = batch[i], records[i]
+                account, record = batch[i], known.record(positions[i])
                 matched += 1
                 why = explain(rule, record)
                 if not why.matched:  # both paths share one meaning; disagreement is a bug
@@ -120,6 +125,7 @@ def sweep(
                 if last is not None and at - last < rule.rule.cooldown:
                     suppressed += 1
                     continue
+                cooldowns.note_health(account.id, record)
                 cooldowns.record(Match(rule, account.id, at, record))
         fired += commit_evaluation(
             store, cooldowns.rows(), [], datetime.now(UTC), cooldowns.rules()
@@ -132,27 +138,36 @@ def sweep(
     return result
 
 
+class _Records(Protocol):
+    def records_or_errors(
+        self, wanted: Sequence[tuple[Account, AsOf]], derived: Sequence[DerivedFact] = ()
+    ) -> list[dict[str, Any] | Exception]: ...
+
+
 def _readable(
-    reader: FactsReader, accounts: list[Account], at: datetime, derived: tuple[DerivedFact, ...]
-) -> tuple[list[Account], list[dict[str, Any]]]:
-    """The accounts whose facts can be computed, with their records: one account's bad
-    history never stops a sweep (the pipeline holds its signals; the page says why)."""
-    kept: list[Account] = []
-    records: list[dict[str, Any]] = []
-    results = reader.records_or_errors([(a, utc_day(at)) for a in accounts], derived)
-    for account, result in zip(accounts, results, strict=True):
-        if isinstance(result, Exception):
-            log.warning(
-                "sweep: facts of account %s cannot be computed: %s: %s",
-                account.id,
-                type(result).__name__,
-                result,
-                extra={"account_id": account.id},
-            )
-            continue
-        kept.append(account)
-        records.append(result)
-    return kept, records
+    reader: _Records, accounts: list[Account], at: datetime, derived: tuple[DerivedFact, ...]
+) -> tuple[list[Account], Facts, list[int]]:
+    """The accounts whose facts can be computed, their facts, and the positions of those
+    among `accounts`: one account's bad history never stops a sweep (the pipeline holds
+    its signals; the page says why)."""
+    wanted = [(a, utc_day(at)) for a in accounts]
+    if isinstance(reader, SweepFacts):
+        facts, errors = reader.facts(wanted, derived)
+    else:
+        results = reader.records_or_errors(wanted, derived)
+        errors = {i: r for i, r in enumerate(results) if isinstance(r, Exception)}
+        facts = Facts.of([{} if isinstance(r, Exception) else r for r in results])
+    for i, error in errors.items():
+        account = accounts[i]
+        log.warning(
+            "sweep: facts of account %s cannot be computed: %s: %s",
+            account.id,
+            type(error).__name__,
+            error,
+            extra={"account_id": account.id},
+        )
+    positions = [i for i in range(len(accounts)) if i not in errors]
+    return [accounts[i] for i in positions], facts, positions
 
 
 def _accounts(store: Store, chunk: int) -> Iterator[list[Account]]:
