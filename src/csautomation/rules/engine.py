@@ -208,8 +208,12 @@ def _c_dumps() -> Callable[[dict[str, Any]], str]:
     make = getattr(json.encoder, "c_make_encoder", None)  # not in the typing stubs
     if make is None:  # a Python built without _json
         return json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-    chunks = make(None, None, json.encoder.encode_basestring, None, ":", ",", False, False, True)
+    chunks = make(None, _refuse, json.encoder.encode_basestring, None, ":", ",", False, False, True)
     return lambda fact: "".join(chunks(fact, 0))
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"cannot encode {type(value).__name__} for durable_rules")
 
 
 _dumps = _c_dumps()
