@@ -18,6 +18,8 @@ from typing import Any
 from csautomation.connectors.loader import build_connectors, load_connectors
 from csautomation.connectors.registry import Connectors
 from csautomation.facts.model import Account, Signal
+from csautomation.rules import spec
+from csautomation.rules.ir import CompiledRule, compile_rule
 from csautomation.store.repo import Store
 from fakes.vendors import Vendors
 
@@ -156,3 +158,24 @@ def vendor_connectors(
         verify=vendors.ca_file(folder),
         on_change=on_change,
     )
+
+
+def compiled_rules(conditions: list[Any]) -> list[CompiledRule]:
+    """Rules r0, r1, ... with the given conditions (low priority, on usage_daily),
+    compiled."""
+    return [
+        compile_rule(
+            spec.Rule.model_validate(
+                {
+                    "id": f"r{i}",
+                    "name": "n",
+                    "owner": "o",
+                    "priority": "low",
+                    "trigger": {"on": ["usage_daily"]},
+                    "conditions": c,
+                    "actions": [{"start_playbook": "p"}],
+                }
+            )
+        )
+        for i, c in enumerate(conditions)
+    ]

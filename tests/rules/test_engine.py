@@ -12,31 +12,10 @@ from typing import Any
 import numpy as np
 
 from csautomation.facts.derived import norm
-from csautomation.rules import spec
 from csautomation.rules.batch import Columns
 from csautomation.rules.engine import StreamingEvaluator
 from csautomation.rules.explain import explain
-from csautomation.rules.ir import CompiledRule, compile_rule
-
-
-def compiled(conditions: list[Any]) -> list[CompiledRule]:
-    return [
-        compile_rule(
-            spec.Rule.model_validate(
-                {
-                    "id": f"r{i}",
-                    "name": "n",
-                    "owner": "o",
-                    "priority": "low",
-                    "trigger": {"on": ["usage_daily"]},
-                    "conditions": c,
-                    "actions": [{"start_playbook": "p"}],
-                }
-            )
-        )
-        for i, c in enumerate(conditions)
-    ]
-
+from factories import compiled_rules as compiled
 
 CONDITIONS: list[Any] = [
     "health.score < 40",

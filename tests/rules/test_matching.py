@@ -5,31 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from csautomation.rules import spec
 from csautomation.rules.batch import BatchEvaluator, Columns
 from csautomation.rules.engine import StreamingEvaluator
 from csautomation.rules.explain import explain
-from csautomation.rules.ir import CompiledRule, compile_rule
-
-
-def compiled(conditions: list[Any]) -> list[CompiledRule]:
-    return [
-        compile_rule(
-            spec.Rule.model_validate(
-                {
-                    "id": f"r{i}",
-                    "name": "n",
-                    "owner": "o",
-                    "priority": "low",
-                    "trigger": {"on": ["usage_daily"]},
-                    "conditions": c,
-                    "actions": [{"start_playbook": "p"}],
-                }
-            )
-        )
-        for i, c in enumerate(conditions)
-    ]
-
+from factories import compiled_rules as compiled
 
 # r0 and r2 have `any`s whose every branch holds on RECORD; r3's negated `all` becomes an
 # `any` of four branches (two negated leaves, each "or missing"), two of which hold

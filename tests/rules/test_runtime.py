@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from csautomation.facts.health import load_health_model
-from csautomation.rules import spec
 from csautomation.rules.engine import StreamingEvaluator
-from csautomation.rules.ir import CompiledRule, compile_rule
+from csautomation.rules.ir import CompiledRule
 from csautomation.rules.loader import load_rules
 from csautomation.rules.runtime import SCHEDULE, RuleRuntime
+from factories import compiled_rules
 
 AT = datetime(2026, 11, 1, 12, tzinfo=UTC)
 
@@ -45,26 +45,6 @@ def write_rules(folder: Path, *rules: str, name: str = "r.yaml") -> Path:
     body = "rules:\n" + "".join(textwrap.indent(r, "  ") for r in rules)
     (folder / name).write_text(body, encoding="utf-8")
     return folder
-
-
-def compiled_rules(conditions: list[Any]) -> list[CompiledRule]:
-    """Rules r0, r1, ... with the given conditions, compiled."""
-    return [
-        compile_rule(
-            spec.Rule.model_validate(
-                {
-                    "id": f"r{i}",
-                    "name": "n",
-                    "owner": "o",
-                    "priority": "low",
-                    "trigger": {"on": ["usage_daily"]},
-                    "conditions": c,
-                    "actions": [{"start_playbook": "p"}],
-                }
-            )
-        )
-        for i, c in enumerate(conditions)
-    ]
 
 
 @pytest.fixture
