@@ -33,9 +33,10 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -254,6 +255,14 @@ class Authenticator:
         if person is None or person.sign_in is None or not person.sign_in.password_hash:
             return None
         return person if hmac.compare_digest(self.stamp(person), stamp) else None
+
+    def signed_in(self, session: Mapping[str, Any]) -> Person:
+        """The person a page's session belongs to; NotSignedInError (401, or the sign-in
+        page) when it holds none or was ended."""
+        person = self.from_session(session.get("user"), session.get("stamp"))
+        if person is None:
+            raise NotSignedInError("sign in first")
+        return person
 
     def stamp(self, person: Person) -> str:
         """What a new session of `person` keeps, to be compared on every request."""

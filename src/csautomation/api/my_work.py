@@ -26,7 +26,7 @@ from temporalio.service import RPCError
 
 from csautomation.api import views
 from csautomation.api.auth import MANAGER_ROLES, Authenticator
-from csautomation.api.errors import NotSignedInError, ReviewError
+from csautomation.api.errors import ReviewError
 from csautomation.api.pages import checked_form, csrf_token, flash
 from csautomation.errors import ServiceUnavailableError
 from csautomation.escalation.people import People, Person
@@ -65,12 +65,7 @@ def router(
     pages = APIRouter(include_in_schema=False)
 
     def signed_in(request: Request) -> Person:
-        # the same check as the review pages' (pages.router)
-        session = request.session
-        person = authn.from_session(session.get("user"), session.get("stamp"))
-        if person is None:
-            raise NotSignedInError("sign in first")
-        return person
+        return authn.signed_in(request.session)
 
     def visible_task(person: Person, task_id: int) -> WorkItem:
         item = work_item(store, task_id)

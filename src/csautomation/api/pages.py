@@ -54,11 +54,7 @@ def router(review: Review, authn: Authenticator, templates: Jinja2Templates) -> 
     pages = APIRouter(include_in_schema=False)
 
     def signed_in(request: Request) -> Person:
-        session = request.session
-        person = authn.from_session(session.get("user"), session.get("stamp"))
-        if person is None:
-            raise NotSignedInError("sign in first")
-        return person
+        return authn.signed_in(request.session)
 
     def render(
         request: Request,

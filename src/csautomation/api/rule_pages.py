@@ -25,7 +25,7 @@ from fastapi.templating import Jinja2Templates
 
 from csautomation.api import insights, views
 from csautomation.api.auth import Authenticator
-from csautomation.api.errors import NotSignedInError, RuleNotFoundError
+from csautomation.api.errors import RuleNotFoundError
 from csautomation.api.pages import csrf_token
 from csautomation.api.rule_catalog import RuleCatalog, RuleInfo
 from csautomation.escalation.people import People, Person
@@ -61,12 +61,7 @@ def router(
     history = insights.BandHistory(facts, facts.model)
 
     def signed_in(request: Request) -> Person:
-        # the same check as the review pages' (pages.router)
-        session = request.session
-        person = authn.from_session(session.get("user"), session.get("stamp"))
-        if person is None:
-            raise NotSignedInError("sign in first")
-        return person
+        return authn.signed_in(request.session)
 
     def render(request: Request, name: str, person: Person, context: dict[str, Any]) -> Response:
         context = {
