@@ -3,6 +3,7 @@ exactly-once creates, completion sync, error mapping and injected faults."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -138,6 +139,33 @@ def test_a_create_whose_answer_was_lost_is_answered_from_the_idempotency_key(
         zendesk.create_task(other)
     zendesk.check()  # a GET outside a create carries no key
     assert "idempotency-key" not in fake.requests[-1].headers
+
+
+def test_activity_threads_each_get_their_own_zenpy_on_one_session(
+    fake: FakeZendesk, make: Any
+) -> None:
+    """zenpy clears the object a create is serializing whenever any response on that
+    endpoint is processed: on a shared client a lookup finishing on another thread
+    stripped a ticket's comment (CI: a 422 "Description: cannot be blank" dead letter)."""
+    zendesk = make()
+    clients: dict[str, Any] = {}
+
+    def create(n: int) -> None:
+        clients[f"thread-{n}"] = zendesk._zenpy()
+        for i in range(8):
+            zendesk.create_task(task(f"{KEY}:{n}:{i}", description=""))
+
+    threads = [threading.Thread(target=create, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(c) for c in clients.values()}) == 8
+    assert len({id(c.users.session) for c in clients.values()}) == 1  # one connection pool
+    assert len(fake.tickets) == 64
+    assert all(t["description"] == "Call Acme about renewal" for t in fake.tickets.values())
+    zendesk.close()
+    zendesk.check()  # a closed connector opens a new session on next use
 
 
 def test_completion_sync_returns_solved_tickets_keys(fake: FakeZendesk, make: Any) -> None:

@@ -117,7 +117,14 @@ class ZendeskTicketing(Guardable):
         self.name = config.id
         self._env = env
         self._verify = verify
-        self._client: Any = None  # zenpy.Zenpy, built on first use
+        # one zenpy.Zenpy per thread, built on first use, all on one session: zenpy keeps
+        # the object a create is serializing on its shared endpoint (`_dirty_object`) and
+        # clears it when any response on that endpoint is processed, so a lookup finishing
+        # on another activity thread could strip a ticket's comment mid-serialization
+        # (Zendesk then answered 422 "Description: cannot be blank", a dead letter)
+        self._local = threading.local()
+        self._session: _Session | None = None
+        self._generation = 0  # close() bumps it: a thread's older client is rebuilt
         self._lock = threading.Lock()
         self._secrets: tuple[str, ...] = ()
 
@@ -141,34 +148,42 @@ class ZendeskTicketing(Guardable):
         return subdomain, domain
 
     def _zenpy(self) -> Any:
-        with self._lock:  # activity threads share the one client
-            if self._client is None:
+        client = getattr(self._local, "client", None)
+        if client is not None and self._local.generation == self._generation:
+            return client
+        with self._lock:  # the session and the secrets are shared by every thread's client
+            if self._session is None:
                 email = secret(self.name, self.config.auth.email_env, self._env)
                 token = secret(self.name, self.config.auth.token_env, self._env)
-                subdomain, domain = self._where()
                 session = _Session()
                 session.verify = self._verify
                 session.mount("https://", HTTPAdapter(max_retries=0, pool_maxsize=32))
                 session.hooks["response"].append(_refuse_rate_limit)
                 self._secrets = (token, email)
-                self._client = Zenpy(
-                    subdomain=subdomain,
-                    domain=domain,
-                    email=email,
-                    token=token,
-                    session=session,
-                    timeout=self.config.timeout.total_seconds(),
-                    proactive_ratelimit=None,
-                    ratelimit_budget=0,  # should a 429 slip past the hook: raise, never sleep
-                    disable_cache=True,  # a cached ticket would hide its new status
-                )
-            return self._client
+                self._session = session
+            session, generation = self._session, self._generation
+            token, email = self._secrets
+        subdomain, domain = self._where()
+        client = Zenpy(
+            subdomain=subdomain,
+            domain=domain,
+            email=email,
+            token=token,
+            session=session,
+            timeout=self.config.timeout.total_seconds(),
+            proactive_ratelimit=None,
+            ratelimit_budget=0,  # should a 429 slip past the hook: raise, never sleep
+            disable_cache=True,  # a cached ticket would hide its new status
+        )
+        self._local.client, self._local.generation = client, generation
+        return client
 
     def close(self) -> None:
         with self._lock:
-            if self._client is not None:
-                self._client.users.session.close()
-                self._client = None
+            if self._session is not None:
+                self._session.close()
+                self._session = None
+            self._generation += 1
 
     def _call(self, operation: str, action: Callable[[Any], T]) -> T:
         """Run `action(zenpy)` through the guard; every failure leaves here as a
