@@ -113,12 +113,14 @@ class FakeSalesforce(FakeServer):
         """Each REST call counts against the org's daily allocation, and its answer says
         so: `Sforce-Limit-Info: api-usage=N/M` (REST API Developer Guide, Limit Info
         Header). The token endpoint is OAuth's, not the REST API's: no header."""
+        if not req.path.startswith("/services/data/"):
+            return super().dispatch(req)
+        with self.lock:
+            self.api_used += 1
+            used = self.api_used
         resp = super().dispatch(req)
-        if req.path.startswith("/services/data/"):
-            with self.lock:
-                self.api_used += 1
-                used = self.api_used
-            resp.headers = {**resp.headers, "Sforce-Limit-Info": f"api-usage={used}/{self.api_max}"}
+        limit = f"api-usage={used}/{self.api_max}"
+        resp.headers = {**resp.headers, "Sforce-Limit-Info": limit}
         return resp
 
     @override
