@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from csautomation.connectors.base import TaskRequest
 from csautomation import logs
+from csautomation.connectors.base import TaskRequest
 from csautomation.connectors.config import RateLimit, ZendeskConfig
 from csautomation.connectors.zendesk import ZendeskTicketing
 from csautomation.errors import (
@@ -297,9 +297,7 @@ def test_a_create_is_two_requests_once_the_organization_is_known(
     assert {t["organization_id"] for t in creates(fake)} == {next(iter(fake.organizations))}
 
 
-def test_the_basic_credential_an_upstream_echoes_is_redacted(
-    fake: FakeZendesk, make: Any, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_the_basic_credential_an_upstream_echoes_is_redacted(fake: FakeZendesk, make: Any) -> None:
     fake.echo_authorization = True
     basic = base64.b64encode(f"{fake.email}/token:{fake.token}".encode()).decode()
     with pytest.raises(ConnectorUnavailableError) as caught:

@@ -208,7 +208,8 @@ class FakeZendesk(FakeServer):
         if denied := self._denied(req):
             return denied
         if self.echo_authorization:
-            said = f"upstream refused the request; headers: {{'Authorization': '{req.headers['authorization']}'}}"
+            echoed = {"Authorization": req.headers["authorization"]}
+            said = f"upstream refused the request; headers: {echoed}"
             return Response(502, {"error": "BadGateway", "description": said})
         key = req.headers.get("idempotency-key")
         if key is None:
