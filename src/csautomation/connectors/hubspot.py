@@ -39,7 +39,8 @@ from csautomation.facts.model import Account
 TASK_TO_COMPANY = 192  # HUBSPOT_DEFINED association type: task -> company
 PRIORITIES = {"critical": "HIGH", "high": "HIGH", "medium": "MEDIUM", "low": "LOW"}
 PAGE = 100
-# HubSpot stores a text property's value up to 65,536 characters (Properties API guide)
+# a text property holds 65,536 characters added through the CRM (HubSpot Knowledge Base,
+# "Property field types in HubSpot")
 LIMITS = Limits("hs_task_subject", 65_536, "hs_task_body", 65_536)
 
 
