@@ -329,7 +329,7 @@ def test_check_reports_what_was_verified(fake: FakeSalesforce, make: Any) -> Non
     said = make().check()
     assert fake.url.removeprefix("https://") in said
     # the limits call is the org's first REST call today in the fake: 14999 remain
-    assert "daily API requests remaining: 14999 of 15000" in said
+    assert "daily API requests remaining: 14999 of 15000 (csautomation stops at 90% used)" in said
 
 
 def test_a_create_is_one_request_once_the_account_is_known(fake: FakeSalesforce, make: Any) -> None:

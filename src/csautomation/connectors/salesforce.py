@@ -326,7 +326,8 @@ class SalesforceCrm(Guardable):
         return (
             f"{self.name}: authenticated ({self.config.auth.method}) to https://{sf.sf_instance}"
             f", API v{self.config.api_version}; daily API requests remaining: "
-            f"{daily.get('Remaining', '?')} of {daily.get('Max', '?')}"
+            f"{daily.get('Remaining', '?')} of {daily.get('Max', '?')} (csautomation stops at "
+            f"{self.config.daily_api.stop_at:.0%} used)"
         )
 
 
