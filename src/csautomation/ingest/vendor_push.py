@@ -39,7 +39,7 @@ from datetime import datetime
 from typing import Any
 
 from csautomation import metrics
-from csautomation.ingest.intake import Intake, Outcome
+from csautomation.ingest.intake import Intake, ItemError, Outcome
 from csautomation.ingest.mapping import MISSING, AccountRule, Event, find_account, lookup
 from csautomation.ingest.mapping import translate as map_event
 from csautomation.ingest.sources import Caller, SourceAuthError, Sources
@@ -218,6 +218,7 @@ class VendorIntake:
             return user_account(self.store, caller.name, user)
 
         items: list[Any] = []
+        where: list[int] = []  # each item's index in the delivery
         for index, event in events:
             answer.events += 1
             done = await asyncio.to_thread(map_event, vendor, caller.spec.mapping, event, users)
@@ -229,17 +230,21 @@ class VendorIntake:
                 continue
             for item in done.no_account:
                 paths = ", ".join(r.from_ for r in caller.spec.mapping.account) or "none"
-                why = FieldError(
-                    "account_id", f"no account found for this event (looked at {paths})"
-                )
+                why = FieldError("account_id", f"no account found for this event ({paths})")
                 await self.hold(caller, answer, index, item, [why])
             items += done.signals
-        if items:
-            took = await self.intake.take(caller, items)
-            answer.outcome.stored += took.stored
-            answer.outcome.duplicates += took.duplicates
-            answer.outcome.errors += took.errors
-            answer.outcome.quarantined += took.quarantined
+            where += [index] * len(done.signals)
+        if not items:
+            return
+        took = await self.intake.take(caller, items)
+        out = answer.outcome
+        out.stored += [(where[i], key) for i, key in took.stored]
+        out.duplicates += [(where[i], key) for i, key in took.duplicates]
+        out.errors += [
+            ItemError(None if e.index is None else where[e.index], e.field, e.message)
+            for e in took.errors
+        ]
+        out.quarantined += took.quarantined
 
 
 def _intercom_problem(data: Any) -> FieldError | None:
