@@ -1,7 +1,7 @@
 """source identities: which account each push source's user belongs to (Segment-style
 `group` calls), so that the user's later events land on it
 
-Revision ID: 0006_source_identities
+Revision ID: 0006_identities
 Revises: 0005_partitions
 Create Date: 2026-12-06 21:39:59.355147
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_source_identities"
+revision = "0006_identities"
 down_revision = "0005_partitions"
 branch_labels = None
 depends_on = None
