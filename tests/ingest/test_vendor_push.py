@@ -155,7 +155,10 @@ def test_a_bad_intercom_signature_is_refused_and_nothing_is_kept(
     segment_path = http.post(
         "/v1/intercom/product-events", content=raw, headers={"X-Hub-Signature": sig}
     )
-    assert [r.status_code for r in (forged, unsigned, tampered, segment_path)] == [401] * 4
+    odd = http.post(  # a header of non-ASCII bytes
+        "/v1/intercom/intercom", content=raw, headers={"X-Hub-Signature": "sha1=éé".encode()}
+    )
+    assert [r.status_code for r in (forged, unsigned, tampered, segment_path, odd)] == [401] * 5
     assert "X-Hub-Signature" in unsigned.json()["detail"]
     assert INTERCOM_SECRET not in forged.text + unsigned.text
     assert stored(store) == 0 and held(store) == []

@@ -53,8 +53,11 @@ SEGMENT_CALLS = ("track", "identify", "group", "page", "screen", "alias")
 GROUP_DEFAULT = [AccountRule.model_validate({"from": "groupId"})]
 
 
-def _digest(secret: str, body: bytes) -> str:
-    return hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()
+def _matches(secret: str, body: bytes, sent: str) -> bool:
+    """`sent` is the hex HMAC-SHA1 of `body` (compared as bytes: a header may hold any
+    character, and compare_digest refuses non-ASCII text)."""
+    digest = hmac.new(secret.encode(), body, hashlib.sha1).hexdigest().encode()
+    return hmac.compare_digest(sent.strip().lower().encode("utf-8", "replace"), digest)
 
 
 def prove(
@@ -72,12 +75,12 @@ def prove(
         sent = headers.get(INTERCOM_SIGNATURE, "")
         if not sent.startswith("sha1="):
             raise SourceAuthError("send X-Hub-Signature: sha1=<HMAC-SHA1 of the body>")
-        if not hmac.compare_digest(sent[5:].strip().lower(), _digest(secret, body)):
+        if not _matches(secret, body, sent[5:]):
             raise SourceAuthError("X-Hub-Signature does not match the body")
         return Caller(name, spec)
     sent = headers.get(SEGMENT_SIGNATURE, "").strip().lower()
     if sent:
-        if not hmac.compare_digest(sent, _digest(secret, body)):
+        if not _matches(secret, body, sent):
             raise SourceAuthError("X-Signature does not match the body")
         return Caller(name, spec)
     scheme, _, encoded = headers.get("authorization", "").partition(" ")
@@ -133,8 +136,15 @@ class VendorIntake:
         self.intake = intake
         self.store = intake.store
 
-    async def hold(self, caller: Caller, answer: Answer, index: int | None, raw: Any,
-                   errors: Sequence[FieldError]) -> None:  # fmt: skip
+    async def hold(
+        self,
+        caller: Caller,
+        answer: Answer,
+        index: int | None,
+        raw: Any,
+        errors: Sequence[FieldError],
+    ) -> None:
+        """Keep `raw` in the quarantine with its errors (committed before this returns)."""
         text = raw if isinstance(raw, str) else json.dumps(raw, ensure_ascii=False)
         found = [{"field": e.field, "message": e.message} for e in errors]
         ids = await asyncio.to_thread(quarantine, self.store, [Held(caller.name, text, found)])
@@ -189,8 +199,8 @@ class VendorIntake:
         if account is None:
             if call["type"] == "group":
                 where = ", ".join(r.from_ for r in rules)
-                await self.hold(caller, answer, index, call,
-                                [FieldError(where, "no account in this group call")])  # fmt: skip
+                why = FieldError(where, "no account in this group call")
+                await self.hold(caller, answer, index, call, [why])
             else:  # an identify call that names no account is fine: nothing to link
                 answer.ignored.append({"index": index, "event": "identify", "reason": "no account"})
             return
