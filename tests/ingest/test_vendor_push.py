@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 from api.support import FAST, NOW, SECRET, FakeActions, build_people, populate
 from csautomation.api import create_app
 from csautomation.api.server import BackgroundServer
+from csautomation.errors import ConfigFileError
 from csautomation.facts.health import load_health_model
 from csautomation.facts.model import Signal
 from csautomation.ingest.sources import Sources, load_sources
@@ -366,3 +367,27 @@ def test_malformed_segment_calls_are_held_with_their_reason(
         (2, "payload.score"),
     ]
     assert len(held(store, source="product-events")) == 3 and stored(store) == 0
+
+
+def test_a_bad_mapping_is_a_located_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "sources.yaml"
+    path.write_text(
+        "sources:\n"
+        "  ic:\n"
+        "    auth: intercom\n"
+        "    secret_env: IC_SECRET\n"
+        "    mapping:\n"
+        "      events:\n"
+        "        conversation.user.created:\n"
+        "          type: support_ticket\n"
+        "          payload:\n"
+        "            urgency: {from: data.item.priority}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigFileError) as bad:
+        load_sources(path)
+    [problem] = bad.value.problems
+    assert (problem.file, problem.line) == (str(path), 7)  # the event's line
+    assert "support_ticket has no payload field urgency (its fields: priority, subject)" in str(
+        problem
+    )
