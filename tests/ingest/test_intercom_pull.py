@@ -81,7 +81,7 @@ def ctx(store: Store, tmp_path: Path) -> PullContext:
 def options(fake: FakeIntercom, tmp_path: Path, **more: Any) -> dict[str, Any]:
     return {
         "base_url": fake.url,
-        "ca_file": fake.ca_file(tmp_path),
+        "ca_bundle": fake.ca_file(tmp_path),
         "sources_file": str(ROOT / "sources.yaml"),
         "per_page": 2,
         **more,

@@ -55,7 +55,7 @@ class IntercomConversationsOptions(PullOptions):
     sources_file: Path = Path("sources.yaml")
     base_url: str = Field(default="https://api.intercom.io", pattern=r"^https://")
     version: str = "2.11"  # the Intercom-Version header
-    ca_file: str | None = None  # a CA bundle for the vendor's certificate (default: system)
+    ca_bundle: str | None = None  # a CA file for the vendor's certificate (default: system)
     per_page: int = Field(default=50, ge=1, le=150)
     first_days: int = Field(default=30, ge=1, le=3650)  # how far back the first search starts
     max_pages: int = Field(default=20, ge=1, le=1000)  # per run; the rest on the next
@@ -87,7 +87,7 @@ def pull_intercom_conversations(
         base_url=opts.base_url,
         headers=headers,
         timeout=opts.timeout,
-        verify=tls(opts.ca_file or True),
+        verify=tls(opts.ca_bundle or True),
     ) as http:
         for _ in range(opts.max_pages):
             body: dict[str, Any] = {
