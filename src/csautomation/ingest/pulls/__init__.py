@@ -20,7 +20,8 @@ the minute before its cursor: a record committed late carries an earlier LastMod
 Vendor failures leave as the connector's ConnectorError subclasses, the cursor where the
 last committed page left it; unknown kinds, bad options and missing connectors are
 ConfigErrors. A record that cannot become an account or a signal is logged and skipped;
-editing it in the vendor brings it back.
+editing it in the vendor brings it back (intercom_conversations holds it in the
+quarantine with its reason, as the Intercom webhook does).
 
     common.py       the context, result and options every kind shares; the guarded connector
     salesforce.py   salesforce_accounts
