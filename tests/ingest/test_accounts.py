@@ -167,9 +167,13 @@ def test_schema_commands_print_the_schemas() -> None:
 
 
 def test_docs_data_md_is_generated_from_the_models() -> None:
-    assert (ROOT / "docs" / "data.md").read_text(encoding="utf-8") == data_reference(), (
-        "docs/data.md is stale: python -m csautomation.facts.schema > docs/data.md"
+    text = (ROOT / "docs" / "data.md").read_text(encoding="utf-8")
+    # the generated part first; each data source's section (issue 24) follows, by hand
+    assert text.startswith(data_reference()), (
+        "docs/data.md is stale: python -m csautomation.facts.schema writes its first part"
     )
+    rest = text[len(data_reference()) :].strip()
+    assert not rest or rest.startswith("## "), rest[:200]
 
 
 # -- PUT /v1/accounts ---------------------------------------------------------------------------

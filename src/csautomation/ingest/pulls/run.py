@@ -22,6 +22,11 @@ from csautomation.ingest.pulls.file_drop import (
     UsageFileDropOptions,
     pull_usage_file_drop,
 )
+from csautomation.ingest.pulls.intercom import (
+    KIND_IC,
+    IntercomConversationsOptions,
+    pull_intercom_conversations,
+)
 from csautomation.ingest.pulls.salesforce import (
     KIND_SF,
     SalesforceAccountsOptions,
@@ -35,6 +40,7 @@ PULL_KINDS: dict[str, type[BaseModel]] = {
     KIND_SF: SalesforceAccountsOptions,
     KIND_ZD: ZendeskTicketsOptions,
     KIND_FILES: UsageFileDropOptions,
+    KIND_IC: IntercomConversationsOptions,
 }
 
 
@@ -54,6 +60,8 @@ def run_pull(kind: str, options: Mapping[str, Any], ctx: PullContext) -> PullRes
             cursor = pull_salesforce_accounts(opts, ctx, tally)
         elif isinstance(opts, ZendeskTicketsOptions):
             cursor = pull_zendesk_tickets(opts, ctx, tally)
+        elif isinstance(opts, IntercomConversationsOptions):
+            cursor = pull_intercom_conversations(opts, ctx, tally)
         else:
             assert isinstance(opts, UsageFileDropOptions)
             cursor = pull_usage_file_drop(opts, ctx, tally)
