@@ -27,33 +27,43 @@ from csautomation.connectors.owners import (
 from csautomation.errors import ConnectorUnavailableError
 from csautomation.escalation.people import People
 from factories import account
-from fakes.vendors import SF_KEY, SHIPPED_PEOPLE, Vendors, user_ids
+from fakes.vendors import SF_KEY, Vendors, shipped_user_id
 
 VENDORS = ("salesforce", "zendesk", "hubspot")
 LABEL = {"salesforce": "Salesforce", "zendesk": "Zendesk", "hubspot": "HubSpot"}
 DUE = datetime(2030, 3, 4, 9, 30, tzinfo=UTC)
-# the shipped people.yaml's emails are the fakes' users; Dana Ruiz is nobody's user
+
+
+def person(pid: str, name: str, email: str, **ids: Any) -> dict[str, Any]:
+    return {"id": pid, "name": name, "role": "csm", "email": email, "crm_ids": ids}
+
+
+# the shipped people.yaml's e-mails are the fakes' users; Dana Ruiz is nobody's user
 PEOPLE = People.model_validate(
     {
         "people": [
-            {"id": "csm-01", "name": "Priya Raman", "role": "csm",
-             "email": "priya.raman@example.com", "crm_ids": {"salesforce": "005000000000091AAA",
-             "zendesk": 360000000091, "hubspot": 12345991}},
-            {"id": "csm-02", "name": "Tom Becker", "role": "csm",
-             "email": "tom.becker@example.com", "crm_ids": {"salesforce": "005000000000092AAA",
-             "zendesk": 360000000092, "hubspot": 12345992}},
-            {"id": "csm-07", "name": "Sofia Rossi", "role": "csm",
-             "email": "Sofia.Rossi@example.com"},
-            {"id": "csm-20", "name": "Dana Ruiz", "role": "csm", "email": "dana.ruiz@example.com"},
-            {"id": "ops-01", "name": "CS Ops on call", "role": "ops", "email": "cs-ops@example.com"},
+            person(
+                "csm-01",
+                "Priya Raman",
+                "priya.raman@example.com",
+                salesforce="005000000000091AAA",
+                zendesk=360000000091,
+                hubspot=12345991,
+            ),
+            person(
+                "csm-02",
+                "Tom Becker",
+                "tom.becker@example.com",
+                salesforce="005000000000092AAA",
+                zendesk=360000000092,
+                hubspot=12345992,
+            ),
+            person("csm-07", "Sofia Rossi", "Sofia.Rossi@example.com"),
+            person("csm-20", "Dana Ruiz", "dana.ruiz@example.com"),
+            person("ops-01", "CS Ops on call", "cs-ops@example.com"),
         ]
     }
-)  # fmt: skip
-SHIPPED = {p["id"]: i for i, p in enumerate(__import__("yaml").safe_load(SHIPPED_PEOPLE.read_text())["people"])}  # fmt: skip
-
-
-def shipped_id(person: str, name: str) -> str:
-    return user_ids(person, SHIPPED[person])[name]
+)
 
 
 def task(assignee: str, key: str = "playbook:r1:ACME:2030-03:call") -> TaskRequest:
@@ -129,7 +139,7 @@ def test_an_email_is_looked_up_once_and_each_task_goes_to_that_user(
         connector.create_task(task("csm-07", key=f"playbook:r1:ACME:2030-03:call{n}"))
     for n in (1, 2):
         assert made(vendors, name, f"playbook:r1:ACME:2030-03:call{n}") == (
-            shipped_id("csm-07", name),
+            shipped_user_id("csm-07", name),
             "Usage fell 40% in 30 days.",
         )
     wanted = {
@@ -184,7 +194,7 @@ def test_a_fallback_owner_takes_the_task_says_whom_it_was_meant_for_and_is_count
     with caplog.at_level(logging.WARNING, logger="csautomation.connectors.owners"):
         connector.create_task(task("csm-20"))
     owner, description = made(vendors, name, "playbook:r1:ACME:2030-03:call")
-    assert owner == shipped_id("ops-01", name)
+    assert owner == shipped_user_id("ops-01", name)
     assert description == (
         f"Meant for Dana Ruiz (csm-20), who has no {LABEL[name]} user: no {LABEL[name]} user "
         "has the e-mail dana.ruiz@example.com. Assigned to CS Ops on call, the fallback "
@@ -281,7 +291,9 @@ def test_a_vendor_that_cannot_answer_is_retried_not_taken_for_a_missing_user(
     assert caught.value.retryable
     fake.down = False
     connector.create_task(task("csm-07"))
-    assert made(vendors, name, "playbook:r1:ACME:2030-03:call")[0] == shipped_id("csm-07", name)
+    assert made(vendors, name, "playbook:r1:ACME:2030-03:call")[0] == shipped_user_id(
+        "csm-07", name
+    )
 
 
 def test_the_cache_keeps_a_user_an_hour_and_a_miss_five_minutes() -> None:

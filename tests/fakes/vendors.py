@@ -30,6 +30,13 @@ def user_ids(person_id: str, position: int) -> dict[str, str]:
     }
 
 
+def shipped_user_id(person_id: str, vendor: str) -> str:
+    """The id the fakes give `person_id` of the shipped people.yaml at `vendor`."""
+    people = yaml.safe_load(SHIPPED_PEOPLE.read_text(encoding="utf-8"))["people"]
+    [position] = [i for i, p in enumerate(people) if p["id"] == person_id]
+    return user_ids(person_id, position)[vendor]
+
+
 class Vendors:
     def __init__(self) -> None:
         self.ca = trustme.CA()
