@@ -105,8 +105,8 @@ def _report(connector: str, found: Survey, every: bool) -> int:
 
     ok = [r for r in found.people if r.user_id is not None]
     missing = [r for r in found.people if r.user_id is None]
-    sources = Counter(SOURCES[r.source] for r in ok)
-    how = "; ".join(f"{n} by {source}" for source, n in sources.items())
+    sources = Counter(r.source for r in ok)
+    how = "; ".join(f"{sources[k]} by {said}" for k, said in SOURCES.items() if sources[k])
     out.print(
         plain(
             f"{connector} owners: resolved {len(ok)} of {len(found.people)} people in "
