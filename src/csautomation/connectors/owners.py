@@ -151,7 +151,6 @@ class Owners:
         self._cache: dict[str, tuple[UserMatch, float]] = {}
         self._asking: dict[str, threading.Lock] = {}  # one look-up per e-mail at a time
         self._lock = threading.Lock()
-        self.lookups = 0  # look-ups sent to the vendor
 
     # -- resolution ----------------------------------------------------------------------
     def resolve(self, person_id: str) -> Resolution:
@@ -188,8 +187,9 @@ class Owners:
             cached = self._cached(key)
             if cached is not None:
                 return cached
-            self.lookups += 1
             match = self._lookup(email.strip())
+            found = match.user_id or f"nobody ({match.why})"
+            log.info("%s: the user with the e-mail %s is %s", self.connector, email, found)
             ttl = FOUND_TTL if match.user_id is not None else MISSING_TTL
             with self._lock:
                 self._cache[key] = (match, self._clock() + ttl)

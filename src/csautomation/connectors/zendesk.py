@@ -33,7 +33,7 @@ from zenpy.lib.exception import APIException, RatelimitBudgetExceeded, ZenpyExce
 from csautomation.connectors.base import Completion, Receipt, TaskRequest
 from csautomation.connectors.config import ZendeskConfig, secret
 from csautomation.connectors.http import classify_status, classify_transport
-from csautomation.connectors.owners import Owners, UserMatch, pick
+from csautomation.connectors.owners import SOURCES, Owners, UserMatch, pick
 from csautomation.connectors.resilience import Guard, Guardable
 from csautomation.errors import ConnectorAuthError, ConnectorValidationError
 
@@ -253,8 +253,9 @@ class ZendeskTicketing(Guardable):
             "priority": self.config.priorities.get(level) or PRIORITIES.get(level, "normal"),
         }
         if not owner.user_id.isdigit():
+            where = SOURCES[owner.source]
             raise ConnectorValidationError(
-                self.name, "create_task", f"owners: '{owner.user_id}' is not a Zendesk user id"
+                self.name, "create_task", f"'{owner.user_id}' ({where}) is not a Zendesk user id"
             )
         fields["assignee_id"] = int(owner.user_id)
         if self.config.group_id is not None:
