@@ -90,6 +90,9 @@ class FakeSalesforce(FakeServer):
         self.jwt_public_key = jwt_public_key
         self.page_size = page_size
         self.tokens: set[str] = set()
+        # the org's daily API allocation: every REST answer reports it in Sforce-Limit-Info
+        self.api_max = 15000
+        self.api_used = 0
         self.token_requests: list[dict[str, str]] = []
         self.expire_after_refresh = False  # the next issued token is dead on arrival
         # an org's validation rules on Task: each returns its error message, or None
@@ -108,6 +111,21 @@ class FakeSalesforce(FakeServer):
         self.route("GET", DATA + r"/query/?", self.query)
         self.route("GET", DATA + r"/query/(?P<locator>[\w-]+)", self.query_more)
         self.route("GET", DATA + r"/limits/?", self.limits)
+
+    @override
+    def dispatch(self, req: Request) -> Response:
+        """Each REST call counts against the org's daily allocation, and its answer says
+        so: `Sforce-Limit-Info: api-usage=N/M` (REST API Developer Guide, Limit Info
+        Header). The token endpoint is OAuth's, not the REST API's: no header."""
+        if not req.path.startswith("/services/data/"):
+            return super().dispatch(req)
+        with self.lock:
+            self.api_used += 1
+            used = self.api_used
+        resp = super().dispatch(req)
+        limit = f"api-usage={used}/{self.api_max}"
+        resp.headers = {**resp.headers, "Sforce-Limit-Info": limit}
+        return resp
 
     @override
     def not_found_body(self, req: Request) -> Any:
@@ -363,7 +381,10 @@ class FakeSalesforce(FakeServer):
         return Response(
             200,
             {
-                "DailyApiRequests": {"Max": 15000, "Remaining": 14990},
+                "DailyApiRequests": {
+                    "Max": self.api_max,
+                    "Remaining": self.api_max - self.api_used,
+                },
                 "DataStorageMB": {"Max": 5, "Remaining": 5},
             },
         )

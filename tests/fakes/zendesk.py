@@ -69,6 +69,9 @@ class FakeZendesk(FakeServer):
         self.email = email
         self.token = token
         self.anonymous = False  # users/me answers as Zendesk does without credentials
+        # a proxy in front that fails a create and echoes the request's Authorization
+        # header in its error body, as some gateways' debug pages do
+        self.echo_authorization = False
         self.export_page_size = 1000  # the cursor-based export's tickets per page
         self.tickets: dict[int, dict[str, Any]] = {}
         self.organizations: dict[int, dict[str, Any]] = {}
@@ -243,6 +246,10 @@ class FakeZendesk(FakeServer):
     def create_ticket(self, req: Request) -> Response:
         if denied := self._denied(req):
             return denied
+        if self.echo_authorization:
+            echoed = {"Authorization": req.headers["authorization"]}
+            said = f"upstream refused the request; headers: {echoed}"
+            return Response(502, {"error": "BadGateway", "description": said})
         key = req.headers.get("idempotency-key")
         if key is None:
             return self._create_ticket(req)

@@ -49,7 +49,8 @@ class Flaky:
         return self.inner.create_task(request)
 
 
-def playbook(on_failure: str = "continue") -> Playbook:
+def playbook(on_failure: str = "continue", connector: str | None = "crm") -> Playbook:
+    task = {"assignee": "owner", "subject": "Call {{ account.name }}", "connector": connector}
     return Playbook.model_validate(
         {
             "id": "dl-test",
@@ -58,11 +59,7 @@ def playbook(on_failure: str = "continue") -> Playbook:
             "steps": [
                 {
                     "id": "call",
-                    "create_task": {
-                        "assignee": "owner",
-                        "subject": "Call {{ account.name }}",
-                        "connector": "crm",
-                    },
+                    "create_task": {k: v for k, v in task.items() if v is not None},
                     "on_failure": on_failure,
                 },
                 {"id": "done", "complete": {"outcome": "done"}},
@@ -122,7 +119,8 @@ async def test_a_refused_action_goes_straight_to_the_dead_letter_store(
     handle, worker = await run(client, store, crm, playbook())
     async with worker:
         result = await handle.result()
-    assert result.outcome == "done"  # on_failure: continue
+    # on_failure: continue; the run went on to its end but did not do what it says
+    assert result.outcome == "incomplete"
     assert crm.calls == 1  # never retried
     [dl] = dead_letters(store)
     assert (dl.workflow_id, dl.step_id, dl.action, dl.connector, dl.attempts) == (
@@ -162,3 +160,20 @@ async def test_a_vendor_down_exhausts_bounded_retries_then_pauses_until_redriven
         await handle.signal(PlaybookWorkflow.redriven, "call")
         result = await handle.result()
     assert result.outcome == "done" and crm.calls == 8
+
+
+@pytest.mark.asyncio
+async def test_a_step_naming_no_connector_is_dead_lettered_with_the_one_it_used(
+    client: Client, db_url: str
+) -> None:
+    """The step takes the configured default connector: its dead letter names it, so
+    `connectors status` counts it (it was stored with an empty connector)."""
+    store = playbook_store(db_url)
+    refused = ConnectorValidationError("crm", "create_task", "FIELD_INTEGRITY", status=400)
+    crm = Flaky(store, 100, refused)
+    handle, worker = await run(client, store, crm, playbook(connector=None))
+    async with worker:
+        result = await handle.result()
+    assert result.outcome == "incomplete"
+    [dl] = dead_letters(store)
+    assert dl.connector == "crm" and dl.payload["connector"] is None

@@ -17,6 +17,7 @@ from csautomation.audit.conditions import said
 from csautomation.audit.escalation_story import round_words
 from csautomation.audit.story import duration, moment
 from csautomation.playbooks.spec import Playbook, Step
+from csautomation.store import ledger
 from csautomation.store.engine import aware
 from csautomation.store.escalations import Filters, get_escalation, list_escalations
 from csautomation.store.ledger import EFFECTS, Entry
@@ -293,7 +294,7 @@ def _what(e: Entry, who: Names) -> str:
             return f"playbook {e.playbook_id} version {e.playbook_version} (firing {e.firing_id})"
         return f"{d.get('kind', 'run')} (firing {e.firing_id})"
     if e.kind in EFFECTS:
-        made = "created" if d.get("created") else "found already there"
+        made = ledger.effect_words(e.kind, bool(d.get("created")))
         return f"{e.connector} record {e.record_id} {made}"
     if e.kind == "escalation":
         by = str(d.get("by") or "")

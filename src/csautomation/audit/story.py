@@ -21,6 +21,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from csautomation.store import ledger
+
 # makes a timeline line (audit/timeline.py's Line): when, what, detail lines, and the person
 # id of whoever acted
 MakeLine = Callable[[datetime, str, list[str], str], Any]
@@ -106,8 +108,8 @@ def started(workflow_type: str, inp: dict[str, Any]) -> tuple[list[str], list[st
 def result(name: str, inp: dict[str, Any], value: Any) -> list[str]:
     """An activity's result in words: the vendor's record, the escalation opened."""
     if isinstance(value, dict) and {"connector", "record_id"} <= value.keys():
-        verb = "created" if value.get("created") else "already there (deduplicated)"
-        thing = {"create_task": "task", "update_account": "update"}.get(name, "message")
+        verb = ledger.effect_words(name, bool(value.get("created")))
+        thing = {"create_task": "task", "update_account": "account"}.get(name, "message")
         return [f"{thing} {value['record_id']} in {value['connector']}: {verb}"]
     if name == "open_escalation":
         opened = "was already closed" if value == "closed" else "opened"

@@ -31,6 +31,7 @@ from csautomation.cli.common import (
     run,
 )
 from csautomation.errors import CsAutomationError, NoStoreError, ServiceUnavailableError
+from csautomation.store import ledger
 
 history_app = typer.Typer(help="Workflow histories, for offline replay.", no_args_is_help=True)
 
@@ -111,13 +112,13 @@ def audit(
                 )
             ),
             plain(e.workflow_id),
-            plain(_what(e)),
+            plain(entry_words(e)),
         )
     out.print(table)
     out.print(f"{len(found)} entries")
 
 
-def _what(e: Any) -> str:
+def entry_words(e: Any) -> str:
     d = e.detail
     if e.kind == "rule_fired":
         facts = (d.get("explain") or {}).get("facts") or {}
@@ -130,7 +131,7 @@ def _what(e: Any) -> str:
             else d.get("kind", "")
         )
     if e.kind in ("create_task", "notify", "update_account", "notify_escalation"):
-        made = d.get("outcome") or ("created" if d.get("created") else "deduplicated")
+        made = ledger.effect_words(e.kind, bool(d.get("created")))
         return f"{e.connector} record {e.record_id} ({made})"
     if e.kind == "escalation":
         return f"{d.get('event')} by {d.get('by')} (level {d.get('level')})"

@@ -34,6 +34,7 @@ from simple_salesforce.format import format_external_id, format_soql
 from csautomation import logs
 from csautomation.connectors.base import Completion, FieldUpdate, Receipt, TaskRequest
 from csautomation.connectors.config import SalesforceConfig, secret
+from csautomation.connectors.fields import Limits, fit_task
 from csautomation.connectors.http import classify_status, classify_transport
 from csautomation.connectors.owners import Owners, UserMatch, pick
 from csautomation.connectors.resilience import Guard, Guardable
@@ -50,17 +51,34 @@ PRIORITIES = {"critical": "High", "high": "High", "medium": "Normal", "low": "Lo
 TRANSPORT = (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError)
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 USER_ID = re.compile(r"^005[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?$")  # a User's 15 or 18 characters
+USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
+# the Task fields' lengths (Object Reference, Task: Subject 255, Description 32,000)
+TASK_LIMITS = Limits("Subject", 255, "Description", 32_000)
+
+
+def api_usage(headers: Mapping[str, str]) -> tuple[int, int] | None:
+    """(used, allocation) from `Sforce-Limit-Info: api-usage=18/5000` (REST API Developer
+    Guide, "Limit Info Header": returned on each REST call; other fields may follow `;`)."""
+    value = headers.get("Sforce-Limit-Info") or ""
+    found = USAGE.search(value)
+    return (int(found[1]), int(found[2])) if found else None
 
 
 class _Session(requests.Session):
     """Puts the connector's timeout and CA on every call (simple-salesforce's SObject methods
-    take neither) and keeps each thread's last answer headers, which SalesforceError drops
-    (Retry-After)."""
+    take neither), keeps each thread's last answer headers, which SalesforceError drops
+    (Retry-After), and passes on each answer's API usage."""
 
-    def __init__(self, timeout: float, verify: str | bool) -> None:
+    def __init__(
+        self,
+        timeout: float,
+        verify: str | bool,
+        on_usage: Callable[[int, int], None] | None = None,
+    ) -> None:
         super().__init__()
         self.verify = verify
         self.timeout = timeout
+        self.on_usage = on_usage
         self._local = threading.local()
 
     def request(self, method: str, url: Any, *args: Any, **kwargs: Any) -> requests.Response:
@@ -69,6 +87,9 @@ class _Session(requests.Session):
         kwargs.setdefault("verify", self.verify)
         response = super().request(method, url, *args, **kwargs)
         self._local.headers = response.headers
+        usage = api_usage(response.headers)
+        if usage is not None and self.on_usage is not None:
+            self.on_usage(*usage)
         return response
 
     @property
@@ -89,7 +110,8 @@ class SalesforceCrm(Guardable):
         self.config = config
         self.name = config.id
         self._env = env
-        self._http = _Session(config.timeout.total_seconds(), verify)
+        self._http = _Session(config.timeout.total_seconds(), verify, self._usage)
+        self.api_usage: tuple[int, int] | None = None  # (used, allocation), last reported
         self._lock = threading.Lock()
         self._sf: Salesforce | None = None
         self._secrets: set[str] = set()
@@ -105,6 +127,11 @@ class SalesforceCrm(Guardable):
 
     def close(self) -> None:
         self._http.close()
+
+    def _usage(self, used: int, limit: int) -> None:
+        self.api_usage = (used, limit)
+        if self.guard is not None and self.guard.quota is not None:
+            self.guard.quota.observe(used, limit)
 
     # -- session -----------------------------------------------------------------------------
     def _secret(self, env_name: str | None) -> str:
@@ -236,9 +263,12 @@ class SalesforceCrm(Guardable):
         field, key = self.config.idempotency_field, request.idempotency_key
         priorities = PRIORITIES | self.config.priorities
         owner = self.owners.assign(request, op)
+        subject, description = fit_task(
+            self.name, key, request.subject, owner.description(request.description), TASK_LIMITS
+        )
         data: dict[str, Any] = {
-            "Subject": request.subject,
-            "Description": owner.description(request.description),
+            "Subject": subject,
+            "Description": description,
             "OwnerId": owner.user_id,
             "WhatId": self._account_id(op, request.account.id, request.account.crm_ids),
             "ActivityDate": request.due_at.date().isoformat(),
@@ -314,7 +344,8 @@ class SalesforceCrm(Guardable):
         return (
             f"{self.name}: authenticated ({self.config.auth.method}) to https://{sf.sf_instance}"
             f", API v{self.config.api_version}; daily API requests remaining: "
-            f"{daily.get('Remaining', '?')} of {daily.get('Max', '?')}"
+            f"{daily.get('Remaining', '?')} of {daily.get('Max', '?')} (csautomation stops at "
+            f"{self.config.daily_api.stop_at:.0%} used)"
         )
 
 

@@ -16,6 +16,7 @@ mounts a three-retry adapter only on sessions it builds itself).
 
 from __future__ import annotations
 
+import base64
 import contextvars
 import threading
 from collections.abc import Callable, Collection, Mapping
@@ -30,6 +31,7 @@ from zenpy import Zenpy
 from zenpy.lib.api_objects import Comment, Ticket
 from zenpy.lib.exception import APIException, RatelimitBudgetExceeded, ZenpyException
 
+from csautomation import logs
 from csautomation.connectors.base import Completion, Receipt, TaskRequest
 from csautomation.connectors.config import ZendeskConfig, secret
 from csautomation.connectors.http import classify_status, classify_transport
@@ -128,6 +130,7 @@ class ZendeskTicketing(Guardable):
         self._generation = 0  # close() bumps it: a thread's older client is rebuilt
         self._lock = threading.Lock()
         self._secrets: tuple[str, ...] = ()
+        self._organizations: dict[str, int | None] = {}  # our account id -> Zendesk's
         self.owners = Owners(
             config.id, "Zendesk", config.owners, config.fallback_owner, self._user, str.isdigit
         )
@@ -163,10 +166,14 @@ class ZendeskTicketing(Guardable):
                 session.verify = self._verify
                 session.mount("https://", HTTPAdapter(max_retries=0, pool_maxsize=32))
                 session.hooks["response"].append(_refuse_rate_limit)
-                self._secrets = (token, email)
+                # what goes on the wire is `Basic base64(email/token:token)`: an upstream
+                # that echoes the Authorization header echoes that, not the token
+                basic = base64.b64encode(f"{email}/token:{token}".encode()).decode()
+                logs.register(basic)
+                self._secrets = (token, email, basic)
                 self._session = session
             session, generation = self._session, self._generation
-            token, email = self._secrets
+            token, email = self._secrets[:2]
         subdomain, domain = self._where()
         client = Zenpy(
             subdomain=subdomain,
@@ -230,12 +237,21 @@ class ZendeskTicketing(Guardable):
         return str(hits[0].id) if hits else None
 
     def _organization(self, account_id: str) -> int | None:
+        """The account's organization, looked up once per account for the connector's
+        life (an organization's id does not change; one made later is found after a
+        worker restart)."""
+        if account_id in self._organizations:
+            return self._organizations[account_id]
+
         def look(zd: Any) -> list[Any]:
             # not organizations.external(): zenpy appends its paging to that URL's query
             return list(zd.organizations(external_id=quote(account_id, safe="")))
 
         hits = [o for o in self._call("create_task", look) if o.external_id == account_id]
-        return int(hits[0].id) if hits else None
+        found = int(hits[0].id) if hits else None
+        if found is not None:  # an account without one yet may get one: ask again
+            self._organizations[account_id] = found
+        return found
 
     def _ticket(self, request: TaskRequest, organization: int | None) -> Ticket:
         level = request.priority.lower()

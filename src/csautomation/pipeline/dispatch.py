@@ -23,7 +23,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from csautomation.errors import ConfigError
-from csautomation.playbooks.spec import Playbook, Step, TaskStep
+from csautomation.playbooks.spec import Playbook, Step
 from csautomation.rules.runtime import Match
 from csautomation.rules.spec import Action, CreateTask, Escalate, StartPlaybook
 from csautomation.workflows.escalation import EscalationWorkflow
@@ -105,7 +105,6 @@ def escalation_workflow_id(firing: Firing | Match) -> str:
 
 def task_playbook(rule_id: str, action: CreateTask) -> Playbook:
     """A rule's own create_task action runs as a one-step playbook, with the same guarantees."""
-    t = action.create_task
     return Playbook(
         id=f"rule-task-{rule_id}"[:64],
         name=f"Task from rule {rule_id}",
@@ -113,14 +112,7 @@ def task_playbook(rule_id: str, action: CreateTask) -> Playbook:
         steps=[
             Step(
                 id="task",
-                create_task=TaskStep(
-                    connector=t.connector,
-                    assignee=t.assignee,
-                    subject=t.subject,
-                    description=t.description,
-                    due_in=t.due_in,
-                    priority=t.priority,
-                ),
+                create_task=action.create_task,  # the one task model: every field kept
             )
         ],
     )

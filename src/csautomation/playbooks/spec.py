@@ -30,7 +30,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from csautomation.config import Duration
-from csautomation.rules.spec import Condition, Priority, Scalar
+from csautomation.rules.spec import Condition, Scalar, TaskSpec
 from csautomation.templates import Template, check
 
 NEXT = ("continue", "complete")
@@ -40,13 +40,8 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-class TaskStep(Strict):
-    connector: str | None = Field(default=None, description="connector id; default per config")
-    assignee: Literal["owner", "manager"] = "owner"
-    subject: Template = Field(min_length=1)
-    description: Template = ""
-    due_in: Duration = timedelta(days=3)
-    priority: Priority = Priority.medium
+# one model for a rule's create_task action and a playbook's create_task step
+TaskStep = TaskSpec
 
 
 class NotifyStep(Strict):

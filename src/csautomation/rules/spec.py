@@ -362,12 +362,16 @@ class Escalate(Strict):
 
 
 class TaskSpec(Strict):
+    """A task in the account's CRM: a rule's `create_task` action and a playbook's
+    `create_task` step are this one model (`playbooks.spec.TaskStep`), so a rule's task
+    keeps every field a step has (connector, priority, due date, ...)."""
+
+    connector: str | None = Field(default=None, description="connector id; default per config")
+    assignee: Literal["owner", "manager"] = "owner"
     subject: Template = Field(min_length=1)
     description: Template = ""
-    assignee: Literal["owner", "manager"] = "owner"
     due_in: Duration = timedelta(days=3)
     priority: Priority = Priority.medium
-    connector: str | None = Field(default=None, description="connector id; default per config")
 
 
 class CreateTask(Strict):

@@ -268,6 +268,15 @@ def outcome(action: str, vendor_created: bool) -> str:
     return CREATED if vendor_created or action in MAKES_A_RECORD else FOUND_EXISTING
 
 
+def effect_words(action: str, created: bool) -> str:
+    """A side effect in words for people (replay, `csauto audit`, the audit report): an
+    account update is an update, whatever the vendor answered; a record is created, or
+    was already there (the vendor deduplicated on our key)."""
+    if action == "update_account":
+        return "updated"
+    return "created" if created else "already there (deduplicated)"
+
+
 def effect(
     action: str,
     key: str,

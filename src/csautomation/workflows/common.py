@@ -43,6 +43,12 @@ async def dead_letter(
     dead-letter store: everything needed to re-drive it through the same key."""
     errors = failure_chain(err)
     attempt = next((e["details"].get("attempt", 0) for e in errors if e["details"]), 0)
+    # the connector that failed, as the activity resolved it: a step that names none used
+    # the configured default, and its dead letter must say which (`connectors status`)
+    connector = next(
+        (str(e["details"]["connector"]) for e in errors if e["details"].get("connector")),
+        connector,
+    )
     await workflow.execute_local_activity(
         names.RECORD_DEAD_LETTER,
         DeadLetterInput(

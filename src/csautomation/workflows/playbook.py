@@ -62,6 +62,7 @@ class PlaybookWorkflow:
         self._current = ""
         self._history: list[StepRecord] = []
         self._redriven: set[str] = set()
+        self._dead_lettered: set[str] = set()  # steps whose action is in the dead-letter store
 
     @workflow.signal
     def task_completed(self, step_id: str, by: str = "") -> None:  # noqa: ARG002
@@ -74,6 +75,7 @@ class PlaybookWorkflow:
     def redriven(self, step_id: str) -> None:
         """A dead-lettered action of this run was re-driven: a paused run goes on."""
         self._redriven.add(step_id)
+        self._dead_lettered.discard(step_id)
 
     @workflow.signal
     def cancel(self) -> None:
@@ -160,6 +162,14 @@ class PlaybookWorkflow:
     async def run(self, inp: PlaybookInput) -> PlaybookResult:
         outcome = await self._steps(inp)
         self._current = ""
+        # a run whose action waits in the dead-letter store did not do what it says: it is
+        # "incomplete" (kept when the action is re-driven later), never "completed"
+        if (
+            self._dead_lettered
+            and outcome not in ("cancelled", "goal_met")
+            and workflow.patched("dead-letter-incomplete")
+        ):
+            outcome = "incomplete"
         await workflow.execute_local_activity(
             names.RECORD_RUN_OUTCOME,
             RunOutcome(workflow_id=workflow.info().workflow_id, outcome=outcome),
@@ -335,6 +345,8 @@ class PlaybookWorkflow:
             return None
         except ActivityError as err:
             began = self._history[-1].started_at
+            # before it is stored: its re-drive (the `redriven` signal) can come only after
+            self._dead_lettered.add(step.id)
             await dead_letter(err, name, arg, step.id, connector or "", inp.account_id, began)
         self._history[-1].result = "dead_letter"
         if step.on_failure == "pause":
