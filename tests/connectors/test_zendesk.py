@@ -16,6 +16,7 @@ import pytest
 from csautomation import logs
 from csautomation.connectors.base import TaskRequest
 from csautomation.connectors.config import RateLimit, ZendeskConfig
+from csautomation.connectors.owners import UnresolvedOwnerError
 from csautomation.connectors.zendesk import ZendeskTicketing
 from csautomation.errors import (
     ConnectorAuthError,
@@ -104,13 +105,20 @@ def test_creates_a_ticket_with_mapped_fields(fake: FakeZendesk, make: Any) -> No
     assert fake.tickets[int(receipt.record_id)]["status"] == "new"
 
 
-def test_priorities_map_and_unknown_owner_and_missing_org_are_left_out(
+def test_priorities_map_and_a_missing_org_is_left_out(fake: FakeZendesk, make: Any) -> None:
+    make(priorities={"high": "urgent"}).create_task(task(priority="high"))
+    [sent] = creates(fake)
+    assert sent["priority"] == "urgent" and sent["assignee_id"] == 7001
+    assert {"organization_id", "group_id"}.isdisjoint(sent)
+
+
+def test_an_unknown_owner_is_refused_never_an_unassigned_ticket(
     fake: FakeZendesk, make: Any
 ) -> None:
-    make(priorities={"high": "urgent"}).create_task(task(priority="high", assignee="nobody"))
-    [sent] = creates(fake)
-    assert sent["priority"] == "urgent"
-    assert {"assignee_id", "organization_id", "group_id"}.isdisjoint(sent)
+    with pytest.raises(UnresolvedOwnerError, match="nobody has no Zendesk user") as caught:
+        make().create_task(task(assignee="nobody"))
+    assert not caught.value.retryable
+    assert creates(fake) == []
 
 
 def test_same_key_twice_creates_one_ticket(fake: FakeZendesk, make: Any) -> None:

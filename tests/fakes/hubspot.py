@@ -73,11 +73,13 @@ class FakeHubSpot(FakeServer):
         self._indexed_at: dict[str, float] = {}  # task id -> when search shows it
         self.objects: dict[str, dict[str, dict[str, Any]]] = {"tasks": {}, "companies": {}}
         self.associations: dict[str, list[dict[str, Any]]] = {}  # task id -> as created
+        self.owner_records: dict[str, dict[str, Any]] = {}  # owner id -> as the API shows it
         self._hidden: dict[str, int] = {}  # task id -> searches it stays invisible to
         self._ids = itertools.count(90001)
         self.route("POST", r"/crm/v3/objects/(?P<kind>tasks|companies)/search", self.search)
         self.route("POST", r"/crm/v3/objects/tasks", self.create_task)
         self.route("GET", r"/crm/v3/objects/tasks", self.list_tasks)
+        self.route("GET", r"/crm/v3/owners/?", self.owners)
         self.route("GET", r"/crm/v3/properties/tasks/(?P<name>\w+)", self.task_property)
 
     def not_found_body(self, req: Request) -> Any:
@@ -103,6 +105,28 @@ class FakeHubSpot(FakeServer):
             return str(
                 self._store("companies", {"csauto_account_id": account_id, "name": name})["id"]
             )
+
+    def add_owner(self, email: str, name: str, owner_id: str = "", archived: bool = False) -> str:
+        """An owner (a HubSpot user who can own records): `id` is what hubspot_owner_id
+        takes, `userId` is the user's other id."""
+        first, _, last = name.partition(" ")
+        with self.lock:
+            oid = owner_id or str(next(self._ids))
+            stamp = now_iso()
+            self.owner_records[oid] = {
+                "id": oid,
+                "email": email,
+                "type": "PERSON",
+                "firstName": first,
+                "lastName": last,
+                "userId": int(oid) + 1_000_000,
+                "userIdIncludingInactive": int(oid) + 1_000_000,
+                "createdAt": stamp,
+                "updatedAt": stamp,
+                "archived": archived,
+                "teams": [],
+            }
+            return oid
 
     def complete(self, task_id: str, at: datetime | None = None) -> None:
         """Mark a task done, as a CSM ticking it off in HubSpot would."""
@@ -268,3 +292,22 @@ class FakeHubSpot(FakeServer):
             return denied
         limit = int(req.query.get("limit", ["10"])[0])
         return Response(200, {"results": list(self.objects["tasks"].values())[:limit]})
+
+    def owners(self, req: Request) -> Response:
+        """`GET /crm/v3/owners?email=&archived=&limit=&after=`: owners, active ones unless
+        `archived=true` (then only archived ones, as HubSpot answers), by exact e-mail."""
+        if denied := self._authorized(req):
+            return denied
+        email = req.query.get("email", [""])[0].lower()
+        archived = req.query.get("archived", ["false"])[0] == "true"
+        found = [
+            o
+            for o in self.owner_records.values()
+            if o["archived"] == archived and (not email or o["email"].lower() == email)
+        ]
+        limit = int(req.query.get("limit", ["100"])[0])
+        start = int(req.query.get("after", ["0"])[0])
+        body: dict[str, Any] = {"results": found[start : start + limit]}
+        if start + limit < len(found):
+            body["paging"] = {"next": {"after": str(start + limit)}}
+        return Response(200, body)

@@ -35,6 +35,9 @@ CLOSED_TASKS = re.compile(
 )
 USER = re.compile(r"^SELECT Id FROM User LIMIT 1$")
 USER_ID = "0055g0000000001AAA"  # the integration user the token belongs to
+USER_BY_EMAIL = re.compile(
+    r"^SELECT Id, IsActive FROM User WHERE Email = (?P<value>'(?:[^'\\]|\\.)*')$"
+)
 # a quoted SOQL string: a quote inside it must come escaped (\'), else the query is malformed
 STRING = r"'(?:[^'\\\n]|\\.)*'"
 CHANGED_ACCOUNTS = re.compile(
@@ -96,6 +99,7 @@ class FakeSalesforce(FakeServer):
         self.task_rules: list[Callable[[dict[str, Any]], str | None]] = []
         self.tasks: dict[str, dict[str, Any]] = {}  # id -> fields
         self.accounts: dict[str, dict[str, Any]] = {}
+        self.users: dict[str, dict[str, Any]] = {}  # id -> a User's fields
         self.soql: list[str] = []
         self._cursors: dict[str, list[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
@@ -146,6 +150,13 @@ class FakeSalesforce(FakeServer):
             if isinstance(stamp, datetime):
                 stamp = sf_date(stamp)
             self.accounts[account_id] |= fields | {"LastModifiedDate": stamp or sf_now()}
+
+    def add_user(self, email: str, name: str, user_id: str = "", active: bool = True) -> str:
+        """A User (Email is not unique in Salesforce: two users may share one)."""
+        with self.lock:
+            uid = user_id or self.new_id("005")
+            self.users[uid] = {"Id": uid, "Name": name, "Email": email, "IsActive": active}
+            return uid
 
     def expire_tokens(self) -> None:
         with self.lock:
@@ -297,6 +308,14 @@ class FakeSalesforce(FakeServer):
             ]
         elif m := CHANGED_ACCOUNTS.match(soql):
             rows = self._changed_accounts(version, m)
+        elif m := USER_BY_EMAIL.match(soql):
+            # SOQL compares Email without regard to case, as Salesforce does for text
+            email = soql_string(m["value"]).lower()
+            rows = [
+                self._record("User", version, {"Id": u["Id"], "IsActive": u["IsActive"]})
+                for u in self.users.values()
+                if u["Email"].lower() == email
+            ]
         elif USER.match(soql):
             rows = [self._record("User", version, {"Id": USER_ID})]
         else:

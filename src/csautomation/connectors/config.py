@@ -109,6 +109,9 @@ class Common(Strict):
     rate_limit: RateLimit | None = None
     # our CSM and manager ids -> the vendor's user ids
     owners: dict[str, Annotated[str, BeforeValidator(_id)]] = Field(default_factory=dict)
+    # who takes a task whose person has no user at the vendor (a person id, or the vendor's
+    # user id); without it such a task is a dead letter (connectors/owners.py)
+    fallback_owner: Annotated[str, BeforeValidator(_id)] | None = None
     # our priorities -> the vendor's values
     priorities: dict[str, str] = Field(default_factory=dict)
 

@@ -27,6 +27,7 @@ from csautomation.connectors.base import Completion, Receipt, TaskRequest
 from csautomation.connectors.config import HubSpotConfig, secret
 from csautomation.connectors.fields import Limits, fit_task
 from csautomation.connectors.http import HttpConnector, classify_status, classify_transport
+from csautomation.connectors.owners import Owners, UserMatch, pick
 from csautomation.connectors.resilience import Guard
 from csautomation.errors import (
     ConnectorError,
@@ -80,6 +81,9 @@ class HubSpotCrm(HttpConnector):
         self.base_url = config.url
         self._companies: dict[str, str] = {}  # our account id -> HubSpot company id
         self.sleep: Callable[[float], None] = time.sleep  # tests may record the waits
+        self.owners = Owners(
+            config.id, "HubSpot", config.owners, config.fallback_owner, self._user, str.isdigit
+        )
 
     def _call(self, operation: str, method: str, path: str, body: Any = None, **params: Any) -> Any:
         """One request, through the guard (a search takes a `search` token); every
@@ -172,17 +176,15 @@ class HubSpotCrm(HttpConnector):
         return self._companies[account.id]
 
     def _properties(self, request: TaskRequest) -> dict[str, str]:
-        owner = self.config.owners.get(request.assignee)
-        if owner is None:
-            raise ConnectorValidationError(
-                self.name,
-                "create_task",
-                f"no HubSpot owner is mapped for '{request.assignee}' (owners in the config)",
-            )
+        owner = self.owners.assign(request)
         level = request.priority.lower()
         priority = self.config.priorities.get(level) or PRIORITIES.get(level, "MEDIUM")
         subject, body = fit_task(
-            self.name, request.idempotency_key, request.subject, request.description, LIMITS
+            self.name,
+            request.idempotency_key,
+            request.subject,
+            owner.description(request.description),
+            LIMITS,
         )
         return {
             "hs_timestamp": iso(request.due_at),
@@ -190,9 +192,21 @@ class HubSpotCrm(HttpConnector):
             "hs_task_body": body,
             "hs_task_status": "NOT_STARTED",
             "hs_task_priority": priority,
-            "hubspot_owner_id": owner,
+            "hubspot_owner_id": owner.user_id,
             self.config.idempotency_property: request.idempotency_key,
         }
+
+    def _user(self, email: str) -> UserMatch:
+        """The owner with this e-mail (`GET /crm/v3/owners?email=`, active owners only,
+        as HubSpot answers without `archived=true`); its `id`, not its `userId`, is what
+        hubspot_owner_id takes."""
+        page = self._call("find_user", "GET", "/crm/v3/owners", email=email, limit=PAGE)
+        found = [
+            (str(o["id"]), "is archived" if o.get("archived") else "")
+            for o in page.get("results", [])
+            if (o.get("email") or "").lower() == email.lower()
+        ]
+        return pick("HubSpot", email, found)
 
     def create_task(self, request: TaskRequest) -> Receipt:
         properties = self._properties(request)  # a mapping problem fails before any call

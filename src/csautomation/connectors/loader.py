@@ -21,6 +21,7 @@ from csautomation.connectors.config import (
     SalesforceConfig,
 )
 from csautomation.connectors.local import LocalCrm
+from csautomation.connectors.owners import attach
 from csautomation.connectors.registry import Connectors
 from csautomation.connectors.resilience import (
     Allocation,
@@ -31,6 +32,7 @@ from csautomation.connectors.resilience import (
     temporal_clock,
 )
 from csautomation.errors import ConfigFileError, Problem
+from csautomation.escalation.people import People
 from csautomation.store.repo import Store
 
 # type -> "module:Class", imported only when a connector of that type is configured
@@ -123,9 +125,11 @@ def build_connectors(
     env: Mapping[str, str] | None = None,
     verify: str | bool = True,
     on_change: Callable[[BreakerState], None] | None = None,
+    people: People | None = None,
 ) -> Connectors:
     """The enabled connectors, each guarded; the built-in `local` one always, as the
-    default for any capability no enabled connector claims."""
+    default for any capability no enabled connector claims. Task owners resolve through
+    `people` (people.yaml) after each connector's own `owners:` map."""
     source = os.environ if env is None else env
     by_name: dict[str, Connector] = {"local": LocalCrm(store)}
     defaults: dict[str, str] = {}
@@ -155,6 +159,7 @@ def build_connectors(
             )
             # each of its requests passes the breaker and the limit
             by_name[config.id] = vendor(config, source, verify, guard)
+            attach(by_name[config.id], people)
         for capability in config.default_for:
             defaults[capability.value] = config.id
     return Connectors(by_name, default="local", fallback="local", defaults=defaults)

@@ -36,6 +36,7 @@ from csautomation.connectors.base import Completion, FieldUpdate, Receipt, TaskR
 from csautomation.connectors.config import SalesforceConfig, secret
 from csautomation.connectors.fields import Limits, fit_task
 from csautomation.connectors.http import classify_status, classify_transport
+from csautomation.connectors.owners import Owners, UserMatch, pick
 from csautomation.connectors.resilience import Guard, Guardable
 from csautomation.errors import (
     ConnectorAuthError,
@@ -49,6 +50,7 @@ T = TypeVar("T")
 PRIORITIES = {"critical": "High", "high": "High", "medium": "Normal", "low": "Low"}
 TRANSPORT = (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError)
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+USER_ID = re.compile(r"^005[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?$")  # a User's 15 or 18 characters
 USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
 # the Task fields' lengths (Object Reference, Task: Subject 255, Description 32,000)
 TASK_LIMITS = Limits("Subject", 255, "Description", 32_000)
@@ -114,6 +116,14 @@ class SalesforceCrm(Guardable):
         self._sf: Salesforce | None = None
         self._secrets: set[str] = set()
         self._accounts: dict[str, str] = {}  # our account id -> Salesforce Account Id
+        self.owners = Owners(
+            config.id,
+            "Salesforce",
+            config.owners,
+            config.fallback_owner,
+            self._user,
+            lambda value: bool(USER_ID.match(value)),
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -252,19 +262,19 @@ class SalesforceCrm(Guardable):
         op = "create_task"
         field, key = self.config.idempotency_field, request.idempotency_key
         priorities = PRIORITIES | self.config.priorities
+        owner = self.owners.assign(request, op)
         subject, description = fit_task(
-            self.name, key, request.subject, request.description, TASK_LIMITS
+            self.name, key, request.subject, owner.description(request.description), TASK_LIMITS
         )
         data: dict[str, Any] = {
             "Subject": subject,
             "Description": description,
+            "OwnerId": owner.user_id,
             "WhatId": self._account_id(op, request.account.id, request.account.crm_ids),
             "ActivityDate": request.due_at.date().isoformat(),
             "Priority": priorities.get(request.priority, "Normal"),
             "Status": self.config.task_status,
         }
-        if request.assignee in self.config.owners:
-            data["OwnerId"] = self.config.owners[request.assignee]
         # the key holds ':' (and may hold '/'): quoted whole, as one path segment
         external = format_external_id(field, key)
         resp = self._call(
@@ -276,6 +286,14 @@ class SalesforceCrm(Guardable):
         # 204 (before API 46.0): updated, no body; the id is looked up by the external id
         found = self._call(op, lambda sf: _sobject(sf, "Task").get_by_custom_id(field, key))
         return Receipt(self.name, found["Id"], created=resp.status_code == 201)
+
+    def _user(self, email: str) -> UserMatch:
+        """The active User with this Email (not a unique field); a Task owned by an inactive
+        user is refused (INACTIVE_OWNER_OR_USER)."""
+        soql = format_soql("SELECT Id, IsActive FROM User WHERE Email = {}", email)
+        users = self._call("find_user", lambda sf: sf.query(soql)["records"])
+        found = [(u["Id"], "" if u.get("IsActive") else "is inactive") for u in users]
+        return pick("Salesforce", email, found)
 
     def update_account(self, request: FieldUpdate) -> Receipt:
         op = "update_account"

@@ -35,6 +35,7 @@ from csautomation import logs
 from csautomation.connectors.base import Completion, Receipt, TaskRequest
 from csautomation.connectors.config import ZendeskConfig, secret
 from csautomation.connectors.http import classify_status, classify_transport
+from csautomation.connectors.owners import SOURCES, Owners, UserMatch, pick
 from csautomation.connectors.resilience import Guard, Guardable
 from csautomation.errors import ConnectorAuthError, ConnectorValidationError
 
@@ -130,6 +131,9 @@ class ZendeskTicketing(Guardable):
         self._lock = threading.Lock()
         self._secrets: tuple[str, ...] = ()
         self._organizations: dict[str, int | None] = {}  # our account id -> Zendesk's
+        self.owners = Owners(
+            config.id, "Zendesk", config.owners, config.fallback_owner, self._user, str.isdigit
+        )
 
     def _where(self) -> tuple[str, str]:
         """zenpy builds `https://{subdomain}.{domain}/api/v2`: split a URL's host at its
@@ -251,28 +255,40 @@ class ZendeskTicketing(Guardable):
 
     def _ticket(self, request: TaskRequest, organization: int | None) -> Ticket:
         level = request.priority.lower()
+        owner = self.owners.assign(request)
         fields: dict[str, Any] = {
             "subject": request.subject,
             # a private note: the account's health is for agents, not for requesters
             # Zendesk needs a first comment: a step without a description sends its subject
-            "comment": Comment(body=request.description or request.subject, public=False),
+            "comment": Comment(
+                body=owner.description(request.description) or request.subject, public=False
+            ),
             "external_id": request.idempotency_key,
             "type": "task",
             "due_at": zendesk_time(request.due_at),
             "priority": self.config.priorities.get(level) or PRIORITIES.get(level, "normal"),
         }
-        owner = self.config.owners.get(request.assignee)
-        if owner is not None:
-            if not owner.isdigit():
-                raise ConnectorValidationError(
-                    self.name, "create_task", f"owners: '{owner}' is not a Zendesk user id"
-                )
-            fields["assignee_id"] = int(owner)
+        if not owner.user_id.isdigit():
+            where = SOURCES[owner.source]
+            raise ConnectorValidationError(
+                self.name, "create_task", f"'{owner.user_id}' ({where}) is not a Zendesk user id"
+            )
+        fields["assignee_id"] = int(owner.user_id)
         if self.config.group_id is not None:
             fields["group_id"] = self.config.group_id
         if organization is not None:
             fields["organization_id"] = organization
         return Ticket(**fields)
+
+    def _user(self, email: str) -> UserMatch:
+        """The agent with this e-mail (users/search, Zendesk's search syntax): only agents
+        and admins can be a ticket's assignee."""
+
+        def look(zd: Any) -> list[Any]:
+            return list(zd.users.search(query=f"email:{email}"))
+
+        users = [u for u in self._call("find_user", look) if _same(u.email, email)]
+        return pick("Zendesk", email, [(str(u.id), _unassignable(u)) for u in users])
 
     def create_task(self, request: TaskRequest) -> Receipt:
         found = self._existing(request.idempotency_key)
@@ -360,3 +376,16 @@ def _exported(ticket: Any) -> ExportedTicket:
         status=ticket.status or "",
         updated_at=str(ticket.updated_at),
     )
+
+
+def _same(found: str | None, email: str) -> bool:
+    return (found or "").lower() == email.lower()  # the search also matches in part
+
+
+def _unassignable(user: Any) -> str:
+    """Why a Zendesk user cannot be a ticket's assignee; "" when they can."""
+    if user.role not in ("agent", "admin"):
+        return f"is an {user.role}, not an agent"
+    if getattr(user, "suspended", False) or not getattr(user, "active", True):
+        return "is suspended or deleted"
+    return ""
