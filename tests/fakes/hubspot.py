@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -70,6 +71,7 @@ class FakeHubSpot(FakeServer):
         self.search_per_second: int | None = None
         self.search_429s = 0
         self._searched: list[float] = []  # when each recent search came
+        self.clock: Callable[[], float] = time.monotonic  # the search limit's clock
         self._indexed_at: dict[str, float] = {}  # task id -> when search shows it
         self.objects: dict[str, dict[str, dict[str, Any]]] = {"tasks": {}, "companies": {}}
         self.associations: dict[str, list[dict[str, Any]]] = {}  # task id -> as created
@@ -183,7 +185,7 @@ class FakeHubSpot(FakeServer):
         """HubSpot's secondly limit on search: its 429 body, with the policy it hit."""
         if self.search_per_second is None:
             return None
-        now = time.monotonic()
+        now = self.clock()
         self._searched = [t for t in self._searched if now - t < 1.0]
         if len(self._searched) < self.search_per_second:
             self._searched.append(now)
