@@ -315,9 +315,12 @@ def _vendor(
         wait = exc.retry_after or backoff(policy, attempt, random.random())
         if not exc.sent:  # our own breaker or limit: its own wait, no backoff to grow
             wait = exc.retry_after or 1.0
-        gave_up = spent or bounded
-        message = str(exc) + (f" (gave up after {attempt} attempts)" if gave_up else "")
-        final = gave_up or not exc.retryable
+        message = str(exc)
+        if spent:
+            message += f" (gave up after {attempt} attempts)"
+        elif bounded:
+            message += f" (gave up after {temporal} tries, {attempt} attempts at the vendor)"
+        final = spent or bounded or not exc.retryable
         if not final:  # one line, not the SDK's warning with a traceback per attempt
             log.info("%s; attempt %d, next in %.1f s", exc, attempt, wait)
         raise ApplicationError(

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from temporalio.exceptions import ApplicationError
 
@@ -34,9 +34,17 @@ if TYPE_CHECKING:
 
     from csautomation.activities.escalation import EscalationActivities
     from csautomation.activities.playbook import PlaybookActivities
-    from csautomation.scheduling.config import Redrive
 
-__all__ = ["Outcome", "Redriver", "error_entry", "redrive", "tell_workflows"]
+__all__ = ["Outcome", "RedrivePolicy", "Redriver", "error_entry", "redrive", "tell_workflows"]
+
+
+class RedrivePolicy(Protocol):
+    """When an entry is due again (schedules.yaml `redrive:`, scheduling/config.py)."""
+
+    @property
+    def max_age(self) -> timedelta: ...
+
+    def delay(self, redrives: int) -> timedelta: ...
 
 
 def redrive(
@@ -112,7 +120,7 @@ class Redriver:
     def __init__(
         self,
         acts: PlaybookActivities,
-        policy: Redrive,
+        policy: RedrivePolicy,
         escalations: EscalationActivities | None = None,
         *,
         concurrency: int = 4,
