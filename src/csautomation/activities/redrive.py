@@ -25,6 +25,7 @@ from csautomation.activities.playbook import backoff
 from csautomation.connectors.config import Retry
 from csautomation.errors import CsAutomationError
 from csautomation.store.deadletters import postpone, redrive_failed, resolve, transient
+from csautomation.store.engine import aware
 from csautomation.store.tables import DeadLetterRow
 from csautomation.workflows import activity_names as names
 from csautomation.workflows.types import EscalationNotice, NotifyInput, TaskInput, UpdateInput
@@ -194,7 +195,7 @@ class Redriver:
         next_at: datetime | None = None
         if transient([*row.errors, entry]):
             next_at = now + self.policy.delay(row.redrives + 1)
-            if next_at - row.first_failure > self.policy.max_age:
+            if next_at - aware(row.first_failure) > self.policy.max_age:
                 next_at = None  # too old for another automatic try: a person decides
         redrive_failed(self.acts.store, row.id, entry, now, next_at)
         return Outcome(row, "failed", error=entry, next_at=next_at)

@@ -12,12 +12,13 @@ person.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from csautomation.activities.redrive import Outcome, Redriver
 from csautomation.connectors.config import Breaker
 from csautomation.store.deadletters import breaker_states, due_dead_letters, postpone
+from csautomation.store.engine import aware
 
 __all__ = ["RedrivePass", "redrive_due"]
 
@@ -38,10 +39,6 @@ class RedrivePass:
         return {k: self.counts.get(k, 0) for k in ("redriven", "failed", "deferred", "to_person")}
 
 
-def _aware(at: datetime) -> datetime:
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-
-
 def _reset_after(redriver: Redriver, connector: str) -> timedelta:
     found = redriver.acts.connectors.by_name.get(connector)
     breaker = getattr(getattr(found, "config", None), "breaker", None)
@@ -57,13 +54,13 @@ def redrive_due(redriver: Redriver, now: datetime) -> RedrivePass:
     ready = []
     for row in due_dead_letters(store, now):
         assert row.id is not None
-        if now - _aware(row.first_failure) > redriver.policy.max_age:
+        if now - aware(row.first_failure) > redriver.policy.max_age:
             postpone(store, row.id, None)  # too old for automatic re-drive: a person decides
             done.counts["to_person"] += 1
             continue
         state = states.get(row.connector)
         if state is not None and state.state != "closed":
-            probe_at = _aware(state.updated_at) + _reset_after(redriver, row.connector)
+            probe_at = aware(state.updated_at) + _reset_after(redriver, row.connector)
             if probe_at > now:  # wait for the breaker: no attempt spent
                 postpone(store, row.id, probe_at)
                 done.counts["deferred"] += 1
