@@ -60,7 +60,7 @@ def settle(
     folder: Path,
     start: datetime,
     policy: Redrive | None = None,
-    max_passes: int = 40,
+    max_passes: int = 200,
 ) -> Settled:
     """Run the scheduler's re-drive passes from `start`, each at the next due time, with
     connectors of its own (a scheduler process's), until nothing is open or due."""

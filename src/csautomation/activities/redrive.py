@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from temporalio.exceptions import ApplicationError
 
+from csautomation import metrics
 from csautomation.activities.playbook import backoff
 from csautomation.connectors.config import Retry
 from csautomation.errors import CsAutomationError
@@ -149,6 +150,7 @@ class Redriver:
 
         def one(row: DeadLetterRow) -> None:
             outcome = self._one(row)
+            metrics.REDRIVES.labels(row.connector, outcome.status).inc()
             with self._lock:
                 outcomes.append(outcome)
                 if on_outcome is not None:
