@@ -59,12 +59,12 @@ def scheduler_run(
         client = connectors = redriver = None
         if config.completion_sync.enabled or config.redrive.enabled:  # the Temporal jobs
             try:
-                client = await bootstrap.connect(settings)
+                # the re-drive only tells paused playbooks: it works while Temporal is away
+                client = await bootstrap.connect(settings, lazy=not config.completion_sync.enabled)
             except ServiceUnavailableError as exc:
                 raise ServiceUnavailableError(
-                    f"{exc}. The scheduler needs Temporal for completion sync and the "
-                    "automatic re-drive only; `completion_sync: {enabled: false}` and "
-                    "`redrive: {enabled: false}` in schedules.yaml run it without"
+                    f"{exc}. The scheduler needs Temporal for completion sync only; "
+                    "`completion_sync: {enabled: false}` in schedules.yaml runs it without"
                 ) from None
             connectors = bootstrap.build_connectors(settings, store)
         if config.redrive.enabled and connectors is not None:

@@ -259,7 +259,11 @@ def redrive_job(fire_time: datetime | None = None) -> dict[str, Any] | None:
         done = redrive_due(ctx.redriver, at)
         result = done.to_dict()
         if done.steps and ctx.client is not None and ctx.loop is not None:
-            result["told"] = _on_loop(ctx, tell_workflows(ctx.client, done.steps))
+            try:
+                result["told"] = _on_loop(ctx, tell_workflows(ctx.client, done.steps))
+            except Exception as exc:  # the re-drives stand; paused playbooks wait for a person
+                log.warning("re-driven, but the playbooks were not told: %s", exc)
+                result["told"] = f"not told: {exc}"[:300]
         return result
 
     return _run_once(REDRIVE, fire_time, work)
