@@ -1,6 +1,6 @@
 """500 playbooks (120 in the PostgreSQL pass), each creating a Salesforce Task, a Zendesk
-ticket and a HubSpot task through the real connectors with their shipped retry and breaker
-settings, against fake vendors over HTTPS that fail 30% of requests (500, 503 and 429 with
+ticket and a HubSpot task through the real connectors with their shipped retry settings,
+against fake vendors over HTTPS that fail 30% of requests (500, 503 and 429 with
 Retry-After, timeouts whose request still lands, resets) and answer in 80-250 ms, HubSpot's
 search limit modelled: every record exists exactly once, and the actions that ran out of
 attempts are re-driven by the scheduler's automatic re-drive until no dead letter is left,
@@ -61,13 +61,17 @@ def shipped(vendor: str, part: str) -> Any:
     return doc["connector"].get(part)
 
 
-# the connectors' shipped retry and breaker settings (the three vendors ship the same:
-# checked below); the timeout short, so the fakes' held answers are timeouts, and no rate
-# limit of our own: a load test, not a vendor's quota (HubSpot's search limit is the fake's)
+# the connectors' shipped retry settings (the three vendors ship the same: checked
+# below); the timeout short, so the fakes' held answers are timeouts, and no rate limit of
+# our own: a load test, not a vendor's quota (HubSpot's search limit is the fake's, and
+# the connector's own search bucket as shipped). The breaker is set for a flaky vendor, as
+# connectors/README.md advises: at 30% faults the shipped five failures in a row come
+# every few hundred requests, and each opening would hold a vendor for 30 s of real time
+# (500 playbooks took 221 s so; the waits spend no attempts either way)
 RESILIENCE = {
     "timeout": "0.5s",
     "retry": shipped("salesforce", "retry"),
-    "breaker": shipped("salesforce", "breaker"),
+    "breaker": {"failures": 10, "reset_after": "2s"},
     "rate_limit": {"per_second": 1000, "burst": 100},
 }
 
@@ -125,10 +129,9 @@ async def run_playbooks(
     return handles, results
 
 
-def test_the_three_vendors_ship_the_same_retry_and_breaker_settings() -> None:
-    for part in ("retry", "breaker"):
-        assert shipped("zendesk", part) in (None, RESILIENCE[part]), part
-        assert shipped("hubspot", part) in (None, RESILIENCE[part]), part
+def test_the_three_vendors_ship_the_same_retry_settings() -> None:
+    assert shipped("zendesk", "retry") in (None, RESILIENCE["retry"])
+    assert shipped("hubspot", "retry") in (None, RESILIENCE["retry"])
     assert RESILIENCE["retry"]["attempts"] == 8  # not the 30 this test once needed
 
 
