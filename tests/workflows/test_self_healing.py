@@ -119,8 +119,14 @@ async def test_a_vendor_down_longer_than_the_breaker_window_heals_within_a_bound
     sf.down = False  # back, right after the last failure; nobody does anything
     back = max(d.last_failure for d in letters)
     healed = settle(store, vendors, tmp_path, back)
-    bound = Redrive().first + BREAKER  # the first re-drive's delay, and one breaker window
-    print(f"vendor down {down_for}; healed {healed.took} after it came back (bound {bound})")
+    # the first re-drive's delay, the second's (a re-drive may meet a timeout of its own on
+    # a loaded machine: 1 in 20 stress runs did) and one breaker window
+    policy = Redrive()
+    bound = policy.first + policy.delay(1) + BREAKER
+    print(
+        f"vendor down {down_for}; healed {healed.took} after it came back (bound {bound}); "
+        f"re-drives {dict(healed.outcomes)}"
+    )
     assert healed.left == 0 and healed.took <= bound
     assert Counter(t[SF_KEY] for t in sf.tasks.values()) == Counter(
         {f"{h.id}:call": 1 for h in handles}
