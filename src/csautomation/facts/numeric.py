@@ -3,10 +3,12 @@ that both compute a fact with the very same floating-point operations."""
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -24,12 +26,33 @@ def pct_change(now: F, before: F) -> F:
         return np.where(before > 0, (now - before) / before * 100.0, NAN)
 
 
+_quiet_lock = threading.Lock()
+_quiet: list[Any] = []  # the one catch_warnings context while any thread is quiet
+
+
 @contextmanager
 def quiet() -> Iterator[None]:
-    """np.nanmax warns on all-NaN windows; those are simply missing facts."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+    """np.nanmax warns on all-NaN windows; those are simply missing facts.
+
+    `warnings.catch_warnings` saves and restores the process's filter list, so two threads
+    each in their own would restore each other's: a thread that leaves first takes the
+    filter away from one still deriving (activity threads derive facts side by side, and
+    under pytest the warning became an error). One context is kept while any thread is in."""
+    with _quiet_lock:
+        if not _quiet:
+            ctx = warnings.catch_warnings()
+            ctx.__enter__()
+            warnings.simplefilter("ignore", RuntimeWarning)
+            _quiet.append(ctx)
+        else:
+            _quiet.append(_quiet[0])
+    try:
         yield
+    finally:
+        with _quiet_lock:
+            ctx = _quiet.pop()
+            if not _quiet:
+                ctx.__exit__(None, None, None)
 
 
 def health_scores(out: dict[str, F], model: HealthModel, n: int) -> tuple[F, dict[str, F]]:
