@@ -10,6 +10,7 @@ from datetime import UTC, datetime, time
 
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -177,3 +178,19 @@ async def test_a_step_naming_no_connector_is_dead_lettered_with_the_one_it_used(
     assert result.outcome == "incomplete"
     [dl] = dead_letters(store)
     assert dl.connector == "crm" and dl.payload["connector"] is None
+
+
+@pytest.mark.asyncio
+async def test_a_failure_naming_no_connector_is_dead_lettered_with_the_default_one(
+    client: Client, db_url: str
+) -> None:
+    """A failure that carries no connector (not a connector's error: a timeout, a bug) on a
+    step that names none: the dead letter names the connector the step would use."""
+    store = playbook_store(db_url)
+    crm = Flaky(store, 100, ApplicationError("unexpected", non_retryable=True))
+    handle, worker = await run(client, store, crm, playbook(connector=None))
+    async with worker:
+        result = await handle.result()
+    assert result.outcome == "incomplete"
+    [dl] = dead_letters(store)
+    assert dl.connector == "crm" and dl.errors[-1]["details"] == {}

@@ -7,6 +7,8 @@ else is retried by the workflow's retry policy.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import random
 from collections.abc import Callable
@@ -238,7 +240,17 @@ class PlaybookActivities:
 
     @activity.defn(name=names.RECORD_DEAD_LETTER)
     def record_dead_letter(self, inp: DeadLetterInput) -> int:
-        return record_dead_letter(self.store, DeadLetter(**inp.model_dump()))
+        letter = DeadLetter(**inp.model_dump())
+        if not letter.connector:  # its failure named none (a timeout): the one it would use
+            finds: dict[str, Callable[[str | None], Any]] = {
+                names.CREATE_TASK: self.connectors.tasks,
+                names.UPDATE_ACCOUNT: self.connectors.records,
+            }
+            find = finds.get(letter.action)
+            with contextlib.suppress(UnknownConnectorError):
+                if find is not None:
+                    letter = dataclasses.replace(letter, connector=str(find(None).name))
+        return record_dead_letter(self.store, letter)
 
     @activity.defn(name=names.RECORD_RUN_OUTCOME)
     def record_run_outcome(self, inp: RunOutcome) -> None:
