@@ -60,6 +60,7 @@ def replace_windows(
     day) whose total may have changed: those in `tallies` and those the windows held."""
     t = table(UsageTallyRow)
     now = datetime.now(UTC)
+    tallies = list(tallies)
     rows = [
         {
             "source": source,
@@ -72,14 +73,14 @@ def replace_windows(
         }
         for x in tallies
     ]
-    touched = {(r["account_id"], r["day"]) for r in rows}
+    touched: set[tuple[str, date]] = {(x.account_id, x.day) for x in tallies}
     names = sorted(windows)
     with engine.begin() as conn:
         for start in range(0, len(names), 500):
             chunk = names[start : start + 500]
             where = (t.c.source == source, t.c.window.in_(chunk))
             old = conn.execute(select(t.c.account_id, t.c.day).where(*where)).all()
-            touched.update((a, d) for a, d in old)
+            touched.update((str(a), d) for a, d in old)
             conn.execute(delete(t).where(*where))
         for start in range(0, len(rows), 1000):
             conn.execute(insert(t), rows[start : start + 1000])
