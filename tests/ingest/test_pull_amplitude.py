@@ -15,12 +15,13 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 
-from csautomation.errors import ConfigError, ConnectorAuthError
+from csautomation.errors import ConfigError, ConnectorAuthError, ConnectorError
 from csautomation.ingest.pulls import KIND_AMPLITUDE, PullContext, run_pull
 from csautomation.store.pull_tables import load_cursor
 from csautomation.store.quarantine import held
 from factories import new_store
 from fakes.amplitude import FakeAmplitude
+from fakes.server import Faults
 from usage_pull_support import (
     DAYS,
     FIRST_DAY,
@@ -109,8 +110,9 @@ async def test_sixty_days_of_events_become_daily_usage_and_fire_usage_decline(
     assert evaluate(ctx.store, client).get("usage-decline") == 1
 
 
+@pytest.mark.usefixtures("clock")
 def test_a_rerun_brings_nothing_twice_and_late_events_raise_their_day(
-    amp: FakeAmplitude, ctx: PullContext, clock: FakeClock
+    amp: FakeAmplitude, ctx: PullContext
 ) -> None:
     fill(amp)
     run_pull(KIND_AMPLITUDE, options(amp), ctx)
@@ -196,3 +198,25 @@ def test_a_mapping_that_cannot_work_is_a_config_error(
 ) -> None:
     with pytest.raises(ConfigError, match=words):
         run_pull(KIND_AMPLITUDE, {"project": "187520", "mapping": mapping}, ctx)
+
+
+@pytest.mark.usefixtures("clock")
+def test_faults_converge_without_losing_or_double_counting_an_event(
+    amp: FakeAmplitude, ctx: PullContext
+) -> None:
+    """30% of requests fail (500, 503, 429, held past the timeout, reset); runs go on from
+    the cursor until every hour is read, and every day's total is exact."""
+    fill(amp)
+    amp.faults = Faults(rate=0.3, seed=7)
+    amp.hold_seconds = 0.8  # past the 0.5 s timeout
+    opts = options(amp, hours_per_request=24 * 7, timeout=0.5, max_retries=1)
+    for _ in range(60):
+        try:
+            if run_pull(KIND_AMPLITUDE, opts, ctx).cursor == "20300304T09":
+                break
+        except ConnectorError:
+            continue
+    assert load_cursor(ctx.store.engine, KIND_AMPLITUDE, "187520") == "20300304T09"
+    assert sum(amp.faults.injected.values()) >= 3
+    acme = {k: p for k, (a, p, _) in usage_signals(ctx.store).items() if a == "ACME"}
+    assert acme == {key("ACME", n): expected(n) for n in range(DAYS)}

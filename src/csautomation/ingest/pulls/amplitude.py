@@ -17,14 +17,19 @@ import io
 import json
 import tempfile
 import zipfile
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import httpx
 from pydantic import AwareDatetime, Field
 
-from csautomation.errors import ConfigError, ConnectorNotFoundError, ConnectorValidationError
+from csautomation.errors import (
+    ConfigError,
+    ConnectorNotFoundError,
+    ConnectorUnavailableError,
+    ConnectorValidationError,
+)
 from csautomation.ingest.pulls.common import PullContext, PullOptions, Tally
 from csautomation.ingest.pulls.export_http import ExportClient, credentials
 from csautomation.ingest.pulls.usage_events import Aggregator, BadRow, UsageEvent, UsageMapping
@@ -106,39 +111,52 @@ def _export(client: ExportClient, agg: Aggregator, start: datetime, end: datetim
     while at <= end:
         hours.append(at.strftime(HOUR_FORMAT))
         at += HOUR
-    params = {"start": hours[0], "end": hours[-1]}
-    try:
-        lines = client.get("export", "/api/2/export", params, _unzip)
-    except ConnectorNotFoundError:
-        lines = []  # no data uploaded in the range
     known = set(hours)
+
+    def read(resp: httpx.Response) -> int:
+        agg.start()  # a read broken off and asked again counts from nothing
+        n = 0
+        for raw in _unzip(resp):
+            n += 1
+            event = _event(raw)
+            if isinstance(event, BadRow):
+                agg.bad(hours[0], raw, event)
+            else:
+                agg.add(_upload_hour(event.data, known, hours[0]), event, raw)
+        return n
+
+    try:
+        n = client.get("export", "/api/2/export", {"start": hours[0], "end": hours[-1]}, read)
+    except ConnectorNotFoundError:
+        agg.start()
+        n = 0  # no data uploaded in the range
     for h in hours:
         agg.window(h)
-    for raw in lines:
-        event = _event(raw)
-        if isinstance(event, BadRow):
-            agg.bad(hours[0], raw, event)
-        else:
-            upload = _upload_hour(event.data, known, hours[0])
-            agg.add(upload, event, raw)
-    return len(lines)
+    return n
 
 
-def _unzip(resp: httpx.Response) -> list[str]:
-    """Every line of every gzipped file in the zip, in the files' order."""
+def _unzip(resp: httpx.Response) -> Iterator[str]:
+    """Every line of every gzipped file in the zip, in the files' order. The zip waits in
+    a spool (on disk past SPOOL bytes): its directory is at its end."""
     with tempfile.SpooledTemporaryFile(max_size=SPOOL) as spool:
         for chunk in resp.iter_bytes():
             spool.write(chunk)
         spool.seek(0)
-        lines: list[str] = []
-        with zipfile.ZipFile(spool) as archive:
-            for info in sorted(archive.infolist(), key=lambda i: i.filename):
-                if info.is_dir():
-                    continue
-                with archive.open(info) as member, gzip.open(member) as unpacked:
-                    text = io.TextIOWrapper(unpacked, encoding="utf-8", errors="replace")
-                    lines += [line.rstrip("\n") for line in text if line.strip()]
-        return lines
+        try:
+            with zipfile.ZipFile(spool) as archive:
+                for info in sorted(archive.infolist(), key=lambda i: i.filename):
+                    if info.is_dir():
+                        continue
+                    with archive.open(info) as member, gzip.open(member) as unpacked:
+                        text = io.TextIOWrapper(unpacked, encoding="utf-8", errors="replace")
+                        for line in text:
+                            if line.strip():
+                                yield line.rstrip("\n")
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            # a download cut short: asked again
+            raise ConnectorUnavailableError(
+                "amplitude", "export", f"the export is not a whole zip of gzip files: {exc}"
+            ) from exc
 
 
 def _event(raw: str) -> UsageEvent | BadRow:

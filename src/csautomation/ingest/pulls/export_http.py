@@ -63,23 +63,34 @@ class ExportClient:
         params: Mapping[str, Any],
         read: Callable[[httpx.Response], T],
     ) -> T:
-        """`read` consumes a 2xx response (streamed); it is called afresh on a retry."""
+        """`read` consumes a 2xx response (streamed); it is called afresh on a retry, and
+        may raise a ConnectorError of its own (a body cut short)."""
         attempt = 0
         while True:
             self._throttle()
             try:
-                with self._http.stream("GET", path, params=dict(params)) as resp:
-                    if resp.status_code < 300:
-                        return read(resp)
-                    body = resp.read()
-                    error = classify_status(
-                        self.vendor, operation, resp.status_code, resp.headers, body,
-                        self._secrets,
-                    )  # fmt: skip
+                return self._once(operation, path, params, read)
             except httpx.TransportError as exc:
                 error = classify_transport(self.vendor, operation, exc, self._secrets)
+            except ConnectorError as exc:
+                error = exc
             self._retry_or_raise(error, attempt)
             attempt += 1
+
+    def _once(
+        self,
+        operation: str,
+        path: str,
+        params: Mapping[str, Any],
+        read: Callable[[httpx.Response], T],
+    ) -> T:
+        with self._http.stream("GET", path, params=dict(params)) as resp:
+            if resp.status_code < 300:
+                return read(resp)
+            body = resp.read()
+            raise classify_status(
+                self.vendor, operation, resp.status_code, resp.headers, body, self._secrets
+            )
 
     def _retry_or_raise(self, error: ConnectorError, attempt: int) -> None:
         if isinstance(error, ConnectorAuthError) or not error.retryable:

@@ -88,16 +88,24 @@ def pull_mixpanel_usage(opts: MixpanelUsageOptions, ctx: PullContext, tally: Tal
             }
             if names is not None:
                 params["event"] = json.dumps(names)
-            lines = client.get("export", "/api/2.0/export", params, _lines)
-            tally.fetched += len(lines)
             window = day.isoformat()
+
+            def read(resp: httpx.Response, window: str = window) -> int:
+                agg.start()  # a read broken off and asked again counts from nothing
+                n = 0
+                for raw in resp.iter_lines():
+                    if not raw.strip():
+                        continue
+                    n += 1
+                    event = _event(raw)
+                    if isinstance(event, BadRow):
+                        agg.bad(window, raw, event)
+                    else:
+                        agg.add(window, event, raw)
+                return n
+
+            tally.fetched += client.get("export", "/api/2.0/export", params, read)
             agg.window(window)
-            for raw in lines:
-                event = _event(raw)
-                if isinstance(event, BadRow):
-                    agg.bad(window, raw, event)
-                else:
-                    agg.add(window, event, raw)
             agg.commit(ctx, tally)
             if cursor_day is None or day > cursor_day:
                 cursor_day = day
@@ -106,10 +114,6 @@ def pull_mixpanel_usage(opts: MixpanelUsageOptions, ctx: PullContext, tally: Tal
     finally:
         client.close()
     return cursor_day.isoformat() if cursor_day else ""
-
-
-def _lines(resp: httpx.Response) -> list[str]:
-    return [line for line in resp.iter_lines() if line.strip()]
 
 
 def _event(raw: str) -> UsageEvent | BadRow:

@@ -122,6 +122,10 @@ class Aggregator:
         self.held_source = f"pull:{kind}"
         self.batch = WindowBatch()
 
+    def start(self) -> None:
+        """Forget what was counted since the last commit (a read begun again)."""
+        self.batch = WindowBatch()
+
     def window(self, name: str) -> None:
         """A window read, events or not: its earlier counts are replaced."""
         self.batch.windows.add(name)
