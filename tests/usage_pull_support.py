@@ -112,3 +112,26 @@ def evaluate(store: Store, client: Client) -> dict[str, int]:
     finally:
         runtime.close()
     return firings_per_rule(store)
+
+
+def doc_section(vendor: str) -> str:
+    """docs/data.md's `## <vendor>` section."""
+    text = (ROOT / "docs" / "data.md").read_text(encoding="utf-8")
+    start = text.index(f"\n## {vendor}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end >= 0 else len(text)]
+
+
+def doc_blocks(section: str, lang: str) -> list[str]:
+    """The fenced blocks of one language, in order."""
+    parts = section.split(f"```{lang}\n")[1:]
+    return [p.split("```", 1)[0] for p in parts]
+
+
+def shipped_pull(name: str) -> dict[str, Any]:
+    """The options of a pull in the shipped schedules.yaml."""
+    import yaml
+
+    doc = yaml.safe_load((ROOT / "schedules.yaml").read_text(encoding="utf-8"))
+    options: dict[str, Any] = doc["pulls"][name]["options"]
+    return options

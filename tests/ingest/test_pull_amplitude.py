@@ -6,6 +6,7 @@ events raise their day's total under the same key; a 400 (over 4 GB) halves the 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -13,10 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from temporalio.client import Client
 
 from csautomation.errors import ConfigError, ConnectorAuthError, ConnectorError
-from csautomation.ingest.pulls import KIND_AMPLITUDE, PullContext, run_pull
+from csautomation.ingest.pulls import (
+    KIND_AMPLITUDE,
+    KIND_MIXPANEL,
+    PULL_KINDS,
+    PullContext,
+    run_pull,
+)
 from csautomation.store.pull_tables import load_cursor
 from csautomation.store.quarantine import held
 from factories import new_store
@@ -28,9 +36,12 @@ from usage_pull_support import (
     MAPPING,
     NOW,
     FakeClock,
+    doc_blocks,
+    doc_section,
     evaluate,
     expected,
     fake_clock,
+    shipped_pull,
     sixty_days,
     usage_signals,
     usage_store,
@@ -220,3 +231,33 @@ def test_faults_converge_without_losing_or_double_counting_an_event(
     assert sum(amp.faults.injected.values()) >= 3
     acme = {k: p for k, (a, p, _) in usage_signals(ctx.store).items() if a == "ACME"}
     assert acme == {key("ACME", n): expected(n) for n in range(DAYS)}
+
+
+@pytest.mark.usefixtures("clock")
+def test_the_documented_worked_example_holds(amp: FakeAmplitude, ctx: PullContext) -> None:
+    section = doc_section("Amplitude")
+    [config] = doc_blocks(section, "yaml")
+    lines, [signal] = (b.splitlines() for b in doc_blocks(section, "json"))
+    for line in lines:
+        upload = datetime.fromisoformat(json.loads(line)["server_upload_time"])
+        amp.add_line(line, upload.replace(tzinfo=UTC))
+    pull = yaml.safe_load(config)["amplitude-usage"]
+    over = {"url": amp.url, "first_days": 90, "hours_per_request": 24 * 31}
+    run_pull(pull["kind"], pull["options"] | over, ctx)
+    want = json.loads(signal)
+    stored = usage_signals(ctx.store)
+    assert stored == {want["idempotency_key"]: (want["account_id"], want["payload"], True)}
+
+
+def test_the_shipped_schedules_pulls_validate() -> None:
+    for name in ("amplitude-usage", "mixpanel-usage"):
+        options = shipped_pull(name)
+        kind = {"amplitude-usage": KIND_AMPLITUDE, "mixpanel-usage": KIND_MIXPANEL}[name]
+        assert PULL_KINDS[kind].model_validate(options)
+
+
+def test_a_secret_given_for_an_env_name_is_refused_unshown(ctx: PullContext) -> None:
+    options = {"project": "187520", "mapping": MAPPING | {"account_property": "x"}}
+    with pytest.raises(ConfigError) as err:
+        run_pull(KIND_AMPLITUDE, options | {"secret_key_env": "s3cr3t-value-abc"}, ctx)
+    assert "s3cr3t-value-abc" not in str(err.value) and "secret_key_env" in str(err.value)

@@ -30,9 +30,12 @@ from usage_pull_support import (
     MAPPING,
     NOW,
     FakeClock,
+    doc_blocks,
+    doc_section,
     evaluate,
     expected,
     fake_clock,
+    shipped_pull,
     sixty_days,
     usage_signals,
     usage_store,
@@ -184,3 +187,14 @@ def test_faults_converge_without_losing_or_double_counting_an_event(
     assert sum(mp.faults.injected.values()) >= 3
     acme = {k: p for k, (a, p, _) in usage_signals(ctx.store).items() if a == "ACME"}
     assert acme == {key("ACME", n): expected(n) for n in range(DAYS)}
+
+
+def test_the_documented_worked_example_holds(mp: FakeMixpanel, ctx: PullContext) -> None:
+    lines, [signal] = (b.splitlines() for b in doc_blocks(doc_section("Mixpanel"), "json"))
+    for line in lines:
+        mp.add_line(line, datetime.fromtimestamp(json.loads(line)["properties"]["time"], UTC))
+    options = shipped_pull("mixpanel-usage") | {"url": mp.url, "first_days": 90}
+    run_pull(KIND_MIXPANEL, options | {"max_requests": 60}, ctx)
+    want = json.loads(signal)
+    stored = usage_signals(ctx.store)
+    assert stored == {want["idempotency_key"]: (want["account_id"], want["payload"], True)}

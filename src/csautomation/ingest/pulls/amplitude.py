@@ -24,6 +24,7 @@ from typing import Literal
 import httpx
 from pydantic import AwareDatetime, Field
 
+from csautomation.connectors.config import EnvName
 from csautomation.errors import (
     ConfigError,
     ConnectorNotFoundError,
@@ -44,8 +45,8 @@ SPOOL = 64 * 1024 * 1024  # an export larger than this waits on disk, not in mem
 
 class AmplitudeUsageOptions(PullOptions):
     project: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")  # the project id, in the keys
-    api_key_env: str = Field(default="AMPLITUDE_API_KEY", pattern=r"^[A-Z][A-Z0-9_]*$")
-    secret_key_env: str = Field(default="AMPLITUDE_SECRET_KEY", pattern=r"^[A-Z][A-Z0-9_]*$")
+    api_key_env: EnvName = "AMPLITUDE_API_KEY"
+    secret_key_env: EnvName = "AMPLITUDE_SECRET_KEY"
     region: Literal["us", "eu"] = "us"  # the project's data residency
     url: str | None = Field(default=None, pattern=r"^https://")  # instead of the region's
     mapping: UsageMapping

@@ -22,6 +22,7 @@ from typing import Literal
 import httpx
 from pydantic import Field
 
+from csautomation.connectors.config import EnvName
 from csautomation.errors import ConfigError
 from csautomation.ingest.pulls.common import PullContext, PullOptions, Tally
 from csautomation.ingest.pulls.export_http import ExportClient, credentials
@@ -38,8 +39,8 @@ HOSTS = {
 
 class MixpanelUsageOptions(PullOptions):
     project_id: int = Field(ge=1)
-    username_env: str = Field(default="MIXPANEL_SA_USERNAME", pattern=r"^[A-Z][A-Z0-9_]*$")
-    secret_env: str = Field(default="MIXPANEL_SA_SECRET", pattern=r"^[A-Z][A-Z0-9_]*$")
+    username_env: EnvName = "MIXPANEL_SA_USERNAME"  # a service account's
+    secret_env: EnvName = "MIXPANEL_SA_SECRET"
     region: Literal["us", "eu", "in"] = "us"  # the project's data residency
     url: str | None = Field(default=None, pattern=r"^https://")  # instead of the region's
     mapping: UsageMapping
