@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 from temporalio.client import Client
+from typer.testing import CliRunner
 
+from csautomation.cli import app
 from csautomation.errors import ConnectorError
 from csautomation.ingest.pulls import KIND_MIXPANEL, MixpanelUsageOptions, PullContext, run_pull
 from csautomation.ingest.pulls.mixpanel import HOSTS
@@ -198,3 +200,16 @@ def test_the_documented_worked_example_holds(mp: FakeMixpanel, ctx: PullContext)
     want = json.loads(signal)
     stored = usage_signals(ctx.store)
     assert stored == {want["idempotency_key"]: (want["account_id"], want["payload"], True)}
+
+
+def test_held_rows_are_listed_with_their_reason_by_csauto_quarantine(
+    mp: FakeMixpanel, ctx: PullContext, db_url: str
+) -> None:
+    fill(mp)
+    run_pull(KIND_MIXPANEL, options(mp, max_requests=60), ctx)
+    env = {"CSAUTO_DATABASE_URL": db_url, "COLUMNS": "200"}
+    listed = CliRunner().invoke(
+        app, ["quarantine", "list", "--source", "pull:mixpanel_usage"], env=env
+    )
+    assert listed.exit_code == 0, listed.output
+    assert "not JSON" in listed.output and "not a Unix time" in listed.output

@@ -8,8 +8,9 @@ before (store/usage_tallies.py); then each touched day's `usage_daily` is recomp
 every window that holds events of the day, under one key per account and day,
 `<vendor>:<project>:<account>:<day>`. A day that gains late events gets a larger total
 under the same key: the stored signal is replaced by it (and evaluated again), so the facts
-never see two signals, nor a count twice, for one day. A row that is not an event is held
-in the quarantine with why; an event with no account is counted as unattributed and left.
+never see two signals, nor a count twice, for one day. A pull's `stored` counts both the
+new and the replaced. A row that is not an event is held in the quarantine with why; an
+event with no account is counted as unattributed and left.
 """
 
 from __future__ import annotations
@@ -188,7 +189,10 @@ class Aggregator:
         touched = replace_windows(engine, self.source, b.windows, b.tallies.values())
         totals = day_totals(engine, self.source, touched)
         signals = [self._signal(a, d, t.counts, t.users) for (a, d), t in totals.items()]
-        tally.stored += store_usage(ctx, signals)
+        fresh, replaced = store_usage(ctx, signals)
+        tally.stored += fresh + replaced
+        if replaced:
+            log.info("%s: %d days grew and were replaced", self.held_source, replaced)
         if b.unattributed:
             log.info("%s: %d events named no account", self.held_source, b.unattributed)
         self.batch = WindowBatch()
@@ -208,17 +212,15 @@ class Aggregator:
         )
 
 
-def store_usage(ctx: PullContext, signals: Iterable[Signal]) -> int:
+def store_usage(ctx: PullContext, signals: Iterable[Signal]) -> tuple[int, int]:
     """New keys stored; a key stored with another payload replaced by the new total (and
-    evaluated again). Returns how many were stored or replaced."""
+    evaluated again). Returns (stored, replaced)."""
     wanted = {s.idempotency_key: s for s in signals}
     stored = _stored_payloads(ctx, wanted.keys())
     fresh = [s for k, s in wanted.items() if k not in stored]
     changed = [s for k, s in wanted.items() if k in stored and stored[k] != s.payload]
-    n = len(ctx.store.store_signals(fresh))
-    for s in changed:
-        n += replace_signal(ctx.store, s.idempotency_key, s)
-    return n
+    replaced = sum(replace_signal(ctx.store, s.idempotency_key, s) for s in changed)
+    return len(ctx.store.store_signals(fresh)), replaced
 
 
 def _stored_payloads(ctx: PullContext, keys: Collection[str]) -> dict[str, Any]:
