@@ -17,6 +17,7 @@ from typing import Any
 
 from csautomation.connectors.loader import build_connectors, load_connectors
 from csautomation.connectors.registry import Connectors
+from csautomation.escalation.people import People
 from csautomation.facts.model import Account, Signal
 from csautomation.rules import spec
 from csautomation.rules.ir import CompiledRule, compile_rule
@@ -143,12 +144,14 @@ def vendor_connectors(
     folder: Path,
     env: Mapping[str, str] | None = None,
     on_change: Any = None,
+    people: People | None = None,
     **common: Any,
 ) -> Connectors:
     """The real connectors for the fakes, built as the worker builds them: from the
     connectors/*.yaml written into `folder` (once: a second call reads them again), with
     the fakes' CA trusted. `env`: the credentials, by default the ones the fakes accept;
-    `common` (retry, breaker, timeout, ...) goes into every config."""
+    `common` (retry, breaker, timeout, ...) goes into every config; task owners resolve
+    through `people` after the configs' owners: maps."""
     if not (folder / "connectors").exists():
         vendors.write_configs(folder / "connectors", **common)
     return build_connectors(
@@ -157,6 +160,7 @@ def vendor_connectors(
         env=vendors.credentials() if env is None else env,
         verify=vendors.ca_file(folder),
         on_change=on_change,
+        people=people,
     )
 
 

@@ -221,18 +221,21 @@ def where_else(settings: Settings, name: str = "csauto.db") -> str:
 
 
 def build_connectors(settings: Settings, store: Store) -> Connectors:
-    """The configured connectors (connectors/), each breaker reporting to the store."""
+    """The configured connectors (connectors/), each breaker reporting to the store, task
+    owners resolved through people.yaml (when there is one)."""
     from csautomation.connectors.loader import build_connectors as build
     from csautomation.connectors.loader import load_connectors
     from csautomation.connectors.resilience import BreakerState
+    from csautomation.escalation.people import load_people
     from csautomation.store.deadletters import save_breaker
 
     configs = load_connectors([settings.connectors_path])
+    people = load_people(settings.people_path) if settings.people_path.exists() else None
 
     def report(state: BreakerState) -> None:
         save_breaker(store, state.connector, state.state, state.failures, state.last_error)
 
-    return build(configs, store, on_change=report)
+    return build(configs, store, on_change=report, people=people)
 
 
 def build_escalations(

@@ -21,6 +21,8 @@
      │                                ValueError, for pydantic)  [rules.compact]
      ├── ConnectorError         a vendor call failed (connector, operation, retryable, ...)
      │    ├── ConnectorValidationError  the vendor refused the request (4xx): never retried
+     │    │    └── UnresolvedOwnerError  a task's person has no user at the vendor and
+     │    │                              there is no fallback_owner  [connectors.owners]
      │    ├── ConnectorNotFoundError    a record or endpoint does not exist: never retried
      │    ├── ConnectorAuthError        credentials refused (401/403): refreshed once, then
      │    │                             retried; missing credentials are never retried

@@ -21,6 +21,10 @@ Two kinds of series:
                                                       not_found, validation, circuit_open,
                                                       throttled (our own limit), internal
       csauto_connector_breaker_state{connector}       worker: 0 closed, 1 half-open, 2 open
+      csauto_owner_unresolved_total{connector,outcome}  worker: tasks whose person has no
+                                                      user at the vendor: fallback (given to
+                                                      the connector's fallback_owner) or
+                                                      refused (a dead letter)
 
 - **Shared**: what the database holds, read at scrape time by a few aggregate queries
   (`StoreCollector`), so they are right whichever process did the work and survive
@@ -115,6 +119,11 @@ BREAKER_STATE = Gauge(
     "csauto_connector_breaker_state",
     "Circuit breaker state: 0 closed, 1 half-open, 2 open",
     ["connector"],
+)
+OWNER_UNRESOLVED = Counter(
+    "csauto_owner_unresolved",
+    "Vendor tasks whose person has no user at the vendor, by outcome: fallback or refused",
+    ["connector", "outcome"],
 )
 BREAKER_CODES = {"closed": 0, "half_open": 1, "open": 2}
 

@@ -86,6 +86,7 @@ def filled(path: str) -> str:
         "row_id": "1",
         "task_id": "1",
         "rule_id": "usage-drop",
+        "source": "intercom",
     }
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
 

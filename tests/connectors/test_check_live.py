@@ -17,11 +17,11 @@ NAMES = ("salesforce", "zendesk", "hubspot", "slack", "ops-hook")
 
 def check(vendors: Vendors, tmp_path: Path, **override: str) -> tuple[int, dict[str, str]]:
     folder = tmp_path / "connectors"
-    if not folder.exists():
-        vendors.write_configs(folder)
-    ca = vendors.ca_file(tmp_path)
+    vendors.ca_file(tmp_path)  # tmp_path/fake-vendor-ca.pem
+    if not folder.exists():  # each file names the fakes' CA beside it: no environment needed
+        vendors.write_configs(folder, ca_bundle="../fake-vendor-ca.pem")
     env = vendors.credentials() | override
-    env |= {"CSAUTO_CONNECTORS_PATH": str(folder), "REQUESTS_CA_BUNDLE": ca, "SSL_CERT_FILE": ca}
+    env |= {"CSAUTO_CONNECTORS_PATH": str(folder)}
     result = runner.invoke(app, ["connectors", "check"], env=env, terminal_width=300)
     lines = {n: next(x for x in result.output.splitlines() if f" {n} " in x) for n in NAMES}
     return result.exit_code, lines

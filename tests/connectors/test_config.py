@@ -178,3 +178,62 @@ def test_dlq_retry_redrives_an_escalation_notice_once(db_url: str) -> None:
     [task] = local_tasks(store, wid)
     assert (task.assignee, task.step_id) == ("csm-01", "L1.0:local:csm-01")
     assert dead_letters(store) == []
+
+
+def test_a_ca_bundle_is_found_beside_its_file_and_a_missing_one_is_located(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "proxy-ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    (tmp_path / "hs.yaml").write_text(
+        "connector:\n"
+        "  id: hs\n"
+        "  type: hubspot\n"
+        "  auth: {token_env: HUBSPOT_TOKEN}\n"
+        "  ca_bundle: certs/proxy-ca.pem\n"
+    )
+    found = load_connectors([tmp_path])["hs"]
+    assert found.ca_bundle == str((tmp_path / "certs" / "proxy-ca.pem").resolve())
+    (tmp_path / "hs.yaml").write_text(
+        (tmp_path / "hs.yaml").read_text().replace("certs/proxy-ca.pem", "certs/nope.pem")
+    )
+    with pytest.raises(ConfigFileError) as caught:
+        load_connectors([tmp_path])
+    said = str(caught.value)
+    assert f"{tmp_path / 'hs.yaml'}:5:3: connector.ca_bundle: no CA bundle at " in said
+    assert str(tmp_path / "certs" / "nope.pem") in said
+
+
+def test_limits_out_of_range_are_located(tmp_path: Path) -> None:
+    (tmp_path / "sf.yaml").write_text(
+        "connector:\n"
+        "  id: sf\n"
+        "  type: salesforce\n"
+        "  auth: {method: session}\n"
+        "  daily_api: {stop_at: 1.5}\n"
+    )
+    (tmp_path / "hs.yaml").write_text(
+        "connector:\n"
+        "  id: hs\n"
+        "  type: hubspot\n"
+        "  auth: {token_env: HUBSPOT_TOKEN}\n"
+        "  search_rate_limit: {per_second: 0}\n"
+        "  index_wait: {attempts: 50}\n"
+    )
+    (tmp_path / "zd.yaml").write_text(
+        "connector:\n"
+        "  id: zd\n"
+        "  type: zendesk\n"
+        "  subdomain: acme\n"
+        "  auth: {email_env: ZD_EMAIL, token_env: ZD_TOKEN}\n"
+        "  plan: gold\n"
+    )
+    with pytest.raises(ConfigFileError) as caught:
+        load_connectors([tmp_path])
+    text = str(caught.value)
+    assert (
+        f"{tmp_path / 'sf.yaml'}:5:15: connector.daily_api.stop_at: must be less than or " in text
+    )
+    assert f"{tmp_path / 'hs.yaml'}:5:23: connector.search_rate_limit.per_second: must be " in text
+    assert f"{tmp_path / 'hs.yaml'}:6:16: connector.index_wait.attempts: must be less " in text
+    assert f"{tmp_path / 'zd.yaml'}:6:3: connector.plan: expected one of 'team', " in text

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,8 +13,9 @@ import pytest
 
 from csautomation.connectors import hubspot as hubspot_module
 from csautomation.connectors.base import TaskRequest
-from csautomation.connectors.config import HubSpotConfig
+from csautomation.connectors.config import Breaker, HubSpotConfig, RateLimit
 from csautomation.connectors.hubspot import HubSpotCrm
+from csautomation.connectors.resilience import CircuitBreaker, Guard, TokenBucket
 from csautomation.errors import (
     ConnectorAuthError,
     ConnectorNotFoundError,
@@ -104,15 +107,24 @@ def test_creates_a_task_with_mapped_properties_and_the_company_association(
             "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 192}],
         }
     ]
-    [search] = [r.json() for r in fake.calls("POST", "/crm/v3/objects/tasks/search")]
-    assert search["filterGroups"] == [
-        {
-            "filters": [
-                {"propertyName": "csauto_key", "operator": "EQ", "value": task().idempotency_key}
-            ]
-        }
-    ]
+    # no search before the create: the unique property makes a repeat a 409
+    assert list(fake.calls("POST", "/crm/v3/objects/tasks/search")) == []
     assert all(r.headers["authorization"] == f"Bearer {fake.token}" for r in fake.requests)
+
+
+def test_a_create_is_one_request_once_the_company_is_known(fake: FakeHubSpot, make: Any) -> None:
+    crm = make()
+    crm.create_task(task("k-1"))
+    first = [(r.method, r.path) for r in fake.requests]
+    crm.create_task(task("k-2"))
+    second = [(r.method, r.path) for r in fake.requests][len(first) :]
+    # before: a task search, a company search and the create for every task (3)
+    assert first == [
+        ("POST", "/crm/v3/objects/companies/search"),
+        ("POST", "/crm/v3/objects/tasks"),
+    ]
+    assert second == [("POST", "/crm/v3/objects/tasks")]
+    assert len(fake.tasks) == 2
 
 
 def test_priorities_map_through_the_config_then_the_defaults(fake: FakeHubSpot, make: Any) -> None:
@@ -127,16 +139,55 @@ def test_the_same_key_twice_makes_one_task(fake: FakeHubSpot, make: Any) -> None
     first, second = crm.create_task(task()), crm.create_task(task())
     assert first.created and not second.created
     assert first.record_id == second.record_id and len(fake.tasks) == 1
+    [search] = [r.json() for r in fake.calls("POST", "/crm/v3/objects/tasks/search")]
+    assert search["filterGroups"] == [
+        {
+            "filters": [
+                {"propertyName": "csauto_key", "operator": "EQ", "value": task().idempotency_key}
+            ]
+        }
+    ]
 
 
 def test_a_create_the_search_index_has_not_seen_yet_is_found_after_the_409(
     fake: FakeHubSpot, make: Any
 ) -> None:
-    fake.search_lag = 1  # the first search after the create misses it, as HubSpot's may
-    crm = make()
+    fake.search_lag = 3  # three searches after the create miss it, as HubSpot's index may
+    crm = make(index_wait={"attempts": 6, "initial": "50ms", "maximum": "150ms"})
+    waits: list[float] = []
+    crm.sleep = waits.append  # the delays between searches, without spending them
     first, second = crm.create_task(task()), crm.create_task(task())
     assert first.created and not second.created
     assert first.record_id == second.record_id and len(fake.tasks) == 1
+    assert waits == [0.05, 0.1, 0.15]  # growing, capped at the maximum
+    assert len(list(fake.calls("POST", "/crm/v3/objects/tasks/search"))) == 4
+
+
+def test_the_409_recovery_outwaits_a_search_index_seconds_behind(
+    fake: FakeHubSpot, make: Any
+) -> None:
+    crm = make(index_wait={"attempts": 8, "initial": "100ms", "maximum": "1s"})
+    fake.index_delay = 0.4  # a new task is out of search results for 0.4 s
+    began = time.monotonic()
+    first = crm.create_task(task())
+    second = crm.create_task(task())  # at once: 409, and the index has not caught up
+    assert time.monotonic() - began >= 0.4  # it waited for the index, not for nothing
+    assert not second.created and second.record_id == first.record_id
+    assert len(fake.tasks) == 1
+    assert len(list(fake.calls("POST", "/crm/v3/objects/tasks/search"))) >= 2
+
+
+def test_a_task_the_index_never_shows_is_retried_later_not_dead_lettered(
+    fake: FakeHubSpot, make: Any
+) -> None:
+    fake.search_lag = 100
+    crm = make(index_wait={"attempts": 3, "initial": "100ms"})
+    crm.sleep = lambda _seconds: None
+    crm.create_task(task())
+    with pytest.raises(ConnectorUnavailableError, match="search index has not shown it") as e:
+        crm.create_task(task())
+    assert e.value.retryable and e.value.status == 409
+    assert "3 searches over 0.3 s" in str(e.value) and len(fake.tasks) == 1
 
 
 def test_an_unmapped_owner_fails_before_any_call(fake: FakeHubSpot, make: Any) -> None:
@@ -223,16 +274,77 @@ def test_completion_sync_reports_our_completed_tasks_since_a_moment(
     )
 
 
-def test_check_makes_one_authenticated_read(fake: FakeHubSpot, make: Any) -> None:
-    assert "HUBSPOT_TOKEN" in make().check()
-    [call] = fake.requests
-    assert (call.method, call.path, call.query) == (
+def test_check_reads_tasks_and_the_idempotency_propertys_definition(
+    fake: FakeHubSpot, make: Any
+) -> None:
+    said = make().check()
+    assert "HUBSPOT_TOKEN" in said and "csauto_key requires unique values" in said
+    read, prop = fake.requests
+    assert (read.method, read.path, read.query) == (
         "GET",
         "/crm/v3/objects/tasks",
         {"limit": ["1"]},
     )
+    assert (prop.method, prop.path) == ("GET", "/crm/v3/properties/tasks/csauto_key")
     with pytest.raises(ConnectorAuthError):
         make(env={"HUBSPOT_TOKEN": "pat-na1-wrong"}).check()
+
+
+def test_check_refuses_an_idempotency_property_hubspot_does_not_keep_unique(
+    fake: FakeHubSpot, make: Any
+) -> None:
+    fake.unique = ("csauto_key_unique",)  # csauto_key exists elsewhere, not unique
+    with pytest.raises(ConnectorValidationError, match="hasUniqueValue is false"):
+        make(idempotency_property="hs_task_type").check()
+    with pytest.raises(ConnectorValidationError, match="tasks have no property csauto_key"):
+        make().check()
+
+
+def test_the_default_search_limit_keeps_any_second_to_hubspots_four() -> None:
+    cfg = HubSpotConfig.model_validate(
+        {"id": "hubspot", "type": "hubspot", "auth": {"token_env": "HUBSPOT_TOKEN"}}
+    )
+    limit = cfg.search_rate_limit
+    assert limit is not None and cfg.endpoint_limits() == {"search": limit}
+    # a token bucket lets at most burst + rate x 1 s through in any one-second window
+    assert limit.burst + limit.per_second <= 4
+
+
+def guarded(crm: HubSpotCrm, search_per_second: float) -> HubSpotCrm:
+    limit = RateLimit(per_second=search_per_second, burst=1)
+    breaker = CircuitBreaker("hubspot", Breaker())
+    crm.guard = Guard("hubspot", breaker, None, 5.0, buckets={"search": TokenBucket(limit)})
+    return crm
+
+
+def test_searches_keep_to_hubspots_search_limit_through_their_own_bucket(
+    fake: FakeHubSpot, make: Any
+) -> None:
+    fake.search_per_second = 4
+    since = datetime.now(UTC) - timedelta(days=1)
+    bare = make()
+    fake.clock = lambda: 0.0  # ten searches in one second at the fake, however slow we are
+    with ThreadPoolExecutor(10) as pool:  # unguarded, ten at once: beyond four a second
+        outcomes = list(pool.map(lambda _: _attempt(bare, since), range(10)))
+    limited = [o for o in outcomes if isinstance(o, ConnectorRateLimitedError)]
+    assert len(limited) == 6 and fake.search_429s == 6
+    assert all("secondly limit" in str(e) and e.retry_after == 1.0 for e in limited)
+    seen = fake.search_429s
+    with fake.lock:
+        fake._searched.clear()  # a fresh second at the fake, on its real clock
+        fake.clock = time.monotonic
+    # two a second (a margin under load: requests sent apart may arrive together)
+    crm = guarded(make(), 2)
+    for _ in range(6):
+        crm.completed_since(since)
+    assert fake.search_429s == seen  # none more
+
+
+def _attempt(crm: HubSpotCrm, since: datetime) -> object:
+    try:
+        return crm.completed_since(since)
+    except ConnectorRateLimitedError as exc:
+        return exc
 
 
 def test_a_missing_token_variable_is_named_and_never_retried(fake: FakeHubSpot, make: Any) -> None:

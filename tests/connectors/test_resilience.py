@@ -8,8 +8,9 @@ from datetime import timedelta
 
 import pytest
 
-from csautomation.connectors.config import Breaker, RateLimit
+from csautomation.connectors.config import Breaker, DailyAllocation, RateLimit
 from csautomation.connectors.resilience import (
+    Allocation,
     BreakerState,
     CircuitBreaker,
     Guard,
@@ -19,6 +20,7 @@ from csautomation.connectors.resilience import (
 )
 from csautomation.errors import (
     CircuitOpenError,
+    ConnectorRateLimitedError,
     ConnectorUnavailableError,
     ConnectorValidationError,
 )
@@ -200,3 +202,38 @@ def test_backoff_grows_is_capped_and_jittered() -> None:
     policy = Retry(initial=timedelta(seconds=1), maximum=timedelta(seconds=30), backoff=2.0)
     assert [backoff(policy, a, 0.0) for a in (1, 2, 3, 6, 10)] == [1, 2, 4, 30, 30]
     assert backoff(policy, 3, 0.999) == pytest.approx(4 * 0.8, rel=1e-3)
+
+
+def test_an_endpoint_class_takes_its_own_bucket_and_others_the_connectors() -> None:
+    clock = Clock()
+    general = TokenBucket(RateLimit(per_second=10, burst=2), clock, clock.sleep)
+    search = TokenBucket(RateLimit(per_second=1, burst=1), clock, clock.sleep)
+    breaker = CircuitBreaker("crm", Breaker(), clock)
+    guard = Guard("crm", breaker, general, wait_limit=0.0, buckets={"search": search})
+    assert guard.call("create_task", lambda: "made", "search") == "made"
+    with pytest.raises(ConnectorRateLimitedError, match="this vendor's search requests"):
+        guard.call("create_task", lambda: "made", "search")  # search's one token is spent
+    # the general bucket's two tokens are untouched by searches
+    assert [guard.call("create_task", lambda: "made") for _ in range(2)] == ["made"] * 2
+    with pytest.raises(ConnectorRateLimitedError, match="this vendor's requests"):
+        guard.call("create_task", lambda: "made")
+
+
+def test_a_daily_allocation_refuses_at_its_line_and_looks_again_later() -> None:
+    clock = Clock()
+    quota = Allocation(
+        "sf", DailyAllocation(stop_at=0.5, recheck_after=timedelta(minutes=1)), clock
+    )
+    guard = Guard("sf", CircuitBreaker("sf", Breaker(), clock), quota=quota)
+    assert guard.call("create_task", lambda: 1) == 1  # nothing reported yet: through
+    quota.observe(49, 100)
+    assert guard.call("create_task", lambda: 2) == 2
+    quota.observe(50, 100)
+    calls: list[int] = []
+    with pytest.raises(ConnectorRateLimitedError, match="used 50 of its 100") as caught:
+        guard.call("create_task", lambda: calls.append(1))
+    assert calls == [] and caught.value.retry_after == 60
+    clock.now += 61
+    assert guard.call("create_task", lambda: 3) == 3  # one call looks again...
+    with pytest.raises(ConnectorRateLimitedError):
+        guard.call("create_task", lambda: 4)  # ...and the others wait for its answer

@@ -3,6 +3,7 @@ shapes, exactly-once upserts, session refresh, error mapping and injected faults
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from csautomation.connectors.base import FieldUpdate, TaskRequest
-from csautomation.connectors.config import SalesforceConfig
+from csautomation.connectors.config import Breaker, SalesforceConfig
+from csautomation.connectors.resilience import Allocation, CircuitBreaker, Guard
 from csautomation.connectors.salesforce import SalesforceCrm
 from csautomation.errors import (
     ConnectorAuthError,
@@ -326,7 +328,68 @@ def test_completion_sync_returns_closed_tasks_by_key_across_pages(
 def test_check_reports_what_was_verified(fake: FakeSalesforce, make: Any) -> None:
     said = make().check()
     assert fake.url.removeprefix("https://") in said
-    assert "14990 of 15000" in said
+    # the limits call is the org's first REST call today in the fake: 14999 remain
+    assert "daily API requests remaining: 14999 of 15000 (csautomation stops at 90% used)" in said
+
+
+def test_a_create_is_one_request_once_the_account_is_known(fake: FakeSalesforce, make: Any) -> None:
+    def sent() -> list[str]:
+        return [
+            f"{r.method} {r.path.split('/v59.0/')[-1].split('/Csauto')[0]}" for r in fake.requests
+        ]
+
+    crm = make()
+    crm.create_task(task("k-1"))
+    first = sent()
+    crm.create_task(task("k-2"))
+    # the login (once per connector), the Account's Id by our account id, the upsert
+    assert first == ["POST /services/oauth2/token", "GET query/", "PATCH sobjects/Task"]
+    assert sent()[len(first) :] == ["PATCH sobjects/Task"]
+
+
+def test_a_300_character_subject_reaches_salesforce_as_255_ending_in_the_marker(
+    fake: FakeSalesforce, make: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    subject = "Renewal at risk: " + "usage fell in every team " * 12  # 317 characters
+    subject = subject[:300]
+    caplog.set_level(logging.INFO, logger="csautomation.connectors.fields")
+    make().create_task(task(subject=subject))
+    [made] = fake.tasks.values()
+    assert len(made["Subject"]) == 255 and made["Subject"].endswith("…")
+    assert made["Subject"][:-1] == subject[:254]
+    assert made["Description"] == f"{subject}\n\nUsage fell 40% in 30 days."
+    [line] = [r.getMessage() for r in caplog.records]
+    assert line == (
+        "salesforce: Subject cut to the vendor's 255 characters, ending in …; the full text "
+        "is in Description (action playbook:r1:ACME:2030-03:call)"
+    )
+    short = make().create_task(task("k-short"))  # a subject that fits is left alone
+    assert fake.tasks[short.record_id]["Subject"] == "Call Acme about renewal"
+    assert len(caplog.records) == 1
+
+
+def test_the_daily_allocation_stops_calls_before_it_runs_out(
+    fake: FakeSalesforce, make: Any
+) -> None:
+    now = [1000.0]
+    crm = make(daily_api={"stop_at": 0.9, "recheck_after": "10m"})
+    quota = Allocation("salesforce", crm.config.daily_api, clock=lambda: now[0])
+    crm.guard = Guard("salesforce", CircuitBreaker("salesforce", Breaker()), quota=quota)
+    fake.api_used = 13_497  # 13,500 is 90% of 15,000
+    crm.create_task(task("k-1"))  # the Account lookup and the upsert: 13,499 used
+    assert crm.api_usage == quota.usage == (13_499, 15_000)
+    crm.create_task(task("k-2"))  # one upsert: 13,500 used, the line reached
+    sent = len(fake.requests)
+    with pytest.raises(ConnectorRateLimitedError, match="used 13500 of its 15000") as caught:
+        crm.create_task(task("k-3"))
+    assert len(fake.requests) == sent  # refused here: Salesforce never saw it
+    assert caught.value.retryable and caught.value.retry_after == 600
+    assert "daily_api.stop_at" in str(caught.value)
+    fake.api_used = 9_000  # the rolling 24 hours moved on
+    now[0] += 601  # after recheck_after, one call looks again
+    assert crm.create_task(task("k-3")).created
+    assert quota.usage == (9_001, 15_000)
+    assert crm.create_task(task("k-4")).created
 
 
 def test_secrets_echoed_by_the_vendor_are_redacted(fake: FakeSalesforce, make: Any) -> None:

@@ -3,6 +3,7 @@ exactly-once creates, completion sync, error mapping and injected faults."""
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from collections.abc import Iterator
@@ -12,8 +13,10 @@ from typing import Any
 
 import pytest
 
+from csautomation import logs
 from csautomation.connectors.base import TaskRequest
-from csautomation.connectors.config import ZendeskConfig
+from csautomation.connectors.config import RateLimit, ZendeskConfig
+from csautomation.connectors.owners import UnresolvedOwnerError
 from csautomation.connectors.zendesk import ZendeskTicketing
 from csautomation.errors import (
     ConnectorAuthError,
@@ -102,13 +105,20 @@ def test_creates_a_ticket_with_mapped_fields(fake: FakeZendesk, make: Any) -> No
     assert fake.tickets[int(receipt.record_id)]["status"] == "new"
 
 
-def test_priorities_map_and_unknown_owner_and_missing_org_are_left_out(
+def test_priorities_map_and_a_missing_org_is_left_out(fake: FakeZendesk, make: Any) -> None:
+    make(priorities={"high": "urgent"}).create_task(task(priority="high"))
+    [sent] = creates(fake)
+    assert sent["priority"] == "urgent" and sent["assignee_id"] == 7001
+    assert {"organization_id", "group_id"}.isdisjoint(sent)
+
+
+def test_an_unknown_owner_is_refused_never_an_unassigned_ticket(
     fake: FakeZendesk, make: Any
 ) -> None:
-    make(priorities={"high": "urgent"}).create_task(task(priority="high", assignee="nobody"))
-    [sent] = creates(fake)
-    assert sent["priority"] == "urgent"
-    assert {"assignee_id", "organization_id", "group_id"}.isdisjoint(sent)
+    with pytest.raises(UnresolvedOwnerError, match="nobody has no Zendesk user") as caught:
+        make().create_task(task(assignee="nobody"))
+    assert not caught.value.retryable
+    assert creates(fake) == []
 
 
 def test_same_key_twice_creates_one_ticket(fake: FakeZendesk, make: Any) -> None:
@@ -274,3 +284,45 @@ def test_token_and_email_never_appear_in_errors(fake: FakeZendesk, make: Any) ->
         for text in (str(exc), repr(exc), exc.message, str(exc.__cause__ or "")):
             assert fake.token not in text
             assert fake.email not in text
+
+
+def test_a_create_is_two_requests_once_the_organization_is_known(
+    fake: FakeZendesk, make: Any
+) -> None:
+    fake.add_organization("ACME")
+    zendesk = make()
+    zendesk.create_task(task(f"{KEY}:1"))
+    first = [f"{r.method} {r.path}" for r in fake.requests]
+    zendesk.create_task(task(f"{KEY}:2"))
+    second = [f"{r.method} {r.path}" for r in fake.requests][len(first) :]
+    # before: the organization was looked up for every ticket (3 requests a create)
+    assert first == [
+        "GET /api/v2/tickets.json",  # the key as external_id: a ticket made days ago
+        "GET /api/v2/organizations/show_many.json",  # its organization, once
+        "POST /api/v2/tickets.json",
+    ]
+    assert second == ["GET /api/v2/tickets.json", "POST /api/v2/tickets.json"]
+    assert {t["organization_id"] for t in creates(fake)} == {next(iter(fake.organizations))}
+
+
+def test_the_basic_credential_an_upstream_echoes_is_redacted(fake: FakeZendesk, make: Any) -> None:
+    fake.echo_authorization = True
+    basic = base64.b64encode(f"{fake.email}/token:{fake.token}".encode()).decode()
+    with pytest.raises(ConnectorUnavailableError) as caught:
+        make().create_task(task())
+    said = "\n".join((str(caught.value), repr(caught.value), caught.value.message))
+    assert caught.value.status == 502 and "upstream refused the request" in said
+    assert basic not in said and fake.token not in said and "[redacted]" in said
+    assert logs.mask(f"Authorization: Basic {basic}") == "Authorization: Basic ***"
+
+
+def test_the_plan_sets_the_rate_limit_unless_one_is_given() -> None:
+    base = {"id": "zendesk", "type": "zendesk", "subdomain": "acme"}
+    base |= {"auth": {"email_env": "ZD_EMAIL", "token_env": "ZD_TOKEN"}}
+    team = ZendeskConfig.model_validate(base | {"plan": "team"}).rate_limit
+    assert team is not None and team.per_second == pytest.approx(200 / 60)
+    default = ZendeskConfig.model_validate(base).rate_limit  # Professional: 400 a minute
+    assert default is not None and default.per_second == pytest.approx(400 / 60)
+    given = {"plan": "team", "rate_limit": {"per_second": 1, "burst": 2}}
+    assert ZendeskConfig.model_validate(base | given).rate_limit == RateLimit(per_second=1, burst=2)
+    assert ZendeskConfig.model_validate(base | {"rate_limit": None}).rate_limit is None

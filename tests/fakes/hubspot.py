@@ -2,14 +2,19 @@
 
 Search is `POST /crm/v3/objects/{tasks,companies}/search` with filterGroups (OR of ANDs,
 operators EQ, NEQ, GTE, LTE), properties, limit and an `after` cursor. `search_lag` hides a
-new task from that many searches, like HubSpot's search index; the unique idempotency
-property is enforced on create anyway (409), as HubSpot enforces unique properties.
+new task from that many searches, `index_delay` for that many seconds after its create,
+like HubSpot's search index; the unique idempotency property is enforced on create anyway
+(409), as HubSpot enforces properties with `hasUniqueValue`, and its definition is read at
+`GET /crm/v3/properties/tasks/{name}`. `search_per_second` (None: off) answers searches
+beyond that many in a second, per token, with HubSpot's 429 body (policyName SECONDLY).
 """
 
 from __future__ import annotations
 
 import itertools
+import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -62,13 +67,22 @@ class FakeHubSpot(FakeServer):
         self.token = token
         self.unique = unique
         self.search_lag = 0
+        self.index_delay = 0.0  # seconds a new task stays out of search results
+        self.search_per_second: int | None = None
+        self.search_429s = 0
+        self._searched: list[float] = []  # when each recent search came
+        self.clock: Callable[[], float] = time.monotonic  # the search limit's clock
+        self._indexed_at: dict[str, float] = {}  # task id -> when search shows it
         self.objects: dict[str, dict[str, dict[str, Any]]] = {"tasks": {}, "companies": {}}
         self.associations: dict[str, list[dict[str, Any]]] = {}  # task id -> as created
+        self.owner_records: dict[str, dict[str, Any]] = {}  # owner id -> as the API shows it
         self._hidden: dict[str, int] = {}  # task id -> searches it stays invisible to
         self._ids = itertools.count(90001)
         self.route("POST", r"/crm/v3/objects/(?P<kind>tasks|companies)/search", self.search)
         self.route("POST", r"/crm/v3/objects/tasks", self.create_task)
         self.route("GET", r"/crm/v3/objects/tasks", self.list_tasks)
+        self.route("GET", r"/crm/v3/owners/?", self.owners)
+        self.route("GET", r"/crm/v3/properties/tasks/(?P<name>\w+)", self.task_property)
 
     def not_found_body(self, req: Request) -> Any:
         return error(404, f"Unable to route {req.method} {req.path}", "OBJECT_NOT_FOUND").body
@@ -93,6 +107,28 @@ class FakeHubSpot(FakeServer):
             return str(
                 self._store("companies", {"csauto_account_id": account_id, "name": name})["id"]
             )
+
+    def add_owner(self, email: str, name: str, owner_id: str = "", archived: bool = False) -> str:
+        """An owner (a HubSpot user who can own records): `id` is what hubspot_owner_id
+        takes, `userId` is the user's other id."""
+        first, _, last = name.partition(" ")
+        with self.lock:
+            oid = owner_id or str(next(self._ids))
+            stamp = now_iso()
+            self.owner_records[oid] = {
+                "id": oid,
+                "email": email,
+                "type": "PERSON",
+                "firstName": first,
+                "lastName": last,
+                "userId": int(oid) + 1_000_000,
+                "userIdIncludingInactive": int(oid) + 1_000_000,
+                "createdAt": stamp,
+                "updatedAt": stamp,
+                "archived": archived,
+                "teams": [],
+            }
+            return oid
 
     def complete(self, task_id: str, at: datetime | None = None) -> None:
         """Mark a task done, as a CSM ticking it off in HubSpot would."""
@@ -145,14 +181,38 @@ class FakeHubSpot(FakeServer):
                 return False
         return True
 
+    def _over_search_limit(self) -> Response | None:
+        """HubSpot's secondly limit on search: its 429 body, with the policy it hit."""
+        if self.search_per_second is None:
+            return None
+        now = self.clock()
+        self._searched = [t for t in self._searched if now - t < 1.0]
+        if len(self._searched) < self.search_per_second:
+            self._searched.append(now)
+            return None
+        self.search_429s += 1
+        body = {
+            "status": "error",
+            "message": "You have reached your secondly limit.",
+            "errorType": "RATE_LIMIT",
+            "correlationId": str(uuid.uuid4()),
+            "policyName": "SECONDLY",
+        }
+        return Response(429, body, {"Retry-After": "1"})
+
     def search(self, req: Request) -> Response:
         if denied := self._authorized(req):
             return denied
+        if limited := self._over_search_limit():
+            return limited
         kind = req.match.group("kind") if req.match else "tasks"
         body = req.json() or {}
         groups = body.get("filterGroups") or [{"filters": []}]
         found = []
+        now = time.monotonic()
         for oid, obj in self.objects[kind].items():
+            if self._indexed_at.get(oid, 0.0) > now:
+                continue
             if self._hidden.get(oid, 0) > 0:
                 self._hidden[oid] -= 1
                 continue
@@ -204,10 +264,52 @@ class FakeHubSpot(FakeServer):
         self.associations[task["id"]] = body.get("associations") or []
         if self.search_lag:
             self._hidden[task["id"]] = self.search_lag
+        if self.index_delay:
+            self._indexed_at[task["id"]] = time.monotonic() + self.index_delay
         return Response(201, task)
+
+    def task_property(self, req: Request) -> Response:
+        """A property's definition, as the properties API answers it (abridged)."""
+        if denied := self._authorized(req):
+            return denied
+        name = req.match.group("name") if req.match else ""
+        if name not in self.unique and not name.startswith("hs_"):
+            return error(404, f"Unable to find property {name} for tasks", "OBJECT_NOT_FOUND")
+        return Response(
+            200,
+            {
+                "name": name,
+                "label": name,
+                "type": "string",
+                "fieldType": "text",
+                "groupName": "taskinformation",
+                "hasUniqueValue": name in self.unique,
+                "hidden": False,
+                "formField": False,
+            },
+        )
 
     def list_tasks(self, req: Request) -> Response:
         if denied := self._authorized(req):
             return denied
         limit = int(req.query.get("limit", ["10"])[0])
         return Response(200, {"results": list(self.objects["tasks"].values())[:limit]})
+
+    def owners(self, req: Request) -> Response:
+        """`GET /crm/v3/owners?email=&archived=&limit=&after=`: owners, active ones unless
+        `archived=true` (then only archived ones, as HubSpot answers), by exact e-mail."""
+        if denied := self._authorized(req):
+            return denied
+        email = req.query.get("email", [""])[0].lower()
+        archived = req.query.get("archived", ["false"])[0] == "true"
+        found = [
+            o
+            for o in self.owner_records.values()
+            if o["archived"] == archived and (not email or o["email"].lower() == email)
+        ]
+        limit = int(req.query.get("limit", ["100"])[0])
+        start = int(req.query.get("after", ["0"])[0])
+        body: dict[str, Any] = {"results": found[start : start + limit]}
+        if start + limit < len(found):
+            body["paging"] = {"next": {"after": str(start + limit)}}
+        return Response(200, body)

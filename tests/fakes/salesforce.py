@@ -35,6 +35,9 @@ CLOSED_TASKS = re.compile(
 )
 USER = re.compile(r"^SELECT Id FROM User LIMIT 1$")
 USER_ID = "0055g0000000001AAA"  # the integration user the token belongs to
+USER_BY_EMAIL = re.compile(
+    r"^SELECT Id, IsActive FROM User WHERE Email = (?P<value>'(?:[^'\\]|\\.)*')$"
+)
 # a quoted SOQL string: a quote inside it must come escaped (\'), else the query is malformed
 STRING = r"'(?:[^'\\\n]|\\.)*'"
 CHANGED_ACCOUNTS = re.compile(
@@ -87,12 +90,16 @@ class FakeSalesforce(FakeServer):
         self.jwt_public_key = jwt_public_key
         self.page_size = page_size
         self.tokens: set[str] = set()
+        # the org's daily API allocation: every REST answer reports it in Sforce-Limit-Info
+        self.api_max = 15000
+        self.api_used = 0
         self.token_requests: list[dict[str, str]] = []
         self.expire_after_refresh = False  # the next issued token is dead on arrival
         # an org's validation rules on Task: each returns its error message, or None
         self.task_rules: list[Callable[[dict[str, Any]], str | None]] = []
         self.tasks: dict[str, dict[str, Any]] = {}  # id -> fields
         self.accounts: dict[str, dict[str, Any]] = {}
+        self.users: dict[str, dict[str, Any]] = {}  # id -> a User's fields
         self.soql: list[str] = []
         self._cursors: dict[str, list[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
@@ -104,6 +111,21 @@ class FakeSalesforce(FakeServer):
         self.route("GET", DATA + r"/query/?", self.query)
         self.route("GET", DATA + r"/query/(?P<locator>[\w-]+)", self.query_more)
         self.route("GET", DATA + r"/limits/?", self.limits)
+
+    @override
+    def dispatch(self, req: Request) -> Response:
+        """Each REST call counts against the org's daily allocation, and its answer says
+        so: `Sforce-Limit-Info: api-usage=N/M` (REST API Developer Guide, Limit Info
+        Header). The token endpoint is OAuth's, not the REST API's: no header."""
+        if not req.path.startswith("/services/data/"):
+            return super().dispatch(req)
+        with self.lock:
+            self.api_used += 1
+            used = self.api_used
+        resp = super().dispatch(req)
+        limit = f"api-usage={used}/{self.api_max}"
+        resp.headers = {**resp.headers, "Sforce-Limit-Info": limit}
+        return resp
 
     @override
     def not_found_body(self, req: Request) -> Any:
@@ -128,6 +150,13 @@ class FakeSalesforce(FakeServer):
             if isinstance(stamp, datetime):
                 stamp = sf_date(stamp)
             self.accounts[account_id] |= fields | {"LastModifiedDate": stamp or sf_now()}
+
+    def add_user(self, email: str, name: str, user_id: str = "", active: bool = True) -> str:
+        """A User (Email is not unique in Salesforce: two users may share one)."""
+        with self.lock:
+            uid = user_id or self.new_id("005")
+            self.users[uid] = {"Id": uid, "Name": name, "Email": email, "IsActive": active}
+            return uid
 
     def expire_tokens(self) -> None:
         with self.lock:
@@ -279,6 +308,14 @@ class FakeSalesforce(FakeServer):
             ]
         elif m := CHANGED_ACCOUNTS.match(soql):
             rows = self._changed_accounts(version, m)
+        elif m := USER_BY_EMAIL.match(soql):
+            # SOQL compares Email without regard to case, as Salesforce does for text
+            email = soql_string(m["value"]).lower()
+            rows = [
+                self._record("User", version, {"Id": u["Id"], "IsActive": u["IsActive"]})
+                for u in self.users.values()
+                if u["Email"].lower() == email
+            ]
         elif USER.match(soql):
             rows = [self._record("User", version, {"Id": USER_ID})]
         else:
@@ -344,7 +381,10 @@ class FakeSalesforce(FakeServer):
         return Response(
             200,
             {
-                "DailyApiRequests": {"Max": 15000, "Remaining": 14990},
+                "DailyApiRequests": {
+                    "Max": self.api_max,
+                    "Remaining": self.api_max - self.api_used,
+                },
                 "DataStorageMB": {"Max": 5, "Remaining": 5},
             },
         )

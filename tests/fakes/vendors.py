@@ -16,6 +16,25 @@ from fakes.server import FakeServer
 from fakes.zendesk import FakeZendesk
 
 SF_KEY, SF_ACCOUNT = "Csauto_Key__c", "Csauto_Account_Id__c"
+SHIPPED_PEOPLE = Path(__file__).resolve().parents[2] / "people.yaml"
+
+
+def user_ids(person_id: str, position: int) -> dict[str, str]:
+    """The ids the fakes give a person of the shipped people.yaml: csm-NN is number NN,
+    anyone else 100 + their place in the file. people.yaml's crm_ids use the same ones."""
+    n = int(person_id[4:]) if person_id[:4] == "csm-" else 100 + position
+    return {
+        "salesforce": f"005{n:012d}AAA",
+        "zendesk": str(360000000000 + n),
+        "hubspot": str(12345677 + n),
+    }
+
+
+def shipped_user_id(person_id: str, vendor: str) -> str:
+    """The id the fakes give `person_id` of the shipped people.yaml at `vendor`."""
+    people = yaml.safe_load(SHIPPED_PEOPLE.read_text(encoding="utf-8"))["people"]
+    [position] = [i for i, p in enumerate(people) if p["id"] == person_id]
+    return user_ids(person_id, position)[vendor]
 
 
 class Vendors:
@@ -39,7 +58,21 @@ class Vendors:
             self.salesforce.add_account(SF_ACCOUNT, account_id, Name=account_id.title())
             self.zendesk.add_organization(account_id, account_id.title())
             self.hubspot.add_company(account_id, account_id.title())
+        self.add_people(SHIPPED_PEOPLE)
         return self
+
+    def add_people(self, path: Path) -> None:
+        """A user in each vendor for every person with an e-mail in `path` (the org the
+        shipped people.yaml describes), with the ids `user_ids` gives them."""
+        people = yaml.safe_load(path.read_text(encoding="utf-8"))["people"]
+        for position, person in enumerate(people):
+            if not person.get("email"):
+                continue
+            ids = user_ids(person["id"], position)
+            email, name = person["email"], person["name"]
+            self.salesforce.add_user(email, name, ids["salesforce"])
+            self.zendesk.add_user(email, name, int(ids["zendesk"]))
+            self.hubspot.add_owner(email, name, ids["hubspot"])
 
     def stop(self) -> None:
         for fake in self.all:

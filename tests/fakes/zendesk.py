@@ -69,13 +69,18 @@ class FakeZendesk(FakeServer):
         self.email = email
         self.token = token
         self.anonymous = False  # users/me answers as Zendesk does without credentials
+        # a proxy in front that fails a create and echoes the request's Authorization
+        # header in its error body, as some gateways' debug pages do
+        self.echo_authorization = False
         self.export_page_size = 1000  # the cursor-based export's tickets per page
         self.tickets: dict[int, dict[str, Any]] = {}
         self.organizations: dict[int, dict[str, Any]] = {}
+        self.users: dict[int, dict[str, Any]] = {}
         self.idempotent: dict[str, tuple[bytes, Response]] = {}  # key -> (body, answer)
         self._ids = itertools.count(101)
         self._org_ids = itertools.count(360001)
         self.route("GET", r"/api/v2/users/me\.json", self.me)
+        self.route("GET", r"/api/v2/users/search\.json", self.search_users)
         self.route("GET", r"/api/v2/tickets\.json", self.list_tickets)
         self.route("POST", r"/api/v2/tickets\.json", self.create_ticket)
         self.route("GET", r"/api/v2/organizations/show_many\.json", self.show_organizations)
@@ -98,6 +103,26 @@ class FakeZendesk(FakeServer):
                 "updated_at": stamp(),
             }
             return oid
+
+    def add_user(
+        self, email: str, name: str, user_id: int = 0, role: str = "agent", active: bool = True
+    ) -> int:
+        """A user: role end-user, agent or admin (only agents and admins take tickets)."""
+        with self.lock:
+            uid = user_id or 361000000000 + len(self.users) + 1
+            self.users[uid] = {
+                "id": uid,
+                "url": f"{self.url}/api/v2/users/{uid}.json",
+                "name": name,
+                "email": email,
+                "role": role,
+                "active": active,
+                "suspended": False,
+                "verified": True,
+                "created_at": stamp(),
+                "updated_at": stamp(),
+            }
+            return uid
 
     def add_ticket(
         self,
@@ -172,6 +197,23 @@ class FakeZendesk(FakeServer):
         }
         return Response(200, {"user": user})
 
+    def search_users(self, req: Request) -> Response:
+        """`users/search.json?query=`: Zendesk's search syntax; the fake knows `email:X`
+        (a whole address, any case) and a bare word matched in part of a name or e-mail."""
+        if denied := self._denied(req):
+            return denied
+        query = req.query.get("query", [""])[0].strip()
+        if query.startswith("email:"):
+            wanted = query.removeprefix("email:").strip('"').lower()
+            found = [u for u in self.users.values() if u["email"].lower() == wanted]
+        else:
+            found = [
+                u
+                for u in self.users.values()
+                if query.lower() in f"{u['name']} {u['email']}".lower()
+            ]
+        return self._page("users", found, req)
+
     @staticmethod
     def _page(key: str, items: list[dict[str, Any]], req: Request | None = None) -> Response:
         """One page: cursor pagination's shape when `page[size]` is asked for, else offset
@@ -204,6 +246,10 @@ class FakeZendesk(FakeServer):
     def create_ticket(self, req: Request) -> Response:
         if denied := self._denied(req):
             return denied
+        if self.echo_authorization:
+            echoed = {"Authorization": req.headers["authorization"]}
+            said = f"upstream refused the request; headers: {echoed}"
+            return Response(502, {"error": "BadGateway", "description": said})
         key = req.headers.get("idempotency-key")
         if key is None:
             return self._create_ticket(req)

@@ -168,13 +168,12 @@ def test_schema_commands_print_the_schemas() -> None:
 
 def test_docs_data_md_is_generated_from_the_models() -> None:
     text = (ROOT / "docs" / "data.md").read_text(encoding="utf-8")
-    generated = data_reference()
-    # the generated reference first; the data sources' own sections (## Vendor) follow it
-    assert text[: len(generated)] == generated, (
-        "docs/data.md is stale: python -m csautomation.facts.schema, then the ## sections "
-        "of the data sources after it"
+    # the generated part first; each data source's section (issue 24) follows, by hand
+    assert text.startswith(data_reference()), (
+        "docs/data.md is stale: python -m csautomation.facts.schema writes its first part"
     )
-    assert text[len(generated) :] == "" or text[len(generated) :].startswith("\n## ")
+    rest = text[len(data_reference()) :].strip()
+    assert not rest or rest.startswith("## "), rest[:200]
 
 
 # -- PUT /v1/accounts ---------------------------------------------------------------------------

@@ -50,6 +50,19 @@ async def test_history_replays_deterministically(history: WorkflowHistory) -> No
     await replayer.replay_workflow(history)
 
 
+@pytest.mark.asyncio
+@pytest.mark.parametrize("name", ["before-incomplete", "incomplete"])
+async def test_a_dead_lettered_run_replays(name: str) -> None:
+    """A run whose action was dead-lettered (tests/workflows/record_dead_letter_history.py):
+    recorded before runs like it ended "incomplete" (outcome "done") and since."""
+    path = HISTORIES / "dead-letter" / f"{name}.json"
+    history = WorkflowHistory.from_json("playbook:recorded:ACME:dead-letter", path.read_text())
+    replayer = Replayer(
+        workflows=[PlaybookWorkflow, EscalationWorkflow], data_converter=data_converter
+    )
+    await replayer.replay_workflow(history)
+
+
 @workflow.defn(name="PlaybookWorkflow")
 class ReorderedPlaybookWorkflow:
     """A careless edit: a timer before the first step changes the command sequence."""

@@ -37,6 +37,7 @@ from csautomation.api import (
     pages,
     quarantine,
     rule_pages,
+    vendor_intake,
 )
 from csautomation.api import intake as intake_routes
 from csautomation.api.actions import EscalationActions
@@ -144,6 +145,7 @@ def create_app(
     app.state.intake = intake
     app.state.authn = authn  # its throttles' clocks, for tests that must not race them
     app.include_router(intake_routes.router(intake, sources or Sources({})))
+    app.include_router(vendor_intake.router(intake, sources or Sources({})))
     app.include_router(accounts.router(store, sources or Sources({})))
     app.include_router(quarantine.router(intake, authn))
     app.include_router(api_routes.router(review, authn))

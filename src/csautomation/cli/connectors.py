@@ -1,11 +1,12 @@
-"""`csauto connectors`: the connectors' configuration, credentials and breakers, and one
-completion-sync pass."""
+"""`csauto connectors`: the connectors' configuration, credentials and breakers, whom their
+tasks go to, and one completion-sync pass."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any
+from collections import Counter
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
@@ -15,6 +16,9 @@ from rich.text import Text
 from csautomation import bootstrap
 from csautomation.cli.common import DataDirOpt, DbOpt, out, plain, read_store
 from csautomation.errors import ConnectorError
+
+if TYPE_CHECKING:
+    from csautomation.connectors.owners import Survey
 
 app = typer.Typer(help="Vendor connectors (connectors/).", no_args_is_help=True)
 
@@ -46,13 +50,23 @@ def _needs(config: Any) -> list[str]:
 
 
 @app.command("check")
-def check() -> None:
+def check(
+    owners: Annotated[
+        bool, typer.Option("--owners", help="list whom each person's tasks go to, and why")
+    ] = False,
+) -> None:
     """Verify each connector's configuration and credentials against the live service with
-    one authenticated call; a verdict per connector, exit code 1 if any enabled one fails."""
+    one authenticated call, and resolve every person in people.yaml to a user there (a
+    task connector's owners). Exit code 1 if an enabled connector fails, or cannot resolve
+    someone and has no fallback_owner to give their tasks to."""
     from csautomation.connectors.loader import vendor
+    from csautomation.connectors.owners import Owners, attach, survey
+    from csautomation.escalation.people import load_people
 
     settings = bootstrap.settings()
     configs = _configs(settings)
+    people = load_people(settings.people_path) if settings.people_path.exists() else None
+    surveys: list[tuple[str, Survey]] = []
     table = Table(title="connectors check")
     for col in ("connector", "type", "verdict"):
         table.add_column(col)
@@ -69,6 +83,9 @@ def check() -> None:
             try:
                 said = connector.check()
                 verdict = f"[green]ok[/green]: {said}"
+                if isinstance(getattr(connector, "owners", None), Owners):
+                    attach(connector, people)
+                    surveys.append((config.id, survey(connector.owners, people)))
             except ConnectorError as exc:
                 failed += 1
                 verdict = f"[red]FAILED[/red]: {exc}"
@@ -76,8 +93,48 @@ def check() -> None:
                 connector.close()
         table.add_row(config.id, config.type, verdict)
     out.print(table)
+    for name, found in surveys:
+        failed += _report(name, found, owners)
     if failed:
         raise typer.Exit(1)
+
+
+def _report(connector: str, found: Survey, every: bool) -> int:
+    """Print a connector's owners; 1 when someone's tasks would be dead letters."""
+    from csautomation.connectors.owners import SOURCES
+
+    ok = [r for r in found.people if r.user_id is not None]
+    missing = [r for r in found.people if r.user_id is None]
+    sources = Counter(r.source for r in ok)
+    how = "; ".join(f"{sources[k]} by {said}" for k, said in SOURCES.items() if sources[k])
+    out.print(
+        plain(
+            f"{connector} owners: resolved {len(ok)} of {len(found.people)} people in "
+            f"people.yaml" + (f" ({how})" if how else "")
+        )
+    )
+    for r in found.people if every else []:
+        whom = f"{r.user_id} ({SOURCES[r.source]})" if r.user_id else "nobody"
+        out.print(plain(f"  {r.who}: {whom}"))
+    for r in missing:
+        out.print(plain(f"  {r.who} cannot be resolved: {r.reason}"))
+    if not missing:
+        return 0
+    fallback = found.fallback
+    if fallback is not None and fallback.user_id is not None:
+        whom = fallback.name or f"user {fallback.user_id}"
+        out.print(plain(f"  their tasks go to the fallback owner, {whom}"))
+        return 0
+    if fallback is not None:
+        out.print(plain(f"  [FAILED] and the fallback owner cannot take them: {fallback.reason}"))
+    else:
+        out.print(
+            plain(
+                "  [FAILED] their tasks would be dead letters: add crm_ids or an e-mail the "
+                "vendor knows to people.yaml, or set fallback_owner in the connector's file"
+            )
+        )
+    return 1
 
 
 @app.command("status")

@@ -26,6 +26,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    model_validator,
 )
 
 from csautomation import logs
@@ -100,13 +101,34 @@ class Common(Strict):
     description: str = ""
     default_for: list[Capability] = Field(default_factory=list)
     timeout: ShortDuration = timedelta(seconds=10)
+    # a PEM file of the CAs to trust for this vendor (a proxy's, say): relative to the
+    # YAML file's folder, or absolute; the loader checks it exists and makes it absolute
+    ca_bundle: str | None = Field(default=None, min_length=1)
     retry: Retry = Retry()
     breaker: Breaker = Breaker()
     rate_limit: RateLimit | None = None
     # our CSM and manager ids -> the vendor's user ids
     owners: dict[str, Annotated[str, BeforeValidator(_id)]] = Field(default_factory=dict)
+    # who takes a task whose person has no user at the vendor (a person id, or the vendor's
+    # user id); without it such a task is a dead letter (connectors/owners.py)
+    fallback_owner: Annotated[str, BeforeValidator(_id)] | None = None
     # our priorities -> the vendor's values
     priorities: dict[str, str] = Field(default_factory=dict)
+
+    def endpoint_limits(self) -> dict[str, RateLimit]:
+        """Rate limits for endpoint classes the vendor limits on their own (HubSpot's
+        search); every other request takes `rate_limit`."""
+        return {}
+
+
+class DailyAllocation(Strict):
+    """Salesforce's daily API allocation, as each answer's `Sforce-Limit-Info:
+    api-usage=N/M` reports it: at `stop_at` of M, calls are refused as rate limited (the
+    rest is left to the org's other integrations) until a call `recheck_after` later
+    finds it lower."""
+
+    stop_at: float = Field(default=0.9, gt=0, le=1)
+    recheck_after: ShortDuration = timedelta(minutes=10)
 
 
 class LocalConfig(Common):
@@ -135,11 +157,24 @@ class SalesforceConfig(Common):
     account_field: str = Field(default="Csauto_Account_Id__c", pattern=r"^\w+$")
     task_status: str = "Not Started"
     rate_limit: RateLimit | None = RateLimit(per_second=20, burst=25)
+    daily_api: DailyAllocation = DailyAllocation()
 
 
 class ZendeskAuth(Strict):
     email_env: EnvName
     token_env: EnvName
+
+
+# Zendesk's documented requests a minute per plan (developer.zendesk.com/api-reference/
+# introduction/rate-limits); the High Volume API add-on raises any plan to 2500
+ZENDESK_PLANS = {
+    "team": 200,
+    "growth": 400,
+    "professional": 400,
+    "enterprise": 700,
+    "enterprise_plus": 2500,
+    "high_volume": 2500,
+}
 
 
 class ZendeskConfig(Common):
@@ -149,7 +184,27 @@ class ZendeskConfig(Common):
     auth: ZendeskAuth
     # organisations are found by this external_id: our account id
     group_id: int | None = None
-    rate_limit: RateLimit | None = RateLimit(per_second=10, burst=20)
+    # the account's plan sets the rate limit (its documented requests a minute) unless
+    # `rate_limit` is given
+    plan: Literal[
+        "team", "growth", "professional", "enterprise", "enterprise_plus", "high_volume"
+    ] = "professional"
+    rate_limit: RateLimit | None = None
+
+    @model_validator(mode="after")
+    def _plan_limit(self) -> ZendeskConfig:
+        if self.rate_limit is None and "rate_limit" not in self.model_fields_set:
+            per_minute = ZENDESK_PLANS[self.plan]
+            # frozen: set through object.__setattr__, once, while validating
+            limit = RateLimit(per_second=per_minute / 60, burst=20)
+            object.__setattr__(self, "rate_limit", limit)
+        return self
+
+
+class IndexWait(Strict):
+    attempts: int = Field(default=6, ge=1, le=20)
+    initial: ShortDuration = timedelta(milliseconds=500)
+    maximum: ShortDuration = timedelta(seconds=8)
 
 
 class HubSpotAuth(Strict):
@@ -165,6 +220,16 @@ class HubSpotConfig(Common):
     idempotency_property: str = "csauto_key"
     account_property: str = "csauto_account_id"
     rate_limit: RateLimit | None = RateLimit(per_second=10, burst=10)
+    # HubSpot limits its CRM search endpoints on their own, at four requests a second
+    # per token (developers.hubspot.com/changelog/crm-search-api-rate-limit-increase):
+    # three a second with no burst keeps any one-second window to four
+    search_rate_limit: RateLimit | None = RateLimit(per_second=3, burst=1)
+    # after a 409 (the key is taken) the task is searched for until HubSpot's search
+    # index shows it: `attempts` searches, `initial` apart, doubling, at most `maximum`
+    index_wait: IndexWait = IndexWait()
+
+    def endpoint_limits(self) -> dict[str, RateLimit]:
+        return {"search": self.search_rate_limit} if self.search_rate_limit else {}
 
 
 class SlackConfig(Common):

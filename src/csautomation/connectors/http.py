@@ -18,6 +18,7 @@ Messages keep the vendor's own words (they say what to fix), with any secret rem
 from __future__ import annotations
 
 import json
+import re
 import ssl
 import threading
 from collections.abc import Iterable, Mapping
@@ -145,11 +146,19 @@ def vendor_message(body: Any) -> str:
     return joined[:MAX_MESSAGE]
 
 
+# a credential after an auth scheme, wherever an upstream echoed it ("Authorization: Basic
+# ...", a JSON dump of the request's headers): redacted even when it is no value we know
+# (a proxy's own credential, a token since rotated)
+AUTH_VALUE = re.compile(r"\b(Basic|Bearer|Token|OAuth)(\s+|%20)[A-Za-z0-9+/=._~-]{8,}", re.I)
+AUTH_HEADER = re.compile(r"(authorization[\"']?\s*[:=]\s*[\"']?)[^\"'\r\n,;}]+", re.I)
+
+
 def redact(text: str, secrets: Iterable[str]) -> str:
     for secret in secrets:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "[redacted]")
-    return text
+    text = AUTH_VALUE.sub(r"\1 [redacted]", text)
+    return AUTH_HEADER.sub(r"\1[redacted]", text)
 
 
 def classify_status(

@@ -18,10 +18,13 @@ from csautomation.connectors.config import (
     ConnectorConfig,
     ConnectorFile,
     LocalConfig,
+    SalesforceConfig,
 )
 from csautomation.connectors.local import LocalCrm
+from csautomation.connectors.owners import attach
 from csautomation.connectors.registry import Connectors
 from csautomation.connectors.resilience import (
+    Allocation,
     BreakerState,
     CircuitBreaker,
     Guard,
@@ -29,6 +32,7 @@ from csautomation.connectors.resilience import (
     temporal_clock,
 )
 from csautomation.errors import ConfigFileError, Problem
+from csautomation.escalation.people import People
 from csautomation.store.repo import Store
 
 # type -> "module:Class", imported only when a connector of that type is configured
@@ -67,6 +71,18 @@ def load_connectors(paths: Sequence[Path]) -> dict[str, ConnectorConfig]:
                 )
             )
             continue
+        if config.ca_bundle is not None:
+            bundle = Path(doc.file).parent / Path(config.ca_bundle).expanduser()
+            if not bundle.is_file():
+                problems.append(
+                    doc.problem(
+                        ("connector", "ca_bundle"),
+                        f"no CA bundle at {bundle} (a PEM file, relative to this file's "
+                        "folder or absolute)",
+                    )
+                )
+                continue
+            config = config.model_copy(update={"ca_bundle": str(bundle.resolve())})
         out[config.id] = config
         where[config.id] = doc.file
     enabled = [c for c in out.values() if c.enabled]
@@ -93,12 +109,13 @@ def vendor(
     verify: str | bool,
     guard: Guard | None = None,
 ) -> Any:
-    """The connector for a configuration, behind `guard` (none: bare, for `check`)."""
+    """The connector for a configuration, behind `guard` (none: bare, for `check`). Its
+    own `ca_bundle` wins over `verify` (the process's default)."""
     if isinstance(config, LocalConfig):
         raise TypeError("the local connector needs the store: use build_connectors")
     module, _, cls = VENDORS[config.type].partition(":")
     return getattr(importlib.import_module(module), cls)(
-        config, env=env, verify=verify, guard=guard
+        config, env=env, verify=config.ca_bundle or verify, guard=guard
     )
 
 
@@ -108,9 +125,11 @@ def build_connectors(
     env: Mapping[str, str] | None = None,
     verify: str | bool = True,
     on_change: Callable[[BreakerState], None] | None = None,
+    people: People | None = None,
 ) -> Connectors:
     """The enabled connectors, each guarded; the built-in `local` one always, as the
-    default for any capability no enabled connector claims."""
+    default for any capability no enabled connector claims. Task owners resolve through
+    `people` (people.yaml) after each connector's own `owners:` map."""
     source = os.environ if env is None else env
     by_name: dict[str, Connector] = {"local": LocalCrm(store)}
     defaults: dict[str, str] = {}
@@ -124,9 +143,23 @@ def build_connectors(
                 config.id, config.breaker, clock=temporal_clock, on_change=on_change
             )
             bucket = TokenBucket(config.rate_limit) if config.rate_limit else None
-            guard = Guard(config.id, breaker, bucket, wait_limit=config.timeout.total_seconds())
+            buckets = {k: TokenBucket(v) for k, v in config.endpoint_limits().items()}
+            quota = (
+                Allocation(config.id, config.daily_api, clock=temporal_clock)
+                if isinstance(config, SalesforceConfig)
+                else None
+            )
+            guard = Guard(
+                config.id,
+                breaker,
+                bucket,
+                wait_limit=config.timeout.total_seconds(),
+                buckets=buckets,
+                quota=quota,
+            )
             # each of its requests passes the breaker and the limit
             by_name[config.id] = vendor(config, source, verify, guard)
+            attach(by_name[config.id], people)
         for capability in config.default_for:
             defaults[capability.value] = config.id
     return Connectors(by_name, default="local", fallback="local", defaults=defaults)

@@ -10,6 +10,8 @@ vendor instead of hammering it. Only failures that say the vendor is unwell coun
 
 The rate limit is a token bucket at the vendor's published rate: a call waits for a token
 (up to the call's timeout), so a burst of playbooks is spread out rather than refused.
+Endpoints a vendor limits on their own (HubSpot's search) have a bucket of their own, and
+a daily allocation a vendor reports (Salesforce's) refuses calls before it runs out.
 
 Both live in the worker process; each state change is reported to `on_change` (the store
 keeps the latest per connector for `csauto connectors status`) and to the process's
@@ -27,14 +29,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
 from temporalio import activity
 
 from csautomation import metrics
-from csautomation.connectors.config import Breaker, RateLimit
+from csautomation.connectors.config import Breaker, DailyAllocation, RateLimit
 from csautomation.errors import (
     CircuitOpenError,
     ConnectorError,
@@ -216,10 +218,58 @@ class TokenBucket:
             self.sleep(wait)
 
 
+class Allocation:
+    """A vendor's daily request allocation as its answers report it (Salesforce's
+    `Sforce-Limit-Info: api-usage=N/M`). Once `stop_at` of it is used, calls are refused
+    as rate limited, without a request, until `recheck_after` has passed: then one call
+    goes through and its answer's figure decides again."""
+
+    def __init__(self, connector: str, config: DailyAllocation, clock: Clock = time.monotonic):
+        self.connector = connector
+        self.stop_at = config.stop_at
+        self.recheck_after = config.recheck_after.total_seconds()
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._used: tuple[int, int] | None = None  # (used, limit) as last reported
+        self._seen = 0.0
+
+    def observe(self, used: int, limit: int) -> None:
+        with self._lock:
+            self._used, self._seen = (used, limit), self.clock()
+
+    @property
+    def usage(self) -> tuple[int, int] | None:
+        with self._lock:
+            return self._used
+
+    def check(self, operation: str) -> None:
+        with self._lock:
+            if self._used is None:
+                return
+            used, limit = self._used
+            if limit <= 0 or used < self.stop_at * limit:
+                return
+            left = self._seen + self.recheck_after - self.clock()
+            if left <= 0:
+                self._seen = self.clock()  # this call looks again; the others keep waiting
+                return
+        raise ConnectorRateLimitedError(
+            self.connector,
+            operation,
+            f"the org has used {used} of its {limit} daily API requests; csautomation "
+            f"stops at {self.stop_at:.0%} (daily_api.stop_at) to leave the rest to the "
+            f"org's other integrations; next look in {left:.0f} s",
+            retry_after=max(left, 1.0),
+        )
+
+
 class Guard:
-    """The breaker and the rate limit of one connector, around each of its calls: each
+    """The breaker and the rate limits of one connector, around each of its calls: each
     HTTP request for the vendor connectors (`Guardable`), so that the rate limit counts
-    what the vendor counts and one failed request is one failure, not a whole action."""
+    what the vendor counts and one failed request is one failure, not a whole action.
+    `bucket` limits every request; `buckets` the endpoint classes a vendor limits on
+    their own (a request to one takes its class's token instead); `quota` is a daily
+    allocation the vendor reports."""
 
     def __init__(
         self,
@@ -227,27 +277,41 @@ class Guard:
         breaker: CircuitBreaker,
         bucket: TokenBucket | None = None,
         wait_limit: float = 30.0,
+        buckets: Mapping[str, TokenBucket] | None = None,
+        quota: Allocation | None = None,
     ) -> None:
         self.connector = connector
         self.breaker = breaker
         self.bucket = bucket
+        self.buckets = dict(buckets or {})
+        self.quota = quota
         self.wait_limit = wait_limit
 
-    def call(self, operation: str, fn: Callable[[], T]) -> T:
+    def call(self, operation: str, fn: Callable[[], T], endpoint: str = "") -> T:
         errors = metrics.CONNECTOR_ERRORS
         try:
             probe = self.breaker.before(operation, wait=self.wait_limit)
         except CircuitOpenError:
             errors.labels(self.connector, "circuit_open").inc()
             raise
-        if self.bucket is not None and not self.bucket.acquire(self.wait_limit):
+        bucket = self.buckets.get(endpoint, self.bucket)
+        if bucket is not None and not bucket.acquire(self.wait_limit):
             errors.labels(self.connector, "throttled").inc()
+            self.breaker.abandon(probe)
+            kind = f"{endpoint} " if endpoint in self.buckets else ""
             raise ConnectorRateLimitedError(
                 self.connector,
                 operation,
-                "our own rate limit for this vendor is exhausted",
+                f"our own rate limit for this vendor's {kind}requests is exhausted",
                 retry_after=1.0,
             )
+        if self.quota is not None:
+            try:
+                self.quota.check(operation)
+            except ConnectorRateLimitedError:
+                errors.labels(self.connector, "throttled").inc()
+                self.breaker.abandon(probe)
+                raise
         began = time.perf_counter()
         try:
             result = fn()
@@ -279,7 +343,7 @@ class Guardable:
     def __init__(self, guard: Guard | None = None) -> None:
         self.guard = guard
 
-    def _guarded(self, operation: str, fn: Callable[[], T]) -> T:
+    def _guarded(self, operation: str, fn: Callable[[], T], endpoint: str = "") -> T:
         if self.guard is None or operation == "check":
             return fn()
-        return self.guard.call(operation, fn)
+        return self.guard.call(operation, fn, endpoint)

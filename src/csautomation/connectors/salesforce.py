@@ -17,6 +17,7 @@ resets), with every credential redacted.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -33,7 +34,9 @@ from simple_salesforce.format import format_external_id, format_soql
 from csautomation import logs
 from csautomation.connectors.base import Completion, FieldUpdate, Receipt, TaskRequest
 from csautomation.connectors.config import SalesforceConfig, secret
+from csautomation.connectors.fields import Limits, fit_task
 from csautomation.connectors.http import classify_status, classify_transport
+from csautomation.connectors.owners import Owners, UserMatch, pick
 from csautomation.connectors.resilience import Guard, Guardable
 from csautomation.errors import (
     ConnectorAuthError,
@@ -47,17 +50,35 @@ T = TypeVar("T")
 PRIORITIES = {"critical": "High", "high": "High", "medium": "Normal", "low": "Low"}
 TRANSPORT = (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError)
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+USER_ID = re.compile(r"^005[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?$")  # a User's 15 or 18 characters
+USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
+# the Task fields' lengths (Object Reference, Task: Subject 255, Description 32,000)
+TASK_LIMITS = Limits("Subject", 255, "Description", 32_000)
+
+
+def api_usage(headers: Mapping[str, str]) -> tuple[int, int] | None:
+    """(used, allocation) from `Sforce-Limit-Info: api-usage=18/5000` (REST API Developer
+    Guide, "Limit Info Header": returned on each REST call; other fields may follow `;`)."""
+    value = headers.get("Sforce-Limit-Info") or ""
+    found = USAGE.search(value)
+    return (int(found[1]), int(found[2])) if found else None
 
 
 class _Session(requests.Session):
     """Puts the connector's timeout and CA on every call (simple-salesforce's SObject methods
-    take neither) and keeps each thread's last answer headers, which SalesforceError drops
-    (Retry-After)."""
+    take neither), keeps each thread's last answer headers, which SalesforceError drops
+    (Retry-After), and passes on each answer's API usage."""
 
-    def __init__(self, timeout: float, verify: str | bool) -> None:
+    def __init__(
+        self,
+        timeout: float,
+        verify: str | bool,
+        on_usage: Callable[[int, int], None] | None = None,
+    ) -> None:
         super().__init__()
         self.verify = verify
         self.timeout = timeout
+        self.on_usage = on_usage
         self._local = threading.local()
 
     def request(self, method: str, url: Any, *args: Any, **kwargs: Any) -> requests.Response:
@@ -66,6 +87,9 @@ class _Session(requests.Session):
         kwargs.setdefault("verify", self.verify)
         response = super().request(method, url, *args, **kwargs)
         self._local.headers = response.headers
+        usage = api_usage(response.headers)
+        if usage is not None and self.on_usage is not None:
+            self.on_usage(*usage)
         return response
 
     @property
@@ -86,14 +110,28 @@ class SalesforceCrm(Guardable):
         self.config = config
         self.name = config.id
         self._env = env
-        self._http = _Session(config.timeout.total_seconds(), verify)
+        self._http = _Session(config.timeout.total_seconds(), verify, self._usage)
+        self.api_usage: tuple[int, int] | None = None  # (used, allocation), last reported
         self._lock = threading.Lock()
         self._sf: Salesforce | None = None
         self._secrets: set[str] = set()
         self._accounts: dict[str, str] = {}  # our account id -> Salesforce Account Id
+        self.owners = Owners(
+            config.id,
+            "Salesforce",
+            config.owners,
+            config.fallback_owner,
+            self._user,
+            lambda value: bool(USER_ID.match(value)),
+        )
 
     def close(self) -> None:
         self._http.close()
+
+    def _usage(self, used: int, limit: int) -> None:
+        self.api_usage = (used, limit)
+        if self.guard is not None and self.guard.quota is not None:
+            self.guard.quota.observe(used, limit)
 
     # -- session -----------------------------------------------------------------------------
     def _secret(self, env_name: str | None) -> str:
@@ -224,16 +262,19 @@ class SalesforceCrm(Guardable):
         op = "create_task"
         field, key = self.config.idempotency_field, request.idempotency_key
         priorities = PRIORITIES | self.config.priorities
+        owner = self.owners.assign(request, op)
+        subject, description = fit_task(
+            self.name, key, request.subject, owner.description(request.description), TASK_LIMITS
+        )
         data: dict[str, Any] = {
-            "Subject": request.subject,
-            "Description": request.description,
+            "Subject": subject,
+            "Description": description,
+            "OwnerId": owner.user_id,
             "WhatId": self._account_id(op, request.account.id, request.account.crm_ids),
             "ActivityDate": request.due_at.date().isoformat(),
             "Priority": priorities.get(request.priority, "Normal"),
             "Status": self.config.task_status,
         }
-        if request.assignee in self.config.owners:
-            data["OwnerId"] = self.config.owners[request.assignee]
         # the key holds ':' (and may hold '/'): quoted whole, as one path segment
         external = format_external_id(field, key)
         resp = self._call(
@@ -245,6 +286,14 @@ class SalesforceCrm(Guardable):
         # 204 (before API 46.0): updated, no body; the id is looked up by the external id
         found = self._call(op, lambda sf: _sobject(sf, "Task").get_by_custom_id(field, key))
         return Receipt(self.name, found["Id"], created=resp.status_code == 201)
+
+    def _user(self, email: str) -> UserMatch:
+        """The active User with this Email (not a unique field); a Task owned by an inactive
+        user is refused (INACTIVE_OWNER_OR_USER)."""
+        soql = format_soql("SELECT Id, IsActive FROM User WHERE Email = {}", email)
+        users = self._call("find_user", lambda sf: sf.query(soql)["records"])
+        found = [(u["Id"], "" if u.get("IsActive") else "is inactive") for u in users]
+        return pick("Salesforce", email, found)
 
     def update_account(self, request: FieldUpdate) -> Receipt:
         op = "update_account"
@@ -295,7 +344,8 @@ class SalesforceCrm(Guardable):
         return (
             f"{self.name}: authenticated ({self.config.auth.method}) to https://{sf.sf_instance}"
             f", API v{self.config.api_version}; daily API requests remaining: "
-            f"{daily.get('Remaining', '?')} of {daily.get('Max', '?')}"
+            f"{daily.get('Remaining', '?')} of {daily.get('Max', '?')} (csautomation stops at "
+            f"{self.config.daily_api.stop_at:.0%} used)"
         )
 
 

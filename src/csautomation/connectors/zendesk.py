@@ -16,6 +16,7 @@ mounts a three-retry adapter only on sessions it builds itself).
 
 from __future__ import annotations
 
+import base64
 import contextvars
 import threading
 from collections.abc import Callable, Collection, Mapping
@@ -30,9 +31,11 @@ from zenpy import Zenpy
 from zenpy.lib.api_objects import Comment, Ticket
 from zenpy.lib.exception import APIException, RatelimitBudgetExceeded, ZenpyException
 
+from csautomation import logs
 from csautomation.connectors.base import Completion, Receipt, TaskRequest
 from csautomation.connectors.config import ZendeskConfig, secret
 from csautomation.connectors.http import classify_status, classify_transport
+from csautomation.connectors.owners import SOURCES, Owners, UserMatch, pick
 from csautomation.connectors.resilience import Guard, Guardable
 from csautomation.errors import ConnectorAuthError, ConnectorValidationError
 
@@ -127,6 +130,10 @@ class ZendeskTicketing(Guardable):
         self._generation = 0  # close() bumps it: a thread's older client is rebuilt
         self._lock = threading.Lock()
         self._secrets: tuple[str, ...] = ()
+        self._organizations: dict[str, int | None] = {}  # our account id -> Zendesk's
+        self.owners = Owners(
+            config.id, "Zendesk", config.owners, config.fallback_owner, self._user, str.isdigit
+        )
 
     def _where(self) -> tuple[str, str]:
         """zenpy builds `https://{subdomain}.{domain}/api/v2`: split a URL's host at its
@@ -159,10 +166,14 @@ class ZendeskTicketing(Guardable):
                 session.verify = self._verify
                 session.mount("https://", HTTPAdapter(max_retries=0, pool_maxsize=32))
                 session.hooks["response"].append(_refuse_rate_limit)
-                self._secrets = (token, email)
+                # what goes on the wire is `Basic base64(email/token:token)`: an upstream
+                # that echoes the Authorization header echoes that, not the token
+                basic = base64.b64encode(f"{email}/token:{token}".encode()).decode()
+                logs.register(basic)
+                self._secrets = (token, email, basic)
                 self._session = session
             session, generation = self._session, self._generation
-            token, email = self._secrets
+            token, email = self._secrets[:2]
         subdomain, domain = self._where()
         client = Zenpy(
             subdomain=subdomain,
@@ -226,37 +237,58 @@ class ZendeskTicketing(Guardable):
         return str(hits[0].id) if hits else None
 
     def _organization(self, account_id: str) -> int | None:
+        """The account's organization, looked up once per account for the connector's
+        life (an organization's id does not change; one made later is found after a
+        worker restart)."""
+        if account_id in self._organizations:
+            return self._organizations[account_id]
+
         def look(zd: Any) -> list[Any]:
             # not organizations.external(): zenpy appends its paging to that URL's query
             return list(zd.organizations(external_id=quote(account_id, safe="")))
 
         hits = [o for o in self._call("create_task", look) if o.external_id == account_id]
-        return int(hits[0].id) if hits else None
+        found = int(hits[0].id) if hits else None
+        if found is not None:  # an account without one yet may get one: ask again
+            self._organizations[account_id] = found
+        return found
 
     def _ticket(self, request: TaskRequest, organization: int | None) -> Ticket:
         level = request.priority.lower()
+        owner = self.owners.assign(request)
         fields: dict[str, Any] = {
             "subject": request.subject,
             # a private note: the account's health is for agents, not for requesters
             # Zendesk needs a first comment: a step without a description sends its subject
-            "comment": Comment(body=request.description or request.subject, public=False),
+            "comment": Comment(
+                body=owner.description(request.description) or request.subject, public=False
+            ),
             "external_id": request.idempotency_key,
             "type": "task",
             "due_at": zendesk_time(request.due_at),
             "priority": self.config.priorities.get(level) or PRIORITIES.get(level, "normal"),
         }
-        owner = self.config.owners.get(request.assignee)
-        if owner is not None:
-            if not owner.isdigit():
-                raise ConnectorValidationError(
-                    self.name, "create_task", f"owners: '{owner}' is not a Zendesk user id"
-                )
-            fields["assignee_id"] = int(owner)
+        if not owner.user_id.isdigit():
+            where = SOURCES[owner.source]
+            raise ConnectorValidationError(
+                self.name, "create_task", f"'{owner.user_id}' ({where}) is not a Zendesk user id"
+            )
+        fields["assignee_id"] = int(owner.user_id)
         if self.config.group_id is not None:
             fields["group_id"] = self.config.group_id
         if organization is not None:
             fields["organization_id"] = organization
         return Ticket(**fields)
+
+    def _user(self, email: str) -> UserMatch:
+        """The agent with this e-mail (users/search, Zendesk's search syntax): only agents
+        and admins can be a ticket's assignee."""
+
+        def look(zd: Any) -> list[Any]:
+            return list(zd.users.search(query=f"email:{email}"))
+
+        users = [u for u in self._call("find_user", look) if _same(u.email, email)]
+        return pick("Zendesk", email, [(str(u.id), _unassignable(u)) for u in users])
 
     def create_task(self, request: TaskRequest) -> Receipt:
         found = self._existing(request.idempotency_key)
@@ -344,3 +376,16 @@ def _exported(ticket: Any) -> ExportedTicket:
         status=ticket.status or "",
         updated_at=str(ticket.updated_at),
     )
+
+
+def _same(found: str | None, email: str) -> bool:
+    return (found or "").lower() == email.lower()  # the search also matches in part
+
+
+def _unassignable(user: Any) -> str:
+    """Why a Zendesk user cannot be a ticket's assignee; "" when they can."""
+    if user.role not in ("agent", "admin"):
+        return f"is an {user.role}, not an agent"
+    if getattr(user, "suspended", False) or not getattr(user, "active", True):
+        return "is suspended or deleted"
+    return ""

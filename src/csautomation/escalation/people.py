@@ -10,15 +10,30 @@ fast hash is enough to compare them).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from csautomation.config import YamlSyntaxError, load_file, validation_problems
 from csautomation.errors import ConfigFileError, Problem
 
 Role = Literal["csm", "manager", "director", "vp", "admin", "ops"]
 Slug = str
+
+
+def _user_id(value: object) -> object:
+    """A vendor's numeric user id (Zendesk, HubSpot) written without quotes is still an id."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+UserId = Annotated[str, BeforeValidator(_user_id), Field(min_length=1)]
 
 
 class Strict(BaseModel):
@@ -43,8 +58,10 @@ class Person(Strict):
     manager: str | None = Field(default=None, description="person id of their manager")
     email: str = ""
     slack: str = Field(default="", description="Slack member id, for mentions")
-    crm_ids: dict[str, str] = Field(
-        default_factory=dict, description="connector id -> this person's user id there"
+    crm_ids: dict[str, UserId] = Field(
+        default_factory=dict,
+        description="connector id -> this person's user id there; a connector without one "
+        "looks their email up (connectors/owners.py)",
     )
     sign_in: SignIn | None = None
 

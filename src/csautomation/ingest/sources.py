@@ -12,6 +12,11 @@
                                     # X-Csauto-Signature: sha256=<hex HMAC-SHA256 of
                                     #                     "{timestamp}.{raw body}">
 
+Two more kinds speak a vendor's own webhook, each at its own endpoint
+(ingest/vendor_push.py): `auth: intercom` (POST /v1/intercom/<source>, X-Hub-Signature)
+and `auth: segment` (POST /v1/segment/<source>, X-Signature or the write key); their
+`mapping:` turns the vendor's events into signals (ingest/mapping.py).
+
 Secrets live only in the environment (invariant 7): the file names the variable. A source
 whose variable is unset refuses every request (401, naming the variable, never a value).
 The HMAC scheme is the one our own outgoing webhook connector signs with, so one receiver
@@ -36,6 +41,7 @@ from csautomation.config import Duration, YamlSyntaxError, load_file, validation
 from csautomation.connectors.webhook import verify_signature
 from csautomation.errors import ConfigFileError, CsAutomationError, Problem
 from csautomation.facts.model import SignalType
+from csautomation.ingest.mapping import VendorMapping
 
 SOURCE_HEADER = "x-csauto-source"
 TIMESTAMP_HEADER = "x-csauto-timestamp"
@@ -46,7 +52,7 @@ class SourceSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     description: str = ""
-    auth: Literal["token", "hmac"]
+    auth: Literal["token", "hmac", "intercom", "segment"]
     secret_env: str = Field(
         pattern=r"^[A-Z_][A-Z0-9_]*$", description="the environment variable holding the secret"
     )
@@ -57,6 +63,8 @@ class SourceSpec(BaseModel):
         default=timedelta(minutes=5), description="hmac: how old a timestamp may be"
     )
     enabled: bool = True
+    # intercom and segment sources: their events -> our signals (ingest/mapping.py)
+    mapping: VendorMapping = Field(default_factory=VendorMapping)
 
 
 class SourcesFile(BaseModel):
@@ -88,6 +96,7 @@ class Sources:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.specs = {name: s for name, s in specs.items() if s.enabled}
+        self.declared = dict(specs)  # the disabled ones too (a pull may use their mapping)
         self.env = os.environ if env is None else env
         self.clock = clock
         for spec in self.specs.values():

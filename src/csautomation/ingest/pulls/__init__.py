@@ -7,6 +7,8 @@ signals. A kind has an options model (`PULL_KINDS`); the scheduler calls
                          date, ARR or seats changed, `churn_prediction` when the field is set
     zendesk_tickets      the cursor-based incremental ticket export: `support_ticket`, and
                          `support_escalation` for urgent or escalation-tagged tickets
+    intercom_conversations  Intercom's conversation search (updated_at, starting_after
+                         cursor), mapped as the Intercom webhook's notifications are
     usage_file_drop      *.jsonl and *.csv files dropped in a folder, imported as by
                          `csauto ingest`, then moved to done/ or rejected/
     amplitude_usage      the Export API's events, hour by hour: `usage_daily` per account
@@ -22,12 +24,14 @@ the minute before its cursor: a record committed late carries an earlier LastMod
 Vendor failures leave as the connector's ConnectorError subclasses, the cursor where the
 last committed page left it; unknown kinds, bad options and missing connectors are
 ConfigErrors. A record that cannot become an account or a signal is logged and skipped;
-editing it in the vendor brings it back.
+editing it in the vendor brings it back (intercom_conversations holds it in the
+quarantine with its reason, as the Intercom webhook does).
 
     common.py       the context, result and options every kind shares; the guarded connector
     salesforce.py   salesforce_accounts
     zendesk.py      zendesk_tickets
     file_drop.py    usage_file_drop
+    intercom.py     intercom_conversations
     amplitude.py    amplitude_usage
     mixpanel.py     mixpanel_usage
     usage_events.py the analytics mapping and aggregation both share
@@ -38,6 +42,7 @@ editing it in the vendor brings it back.
 from csautomation.ingest.pulls.amplitude import KIND_AMPLITUDE, AmplitudeUsageOptions
 from csautomation.ingest.pulls.common import PullContext, PullOptions, PullResult
 from csautomation.ingest.pulls.file_drop import KIND_FILES, UsageFileDropOptions
+from csautomation.ingest.pulls.intercom import KIND_IC, IntercomConversationsOptions
 from csautomation.ingest.pulls.mixpanel import KIND_MIXPANEL, MixpanelUsageOptions
 from csautomation.ingest.pulls.run import PULL_KINDS, run_pull
 from csautomation.ingest.pulls.salesforce import KIND_SF, SalesforceAccountsOptions, account_soql
@@ -49,9 +54,11 @@ __all__ = [
     "AmplitudeUsageOptions",
     "MixpanelUsageOptions",
     "KIND_FILES",
+    "KIND_IC",
     "KIND_SF",
     "KIND_ZD",
     "PULL_KINDS",
+    "IntercomConversationsOptions",
     "PullContext",
     "PullOptions",
     "PullResult",

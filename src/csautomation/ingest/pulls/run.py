@@ -27,6 +27,11 @@ from csautomation.ingest.pulls.file_drop import (
     UsageFileDropOptions,
     pull_usage_file_drop,
 )
+from csautomation.ingest.pulls.intercom import (
+    KIND_IC,
+    IntercomConversationsOptions,
+    pull_intercom_conversations,
+)
 from csautomation.ingest.pulls.mixpanel import (
     KIND_MIXPANEL,
     MixpanelUsageOptions,
@@ -47,6 +52,7 @@ PULL_KINDS: dict[str, type[BaseModel]] = {
     KIND_FILES: UsageFileDropOptions,
     KIND_AMPLITUDE: AmplitudeUsageOptions,
     KIND_MIXPANEL: MixpanelUsageOptions,
+    KIND_IC: IntercomConversationsOptions,
 }
 
 
@@ -70,6 +76,8 @@ def run_pull(kind: str, options: Mapping[str, Any], ctx: PullContext) -> PullRes
             cursor = pull_amplitude_usage(opts, ctx, tally)
         elif isinstance(opts, MixpanelUsageOptions):
             cursor = pull_mixpanel_usage(opts, ctx, tally)
+        elif isinstance(opts, IntercomConversationsOptions):
+            cursor = pull_intercom_conversations(opts, ctx, tally)
         else:
             assert isinstance(opts, UsageFileDropOptions)
             cursor = pull_usage_file_drop(opts, ctx, tally)
