@@ -29,6 +29,7 @@
      │    ├── ConnectorRateLimitedError 429: retried after `retry_after`
      │    └── ConnectorUnavailableError 5xx, timeouts, resets: retried with backoff
      │         └── CircuitOpenError     the connector's breaker is open: no call was made
+     │    (`sent` is False when no request reached the vendor: a wait, not an answer)
      ├── EscalationError        an escalation cannot be planned (an unknown severity, say)
      ├── ServiceUnavailableError  Temporal (or another service we need) does not answer
      ├── SchemaError            the database schema is not the code's   [store.migrate]
@@ -123,6 +124,9 @@ class ConnectorError(CsAutomationError):
     secret (connectors redact what they pass on from the vendor)."""
 
     retryable = True
+    # whether a request reached the vendor: False for a wait at our own breaker or rate
+    # limit, which must not spend an action's attempts (activities/playbook.py)
+    sent = True
 
     def __init__(
         self,
@@ -167,3 +171,4 @@ class ConnectorUnavailableError(ConnectorError):
 
 class CircuitOpenError(ConnectorUnavailableError):
     retryable = True
+    sent = False

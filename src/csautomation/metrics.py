@@ -25,6 +25,9 @@ Two kinds of series:
                                                       user at the vendor: fallback (given to
                                                       the connector's fallback_owner) or
                                                       refused (a dead letter)
+      csauto_dead_letter_redrives_total{connector,outcome}  scheduler (and `dlq retry`):
+                                                      redriven, failed, deferred (a wait
+                                                      for our own breaker)
 
 - **Shared**: what the database holds, read at scrape time by a few aggregate queries
   (`StoreCollector`), so they are right whichever process did the work and survive
@@ -37,6 +40,7 @@ Two kinds of series:
       csauto_rule_firings_undispatched                firings whose workflows are not started
       csauto_workflow_runs{kind,status,outcome}       the playbook_runs index
       csauto_dead_letters{status}                     open, redriven, discarded
+      csauto_dead_letters_waiting{on}                 the open ones: auto_redrive, person
       csauto_store_up                                 1 when the queries above answered
 """
 
@@ -126,6 +130,11 @@ OWNER_UNRESOLVED = Counter(
     ["connector", "outcome"],
 )
 BREAKER_CODES = {"closed": 0, "half_open": 1, "open": 2}
+REDRIVES = Counter(
+    "csauto_dead_letter_redrives",
+    "Dead-letter re-drives, automatic or by hand, by outcome",
+    ["connector", "outcome"],
+)
 
 # the most specific class first: CircuitOpenError is a ConnectorUnavailableError
 _ERROR_KINDS: tuple[tuple[type[BaseException], str], ...] = (
@@ -204,6 +213,11 @@ class StoreCollector:
             labels=["kind", "status", "outcome"],
         )
         dead = GaugeMetricFamily("csauto_dead_letters", "Dead letters", labels=["status"])
+        waits_on = GaugeMetricFamily(
+            "csauto_dead_letters_waiting",
+            "Open dead letters by what they wait on: the automatic re-drive, or a person",
+            labels=["on"],
+        )
         with self.store.engine.connect() as conn:
 
             def groups(*columns: Any) -> list[Any]:
@@ -227,7 +241,11 @@ class StoreCollector:
                 runs.add_metric([kind, status, outcome], n)
             for status, n in groups(col(DeadLetterRow.status)):
                 dead.add_metric([status], n)
-        return [stored, pending, quarantine, firings, undispatched, runs, dead]
+            is_open = col(DeadLetterRow.status) == "open"
+            due = col(DeadLetterRow.next_redrive_at).is_not(None)
+            waits_on.add_metric(["auto_redrive"], count(DeadLetterRow, is_open & due))
+            waits_on.add_metric(["person"], count(DeadLetterRow, is_open & ~due))
+        return [stored, pending, quarantine, firings, undispatched, runs, dead, waits_on]
 
 
 class _Forward:

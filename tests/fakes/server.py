@@ -9,8 +9,9 @@ seeded random generator at the given rate, so a test is repeatable:
     timeout  the response is held back longer than the client's timeout
     reset    the connection is closed with a TCP reset, no response
 
-`down = True` answers every request with 503 (a vendor hard down). Every request is kept
-in `requests` for assertions.
+`down = True` answers every request with 503 (a vendor hard down). `latency =
+Latency(0.08, 0.25, seed)` holds each answer back a seeded uniform draw of seconds, as a
+vendor across the internet does. Every request is kept in `requests` for assertions.
 """
 
 from __future__ import annotations
@@ -74,6 +75,20 @@ class Faults:
             return kind
 
 
+class Latency:
+    """A vendor's answer time: uniform in [low, high] seconds, drawn from a seeded
+    generator so that a run is repeatable."""
+
+    def __init__(self, low: float, high: float, seed: int = 0) -> None:
+        self.low, self.high = low, high
+        self._random = random.Random(seed)
+        self._lock = threading.Lock()
+
+    def draw(self) -> float:
+        with self._lock:
+            return self._random.uniform(self.low, self.high)
+
+
 class _Server(ThreadingHTTPServer):
     # a vendor's front end does not drop connections at 32 concurrent clients; the
     # standard library's backlog of 5 would, and they would look like injected timeouts
@@ -92,6 +107,7 @@ class FakeServer:
         self.routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self.requests: list[Request] = []
         self.faults = Faults()
+        self.latency: Latency | None = None
         self.down = False
         self.lock = threading.RLock()
         self._release = threading.Event()
@@ -148,6 +164,8 @@ class FakeServer:
                 with fake.lock:
                     fake.requests.append(req)
                 fault = "503" if fake.down else fake.faults.draw()
+                if fake.latency is not None:  # the vendor's own time, not a synchronisation
+                    fake._release.wait(fake.latency.draw())
                 if fault == "reset":
                     linger = struct.pack("ii", 1, 0)  # close with RST, no response
                     self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)

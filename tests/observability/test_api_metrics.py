@@ -33,6 +33,7 @@ SERIES = {
     "csauto_rule_firings_undispatched",
     "csauto_workflow_runs",
     "csauto_dead_letters",
+    "csauto_dead_letters_waiting",
 }
 
 
@@ -143,6 +144,8 @@ def test_the_store_series_follow_the_rows(http: httpx.Client, store: Store) -> N
     runs = {"kind": "playbook", "status": "completed", "outcome": "goal_met"}
     assert value(samples, "csauto_workflow_runs", **runs) == 1
     assert value(samples, "csauto_dead_letters", status="open") == 1
+    assert value(samples, "csauto_dead_letters_waiting", on="person") == 1  # none due
+    assert value(samples, "csauto_dead_letters_waiting", on="auto_redrive") == 0
 
 
 def test_a_store_that_does_not_answer_is_a_series_not_a_failed_scrape(

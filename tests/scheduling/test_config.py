@@ -117,3 +117,30 @@ def test_no_file_means_the_defaults_unless_one_was_named(tmp_path: Path) -> None
     (tmp_path / "list.yaml").write_text("- pulls\n")
     with pytest.raises(ConfigFileError, match="list.yaml:1:1: expected a mapping"):
         load_schedules(tmp_path / "list.yaml")
+
+
+def test_the_automatic_redrive_is_planned_with_its_delays_and_checked(tmp_path: Path) -> None:
+    schedules = load_schedules(ROOT / "schedules.yaml", required=True)
+    again = schedules.redrive
+    assert again.enabled and again == Schedules().redrive  # the shipped file: the defaults
+    assert [again.delay(n) for n in (0, 1, 2, 6, 7, 40)] == [
+        timedelta(minutes=m) for m in (1, 2, 4, 60, 60, 60)
+    ]
+    ruleset = load_rules([ROOT / "rules"])
+    assert "redrive" not in {j.id for j in plan_jobs(schedules, ruleset)}  # no connectors
+    planned = {j.id: j for j in plan_jobs(schedules, ruleset, redrive=True)}
+    assert planned["redrive"].describe == "every 1m"
+    path = tmp_path / "schedules.yaml"
+    path.write_text("redrive:\n  first: 10m\n  maximum: 5m\n  max_age: forever\n")
+    with pytest.raises(ConfigFileError) as caught:
+        load_schedules(path)
+    got = [str(p).removeprefix(f"{path}:") for p in caught.value.problems]
+    assert got == [
+        "4:3: redrive.max_age: expected a duration such as 30s, 15m, 1h or 1d, found 'forever'"
+    ]
+    path.write_text("redrive:\n  first: 10m\n  maximum: 5m\n")
+    with pytest.raises(ConfigFileError) as caught:
+        load_schedules(path)
+    assert [str(p).removeprefix(f"{path}:") for p in caught.value.problems] == [
+        "1:1: redrive: 'maximum' must be at least 'first'"
+    ]

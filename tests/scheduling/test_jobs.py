@@ -130,3 +130,56 @@ def test_completion_sync_runs_on_the_loop_of_the_temporal_client(ctx: JobContext
 def test_a_job_outside_a_scheduler_process_says_so() -> None:
     with pytest.raises(NoSchedulerError):
         jobs.pull_job("ping", fire_time=FIRE)
+
+
+def test_the_redrive_job_redrives_what_is_due_and_records_its_run(ctx: JobContext) -> None:
+    from csautomation.activities.playbook import PlaybookActivities
+    from csautomation.activities.redrive import Redriver
+    from csautomation.scheduling.config import Redrive
+    from csautomation.store.deadletters import DeadLetter, dead_letters, record_dead_letter
+    from csautomation.workflows.types import TaskInput
+
+    assert jobs.redrive_job(fire_time=FIRE) == {"skipped": "no connectors in this scheduler"}
+    failed = FIRE - timedelta(minutes=5)
+    task = TaskInput(
+        idempotency_key="playbook:p:ACME:call",
+        workflow_id="playbook:p:ACME",
+        step_id="call",
+        account_id="ACME",
+        connector=None,  # the local CRM
+        assignee="owner",
+        subject="Call",
+        description="",
+        due_at=FIRE,
+        priority="medium",
+        context={},
+    )
+    unavailable = {"type": "ConnectorUnavailableError", "message": "503", "retryable": True}
+    record_dead_letter(
+        ctx.store,
+        DeadLetter(
+            idempotency_key=task.idempotency_key,
+            workflow_id=task.workflow_id,
+            step_id="call",
+            action="create_task",
+            connector="",
+            account_id="ACME",
+            payload=task.model_dump(mode="json"),
+            errors=[unavailable | {"details": {}}],
+            attempts=8,
+            first_failure=failed,
+            last_failure=failed,
+        ),
+    )
+    acts = PlaybookActivities(ctx.store, ctx.runtime.model)
+    ctx.redriver = Redriver(acts, Redrive())
+    assert jobs.redrive_job(fire_time=FIRE + timedelta(minutes=1)) == {
+        "redriven": 1,
+        "failed": 0,
+        "deferred": 0,
+        "to_person": 0,
+    }
+    assert dead_letters(ctx.store) == []
+    [resolved] = dead_letters(ctx.store, "redriven")
+    assert resolved.record_id and resolved.next_redrive_at is None
+    assert [r.status for r in run_rows(ctx.store)] == ["done", "done"]

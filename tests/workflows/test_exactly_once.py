@@ -1,12 +1,15 @@
 """500 playbooks (120 in the PostgreSQL pass), each creating a Salesforce Task, a Zendesk
-ticket and a HubSpot task through the real connectors, against fake vendors over HTTPS that
-fail 30% of requests (500, 503 and 429 with Retry-After, timeouts whose request still
-lands, resets): every record exists exactly once and nothing reaches the dead-letter
-store."""
+ticket and a HubSpot task through the real connectors with their shipped retry settings,
+against fake vendors over HTTPS that fail 30% of requests (500, 503 and 429 with
+Retry-After, timeouts whose request still lands, resets) and answer in 80-250 ms, HubSpot's
+search limit modelled: every record exists exactly once, and the actions that ran out of
+attempts are re-driven by the scheduler's automatic re-drive until no dead letter is left,
+without any manual retry."""
 
 from __future__ import annotations
 
 import os
+import time as timer
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -15,19 +18,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from csautomation.activities.playbook import PlaybookActivities
 from csautomation.facts.health import load_health_model
 from csautomation.playbooks.spec import Playbook
+from csautomation.scheduling.config import Redrive
 from csautomation.store.deadletters import dead_letters
 from csautomation.workflows.escalation import EscalationWorkflow
 from csautomation.workflows.playbook import PlaybookWorkflow
 from csautomation.workflows.types import PlaybookInput
-from factories import TODAY, playbook_store, vendor_connectors
-from fakes.server import Faults
+from factories import ROOT, TODAY, playbook_store, vendor_connectors
+from fakes.server import Faults, Latency
 from fakes.vendors import SF_KEY, Vendors
+from heal_support import reporting, settle
 from playbook_support import GRACEFUL_SHUTDOWN
 
 RUNS = int(os.environ.get("CSAUTO_EXACTLY_ONCE_RUNS", "500"))
@@ -35,15 +41,38 @@ RUNS = int(os.environ.get("CSAUTO_EXACTLY_ONCE_RUNS", "500"))
 # quarter of `make test`'s PostgreSQL pass, and the vendors' part is the same on both
 PG_RUNS = int(os.environ.get("CSAUTO_EXACTLY_ONCE_PG_RUNS", "120"))
 FAULT_RATE = 0.3
+LATENCY = (0.08, 0.25)  # seconds, uniform
+# HubSpot's search endpoints take four to five requests per second per token (its
+# changelog, "CRM Search API Rate Limit Increase"); every HubSpot action searches twice, so
+# at that rate 500 actions alone take over 200 s. The limit is modelled (429 with
+# Retry-After beyond it) at a rate that keeps the test in CI's time; set
+# CSAUTO_HUBSPOT_SEARCH_RATE=5 for the documented one.
+HUBSPOT_SEARCH_RATE = int(os.environ.get("CSAUTO_HUBSPOT_SEARCH_RATE", "25"))
 ACCOUNTS = ("ACME", "BETA")
-# every vendor fails 30% of requests and an action takes two or three requests, so an
-# attempt fails about half the time: 30 attempts leave a chance of about 1e-7 that one
-# action is spent (and caught below as a dead letter)
+SLOTS = 48  # activities at once: vendor answers are slow, not our CPU
+# the scheduler's re-drive as schedules.yaml ships it, with more at once: the test's
+# scheduler time moves on as soon as a pass ends, the vendors' answers do not
+REDRIVE = Redrive(concurrency=16)
+
+
+def shipped(vendor: str, part: str) -> Any:
+    """A setting of connectors/<vendor>.yaml as shipped (None: the loader's default)."""
+    doc = yaml.safe_load((ROOT / "connectors" / f"{vendor}.yaml").read_text())
+    return doc["connector"].get(part)
+
+
+# the connectors' shipped retry settings (the three vendors ship the same: checked
+# below); the timeout short, so the fakes' held answers are timeouts, and no rate limit of
+# our own: a load test, not a vendor's quota (HubSpot's search limit is the fake's, and
+# the connector's own search bucket as shipped). The breaker is set for a flaky vendor, as
+# connectors/README.md advises: at 30% faults the shipped five failures in a row come
+# every few hundred requests, and each opening would hold a vendor for 30 s of real time
+# (500 playbooks took 221 s so; the waits spend no attempts either way)
 RESILIENCE = {
     "timeout": "0.5s",
-    "retry": {"initial": "1s", "maximum": "10s", "attempts": 30},
+    "retry": shipped("salesforce", "retry"),
     "breaker": {"failures": 10, "reset_after": "2s"},
-    "rate_limit": {"per_second": 1000, "burst": 100},  # a load test, not a vendor's quota
+    "rate_limit": {"per_second": 1000, "burst": 100},
 }
 
 PLAYBOOK = Playbook.model_validate(
@@ -65,6 +94,8 @@ PLAYBOOK = Playbook.model_validate(
 def vendors(vendors: Vendors) -> Vendors:
     for seed, fake in enumerate((vendors.salesforce, vendors.zendesk, vendors.hubspot)):
         fake.faults = Faults(FAULT_RATE, seed=seed)
+        fake.latency = Latency(*LATENCY, seed=seed)
+    vendors.hubspot.search_per_second = HUBSPOT_SEARCH_RATE
     return vendors
 
 
@@ -76,8 +107,8 @@ async def run_playbooks(
         task_queue=queue,
         workflows=[PlaybookWorkflow, EscalationWorkflow],
         activities=acts.all(),
-        activity_executor=ThreadPoolExecutor(32),
-        max_concurrent_activities=32,
+        activity_executor=ThreadPoolExecutor(SLOTS),
+        max_concurrent_activities=SLOTS,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     ):
         handles = [
@@ -98,12 +129,21 @@ async def run_playbooks(
     return handles, results
 
 
+def test_the_three_vendors_ship_the_same_retry_settings() -> None:
+    assert shipped("zendesk", "retry") in (None, RESILIENCE["retry"])
+    assert shipped("hubspot", "retry") in (None, RESILIENCE["retry"])
+    assert RESILIENCE["retry"]["attempts"] == 8  # not the 30 this test once needed
+
+
 @pytest.mark.asyncio
 async def test_500_playbooks_make_exactly_one_record_per_vendor_under_30_percent_faults(
     client: Client, vendors: Vendors, tmp_path: Path, db_url: str
 ) -> None:
+    began = timer.monotonic()
     store = playbook_store(db_url)
-    connectors = vendor_connectors(vendors, store, tmp_path, **RESILIENCE)
+    connectors = vendor_connectors(
+        vendors, store, tmp_path, on_change=reporting(store), **RESILIENCE
+    )
     acts = PlaybookActivities(
         store,
         load_health_model(),
@@ -116,11 +156,30 @@ async def test_500_playbooks_make_exactly_one_record_per_vendor_under_30_percent
         handles, results = await run_playbooks(client, acts, queue, runs)
     finally:
         connectors.close()
+    spent = dead_letters(store)
+    # on_failure: continue; a run whose action was dead-lettered is "incomplete"
+    incomplete = {d.workflow_id for d in spent}
+    assert [r.outcome for r in results] == [
+        "incomplete" if h.id in incomplete else "done" for h in handles
+    ]
+    # the failures that ran out of attempts were transient ones: all due for re-drive
+    assert all(d.next_redrive_at is not None for d in spent), [d.errors[-1] for d in spent]
 
-    assert [r.outcome for r in results] == ["done"] * runs
-    for fake in (vendors.salesforce, vendors.zendesk, vendors.hubspot):  # figures, with -s
+    # the scheduler's automatic re-drive, from the last failure on, until nothing is open
+    start = max((d.last_failure for d in spent), default=datetime.now(UTC))
+    ran = timer.monotonic() - began
+    healed = settle(store, vendors, tmp_path, start, REDRIVE)
+    wall = timer.monotonic() - began
+    fakes = (vendors.salesforce, vendors.zendesk, vendors.hubspot)
+    for fake in fakes:  # figures, with -s
         print(type(fake).__name__, len(fake.requests), "requests, faults:", fake.faults.injected)
-    assert dead_letters(store) == []
+    print(
+        f"{runs} playbooks: {len(spent)} dead letters after the run, re-drive passes "
+        f"{healed.passes} over {healed.took} of scheduler time, outcomes "
+        f"{dict(healed.outcomes)}; HubSpot searches refused by its limit: "
+        f"{vendors.hubspot.search_429s}; wall time {wall:.1f} s ({ran:.1f} s the run)"
+    )
+    assert healed.left == 0 and dead_letters(store) == []
     ids = [h.id for h in handles]
     made = {
         "salesforce": Counter(t.get(SF_KEY) for t in vendors.salesforce.tasks.values()),
@@ -131,7 +190,7 @@ async def test_500_playbooks_make_exactly_one_record_per_vendor_under_30_percent
     }
     for vendor, step in (("salesforce", "sf"), ("zendesk", "zd"), ("hubspot", "hs")):
         assert made[vendor] == Counter({f"{wid}:{step}": 1 for wid in ids}), vendor
-    for fake in (vendors.salesforce, vendors.zendesk, vendors.hubspot):
+    for fake in fakes:
         injected = fake.faults.injected
         # every kind of fault was met, lost answers (timeouts) among them
         assert set(injected) == {"500", "503", "429", "timeout", "reset"}, injected

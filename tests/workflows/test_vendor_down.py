@@ -112,7 +112,11 @@ async def test_a_dead_vendor_is_not_hammered_and_every_action_is_redriven_once(
     letters = dead_letters(store)
     assert len(letters) == RUNS
     assert {d.workflow_id for d in letters} == {h.id for h in handles}
-    assert all(d.attempts == 4 for d in letters)  # the connector's own retry policy
+    # the connector's own retry policy spends only attempts that reached the vendor: the
+    # waits at the open breaker spent none, they ended at the workflow's outer bound
+    assert all(d.attempts <= 4 for d in letters)
+    assert sum(d.attempts for d in letters) < 4 * RUNS
+    assert any("gave up after 100 tries" in d.errors[-1]["message"] for d in letters)
     assert {d.errors[-1]["type"] for d in letters} <= {
         "ConnectorUnavailableError",
         "CircuitOpenError",

@@ -34,6 +34,7 @@ from csautomation.errors import ConnectorError
 from csautomation.facts.health import HealthModel
 from csautomation.facts.model import Account
 from csautomation.store import ledger
+from csautomation.store.attempts import count_attempt
 from csautomation.store.deadletters import DeadLetter, record_dead_letter
 from csautomation.store.facts import FactsReader
 from csautomation.store.outbox import finish_run
@@ -41,6 +42,7 @@ from csautomation.store.repo import Store
 from csautomation.templates import TemplateProblem, render
 from csautomation.templates import context as template_context
 from csautomation.workflows import activity_names as names
+from csautomation.workflows.common import ACTION_RETRY
 from csautomation.workflows.types import (
     ActionResult,
     DeadLetterInput,
@@ -52,6 +54,9 @@ from csautomation.workflows.types import (
 )
 
 log = logging.getLogger(__name__)
+
+# the workflows' outer bound on Temporal's attempts of an action (waits included)
+_OUTER_ATTEMPTS = ACTION_RETRY.maximum_attempts or 100
 
 C = TypeVar("C", TaskConnector, NotifyConnector, RecordConnector)
 
@@ -220,11 +225,16 @@ class PlaybookActivities:
             # its entry now (nothing if it has one)
             ledger.append_one(self.store, _entry(action, inp, receipt, at))
             return self._result(action, receipt)
-        receipt = _vendor(call, _retry(connector))
+        receipt = _vendor(call, _retry(connector), self._counter(key))
         # the wall clock (`self.clock` is the facts' "today", simulated in the demo)
         now = datetime.now(UTC)
         keep_receipt(self.store, key, receipt, _entry(action, inp, receipt, now), at=now)
         return self._result(action, receipt)
+
+    def _counter(self, key: str) -> Callable[[int, bool], int]:
+        """Counts the action's failed attempts in the store: those that reached the vendor,
+        the ones its retry policy spends (store/attempts.py)."""
+        return lambda attempt, sent: count_attempt(self.store, key, attempt, sent).sent
 
     @activity.defn(name=names.RECORD_DEAD_LETTER)
     def record_dead_letter(self, inp: DeadLetterInput) -> int:
@@ -282,20 +292,35 @@ def backoff(policy: Retry, attempt: int, jitter: float) -> float:
     return min(base, policy.maximum.total_seconds()) * (1 - 0.2 * jitter)
 
 
-def _vendor(call: Callable[[], Receipt], policy: Retry) -> Receipt:
+def _vendor(
+    call: Callable[[], Receipt], policy: Retry, count: Callable[[int, bool], int] | None = None
+) -> Receipt:
     """The one place a connector's failure becomes Temporal's, under the connector's own
     retry policy: the vendor's refusals are non-retryable (straight to the dead-letter
     store); other failures wait the policy's backoff, or the vendor's Retry-After, until
-    the policy's attempts are spent. The attempt number travels with the failure for the
-    dead-letter entry."""
+    the policy's attempts are spent. Only attempts that reached the vendor spend them:
+    `count(temporal_attempt, sent)` keeps the durable count, and a wait at our own open
+    breaker or rate limit (`sent` False) is a wait, however often Temporal retries it, up
+    to the workflow's outer bound (ACTION_RETRY). The attempt number travels with the
+    failure for the dead-letter entry."""
     try:
         return call()
     except ConnectorError as exc:
-        attempt = activity.info().attempt if activity.in_activity() else 1
-        spent = exc.retryable and attempt >= policy.attempts
+        inside = activity.in_activity()
+        temporal = activity.info().attempt if inside else 1
+        attempt = count(temporal, exc.sent) if count is not None and inside else temporal
+        spent = exc.retryable and exc.sent and attempt >= policy.attempts
+        # Temporal's last attempt under the outer bound: whatever it met, it is final
+        bounded = exc.retryable and temporal >= _OUTER_ATTEMPTS
         wait = exc.retry_after or backoff(policy, attempt, random.random())
-        message = str(exc) + (f" (gave up after {attempt} attempts)" if spent else "")
-        final = spent or not exc.retryable
+        if not exc.sent:  # our own breaker or limit: its own wait, no backoff to grow
+            wait = exc.retry_after or 1.0
+        message = str(exc)
+        if spent:
+            message += f" (gave up after {attempt} attempts)"
+        elif bounded:
+            message += f" (gave up after {temporal} tries, {attempt} attempts at the vendor)"
+        final = spent or bounded or not exc.retryable
         if not final:  # one line, not the SDK's warning with a traceback per attempt
             log.info("%s; attempt %d, next in %.1f s", exc, attempt, wait)
         raise ApplicationError(
@@ -306,6 +331,7 @@ def _vendor(call: Callable[[], Receipt], policy: Retry) -> Receipt:
                 "status": exc.status,
                 "retry_after": exc.retry_after,
                 "attempt": attempt,
+                "sent": exc.sent,
             },
             type=type(exc).__name__,
             non_retryable=final,

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
 
@@ -14,6 +17,9 @@ from csautomation import bootstrap
 from csautomation.cli.common import DataDirOpt, DbOpt, err, open_store, out, plain, read_store
 from csautomation.errors import CsAutomationError
 from csautomation.settings import Settings
+
+if TYPE_CHECKING:
+    from csautomation.store.tables import DeadLetterRow
 
 app = typer.Typer(help="The dead-letter store of failed actions.", no_args_is_help=True)
 
@@ -24,7 +30,8 @@ def dlq_list(
     database_url: DbOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Failed actions waiting to be re-driven or discarded."""
+    """Failed actions: those the scheduler re-drives by itself (transient failures, with
+    the time of the next try), those waiting for a person, and with --all the resolved."""
     from csautomation.store.deadletters import dead_letters
 
     rows = dead_letters(
@@ -32,13 +39,13 @@ def dlq_list(
         None if all_ else "open",
     )
     table = Table(title="dead letters")
-    for col in ("id", "status", "connector", "action", "workflow / step", "attempts", "error"):
+    for col in ("id", "state", "connector", "action", "workflow / step", "attempts", "error"):
         table.add_column(col)
     for r in rows:
         last = r.errors[-1] if r.errors else {}
         table.add_row(
             str(r.id),
-            r.status,
+            _state(r),
             plain(r.connector),
             r.action,
             plain(f"{r.workflow_id} / {r.step_id}"),
@@ -47,6 +54,17 @@ def dlq_list(
         )
     out.print(table)
     out.print(f"{len(rows)} dead letter(s)")
+
+
+def _state(row: DeadLetterRow) -> str:
+    """What happens to the entry next, in words."""
+    if row.status != "open":
+        return f"resolved ({row.status})"
+    if row.next_redrive_at is not None:
+        at = row.next_redrive_at.strftime("%Y-%m-%d %H:%M UTC")
+        tried = f", {row.redrives} re-drive(s) so far" if row.redrives else ""
+        return f"auto re-drive pending at {at}{tried}"
+    return "waiting for a person"
 
 
 @app.command("show")
@@ -74,57 +92,90 @@ def dlq_discard(row_id: int, database_url: DbOpt = None) -> None:
 def dlq_retry(
     row_id: Annotated[int | None, typer.Argument(help="a dead letter's id")] = None,
     all_: Annotated[bool, typer.Option("--all", help="every open dead letter")] = False,
+    concurrency: Annotated[int, typer.Option(min=1, max=64, help="re-drives at once")] = 4,
+    patience: Annotated[
+        float,
+        typer.Option(min=0, help="seconds an entry may wait for an open breaker before it is left"),
+    ] = 600.0,
     database_url: DbOpt = None,
 ) -> None:
     """Re-drive failed actions through the same idempotency key, so a vendor that did
-    receive an earlier attempt keeps one record; a paused playbook is then resumed."""
+    receive an earlier attempt keeps one record; a paused playbook is then resumed. The
+    re-drives pace themselves by the connector's breaker and rate limit (an open breaker
+    is waited for, not counted as a failure). Exits 1 only when some still fail."""
     from csautomation.activities.playbook import PlaybookActivities
-    from csautomation.activities.redrive import failed_again, redrive
-    from csautomation.store.deadletters import dead_letters, record_dead_letter, resolve
+    from csautomation.activities.redrive import Outcome, Redriver
+    from csautomation.store.deadletters import dead_letters
 
     if (row_id is None) == (not all_):
         raise CsAutomationError("give a dead letter's id, or --all")
     settings = bootstrap.settings(database_url=database_url)
     model = bootstrap.load_configuration(settings).model
+    policy = bootstrap.load_schedules(settings, None).redrive
     store = bootstrap.open_store(settings)
-    connectors = bootstrap.build_connectors(settings, store)
-    acts = PlaybookActivities(store, model, connectors=connectors)
-    escalations = bootstrap.build_escalations(settings, acts)
     rows = [r for r in dead_letters(store) if all_ or r.id == row_id]
     if not rows:
-        raise CsAutomationError("no open dead letter to retry")
-    done: list[tuple[str, str]] = []
-    failed = 0
-    for r in rows:
-        assert r.id is not None
+        if all_:
+            out.print("no open dead letter to retry")
+            return
+        raise CsAutomationError(f"no open dead letter {row_id}")
+    connectors = bootstrap.build_connectors(settings, store)
+    acts = PlaybookActivities(store, model, connectors=connectors)
+    redriver = Redriver(
+        acts,
+        policy,
+        bootstrap.build_escalations(settings, acts),
+        concurrency=concurrency,
+        patience=patience,
+        tries=3,
+    )
+    with _progress(len(rows)) as step:
+
+        def told(o: Outcome) -> None:
+            if o.status == "redriven":
+                line = f"re-driven {o.row.id}: {o.row.connector} record {o.record_id}"
+                step(plain(line))
+            else:
+                what = "still failing" if o.status == "failed" else "left waiting"
+                message = o.error.get("message", "")
+                step(Text(f"{what} ", "red") + plain(f"{o.row.id}: {message}"))
+
         try:
-            receipt = redrive(acts, r.action, r.payload, escalations)
-        except Exception as exc:  # a process edge: the entry stays open, with this failure
-            failed += 1
-            record_dead_letter(store, failed_again(r, exc))
-            err.print(Text("still failing ", "red") + plain(f"{r.id}: {exc}"))
-            continue
-        resolve(store, r.id, "redriven", receipt)
-        done.append((r.workflow_id, r.step_id))
-        out.print(plain(f"re-driven {r.id}: {r.connector} record {receipt}"))
+            outcomes = redriver.run(rows, told)
+        finally:
+            connectors.close()
+    done = [(o.row.workflow_id, o.row.step_id) for o in outcomes if o.status == "redriven"]
     if done:
         _tell_workflows(settings, done)
-    out.print(f"{len(done)} re-driven, {failed} still failing")
+    failed = len(outcomes) - len(done)
+    out.print(f"{len(rows)} to retry: {len(done)} re-driven, {failed} still failing")
     if failed:
         raise typer.Exit(1)
 
 
+@contextmanager
+def _progress(total: int) -> Iterator[Callable[[Text], None]]:
+    """A step function: a rich progress bar on a terminal, one plain line per entry
+    otherwise (logs, CI)."""
+    if not out.is_terminal:
+        yield out.print
+        return
+    with Progress(console=out, transient=False) as progress:
+        task = progress.add_task("re-driving", total=total)
+
+        def step(line: Text) -> None:
+            progress.console.print(line)
+            progress.advance(task)
+
+        yield step
+
+
 def _tell_workflows(settings: Settings, steps: list[tuple[str, str]]) -> None:
     """Signal `redriven` to each playbook still running; one paused on the step goes on."""
-    from temporalio.service import RPCError
+    from csautomation.activities.redrive import tell_workflows
 
     async def main() -> None:
-        client = await bootstrap.connect(settings)
-        for workflow_id, step_id in steps:
-            try:
-                await client.get_workflow_handle(workflow_id).signal("redriven", step_id)
-            except RPCError:  # closed, or gone with retention: nothing waits for it
-                continue
+        await tell_workflows(await bootstrap.connect(settings), steps)
 
     try:
         asyncio.run(main())

@@ -243,6 +243,7 @@ async def _run_dev(
     port: int,
 ) -> None:
     from csautomation.activities.playbook import PlaybookActivities
+    from csautomation.activities.redrive import Redriver
     from csautomation.api.server import serve_async
     from csautomation.pipeline import Pipeline, SqlCooldowns
     from csautomation.rules.runtime import RuleRuntime
@@ -255,11 +256,18 @@ async def _run_dev(
     connectors = bootstrap.build_connectors(settings, store)
     actions = PlaybookActivities(store, config.model, facts=facts, connectors=connectors)
     page = f"http://127.0.0.1:{port}"
+    escalations = bootstrap.build_escalations(settings, actions, page)
     workers = build_workers(
         client,
         actions,
         config=WorkerConfig(sandboxed=settings.workflow_sandbox),
-        extra=bootstrap.build_escalations(settings, actions, page).all(),
+        extra=escalations.all(),
+    )
+    again = schedules.redrive
+    redriver = (
+        Redriver(actions, again, escalations, concurrency=again.concurrency)
+        if again.enabled
+        else None
     )
     # rules and playbooks follow their files; a new pair serves the next evaluation and
     # the next dispatch, running workflows keep the playbook they started with
@@ -294,6 +302,7 @@ async def _run_dev(
                 client=client,
                 connectors=connectors,
                 facts=facts,
+                redriver=redriver,
             ),
             serve_async(app, "127.0.0.1", port),
         )

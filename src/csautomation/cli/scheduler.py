@@ -56,16 +56,26 @@ def scheduler_run(
 
     async def main() -> None:
         store = bootstrap.open_store(settings)
-        client = connectors = None
-        if config.completion_sync.enabled:  # the only job that needs Temporal
+        client = connectors = redriver = None
+        if config.completion_sync.enabled or config.redrive.enabled:  # the Temporal jobs
             try:
-                client = await bootstrap.connect(settings)
+                # the re-drive only tells paused playbooks: it works while Temporal is away
+                client = await bootstrap.connect(settings, lazy=not config.completion_sync.enabled)
             except ServiceUnavailableError as exc:
                 raise ServiceUnavailableError(
                     f"{exc}. The scheduler needs Temporal for completion sync only; "
                     "`completion_sync: {enabled: false}` in schedules.yaml runs it without"
                 ) from None
             connectors = bootstrap.build_connectors(settings, store)
+        if config.redrive.enabled and connectors is not None:
+            from csautomation.activities.playbook import PlaybookActivities
+            from csautomation.activities.redrive import Redriver
+
+            acts = PlaybookActivities(store, configuration.model, connectors=connectors)
+            escalations = bootstrap.build_escalations(settings, acts)
+            redriver = Redriver(
+                acts, config.redrive, escalations, concurrency=config.redrive.concurrency
+            )
         # rules checked against the playbooks at each reload, as in the pipeline
         live = bootstrap.live_configuration(settings, configuration)
         runtime = RuleRuntime(
@@ -82,6 +92,7 @@ def scheduler_run(
                 connectors_path=settings.connectors_path,
                 client=client,
                 connectors=connectors,
+                redriver=redriver,
             )
         finally:
             runtime.close()
@@ -109,7 +120,10 @@ def jobs(
     config = bootstrap.load_schedules(settings, schedules)
     ruleset = load_rules([settings.rules_path])
     store = read_store(database_url, data_dir)  # the scheduler's tables are in its schema
-    planned = {s.id: s for s in plan_jobs(config, ruleset, config.completion_sync.enabled)}
+    planned = {
+        s.id: s
+        for s in plan_jobs(config, ruleset, config.completion_sync.enabled, config.redrive.enabled)
+    }
     stored = {j.id: j for j in scheduled_jobs(store.engine)}
     last = runs.last_runs(store.engine)
     table = Table()

@@ -299,18 +299,21 @@ class Guard:
             errors.labels(self.connector, "throttled").inc()
             self.breaker.abandon(probe)
             kind = f"{endpoint} " if endpoint in self.buckets else ""
-            raise ConnectorRateLimitedError(
+            throttled = ConnectorRateLimitedError(
                 self.connector,
                 operation,
                 f"our own rate limit for this vendor's {kind}requests is exhausted",
                 retry_after=1.0,
             )
+            throttled.sent = False  # no request left: a wait, not the vendor's answer
+            raise throttled
         if self.quota is not None:
             try:
                 self.quota.check(operation)
-            except ConnectorRateLimitedError:
+            except ConnectorRateLimitedError as exc:
                 errors.labels(self.connector, "throttled").inc()
                 self.breaker.abandon(probe)
+                exc.sent = False  # our own share of the daily allocation: a wait
                 raise
         began = time.perf_counter()
         try:

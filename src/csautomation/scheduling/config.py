@@ -11,6 +11,12 @@
       misfire_grace: 1h
     completion_sync:            # tasks completed in the CRM move their playbooks on
       every: 1m
+    redrive:                    # dead letters of transient failures re-driven automatically
+      every: 1m                 # how often due entries are looked for
+      first: 1m                 # the first re-drive after the failure, then 2m, 4m, ...
+      maximum: 1h               # ... up to this between two re-drives
+      max_age: 24h              # older than this (since the first failure): a person decides
+      concurrency: 4            # re-drives at once
 
 A missing file means the defaults: sweeps and completion sync on, no pulls.
 """
@@ -91,10 +97,46 @@ class CompletionSync(Strict):
     misfire_grace: Interval = timedelta(minutes=1)
 
 
+class Redrive(Strict):
+    """Automatic re-drive of dead letters whose failure was transient (5xx, 429, timeouts,
+    resets, an open breaker), once the connector's breaker is closed: the n-th re-drive
+    `first * 2**(n-1)` after the last failure, at most `maximum`, until `max_age` after the
+    first failure. Permanent refusals (validation, auth, not found) wait for a person."""
+
+    enabled: bool = True
+    every: Interval = timedelta(minutes=1)
+    misfire_grace: Interval = timedelta(minutes=1)
+    first: Interval = Field(
+        default=timedelta(minutes=1), description="the first re-drive after the failure"
+    )
+    maximum: Interval = Field(
+        default=timedelta(hours=1), description="the longest wait between two re-drives"
+    )
+    max_age: Interval = Field(
+        default=timedelta(hours=24),
+        description="no automatic re-drive this long after the first failure",
+    )
+    concurrency: int = Field(default=4, ge=1, le=64, description="re-drives at once")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Redrive:
+        if self.maximum < self.first:
+            raise ValueError("'maximum' must be at least 'first'")
+        if self.max_age < self.first:
+            raise ValueError("'max_age' must be at least 'first'")
+        return self
+
+    def delay(self, redrives: int) -> timedelta:
+        """The wait after the failure of `redrives` re-drives (0: the dead letter's own)."""
+        grown: timedelta = self.first * 2 ** min(redrives, 30)
+        return min(grown, self.maximum)
+
+
 class Schedules(Strict):
     pulls: dict[PullName, Pull] = Field(default_factory=dict)
     sweeps: Sweeps = Field(default_factory=Sweeps)
     completion_sync: CompletionSync = Field(default_factory=CompletionSync)
+    redrive: Redrive = Field(default_factory=Redrive)
 
 
 def load_schedules(path: Path = DEFAULT_PATH, *, required: bool = False) -> Schedules:
@@ -113,7 +155,11 @@ def load_schedules(path: Path = DEFAULT_PATH, *, required: bool = False) -> Sche
         return Schedules()
     if not isinstance(doc.data, dict):
         raise ConfigFileError(
-            [doc.problem((), "expected a mapping with pulls:, sweeps: or completion_sync:")]
+            [
+                doc.problem(
+                    (), "expected a mapping with pulls:, sweeps:, completion_sync: or redrive:"
+                )
+            ]
         )
     try:
         return Schedules.model_validate(doc.data)

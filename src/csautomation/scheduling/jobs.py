@@ -3,6 +3,7 @@
     sweep:<rule id>     the rule over every account (sweep.py), on the rule's own cron
     pull:<name>         csautomation.ingest.pulls.run_pull for an entry of schedules.yaml
     completion-sync     completions in the CRM signalled to their playbooks (ingest/completions.py)
+    redrive             dead letters of transient failures re-driven when due (redrive.py)
 
 APScheduler's SQLAlchemy job store pickles a reference to each job's function and its
 arguments, so the functions live here at module level and take simple values (a rule id,
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 # the module with `run_pull(kind, options, ctx)` and `PullContext(store, connectors_path, now)`
 PULLS_MODULE = "csautomation.ingest.pulls"
 COMPLETION_SYNC = "completion-sync"
+REDRIVE = "redrive"
 
 
 @dataclass
@@ -68,6 +70,8 @@ class JobContext:
     loop: asyncio.AbstractEventLoop | None = None
     connectors: Any = None
     sync_timeout: float = 50.0
+    # automatic re-drive: an activities.redrive.Redriver over the worker's connectors
+    redriver: Any = None
     # set when the scheduler stops leading: a run waiting on the loop gives up
     stopped: threading.Event = field(default_factory=threading.Event)
 
@@ -130,10 +134,11 @@ def every(interval: timedelta) -> Any:
 
 
 def plan_jobs(
-    schedules: Schedules, ruleset: RuleSet, completion_sync: bool = True
+    schedules: Schedules, ruleset: RuleSet, completion_sync: bool = True, redrive: bool = False
 ) -> list[JobSpec]:
     """The jobs the configuration asks for: one sweep per enabled rule with a schedule,
-    one job per enabled pull, and completion sync (when a Temporal client is at hand)."""
+    one job per enabled pull, completion sync (when a Temporal client is at hand) and the
+    automatic re-drive (when the connectors are)."""
     jobs: list[JobSpec] = []
     if schedules.sweeps.enabled:
         for rule in ruleset.enabled:
@@ -180,6 +185,18 @@ def plan_jobs(
                 describe=f"every {format_interval(sync.every)}",
             )
         )
+    again = schedules.redrive
+    if again.enabled and redrive:
+        jobs.append(
+            JobSpec(
+                REDRIVE,
+                redrive_job,
+                (),
+                every(again.every),
+                again.misfire_grace,
+                describe=f"every {format_interval(again.every)}",
+            )
+        )
     return jobs
 
 
@@ -221,21 +238,50 @@ def completion_sync_job(fire_time: datetime | None = None) -> dict[str, Any] | N
 
         if ctx.client is None or ctx.loop is None or ctx.connectors is None:
             return {"skipped": "no Temporal client in this scheduler"}
-        future = asyncio.run_coroutine_threadsafe(
-            sync_completions(ctx.client, ctx.store, ctx.connectors, now=at),
-            ctx.loop,
-        )
-        deadline = time.monotonic() + ctx.sync_timeout
-        while not future.done():
-            # the loop may stop with the process: do not hold its exit for the timeout
-            if ctx.stopped.is_set() or time.monotonic() > deadline:
-                future.cancel()
-                return {"skipped": "the scheduler stopped, or the sync took too long"}
-            with contextlib.suppress(concurrent.futures.TimeoutError):
-                future.result(timeout=0.2)
-        return {"told": future.result()}
+        told = _on_loop(ctx, sync_completions(ctx.client, ctx.store, ctx.connectors, now=at))
+        if told is None:
+            return {"skipped": "the scheduler stopped, or the sync took too long"}
+        return {"told": told}
 
     return _run_once(COMPLETION_SYNC, fire_time, work)
+
+
+def redrive_job(fire_time: datetime | None = None) -> dict[str, Any] | None:
+    """Re-drive the due dead letters of transient failures (scheduling/redrive.py), then
+    tell their playbooks, on the loop the Temporal client uses."""
+
+    def work(ctx: JobContext, at: datetime) -> dict[str, Any]:
+        from csautomation.activities.redrive import tell_workflows
+        from csautomation.scheduling.redrive import redrive_due
+
+        if ctx.redriver is None:
+            return {"skipped": "no connectors in this scheduler"}
+        done = redrive_due(ctx.redriver, at)
+        result = done.to_dict()
+        if done.steps and ctx.client is not None and ctx.loop is not None:
+            try:
+                result["told"] = _on_loop(ctx, tell_workflows(ctx.client, done.steps))
+            except Exception as exc:  # the re-drives stand; paused playbooks wait for a person
+                log.warning("re-driven, but the playbooks were not told: %s", exc)
+                result["told"] = f"not told: {exc}"[:300]
+        return result
+
+    return _run_once(REDRIVE, fire_time, work)
+
+
+def _on_loop(ctx: JobContext, coro: Any) -> Any:
+    """`coro` run on the scheduler's loop; None when it stopped or took too long."""
+    assert ctx.loop is not None
+    future = asyncio.run_coroutine_threadsafe(coro, ctx.loop)
+    deadline = time.monotonic() + ctx.sync_timeout
+    while not future.done():
+        # the loop may stop with the process: do not hold its exit for the timeout
+        if ctx.stopped.is_set() or time.monotonic() > deadline:
+            future.cancel()
+            return None
+        with contextlib.suppress(concurrent.futures.TimeoutError):
+            future.result(timeout=0.2)
+    return future.result()
 
 
 def _run_once(

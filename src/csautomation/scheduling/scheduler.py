@@ -167,6 +167,7 @@ class Scheduler:
         client: Any = None,
         connectors: Any = None,
         loop: asyncio.AbstractEventLoop | None = None,
+        redriver: Any = None,
     ) -> None:
         self.options = options or SchedulerOptions()
         o = self.options
@@ -185,6 +186,7 @@ class Scheduler:
             client=client,
             loop=loop,
             connectors=connectors,
+            redriver=redriver,
         )
         self._aps: Any = None
         self._lock = threading.Lock()
@@ -200,7 +202,10 @@ class Scheduler:
     def plan(self) -> list[JobSpec]:
         ctx = self.ctx
         specs = plan_jobs(
-            ctx.schedules, ctx.runtime.ruleset, completion_sync=ctx.client is not None
+            ctx.schedules,
+            ctx.runtime.ruleset,
+            completion_sync=ctx.client is not None,
+            redrive=ctx.redriver is not None,
         )
         adjust = self.options.adjust
         return [adjust(s) for s in specs] if adjust else specs
@@ -308,10 +313,12 @@ async def run_scheduler(
     facts: FactsReader | None = None,
     options: SchedulerOptions | None = None,
     stop: asyncio.Event | None = None,
+    redriver: Any = None,
 ) -> None:
     """Elect, schedule and run jobs until cancelled or `stop` is set; the lease is
     handed over on the way out. Completion sync runs only with a Temporal `client` (and
-    `connectors`), on this loop."""
+    `connectors`), on this loop; the automatic re-drive only with a `redriver`
+    (activities.redrive.Redriver)."""
     scheduler = Scheduler(
         store,
         runtime,
@@ -322,6 +329,7 @@ async def run_scheduler(
         client=client,
         connectors=connectors,
         loop=asyncio.get_running_loop(),
+        redriver=redriver,
     )
     stop = stop or asyncio.Event()
     wait = scheduler.options.renew_every.total_seconds()

@@ -1,9 +1,15 @@
-"""The dead-letter store: failed actions, kept until they are re-driven or discarded."""
+"""The dead-letter store: failed actions, kept until they are re-driven or discarded.
+
+A dead letter whose failure was transient (the vendor unavailable, rate limiting, a lost
+answer, our own open breaker: `transient`) is due for an automatic re-drive
+(`next_redrive_at`, scheduling/redrive.py); a permanent refusal (validation, auth, not
+found, an unknown connector or account) waits for a person (`next_redrive_at` None).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -29,11 +35,41 @@ class DeadLetter:
     last_failure: datetime
 
 
+# the failures that a later try may get past, as the error chain names them (the
+# ApplicationError types the activities raise, and Temporal's own timeout)
+TRANSIENT = frozenset(
+    {"ConnectorUnavailableError", "ConnectorRateLimitedError", "CircuitOpenError", "TimeoutError"}
+)
+PERMANENT = frozenset(
+    {
+        "ConnectorValidationError",
+        "ConnectorNotFoundError",
+        "ConnectorAuthError",
+        "ConnectorError",
+        "UnknownConnector",
+        "UnknownAccount",
+        "TemplateError",
+    }
+)
+# the first automatic re-drive, when the entry is recorded; the scheduler's configuration
+# (schedules.yaml `redrive:`) sets the later ones
+FIRST_REDRIVE = timedelta(minutes=1)
+
+
+def transient(errors: list[dict[str, Any]]) -> bool:
+    """Whether the latest failure that says what went wrong was transient: a retry may
+    succeed, and no person needs to look."""
+    kinds = [e.get("type") for e in errors if e.get("type") in TRANSIENT | PERMANENT]
+    return bool(kinds) and kinds[-1] in TRANSIENT
+
+
 def record_dead_letter(store: Store, dl: DeadLetter) -> int:
     """One open entry per action (workflow id + step): recording it again, as a retried
-    workflow task does, updates it instead of adding a second."""
+    workflow task does, updates it instead of adding a second. A transient failure is due
+    for an automatic re-drive after FIRST_REDRIVE."""
     t = table(DeadLetterRow)
-    values = {**dl.__dict__, "status": "open"}
+    due = dl.last_failure + FIRST_REDRIVE if transient(dl.errors) else None
+    values = {**dl.__dict__, "status": "open", "next_redrive_at": due}
     with store.engine.begin() as conn:
         conn.execute(
             upsert(conn, t)
@@ -46,6 +82,7 @@ def record_dead_letter(store: Store, dl: DeadLetter) -> int:
                     "last_failure": dl.last_failure,
                     "payload": dl.payload,
                     "status": "open",
+                    "next_redrive_at": due,
                 },
             )
         )
@@ -106,7 +143,7 @@ def resolve(store: Store, row_id: int, status: str, record_id: str = "") -> bool
         done = conn.execute(
             update(t)
             .where(t.c.id == row_id, t.c.status == "open")
-            .values(status=status, record_id=record_id, resolved_at=now)
+            .values(status=status, record_id=record_id, resolved_at=now, next_redrive_at=None)
         )
         if done.rowcount:
             row = conn.execute(select(t).where(t.c.id == row_id)).one()
@@ -127,6 +164,54 @@ def resolve(store: Store, row_id: int, status: str, record_id: str = "") -> bool
                 ],
             )
     return bool(done.rowcount)
+
+
+def due_dead_letters(store: Store, now: datetime) -> list[DeadLetterRow]:
+    """Open entries whose automatic re-drive is due at `now`, oldest due first."""
+    t = table(DeadLetterRow)
+    q = (
+        select(t)
+        .where(t.c.status == "open", t.c.next_redrive_at <= now)
+        .order_by(t.c.next_redrive_at, t.c.id)
+    )
+    with store.engine.connect() as conn:
+        return [DeadLetterRow.model_validate(dict(r._mapping)) for r in conn.execute(q)]
+
+
+def redrive_failed(
+    store: Store,
+    row_id: int,
+    error: dict[str, Any],
+    at: datetime,
+    next_at: datetime | None,
+) -> None:
+    """An open entry's re-drive failed with `error` (the chain grows by it): one more
+    attempt and re-drive, and the next due time (None: now a person decides)."""
+    t = table(DeadLetterRow)
+    with store.engine.begin() as conn:
+        row = conn.execute(select(t).where(t.c.id == row_id, t.c.status == "open")).first()
+        if row is None:  # resolved meanwhile (by a person, or another re-drive)
+            return
+        conn.execute(
+            update(t)
+            .where(t.c.id == row_id)
+            .values(
+                errors=[*row.errors, error][-20:],  # the latest twenty
+                attempts=row.attempts + 1,
+                redrives=row.redrives + 1,
+                last_failure=at,
+                next_redrive_at=next_at,
+            )
+        )
+
+
+def postpone(store: Store, row_id: int, next_at: datetime | None) -> None:
+    """Move an open entry's next automatic re-drive (None: stop, a person decides)."""
+    t = table(DeadLetterRow)
+    with store.engine.begin() as conn:
+        conn.execute(
+            update(t).where(t.c.id == row_id, t.c.status == "open").values(next_redrive_at=next_at)
+        )
 
 
 def save_breaker(store: Store, connector: str, state: str, failures: int, error: str) -> None:

@@ -157,6 +157,24 @@ class DeadLetterRow(SQLModel, table=True):
     status: str = Field(default="open", max_length=16, index=True)  # open, redriven, discarded
     record_id: str = Field(default="", max_length=128)  # the vendor's, once re-driven
     resolved_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    # automatic re-drive of a transient failure: how many were tried, and when the next is
+    # due (None: a person decides, the failure is permanent or too old to retry)
+    redrives: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    next_redrive_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), index=True)
+    )
+
+
+class ActionAttemptRow(SQLModel, table=True):
+    """An action's attempts that reached the vendor, across Temporal's attempts: waits at
+    our own breaker or rate limit are counted apart and spend none of `retry.attempts`."""
+
+    __tablename__ = "action_attempts"
+    idempotency_key: str = Field(primary_key=True, max_length=300)
+    sent: int = 0  # attempts whose failure came from the vendor
+    waits: int = 0  # attempts that failed at our own breaker or rate limit
+    last_attempt: int = 0  # Temporal's attempt number last counted (each counts once)
+    updated_at: datetime = _ts()
 
 
 class ConnectorStateRow(SQLModel, table=True):
