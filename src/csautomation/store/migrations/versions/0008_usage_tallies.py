@@ -1,7 +1,7 @@
 """usage tallies: what the product-analytics pulls counted per export window
 
-Revision ID: 0007_usage_tallies
-Revises: 0006_identities
+Revision ID: 0008_usage_tallies
+Revises: 0007_auto_redrive
 Create Date: 2026-12-06
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_usage_tallies"
-down_revision = "0006_identities"
+revision = "0008_usage_tallies"
+down_revision = "0007_auto_redrive"
 branch_labels = None
 depends_on = None
 
