@@ -552,6 +552,8 @@ def test_every_kind_has_strict_options() -> None:
         "zendesk_tickets",
         "usage_file_drop",
         "intercom_conversations",
+        "amplitude_usage",
+        "mixpanel_usage",
     }
     for model in PULL_KINDS.values():
         assert model.model_config.get("extra") == "forbid"

@@ -94,7 +94,8 @@ def target_metadata() -> MetaData:
     import csautomation.store.pull_tables
     import csautomation.store.scheduler_tables
     import csautomation.store.signins
-    import csautomation.store.tables  # noqa: F401
+    import csautomation.store.tables
+    import csautomation.store.usage_tallies  # noqa: F401
 
     return SQLModel.metadata
 

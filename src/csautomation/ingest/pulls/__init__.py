@@ -11,6 +11,10 @@ signals. A kind has an options model (`PULL_KINDS`); the scheduler calls
                          cursor), mapped as the Intercom webhook's notifications are
     usage_file_drop      *.jsonl and *.csv files dropped in a folder, imported as by
                          `csauto ingest`, then moved to done/ or rejected/
+    amplitude_usage      the Export API's events, hour by hour: `usage_daily` per account
+                         and day, recomputed from every hour holding the day's events
+    mixpanel_usage       the raw event export, day by day (the last days read again for
+                         late events): `usage_daily` per account and day, as Amplitude
 
 Exactly once by order, page by page: signals first (each with a deterministic idempotency
 key), then accounts, then the cursor (table `pull_cursors`). A crash in between re-reads a
@@ -28,17 +32,27 @@ quarantine with its reason, as the Intercom webhook does).
     zendesk.py      zendesk_tickets
     file_drop.py    usage_file_drop
     intercom.py     intercom_conversations
+    amplitude.py    amplitude_usage
+    mixpanel.py     mixpanel_usage
+    usage_events.py the analytics mapping and aggregation both share
+    export_http.py  the analytics exports' HTTPS client (Basic auth, Retry-After)
     run.py          `PULL_KINDS` and `run_pull`
 """
 
+from csautomation.ingest.pulls.amplitude import KIND_AMPLITUDE, AmplitudeUsageOptions
 from csautomation.ingest.pulls.common import PullContext, PullOptions, PullResult
 from csautomation.ingest.pulls.file_drop import KIND_FILES, UsageFileDropOptions
 from csautomation.ingest.pulls.intercom import KIND_IC, IntercomConversationsOptions
+from csautomation.ingest.pulls.mixpanel import KIND_MIXPANEL, MixpanelUsageOptions
 from csautomation.ingest.pulls.run import PULL_KINDS, run_pull
 from csautomation.ingest.pulls.salesforce import KIND_SF, SalesforceAccountsOptions, account_soql
 from csautomation.ingest.pulls.zendesk import KIND_ZD, ZendeskTicketsOptions
 
 __all__ = [
+    "KIND_AMPLITUDE",
+    "KIND_MIXPANEL",
+    "AmplitudeUsageOptions",
+    "MixpanelUsageOptions",
     "KIND_FILES",
     "KIND_IC",
     "KIND_SF",

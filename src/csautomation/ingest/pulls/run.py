@@ -10,6 +10,11 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from csautomation.errors import ConfigError, ConnectorError
+from csautomation.ingest.pulls.amplitude import (
+    KIND_AMPLITUDE,
+    AmplitudeUsageOptions,
+    pull_amplitude_usage,
+)
 from csautomation.ingest.pulls.common import (
     PullContext,
     PullOptions,
@@ -27,6 +32,11 @@ from csautomation.ingest.pulls.intercom import (
     IntercomConversationsOptions,
     pull_intercom_conversations,
 )
+from csautomation.ingest.pulls.mixpanel import (
+    KIND_MIXPANEL,
+    MixpanelUsageOptions,
+    pull_mixpanel_usage,
+)
 from csautomation.ingest.pulls.salesforce import (
     KIND_SF,
     SalesforceAccountsOptions,
@@ -40,6 +50,8 @@ PULL_KINDS: dict[str, type[BaseModel]] = {
     KIND_SF: SalesforceAccountsOptions,
     KIND_ZD: ZendeskTicketsOptions,
     KIND_FILES: UsageFileDropOptions,
+    KIND_AMPLITUDE: AmplitudeUsageOptions,
+    KIND_MIXPANEL: MixpanelUsageOptions,
     KIND_IC: IntercomConversationsOptions,
 }
 
@@ -60,6 +72,10 @@ def run_pull(kind: str, options: Mapping[str, Any], ctx: PullContext) -> PullRes
             cursor = pull_salesforce_accounts(opts, ctx, tally)
         elif isinstance(opts, ZendeskTicketsOptions):
             cursor = pull_zendesk_tickets(opts, ctx, tally)
+        elif isinstance(opts, AmplitudeUsageOptions):
+            cursor = pull_amplitude_usage(opts, ctx, tally)
+        elif isinstance(opts, MixpanelUsageOptions):
+            cursor = pull_mixpanel_usage(opts, ctx, tally)
         elif isinstance(opts, IntercomConversationsOptions):
             cursor = pull_intercom_conversations(opts, ctx, tally)
         else:
