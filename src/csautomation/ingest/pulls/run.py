@@ -22,11 +22,17 @@ from csautomation.ingest.pulls.file_drop import (
     UsageFileDropOptions,
     pull_usage_file_drop,
 )
+from csautomation.ingest.pulls.hubspot_companies import (
+    KIND_HS,
+    HubSpotCompaniesOptions,
+    pull_hubspot_companies,
+)
 from csautomation.ingest.pulls.salesforce import (
     KIND_SF,
     SalesforceAccountsOptions,
     pull_salesforce_accounts,
 )
+from csautomation.ingest.pulls.sql import KIND_SQL, SqlQueryOptions, pull_sql_query
 from csautomation.ingest.pulls.zendesk import KIND_ZD, ZendeskTicketsOptions, pull_zendesk_tickets
 from csautomation.store.pull_tables import create_pull_tables
 
@@ -35,6 +41,8 @@ PULL_KINDS: dict[str, type[BaseModel]] = {
     KIND_SF: SalesforceAccountsOptions,
     KIND_ZD: ZendeskTicketsOptions,
     KIND_FILES: UsageFileDropOptions,
+    KIND_HS: HubSpotCompaniesOptions,
+    KIND_SQL: SqlQueryOptions,
 }
 
 
@@ -54,6 +62,10 @@ def run_pull(kind: str, options: Mapping[str, Any], ctx: PullContext) -> PullRes
             cursor = pull_salesforce_accounts(opts, ctx, tally)
         elif isinstance(opts, ZendeskTicketsOptions):
             cursor = pull_zendesk_tickets(opts, ctx, tally)
+        elif isinstance(opts, HubSpotCompaniesOptions):
+            cursor = pull_hubspot_companies(opts, ctx, tally)
+        elif isinstance(opts, SqlQueryOptions):
+            cursor = pull_sql_query(opts, ctx, tally)
         else:
             assert isinstance(opts, UsageFileDropOptions)
             cursor = pull_usage_file_drop(opts, ctx, tally)
@@ -67,4 +79,4 @@ def run_pull(kind: str, options: Mapping[str, Any], ctx: PullContext) -> PullRes
         "pull %s %s: fetched %d, stored %d new signals, %d accounts; cursor %s",
         kind, opts.cursor_name(), tally.fetched, tally.stored, tally.accounts, cursor or "-",
     )  # fmt: skip
-    return PullResult(kind, tally.fetched, tally.stored, tally.accounts, cursor)
+    return PullResult(kind, tally.fetched, tally.stored, tally.accounts, cursor, tally.held)
