@@ -239,7 +239,7 @@ def test_a_query_without_the_cursor_parameter_is_refused_with_file_line_and_fiel
         encoding="utf-8",
     )
     with pytest.raises(ConfigFileError) as caught:
-        load_schedules(path)
+        load_schedules(path, pull_options=True)
     said = str(caught.value)
     assert f"{path}:7" in said and "pulls.warehouse.options.query" in said and ":cursor" in said
 

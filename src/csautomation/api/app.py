@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -49,6 +50,7 @@ from csautomation.errors import ServiceUnavailableError
 from csautomation.escalation.people import People
 from csautomation.facts.health import load_health_model
 from csautomation.ingest.intake import Intake
+from csautomation.ingest.source_status import SourcesCollector
 from csautomation.ingest.sources import Sources
 from csautomation.ingest.writer import SignalWriter
 from csautomation.rules.loader import RuleSet
@@ -110,6 +112,7 @@ def create_app(
     on_stored: Callable[[], None] | None = None,
     temporal: Client | None = None,
     rules: Callable[[], RuleSet | None] | None = None,
+    source_files: tuple[Path, Path] = (Path("schedules.yaml"), Path("sources.yaml")),
 ) -> FastAPI:
     """The review app over `store` (the escalations index, accounts, signals), `people`
     (who signs in, and their teams) and `actions` (the escalation workflows).
@@ -121,7 +124,8 @@ def create_app(
     called once signals are committed (to wake a pipeline in the same process);
     `temporal`, the client the actions use, is checked by /health/ready; `rules` returns
     the rule set served now, for the rules pages (None: only the rules that fired, as the
-    store keeps them).
+    store keeps them); `source_files` (schedules.yaml, sources.yaml) are read at each
+    scrape of /metrics for the data sources' series.
     """
     review = Review(
         store,
@@ -154,7 +158,7 @@ def create_app(
     app.include_router(
         rule_pages.router(store, people, authn, templates, catalog, review.facts, review.now)
     )
-    health.install(app, store, temporal)
+    health.install(app, store, temporal, [SourcesCollector(store, *source_files)])
     app.add_middleware(
         SessionMiddleware,
         secret_key=session_secret or env_session_secret(Settings().session_secret),

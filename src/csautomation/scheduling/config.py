@@ -97,10 +97,14 @@ class Schedules(Strict):
     completion_sync: CompletionSync = Field(default_factory=CompletionSync)
 
 
-def load_schedules(path: Path = DEFAULT_PATH, *, required: bool = False) -> Schedules:
+def load_schedules(
+    path: Path = DEFAULT_PATH, *, required: bool = False, pull_options: bool = False
+) -> Schedules:
     """schedules.yaml, validated; every problem located (file:line:column field).
 
-    A missing file gives the defaults, unless `required` (a path the user named)."""
+    A missing file gives the defaults, unless `required` (a path the user named).
+    `pull_options`: each pull's options checked by its kind too (this imports the pulls,
+    and with them the vendors' libraries: the commands ask for it, not every process)."""
     if not path.exists():
         if required:
             raise ConfigFileError([Problem(str(path), 1, 1, "", "no such file")])
@@ -119,7 +123,7 @@ def load_schedules(path: Path = DEFAULT_PATH, *, required: bool = False) -> Sche
         schedules = Schedules.model_validate(doc.data)
     except ValidationError as exc:
         raise ConfigFileError(validation_problems(doc, exc, model=Schedules)) from None
-    if problems := _option_problems(doc, schedules):
+    if pull_options and (problems := _option_problems(doc, schedules)):
         raise ConfigFileError(problems)
     return schedules
 

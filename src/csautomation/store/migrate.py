@@ -93,6 +93,7 @@ def target_metadata() -> MetaData:
     import csautomation.store.pull_tables
     import csautomation.store.scheduler_tables
     import csautomation.store.signins
+    import csautomation.store.source_tallies
     import csautomation.store.tables  # noqa: F401
 
     return SQLModel.metadata
