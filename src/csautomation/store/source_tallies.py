@@ -69,6 +69,7 @@ class SourceTallies:
         self.every = every
         self._pending: dict[str, tuple[int, datetime]] = {}
         self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._writing = False
         self._last = 0.0  # monotonic time of the last write
         self._lock = threading.Lock()
@@ -83,9 +84,11 @@ class SourceTallies:
         self._schedule()
 
     def _schedule(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a new loop (the old one closed with its timer)
+            self._loop, self._timer, self._writing = loop, None, False
         if self._timer is not None or self._writing:
             return
-        loop = asyncio.get_running_loop()
         delay = max(0.0, self._last + self.every - time.monotonic())
         self._timer = loop.call_later(delay, self._write, loop)
 

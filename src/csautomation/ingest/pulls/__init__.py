@@ -9,6 +9,10 @@ signals. A kind has an options model (`PULL_KINDS`); the scheduler calls
                          `support_escalation` for urgent or escalation-tagged tickets
     usage_file_drop      *.jsonl and *.csv files dropped in a folder, imported as by
                          `csauto ingest`, then moved to done/ or rejected/
+    hubspot_companies    HubSpot companies changed since the cursor (CRM search by
+                         hs_lastmodifieddate): our Account rows, `contract_update`
+    sql_query            a warehouse's rows (a read-only, parameterised query) as accounts
+                         or signals, by a column -> field mapping
 
 Exactly once by order, page by page: signals first (each with a deterministic idempotency
 key), then accounts, then the cursor (table `pull_cursors`). A crash in between re-reads a
@@ -17,13 +21,18 @@ the minute before its cursor: a record committed late carries an earlier LastMod
 
 Vendor failures leave as the connector's ConnectorError subclasses, the cursor where the
 last committed page left it; unknown kinds, bad options and missing connectors are
-ConfigErrors. A record that cannot become an account or a signal is logged and skipped;
-editing it in the vendor brings it back.
+ConfigErrors. A record that cannot become an account or a signal is logged and skipped
+(salesforce, zendesk), or held in the quarantine with its reason under the source
+`<kind>:<cursor name>` (hubspot_companies, sql_query: mapping.held_source, which
+`csauto sources status` counts); editing it in the vendor brings it back.
 
     common.py       the context, result and options every kind shares; the guarded connector
     salesforce.py   salesforce_accounts
     zendesk.py      zendesk_tickets
     file_drop.py    usage_file_drop
+    hubspot_companies.py  hubspot_companies
+    sql.py          sql_query
+    mapping.py      declarative field mappings and holding, for hubspot_companies and sql_query
     run.py          `PULL_KINDS` and `run_pull`
 """
 
