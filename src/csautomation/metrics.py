@@ -242,7 +242,7 @@ class _Forward:
 
 def api_registry(store: Store, extra: Iterable[Collector] = ()) -> CollectorRegistry:
     """What the API's /metrics serves: this process's instruments and the store's series
-    (with `extra`: the data sources' series, csautomation.ingest.source_status)."""
+    (with `extra`: the data sources' series, csautomation.scheduling.source_status)."""
     registry = CollectorRegistry()
     registry.register(_Forward(REGISTRY))
     registry.register(StoreCollector(store))

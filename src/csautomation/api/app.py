@@ -50,10 +50,10 @@ from csautomation.errors import ServiceUnavailableError
 from csautomation.escalation.people import People
 from csautomation.facts.health import load_health_model
 from csautomation.ingest.intake import Intake
-from csautomation.ingest.source_status import SourcesCollector
 from csautomation.ingest.sources import Sources
 from csautomation.ingest.writer import SignalWriter
 from csautomation.rules.loader import RuleSet
+from csautomation.scheduling.source_status import SourcesCollector
 from csautomation.settings import Settings
 from csautomation.store.facts import FactsReader
 from csautomation.store.repo import Store

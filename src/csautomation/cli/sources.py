@@ -1,6 +1,6 @@
 """`csauto sources status`: every data source (the pulls of schedules.yaml, the push
 sources of sources.yaml) with whether it is on, its last run, the rows it brought in and
-those held, its lag and its last error (csautomation.ingest.source_status)."""
+those held, its lag and its last error (csautomation.scheduling.source_status)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def status(
 ) -> None:
     """Each source: enabled, last run, rows brought in, rows held (see `csauto quarantine
     list --source`), lag since its last good run, last error."""
-    from csautomation.ingest.source_status import push_specs, source_statuses
+    from csautomation.scheduling.source_status import push_specs, source_statuses
 
     settings = bootstrap.settings(data_dir=data_dir, database_url=database_url)
     config = bootstrap.load_schedules(settings, schedules)

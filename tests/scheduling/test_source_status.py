@@ -22,7 +22,6 @@ from csautomation.cli import app
 from csautomation.facts.health import load_health_model
 from csautomation.facts.model import Account
 from csautomation.ingest.intake import Intake
-from csautomation.ingest.source_status import SourcesCollector
 from csautomation.ingest.sources import Caller, SourceSpec
 from csautomation.ingest.writer import SignalWriter
 from csautomation.rules.runtime import RuleRuntime
@@ -30,6 +29,7 @@ from csautomation.scheduling import jobs
 from csautomation.scheduling.config import load_schedules
 from csautomation.scheduling.jobs import JobContext
 from csautomation.scheduling.leader import Lease
+from csautomation.scheduling.source_status import SourcesCollector
 from csautomation.store.facts import FactsReader
 from csautomation.store.scheduler_tables import create_tables
 from fakes.hubspot import FakeHubSpot
