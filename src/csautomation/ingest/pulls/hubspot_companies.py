@@ -41,7 +41,13 @@ from csautomation.connectors.config import HubSpotConfig, secret
 from csautomation.connectors.http import classify_status, classify_transport, tls
 from csautomation.connectors.hubspot import epoch_ms, parse_time
 from csautomation.connectors.loader import load_connectors
-from csautomation.errors import ConfigError, ConfigFileError, ConnectorError
+from csautomation.errors import (
+    ConfigError,
+    ConfigFileError,
+    ConnectorError,
+    ConnectorRateLimitedError,
+    ConnectorUnavailableError,
+)
 from csautomation.ingest.accounts import release_held
 from csautomation.ingest.pulls.common import PullContext, PullOptions, Tally
 from csautomation.ingest.pulls.mapping import (
@@ -114,7 +120,8 @@ class CompanySearch:
                 return answer
             except ConnectorError as exc:
                 wait = exc.retry_after if exc.retry_after is not None else 2.0**attempt
-                if not exc.retryable or attempt == self.opts.attempts or wait > self.opts.max_wait:
+                again = isinstance(exc, ConnectorRateLimitedError | ConnectorUnavailableError)
+                if not again or attempt == self.opts.attempts or wait > self.opts.max_wait:
                     raise
                 log.info("HubSpot company search: %s; asking again in %.1fs", exc, wait)
                 SLEEP(wait)

@@ -43,6 +43,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
+from csautomation import logs
 from csautomation.connectors.config import EnvName
 from csautomation.errors import ConfigError, ConnectorUnavailableError
 from csautomation.facts.model import Signal, SignalType
@@ -132,8 +133,11 @@ def read_only_engine(url_text: str, timeout: float) -> Engine:
     transactions begun READ ONLY (`begin_read_only`)."""
     try:
         url = make_url(url_text)
-    except ArgumentError as exc:
-        raise ConfigError("the warehouse URL is not a SQLAlchemy URL") from exc
+    except ArgumentError:
+        # not `from exc`: its message quotes the URL, password and all
+        raise ConfigError("the warehouse URL is not a SQLAlchemy URL") from None
+    if url.password:  # masked wherever a log line would quote it
+        logs.register(url_text, str(url.password))
     if url.get_backend_name() == "sqlite":
         path = url.database or ""
         if not path or path == ":memory:":
@@ -205,7 +209,10 @@ def _read(engine: Engine, opts: SqlQueryOptions, cursor: Any, url: str) -> list[
             conn.rollback()  # nothing to keep: the transaction only read
     except DBAPIError as exc:
         said = _first_line(exc, url)
-        if (
+        # the query's own mistakes (a table or column that is not there, bad SQL) are the
+        # configuration's; a database that does not answer, or is busy, may in a moment
+        mistake = any(w in said.lower() for w in ("no such", "syntax", "does not exist"))
+        if not mistake and (
             exc.connection_invalidated
             or isinstance(exc.orig, sqlite3.OperationalError | OSError)
             or type(exc.orig).__name__ in ("OperationalError", "ConnectionTimeout")
