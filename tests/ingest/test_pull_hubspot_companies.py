@@ -230,3 +230,18 @@ def test_a_changed_renewal_fires_renewal_risk(hubspot: FakeHubSpot, ctx: PullCon
     with ctx.store.engine.connect() as conn:
         fired = set(conn.execute(select(t.c.rule_id).where(t.c.account_id == "ACME")).scalars())
     assert "renewal-risk" in fired
+
+
+def test_a_query_near_the_10000_result_limit_starts_again_from_the_newest_time(
+    hubspot: FakeHubSpot, ctx: PullContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hs, "QUERY_LIMIT", 6)  # HubSpot's 10,000, scaled down
+    for i in range(10):
+        company(hubspot, f"ACC{i}", 60 - i)
+    result = run_pull("hubspot_companies", OPTIONS | {"page_size": 3}, ctx)
+    assert result.accounts == 10
+    bodies = [r.json() for r in hubspot.calls("POST", "/crm/v3/objects/companies/search")]
+    since = [b["filterGroups"][0]["filters"][0]["value"] for b in bodies]
+    sixth = str(int((NOW - timedelta(minutes=55)).timestamp() * 1000))
+    # two pages of the first query, then a new query (no `after`) from the sixth's time
+    assert since[:3] == ["0", "0", sixth] and "after" not in bodies[2]

@@ -17,7 +17,9 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
+from typer.testing import CliRunner
 
+from csautomation.cli import app
 from csautomation.errors import ConfigError, ConfigFileError
 from csautomation.facts.health import load_health_model
 from csautomation.facts.model import Account
@@ -242,6 +244,11 @@ def test_a_query_without_the_cursor_parameter_is_refused_with_file_line_and_fiel
         load_schedules(path, pull_options=True)
     said = str(caught.value)
     assert f"{path}:7" in said and "pulls.warehouse.options.query" in said and ":cursor" in said
+    # and where a person checks the file
+    args = ["scheduler", "jobs", "--schedules", str(path), "--database-url", "sqlite://"]
+    checked = CliRunner().invoke(app, args, env={"COLUMNS": "300"})
+    assert checked.exit_code == 1 and f"{path}:7" in checked.output, checked.output
+    assert "Traceback" not in checked.output
 
 
 def test_a_missing_url_variable_is_a_config_error_naming_it(
