@@ -193,11 +193,19 @@ def test_requests_are_spaced_to_the_search_limit(
 ) -> None:
     for i in range(3):
         company(hubspot, f"ACC{i}", 60 - i)
+    now = [100.0]  # a clock that moves only when the pull waits: the load does not matter
     waits: list[float] = []
-    monkeypatch.setattr(hs, "SLEEP", waits.append)
+
+    def wait(seconds: float) -> None:
+        waits.append(round(seconds, 6))
+        now[0] += seconds
+
+    monkeypatch.setattr(hs, "CLOCK", lambda: now[0])
+    monkeypatch.setattr(hs, "SLEEP", wait)
     run_pull("hubspot_companies", OPTIONS | {"page_size": 1, "per_second": 4}, ctx)
-    # four requests (three pages and the empty end): three waits of up to a quarter second
-    assert len(waits) >= 2 and all(0 < w <= 0.25 for w in waits)
+    # three pages, a quarter second apart (the last has no `paging.next`)
+    assert len(list(hubspot.calls("POST", "/crm/v3/objects/companies/search"))) == 3
+    assert waits == [0.25, 0.25]
 
 
 def test_a_changed_renewal_fires_renewal_risk(hubspot: FakeHubSpot, ctx: PullContext) -> None:

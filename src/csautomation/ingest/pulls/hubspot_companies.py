@@ -67,7 +67,8 @@ MODIFIED = "hs_lastmodifieddate"
 PAGE_LIMIT = 200  # HubSpot's most per search page
 QUERY_LIMIT = 10_000  # HubSpot's most results per search query
 DEFAULT_PROPERTIES: dict[str, str] = {"name": "name", "owner": "hubspot_owner_id"}
-SLEEP: Callable[[float], None] = time.sleep  # the waits (tests watch them)
+SLEEP: Callable[[float], None] = time.sleep  # the waits and the clock they are measured
+CLOCK: Callable[[], float] = time.monotonic  # on (tests drive both)
 
 
 class HubSpotCompaniesOptions(PullOptions):
@@ -130,10 +131,10 @@ class CompanySearch:
     def _post(self, body: dict[str, Any]) -> Any:
         name, operation = self.config.id, "pull_companies"
         token = secret(name, self.config.auth.token_env)
-        pause = self._next - time.monotonic()
+        pause = self._next - CLOCK()
         if pause > 0:
             SLEEP(pause)
-        self._next = time.monotonic() + 1 / self.opts.per_second
+        self._next = CLOCK() + 1 / self.opts.per_second
         try:
             resp = self.http.post(
                 "/crm/v3/objects/companies/search",
