@@ -45,6 +45,7 @@ READ_ONLY: dict[str, list[str]] = {
     "rules replay": ["1"],
     "runs list": [],
     "scheduler jobs": [],
+    "sources status": [],
     "tasks list": [],
     "tasks show": ["1"],
 }

@@ -153,7 +153,7 @@ def load_schedules(settings: Settings, path: Path | None = None) -> Schedules:
     schedules.yaml; the defaults when it is missing)."""
     from csautomation.scheduling.config import load_schedules as load
 
-    return load(path or settings.schedules_path, required=path is not None)
+    return load(path or settings.schedules_path, required=path is not None, pull_options=True)
 
 
 def open_store(settings: Settings) -> Store:
@@ -278,6 +278,7 @@ def build_review_app(
         on_stored=on_stored,
         temporal=client,
         rules=rules or _rules_at_start(settings),
+        source_files=(settings.schedules_path, settings.sources_path),
     )
 
 

@@ -42,6 +42,12 @@ Two kinds of series:
       csauto_dead_letters{status}                     open, redriven, discarded
       csauto_dead_letters_waiting{on}                 the open ones: auto_redrive, person
       csauto_store_up                                 1 when the queries above answered
+      csauto_source_enabled{source,kind}              each pull (schedules.yaml) and push
+      csauto_source_rows_total{source,kind}           source (sources.yaml): rows brought in,
+      csauto_source_rows_held{source,kind}            open quarantine rows, last run (unix
+      csauto_source_last_run_timestamp_seconds{...}   seconds), lag since the last good run,
+      csauto_source_lag_seconds{source,kind}          1 when the last run failed; the same as
+      csauto_source_last_run_failed{source,kind}      `csauto sources status`
 """
 
 from __future__ import annotations
@@ -261,11 +267,14 @@ class _Forward:
         return self.registry.collect()
 
 
-def api_registry(store: Store) -> CollectorRegistry:
-    """What the API's /metrics serves: this process's instruments and the store's series."""
+def api_registry(store: Store, extra: Iterable[Collector] = ()) -> CollectorRegistry:
+    """What the API's /metrics serves: this process's instruments and the store's series
+    (with `extra`: the data sources' series, csautomation.scheduling.source_status)."""
     registry = CollectorRegistry()
     registry.register(_Forward(REGISTRY))
     registry.register(StoreCollector(store))
+    for collector in extra:
+        registry.register(collector)
     return registry
 
 

@@ -1,7 +1,7 @@
 """A fake HubSpot CRM v3 (tasks and companies) speaking HubSpot's request and response shapes.
 
 Search is `POST /crm/v3/objects/{tasks,companies}/search` with filterGroups (OR of ANDs,
-operators EQ, NEQ, GTE, LTE), properties, limit and an `after` cursor. `search_lag` hides a
+operators EQ, NEQ, GTE, LTE), sorts, properties, limit and an `after` cursor. `search_lag` hides a
 new task from that many searches, `index_delay` for that many seconds after its create,
 like HubSpot's search index; the unique idempotency property is enforced on create anyway
 (409), as HubSpot enforces properties with `hasUniqueValue`, and its definition is read at
@@ -23,6 +23,7 @@ import trustme
 from fakes.server import FakeServer, Request, Response
 
 TASK_TO_COMPANY = 192
+MODIFIED = "hs_lastmodifieddate"
 DATES = {"hs_timestamp", "hs_lastmodifieddate", "hs_createdate", "hs_task_completion_date"}
 
 
@@ -130,6 +131,23 @@ class FakeHubSpot(FakeServer):
             }
             return oid
 
+    def put_company(self, properties: dict[str, str], modified: datetime) -> str:
+        """A company with these properties, last modified at `modified` (an edit in
+        HubSpot); returns its id."""
+        stamp = modified.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        with self.lock:
+            company = self._store("companies", properties)
+            company["properties"] |= {MODIFIED: stamp}
+            company["updatedAt"] = stamp
+            return str(company["id"])
+
+    def edit_company(self, company_id: str, properties: dict[str, str], modified: datetime) -> None:
+        stamp = modified.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        with self.lock:
+            company = self.objects["companies"][company_id]
+            company["properties"] |= properties | {MODIFIED: stamp}
+            company["updatedAt"] = stamp
+
     def complete(self, task_id: str, at: datetime | None = None) -> None:
         """Mark a task done, as a CSM ticking it off in HubSpot would."""
         stamp = (at or datetime.now(UTC)).isoformat(timespec="milliseconds")
@@ -218,6 +236,12 @@ class FakeHubSpot(FakeServer):
                 continue
             if any(self._matches(obj, g.get("filters", [])) for g in groups):
                 found.append(obj)
+        for sort in reversed(body.get("sorts") or []):  # HubSpot takes one sort; a stable order
+            prop = sort["propertyName"]
+            found.sort(
+                key=lambda o, p=prop: _comparable(p, str(o["properties"].get(p) or "0")),
+                reverse=sort.get("direction") == "DESCENDING",
+            )
         start, limit = int(body.get("after") or 0), int(body.get("limit") or 10)
         wanted = set(body.get("properties") or []) | {
             "hs_object_id",

@@ -22,7 +22,7 @@ from csautomation.facts.catalog import FACTS
 from csautomation.facts.derive import derive
 from csautomation.facts.health import load_health_model
 from csautomation.facts.model import Account, Signal
-from csautomation.facts.schema import data_reference
+from csautomation.facts.schema import data_reference, generated_part, rewrite
 from csautomation.ingest.accounts import import_accounts
 from csautomation.ingest.sources import Sources, SourceSpec
 from csautomation.store.quarantine import Held, held, quarantine
@@ -168,12 +168,10 @@ def test_schema_commands_print_the_schemas() -> None:
 
 def test_docs_data_md_is_generated_from_the_models() -> None:
     text = (ROOT / "docs" / "data.md").read_text(encoding="utf-8")
-    # the generated part first; each data source's section (issue 24) follows, by hand
-    assert text.startswith(data_reference()), (
-        "docs/data.md is stale: python -m csautomation.facts.schema writes its first part"
+    assert generated_part(text) == data_reference(), (
+        "docs/data.md is stale: python -m csautomation.facts.schema docs/data.md"
     )
-    rest = text[len(data_reference()) :].strip()
-    assert not rest or rest.startswith("## "), rest[:200]
+    assert rewrite(text) == text
 
 
 # -- PUT /v1/accounts ---------------------------------------------------------------------------

@@ -554,6 +554,8 @@ def test_every_kind_has_strict_options() -> None:
         "intercom_conversations",
         "amplitude_usage",
         "mixpanel_usage",
+        "hubspot_companies",
+        "sql_query",
     }
     for model in PULL_KINDS.values():
         assert model.model_config.get("extra") == "forbid"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -53,6 +54,7 @@ from csautomation.ingest.intake import Intake
 from csautomation.ingest.sources import Sources
 from csautomation.ingest.writer import SignalWriter
 from csautomation.rules.loader import RuleSet
+from csautomation.scheduling.source_status import SourcesCollector
 from csautomation.settings import Settings
 from csautomation.store.facts import FactsReader
 from csautomation.store.repo import Store
@@ -111,6 +113,7 @@ def create_app(
     on_stored: Callable[[], None] | None = None,
     temporal: Client | None = None,
     rules: Callable[[], RuleSet | None] | None = None,
+    source_files: tuple[Path, Path] = (Path("schedules.yaml"), Path("sources.yaml")),
 ) -> FastAPI:
     """The review app over `store` (the escalations index, accounts, signals), `people`
     (who signs in, and their teams) and `actions` (the escalation workflows).
@@ -122,7 +125,8 @@ def create_app(
     called once signals are committed (to wake a pipeline in the same process);
     `temporal`, the client the actions use, is checked by /health/ready; `rules` returns
     the rule set served now, for the rules pages (None: only the rules that fired, as the
-    store keeps them).
+    store keeps them); `source_files` (schedules.yaml, sources.yaml) are read at each
+    scrape of /metrics for the data sources' series.
     """
     review = Review(
         store,
@@ -156,7 +160,7 @@ def create_app(
     app.include_router(
         rule_pages.router(store, people, authn, templates, catalog, review.facts, review.now)
     )
-    health.install(app, store, temporal)
+    health.install(app, store, temporal, [SourcesCollector(store, *source_files)])
     app.add_middleware(
         SessionMiddleware,
         secret_key=session_secret or env_session_secret(Settings().session_secret),

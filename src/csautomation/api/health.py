@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from datetime import timedelta
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from prometheus_client.registry import Collector
 from sqlalchemy import text
 from temporalio.client import Client
 
@@ -26,9 +28,11 @@ log = logging.getLogger(__name__)
 CHECK_SECONDS = 3.0
 
 
-def install(app: FastAPI, store: Store, temporal: Client | None) -> None:
+def install(
+    app: FastAPI, store: Store, temporal: Client | None, extra: Iterable[Collector] = ()
+) -> None:
     """Liveness, readiness and metrics: unauthenticated, for probes and Prometheus."""
-    registry = metrics.api_registry(store)
+    registry = metrics.api_registry(store, extra)
 
     @app.get("/health/live", tags=["operations"], summary="The process is up (no dependency)")
     async def live() -> dict[str, str]:

@@ -27,6 +27,7 @@ from csautomation.cli import (
     scheduler,
     schema,
     signals,
+    sources,
     tasks,
 )
 from csautomation.cli.common import CommandGroup
@@ -68,6 +69,7 @@ for name, group in (
     ("history", audit.history_app),
     ("accounts", accounts.app),
     ("schema", schema.app),
+    ("sources", sources.app),
 ):
     app.add_typer(group, name=name)
 rules.app.command("replay")(audit.rules_replay)

@@ -1,6 +1,7 @@
 """The data formats, from the models: the JSON Schema of a signal with its payload per type,
-and docs/data.md, generated so that it cannot drift (a test compares the file with
-`data_reference()`; `python -m csautomation.facts.schema > docs/data.md` writes it).
+and docs/data.md's formats part, generated so that it cannot drift (a test compares
+that part with `data_reference()`; `python -m csautomation.facts.schema docs/data.md`
+rewrites it, keeping the written sections around it).
 """
 
 from __future__ import annotations
@@ -175,12 +176,13 @@ SIGNAL_NOTES = {
     "idempotency_key": "the same key twice is one signal; default: derived from the content",
 }
 
-HEAD = """# Data formats
+HEAD = """## Data formats
 
-Generated from the models (`python -m csautomation.facts.schema > docs/data.md`; a test
-checks that this file is current). The same shapes travel in every way in: JSONL files (one
-object a line), CSV files (one column a field), `PUT /v1/accounts` and `POST /v1/signals`.
-`csauto schema accounts` and `csauto schema signals` print them as JSON Schema.
+Generated from the models (`python -m csautomation.facts.schema docs/data.md` rewrites
+this part; a test checks that it is current). The same shapes travel in every way in:
+JSONL files (one object a line), CSV files (one column a field), `PUT /v1/accounts` and
+`POST /v1/signals`. `csauto schema accounts` and `csauto schema signals` print them as
+JSON Schema.
 
 ## Accounts
 
@@ -232,5 +234,30 @@ def data_reference() -> str:
     return "\n".join(out) + "\n"
 
 
+BEGIN = "<!-- generated from the models: python -m csautomation.facts.schema docs/data.md -->"
+END = "<!-- end of the generated part -->"
+
+
+def generated_part(text: str) -> str:
+    """The part of docs/data.md between BEGIN and END ("" when the markers are missing)."""
+    start, end = text.find(BEGIN), text.find(END)
+    return text[start + len(BEGIN) + 1 : end] if 0 <= start < end else ""
+
+
+def rewrite(text: str) -> str:
+    """docs/data.md with its generated part current; the written parts kept."""
+    start, end = text.find(BEGIN), text.find(END)
+    if not 0 <= start < end:
+        return f"{text}{BEGIN}\n{data_reference()}{END}\n"
+    return f"{text[: start + len(BEGIN)]}\n{data_reference()}{text[end:]}"
+
+
 if __name__ == "__main__":
-    print(data_reference(), end="")
+    import sys
+    from pathlib import Path
+
+    if len(sys.argv) > 1:  # the file to bring up to date
+        path = Path(sys.argv[1])
+        path.write_text(rewrite(path.read_text(encoding="utf-8")), encoding="utf-8")
+    else:
+        print(data_reference(), end="")

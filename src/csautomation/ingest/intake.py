@@ -34,6 +34,7 @@ from csautomation.store.quarantine import (
     settle,
 )
 from csautomation.store.repo import Store
+from csautomation.store.source_tallies import SourceTallies
 
 MAX_BATCH = 1000
 
@@ -117,6 +118,7 @@ class Intake:
         self.store = store
         self.writer = writer
         self.accounts = AccountCache(store)
+        self.tallies = SourceTallies(store.engine)  # for `csauto sources status`
 
     async def take(
         self, caller: Caller, items: Sequence[Any], header_key: str = "", clean: bool = False
@@ -154,6 +156,7 @@ class Intake:
         metrics.count_rejected(caller.name, why)
         for (index, s), new in zip(good, fresh, strict=True):
             (out.stored if new else out.duplicates).append((index, s.idempotency_key))
+        self.tallies.note(caller.name, len(out.stored))
         if bad:
             held = [
                 Held(caller.name, _raw(items[i]), [e.to_dict() for e in errors])

@@ -7,6 +7,8 @@
     jobs.py       the job functions (sweeps, pulls, completion sync) and the plan
     sweep.py      scheduled rules over every account, in batch mode
     scheduler.py  the process: elect, reconcile the job store, run while leading
+    source_status.py  every pull and push source: last run, rows in and held, lag, last
+                  error (`csauto sources status`, /metrics)
 
 Its tables are the store's (store/scheduler_tables.py); its commands, `csauto scheduler run |
 jobs | sweep`, are in cli/scheduler.py.
@@ -15,4 +17,6 @@ Modules are imported directly (`from csautomation.scheduling.sweep import sweep`
 command line imports this package at start-up, and it stays light.
 """
 
-__all__ = ["config", "executor", "jobs", "leader", "runs", "scheduler", "sweep"]
+__all__ = [
+    "config", "executor", "jobs", "leader", "runs", "scheduler", "source_status", "sweep",
+]  # fmt: skip

@@ -94,6 +94,7 @@ def target_metadata() -> MetaData:
     import csautomation.store.pull_tables
     import csautomation.store.scheduler_tables
     import csautomation.store.signins
+    import csautomation.store.source_tallies
     import csautomation.store.tables
     import csautomation.store.usage_tallies  # noqa: F401
 

@@ -15,6 +15,10 @@ signals. A kind has an options model (`PULL_KINDS`); the scheduler calls
                          and day, recomputed from every hour holding the day's events
     mixpanel_usage       the raw event export, day by day (the last days read again for
                          late events): `usage_daily` per account and day, as Amplitude
+    hubspot_companies    HubSpot companies changed since the cursor (CRM search by
+                         hs_lastmodifieddate): our Account rows, `contract_update`
+    sql_query            a warehouse's rows (a read-only, parameterised query) as accounts
+                         or signals, by a column -> field mapping
 
 Exactly once by order, page by page: signals first (each with a deterministic idempotency
 key), then accounts, then the cursor (table `pull_cursors`). A crash in between re-reads a
@@ -23,9 +27,11 @@ the minute before its cursor: a record committed late carries an earlier LastMod
 
 Vendor failures leave as the connector's ConnectorError subclasses, the cursor where the
 last committed page left it; unknown kinds, bad options and missing connectors are
-ConfigErrors. A record that cannot become an account or a signal is logged and skipped;
-editing it in the vendor brings it back (intercom_conversations holds it in the
-quarantine with its reason, as the Intercom webhook does).
+ConfigErrors. A record that cannot become an account or a signal is logged and skipped
+(salesforce, zendesk), or held in the quarantine with its reason (intercom_conversations,
+as the Intercom webhook does; amplitude_usage and mixpanel_usage; hubspot_companies and
+sql_query under the source `<kind>:<cursor name>`, mapping.held_source, which `csauto
+sources status` counts); editing it in the vendor brings it back.
 
     common.py       the context, result and options every kind shares; the guarded connector
     salesforce.py   salesforce_accounts
@@ -36,6 +42,9 @@ quarantine with its reason, as the Intercom webhook does).
     mixpanel.py     mixpanel_usage
     usage_events.py the analytics mapping and aggregation both share
     export_http.py  the analytics exports' HTTPS client (Basic auth, Retry-After)
+    hubspot_companies.py  hubspot_companies
+    sql.py          sql_query
+    mapping.py      declarative field mappings and holding, for hubspot_companies and sql_query
     run.py          `PULL_KINDS` and `run_pull`
 """
 

@@ -35,6 +35,7 @@ class PullResult:
     stored: int  # signals new to the store
     accounts: int  # accounts created or updated
     cursor: str  # the cursor saved for next time
+    held: int = 0  # records kept in the quarantine with their reason (mapping.held_source)
 
 
 class PullOptions(BaseModel):
@@ -53,6 +54,7 @@ class Tally:
     fetched: int = 0
     stored: int = 0
     accounts: int = 0
+    held: int = 0
 
 
 def vendor_connector(ctx: PullContext, name: str, config_type: type[C]) -> tuple[Any, C]:

@@ -27,6 +27,11 @@ from csautomation.ingest.pulls.file_drop import (
     UsageFileDropOptions,
     pull_usage_file_drop,
 )
+from csautomation.ingest.pulls.hubspot_companies import (
+    KIND_HS,
+    HubSpotCompaniesOptions,
+    pull_hubspot_companies,
+)
 from csautomation.ingest.pulls.intercom import (
     KIND_IC,
     IntercomConversationsOptions,
@@ -42,6 +47,7 @@ from csautomation.ingest.pulls.salesforce import (
     SalesforceAccountsOptions,
     pull_salesforce_accounts,
 )
+from csautomation.ingest.pulls.sql import KIND_SQL, SqlQueryOptions, pull_sql_query
 from csautomation.ingest.pulls.zendesk import KIND_ZD, ZendeskTicketsOptions, pull_zendesk_tickets
 from csautomation.store.pull_tables import create_pull_tables
 
@@ -53,6 +59,8 @@ PULL_KINDS: dict[str, type[BaseModel]] = {
     KIND_AMPLITUDE: AmplitudeUsageOptions,
     KIND_MIXPANEL: MixpanelUsageOptions,
     KIND_IC: IntercomConversationsOptions,
+    KIND_HS: HubSpotCompaniesOptions,
+    KIND_SQL: SqlQueryOptions,
 }
 
 
@@ -78,6 +86,10 @@ def run_pull(kind: str, options: Mapping[str, Any], ctx: PullContext) -> PullRes
             cursor = pull_mixpanel_usage(opts, ctx, tally)
         elif isinstance(opts, IntercomConversationsOptions):
             cursor = pull_intercom_conversations(opts, ctx, tally)
+        elif isinstance(opts, HubSpotCompaniesOptions):
+            cursor = pull_hubspot_companies(opts, ctx, tally)
+        elif isinstance(opts, SqlQueryOptions):
+            cursor = pull_sql_query(opts, ctx, tally)
         else:
             assert isinstance(opts, UsageFileDropOptions)
             cursor = pull_usage_file_drop(opts, ctx, tally)
@@ -91,4 +103,4 @@ def run_pull(kind: str, options: Mapping[str, Any], ctx: PullContext) -> PullRes
         "pull %s %s: fetched %d, stored %d new signals, %d accounts; cursor %s",
         kind, opts.cursor_name(), tally.fetched, tally.stored, tally.accounts, cursor or "-",
     )  # fmt: skip
-    return PullResult(kind, tally.fetched, tally.stored, tally.accounts, cursor)
+    return PullResult(kind, tally.fetched, tally.stored, tally.accounts, cursor, tally.held)
