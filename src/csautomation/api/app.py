@@ -146,20 +146,10 @@ def create_app(
         openapi_url="/openapi.json",
     )
     intake = Intake(store, SignalWriter(store, on_stored))
+    sources = sources or Sources({})
     app.state.intake = intake
     app.state.authn = authn  # its throttles' clocks, for tests that must not race them
-    app.include_router(intake_routes.router(intake, sources or Sources({})))
-    app.include_router(vendor_intake.router(intake, sources or Sources({})))
-    app.include_router(accounts.router(store, sources or Sources({})))
-    app.include_router(quarantine.router(intake, authn))
-    app.include_router(api_routes.router(review, authn))
-    app.include_router(docs.router(app, templates))
-    app.include_router(pages.router(review, authn, templates))
-    app.include_router(my_work.router(store, people, authn, templates, temporal, review.now))
-    catalog = RuleCatalog(store, rules or (lambda: None))
-    app.include_router(
-        rule_pages.router(store, people, authn, templates, catalog, review.facts, review.now)
-    )
+    _routes(app, review, authn, templates, intake, sources, temporal, rules)
     health.install(app, store, temporal, [SourcesCollector(store, *source_files)])
     app.add_middleware(
         SessionMiddleware,
@@ -173,13 +163,37 @@ def create_app(
     # in front of everything: signals skip FastAPI's and Starlette's layers, the sessions
     # and the routing (see SignalIntake)
     app.front = metrics.RequestMetrics(
-        intake_routes.SignalIntake(
-            app.behind, intake=intake, sources=sources or Sources({}), extra=HEADERS
-        )
+        intake_routes.SignalIntake(app.behind, intake=intake, sources=sources, extra=HEADERS)
     )
 
     _error_handlers(app, templates)
     return app
+
+
+def _routes(
+    app: FastAPI,
+    review: Review,
+    authn: Authenticator,
+    templates: Jinja2Templates,
+    intake: Intake,
+    sources: Sources,
+    temporal: Client | None,
+    rules: Callable[[], RuleSet | None] | None,
+) -> None:
+    """Every router: signals and vendor webhooks in, the API, the pages."""
+    store, people = review.store, review.people
+    app.include_router(intake_routes.router(intake, sources))
+    app.include_router(vendor_intake.router(intake, sources))
+    app.include_router(accounts.router(store, sources))
+    app.include_router(quarantine.router(intake, authn))
+    app.include_router(api_routes.router(review, authn))
+    app.include_router(docs.router(app, templates))
+    app.include_router(pages.router(review, authn, templates))
+    app.include_router(my_work.router(store, people, authn, templates, temporal, review.now))
+    catalog = RuleCatalog(store, rules or (lambda: None))
+    app.include_router(
+        rule_pages.router(store, people, authn, templates, catalog, review.facts, review.now)
+    )
 
 
 def _error_handlers(app: FastAPI, templates: Jinja2Templates) -> None:
