@@ -312,6 +312,7 @@ COMMANDS = {
     "schema",
     "serve",
     "signals",
+    "sources",
     "tasks",
     "worker",
 }

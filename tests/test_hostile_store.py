@@ -368,6 +368,17 @@ RUNS: dict[str, list[tuple[Args, bool]]] = {
         (lambda i: [ID, "usage_daily", "--payload", USAGE, "--key", LINES, DB, i.db], True),
         (lambda i: [ID, MARKUP, DB, i.db], False),  # not a type: the types are listed
     ],
+    # the shipped sources, over a store whose quarantine holds hostile rows
+    "sources status": [
+        (
+            lambda i: [
+                *(DB, i.db),
+                *("--schedules", str(ROOT / "schedules.yaml")),
+                *("--sources", str(ROOT / "sources.yaml")),
+            ],
+            False,
+        )
+    ],
     "tasks show": [
         (lambda i: ["1", DB, i.db], True),
         (lambda i: ["2", DB, i.db], True),
