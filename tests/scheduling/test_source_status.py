@@ -163,6 +163,7 @@ def test_sources_status_prints_every_source_after_the_scheduler_ran_its_pulls(
     result = runner.invoke(app, args, env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
     printed = result.output
+    print(printed)  # the table, with -s
     assert "None" not in printed and "{{" not in printed and "Traceback" not in printed
     rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
             for line in printed.splitlines() if line.startswith("│")}  # fmt: skip
