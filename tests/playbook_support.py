@@ -5,12 +5,14 @@ other tasks bring about."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
 from csautomation.activities.escalation import EscalationActivities
@@ -18,6 +20,7 @@ from csautomation.activities.playbook import PlaybookActivities
 from csautomation.escalation.matrix import load_escalation_config
 from csautomation.facts.health import load_health_model
 from csautomation.playbooks.loader import load_playbooks
+from csautomation.playbooks.spec import Playbook
 from csautomation.runtime.worker import WorkerConfig
 from csautomation.store.repo import Store
 from csautomation.workflows.escalation import EscalationWorkflow
@@ -93,3 +96,39 @@ async def until(check: Callable[[], bool], what: str, limit: float = 30.0) -> No
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+async def run_playbooks(
+    client: Client,
+    acts: PlaybookActivities,
+    book: Playbook,
+    runs: int,
+    slots: int = 4,
+    accounts: Sequence[str] = ("ACME",),
+) -> tuple[list[WorkflowHandle[Any, Any]], list[PlaybookResult]]:
+    """`runs` runs of `book` (round the `accounts`) on a worker of their own with `slots`
+    activities at once, each to its end; their handles and results, in start order."""
+    queue = f"{book.id}-{uuid.uuid4()}"
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[PlaybookWorkflow, EscalationWorkflow],
+        activities=acts.all(),
+        activity_executor=ThreadPoolExecutor(slots),
+        max_concurrent_activities=slots,
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+    ):
+        handles = [
+            await client.start_workflow(
+                PlaybookWorkflow.run,
+                PlaybookInput(
+                    playbook=book, playbook_version="v1", account_id=accounts[i % len(accounts)]
+                ),
+                id=f"playbook:{book.id}:{i}:{uuid.uuid4()}",
+                task_queue=queue,
+            )
+            for i in range(runs)
+        ]
+        # one at a time: the test server's time-skipping lock is not for concurrent waits
+        results = [await h.result() for h in handles]
+    return handles, results

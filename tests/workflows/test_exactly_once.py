@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import os
 import time as timer
-import uuid
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Any
@@ -20,21 +18,17 @@ from typing import Any
 import pytest
 import yaml
 from temporalio.client import Client
-from temporalio.worker import Worker
 
 from csautomation.activities.playbook import PlaybookActivities
 from csautomation.facts.health import load_health_model
 from csautomation.playbooks.spec import Playbook
 from csautomation.scheduling.config import Redrive
 from csautomation.store.deadletters import dead_letters
-from csautomation.workflows.escalation import EscalationWorkflow
-from csautomation.workflows.playbook import PlaybookWorkflow
-from csautomation.workflows.types import PlaybookInput
 from factories import ROOT, TODAY, playbook_store, vendor_connectors
 from fakes.server import Faults, Latency
 from fakes.vendors import SF_KEY, Vendors
 from heal_support import reporting, settle
-from playbook_support import GRACEFUL_SHUTDOWN
+from playbook_support import run_playbooks
 
 RUNS = int(os.environ.get("CSAUTO_EXACTLY_ONCE_RUNS", "500"))
 # the PostgreSQL pass proves the same on that store with fewer runs: 500 took 108 s there, a
@@ -98,36 +92,6 @@ def vendors(vendors: Vendors) -> Vendors:
     return vendors
 
 
-async def run_playbooks(
-    client: Client, acts: PlaybookActivities, queue: str, runs: int
-) -> tuple[list[Any], list[Any]]:
-    async with Worker(
-        client,
-        task_queue=queue,
-        workflows=[PlaybookWorkflow, EscalationWorkflow],
-        activities=acts.all(),
-        activity_executor=ThreadPoolExecutor(SLOTS),
-        max_concurrent_activities=SLOTS,
-        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
-    ):
-        handles = [
-            await client.start_workflow(
-                PlaybookWorkflow.run,
-                PlaybookInput(
-                    playbook=PLAYBOOK,
-                    playbook_version="v1",
-                    account_id=ACCOUNTS[i % len(ACCOUNTS)],
-                ),
-                id=f"playbook:three-vendors:{i}",
-                task_queue=queue,
-            )
-            for i in range(runs)
-        ]
-        # one at a time: the test server's time-skipping lock is not for concurrent waits
-        results = [await h.result() for h in handles]
-    return handles, results
-
-
 def test_the_three_vendors_ship_the_same_retry_settings() -> None:
     assert shipped("zendesk", "retry") in (None, RESILIENCE["retry"])
     assert shipped("hubspot", "retry") in (None, RESILIENCE["retry"])
@@ -149,10 +113,9 @@ async def test_500_playbooks_make_exactly_one_record_per_vendor_under_30_percent
         clock=lambda: datetime.combine(TODAY, time(12), tzinfo=UTC),
         connectors=connectors,
     )
-    queue = f"exactly-once-{uuid.uuid4()}"
     runs = RUNS if db_url.startswith("sqlite") else PG_RUNS
     try:
-        handles, results = await run_playbooks(client, acts, queue, runs)
+        handles, results = await run_playbooks(client, acts, PLAYBOOK, runs, SLOTS, ACCOUNTS)
     finally:
         connectors.close()
     spent = dead_letters(store)

@@ -7,9 +7,7 @@ an open breaker."""
 from __future__ import annotations
 
 import threading
-import uuid
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,6 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 from temporalio.client import Client
-from temporalio.worker import Worker
 from typer.testing import CliRunner
 
 from csautomation.activities.playbook import PlaybookActivities
@@ -28,13 +25,11 @@ from csautomation.playbooks.spec import Playbook
 from csautomation.scheduling.config import Redrive
 from csautomation.store.deadletters import DeadLetter, dead_letters, record_dead_letter
 from csautomation.store.repo import Store
-from csautomation.workflows.escalation import EscalationWorkflow
-from csautomation.workflows.playbook import PlaybookWorkflow
-from csautomation.workflows.types import PlaybookInput, TaskInput
+from csautomation.workflows.types import TaskInput
 from factories import TODAY, playbook_store, vendor_connectors
 from fakes.vendors import SF_KEY, Vendors
 from heal_support import reporting, settle
-from playbook_support import GRACEFUL_SHUTDOWN
+from playbook_support import run_playbooks
 
 RUNS = 20
 SHIPPED = {"retry": {"initial": "1s", "maximum": "5m", "attempts": 8}}  # connectors/*.yaml
@@ -84,28 +79,8 @@ async def test_a_vendor_down_longer_than_the_breaker_window_heals_within_a_bound
         clock=lambda: datetime.combine(TODAY, time(12), tzinfo=UTC),
         connectors=connectors,
     )
-    queue = f"heal-{uuid.uuid4()}"
     try:
-        async with Worker(
-            client,
-            task_queue=queue,
-            workflows=[PlaybookWorkflow, EscalationWorkflow],
-            activities=acts.all(),
-            activity_executor=ThreadPoolExecutor(4),
-            max_concurrent_activities=4,
-            graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
-        ):
-            handles = [
-                await client.start_workflow(
-                    PlaybookWorkflow.run,
-                    PlaybookInput(playbook=PLAYBOOK, playbook_version="v1", account_id="ACME"),
-                    id=f"playbook:sf-down:{i}:{uuid.uuid4()}",
-                    task_queue=queue,
-                )
-                for i in range(RUNS)
-            ]
-            # one at a time: the test server's time-skipping lock is not for concurrent waits
-            results = [await h.result() for h in handles]
+        handles, results = await run_playbooks(client, acts, PLAYBOOK, RUNS)
     finally:
         connectors.close()
     # on_failure: continue; a run whose action was dead-lettered is "incomplete"

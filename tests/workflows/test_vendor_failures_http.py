@@ -10,17 +10,14 @@ import asyncio
 import io
 import json
 import logging
-import uuid
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import Client, WorkflowHandle
-from temporalio.worker import Worker
+from temporalio.client import Client
 from typer.testing import CliRunner
 
 from csautomation import logs
@@ -33,13 +30,10 @@ from csautomation.facts.health import load_health_model
 from csautomation.playbooks.spec import Playbook
 from csautomation.store.deadletters import dead_letters
 from csautomation.store.repo import Store
-from csautomation.workflows.escalation import EscalationWorkflow
-from csautomation.workflows.playbook import PlaybookWorkflow
-from csautomation.workflows.types import PlaybookInput, PlaybookResult
 from factories import TODAY, playbook_store, vendor_connectors
 from fakes.server import Faults
 from fakes.vendors import SF_KEY, Vendors
-from playbook_support import GRACEFUL_SHUTDOWN
+from playbook_support import run_playbooks
 
 RUNS = 20
 SLOTS = 4  # activities at once: the requests that can be in flight when the breaker opens
@@ -64,33 +58,6 @@ def activities(store: Store, connectors: Connectors) -> PlaybookActivities:
         clock=lambda: datetime.combine(TODAY, time(12), tzinfo=UTC),
         connectors=connectors,
     )
-
-
-async def run(
-    client: Client, acts: PlaybookActivities, book: Playbook, runs: int
-) -> tuple[list[WorkflowHandle[Any, Any]], list[PlaybookResult]]:
-    queue = f"http-{uuid.uuid4()}"
-    async with Worker(
-        client,
-        task_queue=queue,
-        workflows=[PlaybookWorkflow, EscalationWorkflow],
-        activities=acts.all(),
-        activity_executor=ThreadPoolExecutor(SLOTS),
-        max_concurrent_activities=SLOTS,
-        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
-    ):
-        handles = [
-            await client.start_workflow(
-                PlaybookWorkflow.run,
-                PlaybookInput(playbook=book, playbook_version="v1", account_id="ACME"),
-                id=f"playbook:{book.id}:{i}:{uuid.uuid4()}",
-                task_queue=queue,
-            )
-            for i in range(runs)
-        ]
-        # one at a time: the test server's time-skipping lock is not for concurrent waits
-        results = [await h.result() for h in handles]
-    return handles, results
 
 
 @pytest.mark.asyncio
@@ -122,7 +89,9 @@ async def test_a_vendor_hard_down_is_left_alone_and_every_action_redriven_once(
         "sf-down", [{"id": "call", "create_task": {"connector": "salesforce", "subject": "Call"}}]
     )
     try:
-        handles, results = await run(client, activities(store, connectors), book, RUNS)
+        handles, results = await run_playbooks(
+            client, activities(store, connectors), book, RUNS, SLOTS
+        )
     finally:
         connectors.close()
 
@@ -198,7 +167,7 @@ async def test_a_validation_error_is_dead_lettered_at_once_with_the_vendors_mess
         ],
     )
     try:
-        [handle], _ = await run(client, activities(store, connectors), book, 1)
+        [handle], _ = await run_playbooks(client, activities(store, connectors), book, 1, SLOTS)
     finally:
         connectors.close()
     [letter] = dead_letters(store)
@@ -258,7 +227,7 @@ async def test_no_secret_appears_in_logs_errors_dead_letters_or_histories(
         ],
     )
     try:
-        handles, _ = await run(client, activities(store, connectors), book, 6)
+        handles, _ = await run_playbooks(client, activities(store, connectors), book, 6, SLOTS)
     finally:
         connectors.close()
     letters = dead_letters(store)
