@@ -62,6 +62,25 @@ async def test_a_signal_delivered_twice_starts_its_playbook_once(
 
 
 @pytest.mark.asyncio
+async def test_a_batch_delivered_twice_is_stored_once_and_wakes_the_loop(
+    client: Client, db_url: str
+) -> None:
+    store = playbook_store(db_url)
+    mark_all_evaluated(store)
+    p = pipeline(store, client)
+    other = todays_signal().model_copy(update={"idempotency_key": "acme-today-2"})
+    assert p.add_signals([todays_signal(), other]) == {"acme-today", "acme-today-2"}
+    assert p.wake.is_set()  # the loop looks at once, not at its next poll
+    p.wake.clear()
+    assert p.add_signals([todays_signal(), other]) == set()  # the same batch again
+    assert p.add_signal(todays_signal()) is False
+    evaluated, _ = await p.run_once()
+    assert evaluated == 2
+    assert len(usage_runs(store)) == 1
+    p.runtime.close()
+
+
+@pytest.mark.asyncio
 async def test_a_crash_between_evaluation_and_dispatch_starts_the_workflow_once(
     client: Client, db_url: str
 ) -> None:

@@ -116,6 +116,13 @@ class Pipeline:
         self.wake.set()
         return fresh
 
+    def add_signals(self, signals: Sequence[Signal]) -> set[str]:
+        """Store many durably in one transaction, then wake the loop once; returns the
+        idempotency keys that were new (a batch that arrives at once: a pull, a POST)."""
+        fresh = self.store.store_signals(signals)
+        self.wake.set()
+        return fresh
+
     # evaluate ---------------------------------------------------------------------------
     def evaluate_pending(self) -> int:
         """Evaluate a batch of stored signals not yet evaluated; returns how many were.

@@ -262,11 +262,14 @@ async def _run(
             p_sig = progress.add_task("signals evaluated", total=len(today))
             p_start = progress.add_task("workflows started", total=None)
             p_done = progress.add_task("workflows completed", total=None)
-            fresh = 0
-            for sig in today:  # the day's signals arrive, each stored before it counts
-                if await asyncio.to_thread(pipeline.add_signal, sig):
-                    fresh += 1
-                    ingested.setdefault(sig.account_id, datetime.now(UTC))
+            # the day's signals arrive at once, as a pull or a batch POST brings them:
+            # stored in one transaction before any counts
+            new = await asyncio.to_thread(pipeline.add_signals, today)
+            stored = datetime.now(UTC)
+            for sig in today:
+                if sig.idempotency_key in new:
+                    ingested.setdefault(sig.account_id, stored)
+            fresh = len(new)
             progress.update(p_sig, total=fresh)
             deadline = asyncio.get_running_loop().time() + opts.timeout
             while True:
