@@ -10,7 +10,7 @@ from sqlmodel import Session
 from csautomation.facts.derive import derive
 from csautomation.facts.health import load_health_model
 from csautomation.facts.model import Account, Signal
-from csautomation.store.facts import FactsReader
+from csautomation.store.facts import FactsReader, stored_signal
 from csautomation.store.repo import Store, _signal_row
 from factories import account
 
@@ -103,3 +103,23 @@ def test_the_cache_is_bounded(store: Store) -> None:
     for a in ("A", "B", "C"):
         reader.history(a)
     assert list(reader._histories) == ["B", "C"]
+
+
+def test_a_stored_signal_is_the_signal_model_construct_builds(store: Store) -> None:
+    sig = usage(3, 12)
+    fast = stored_signal(sig.type, sig.account_id, sig.occurred_at, dict(sig.payload), "k")
+    slow = Signal.model_construct(
+        type=sig.type,
+        account_id=sig.account_id,
+        occurred_at=sig.occurred_at,
+        payload=dict(sig.payload),
+        idempotency_key="k",
+    )
+    assert fast == slow and repr(fast) == repr(slow)
+    assert fast.model_dump() == slow.model_dump()
+    assert fast.model_fields_set == slow.model_fields_set
+    assert Signal.model_validate(fast.model_dump()) == fast  # still a valid signal
+    # and what the reader reads back is the signal that was stored
+    store.add_signal(sig)
+    [(back, _)] = [FactsReader(store, load_health_model()).history("ACME")]
+    assert back == [sig]

@@ -262,14 +262,7 @@ async def _run(
             p_sig = progress.add_task("signals evaluated", total=len(today))
             p_start = progress.add_task("workflows started", total=None)
             p_done = progress.add_task("workflows completed", total=None)
-            # the day's signals arrive at once, as a pull or a batch POST brings them:
-            # stored in one transaction before any counts
-            new = await asyncio.to_thread(pipeline.add_signals, today)
-            stored = datetime.now(UTC)
-            for sig in today:
-                if sig.idempotency_key in new:
-                    ingested.setdefault(sig.account_id, stored)
-            fresh = len(new)
+            fresh = await _arrive(pipeline, today, ingested)
             progress.update(p_sig, total=fresh)
             deadline = asyncio.get_running_loop().time() + opts.timeout
             while True:
@@ -297,6 +290,18 @@ async def _run(
             pipeline.time_scale = 1.0
             await _serve(console, signal_hint(store, people, page, as_of.date()), page, ui_url)
     return demo_result(store, since, today, ingested, ui_url, escalations[2])
+
+
+async def _arrive(pipeline: Pipeline, today: list[Signal], ingested: dict[str, datetime]) -> int:
+    """The day's signals arrive at once, as a pull or a batch POST brings them: stored in
+    one transaction before any counts. Notes when each account's arrived; returns how many
+    were new."""
+    new = await asyncio.to_thread(pipeline.add_signals, today)
+    stored = datetime.now(UTC)
+    for sig in today:
+        if sig.idempotency_key in new:
+            ingested.setdefault(sig.account_id, stored)
+    return len(new)
 
 
 async def _serve(console: Console, hint: str, page: str, ui_url: str) -> None:
