@@ -22,13 +22,15 @@ kept in the system's temporary folder, keyed by N, D and the distinct count, so 
 run skips the seeding; the next day's signals are removed at the end.
 
     .venv/bin/python bench/sweep.py [--accounts 100000] [--days 61] [--rule usage-decline]
-        [--reader] [--dispatch-only] [--dispatch 5000] [--rounds 2] [--database-url URL]
+        [--reader] [--dispatch-only] [--dispatch 5000 (0: A alone)] [--rounds 2]
+        [--database-url URL]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import platform
@@ -479,6 +481,8 @@ def main() -> None:
         "--dispatch", type=int, default=5000, help="firings dispatched per round, at most"
     )
     args = ap.parse_args()
+    # the collector as `csauto scheduler` sets it (cli/common.py `run`): the sweep runs there
+    gc.set_threshold(10_000, 10, 10)
 
     url = args.database_url or (
         f"sqlite:///{tempfile.gettempdir()}/csauto-bench-sweep-v2-{args.accounts}-{args.days}-"
@@ -526,8 +530,8 @@ def main() -> None:
         f"({warm['wall']:.1f} s for {args.accounts:,}; first sweep {cold['wall']:.1f} s)"
     )
 
-    if not cold["result"].fired:
-        print("no firings: nothing to dispatch")
+    if not cold["result"].fired or not args.dispatch:
+        print("no firings: nothing to dispatch" if args.dispatch else "--dispatch 0: no B")
         return
     asyncio.run(dispatch_part(store, runtime, config, args))
 

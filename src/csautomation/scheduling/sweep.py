@@ -115,8 +115,10 @@ def sweep(
         masks = evaluator.evaluate(known.columns(positions, evaluator.keys))
         cooldowns = BatchCooldowns(store, [a.id for a in batch])
         for rule in rules:
-            for i in np.flatnonzero(masks[rule.id]):
-                account, record = batch[i], known.record(positions[i])
+            hits = np.flatnonzero(masks[rule.id]).tolist()
+            records = known.records([positions[i] for i in hits])
+            for i, record in zip(hits, records, strict=True):
+                account = batch[i]
                 matched += 1
                 why = explain(rule, record)
                 if not why.matched:  # both paths share one meaning; disagreement is a bug
