@@ -38,6 +38,7 @@ import random
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -265,14 +266,17 @@ def clear_firings(store: Store) -> None:
 
 
 class Stages:
-    """Wall seconds per stage of one sweep, by wrapping the functions it calls."""
+    """Wall seconds per stage of one sweep, by wrapping the functions it calls (summed over
+    the threads that derive pages ahead: those stages overlap the others)."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
         self._saved: list[tuple[Any, str, Any]] = []
+        self._lock = threading.Lock()
 
     def add(self, stage: str, seconds: float) -> None:
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+        with self._lock:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
 
     def wrap(self, owner: Any, name: str, stage: str) -> None:
         original = getattr(owner, name)

@@ -16,7 +16,9 @@ inside the cooldown: it adds nothing.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -109,8 +111,8 @@ def sweep(
     evaluator = BatchEvaluator(rules)
     accounts = matched = fired = suppressed = 0
     unreadable = 0
-    for every in kept.pages(chunk) if kept else _accounts(store, chunk):
-        batch, known, positions = _readable(reader, every, at, tuple(derived.values()))
+    pages = kept.pages(chunk) if kept else _accounts(store, chunk)
+    for every, (batch, known, positions) in _with_facts(reader, pages, at, derived):
         unreadable += len(every) - len(batch)
         masks = evaluator.evaluate(known.columns(positions, evaluator.keys))
         cooldowns = BatchCooldowns(store, [a.id for a in batch])
@@ -144,6 +146,33 @@ class _Records(Protocol):
     def records_or_errors(
         self, wanted: Sequence[tuple[Account, AsOf]], derived: Sequence[DerivedFact] = ()
     ) -> list[dict[str, Any] | Exception]: ...
+
+
+AHEAD = 2  # pages whose facts are derived ahead of the one evaluated, each on a thread
+
+
+def _with_facts(
+    reader: _Records, pages: Iterator[list[Account]], at: datetime, derived: dict[str, DerivedFact]
+) -> Iterator[tuple[list[Account], tuple[list[Account], Facts, list[int]]]]:
+    """Each page with its readable accounts and their facts (`_readable`). The kept facts
+    are derived AHEAD pages ahead on threads: deriving is numpy's work on whole grids,
+    which releases the GIL, and the pages' accounts do not depend on one another, so a
+    second core derives while the first evaluates and writes."""
+    wanted = tuple(derived.values())
+    if not isinstance(reader, SweepFacts) or AHEAD < 1:
+        for every in pages:
+            yield every, _readable(reader, every, at, wanted)
+        return
+    with ThreadPoolExecutor(AHEAD, thread_name_prefix="sweep-facts") as pool:
+        queued: deque[tuple[list[Account], Future[Any]]] = deque()
+        for every in pages:
+            queued.append((every, pool.submit(_readable, reader, every, at, wanted)))
+            if len(queued) > AHEAD:
+                first, facts = queued.popleft()
+                yield first, facts.result()
+        while queued:
+            first, facts = queued.popleft()
+            yield first, facts.result()
 
 
 def _readable(

@@ -42,8 +42,9 @@ log = logging.getLogger(__name__)
 
 
 class SweepFacts:
-    """Accounts and their facts for sweeps. Sweeps of several rules may run at once: the
-    refresh is serialised, and a sweep reads arrays that are replaced, never changed."""
+    """Accounts and their facts for sweeps. Sweeps of several rules may run at once, and a
+    sweep derives several pages at once: the refresh is serialised, and facts are derived
+    from arrays that are replaced, never changed."""
 
     def __init__(
         self, store: Store, model: HealthModel, fallback: FactsReader | None = None
@@ -54,6 +55,7 @@ class SweepFacts:
         self.fallback = fallback or FactsReader(store, model)
         self._accounts: dict[str, tuple[str, Account]] = {}
         self._lock = threading.Lock()
+        self._counting = threading.Lock()  # pages' facts are derived on several threads
         self.derived_from_columns = 0  # accounts, since this was made (for the benchmark)
         self.derived_from_signals = 0
 
@@ -115,7 +117,8 @@ class SweepFacts:
                 log.warning("sweep facts: a batch of %d from columns failed", len(idx))
                 rest.extend(idx)
                 continue
-            self.derived_from_columns += len(idx)
+            with self._counting:
+                self.derived_from_columns += len(idx)
         for i in sorted(rest):
             # one at a time: derive's own verdict on each, whatever else is in the batch
             # (a grid of many accounts reads some bad values that derive rejects)
@@ -124,7 +127,8 @@ class SweepFacts:
                 errors[i] = got
             else:
                 view.put(i, got)
-            self.derived_from_signals += 1
+            with self._counting:
+                self.derived_from_signals += 1
         return view, errors
 
 
