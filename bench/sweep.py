@@ -266,8 +266,9 @@ def clear_firings(store: Store) -> None:
 
 
 class Stages:
-    """Wall seconds per stage of one sweep, by wrapping the functions it calls (summed over
-    the threads that derive pages ahead: those stages overlap the others)."""
+    """CPU seconds per stage of one sweep, by wrapping the functions it calls: the time of
+    the thread that ran them, so that the stages of the threads deriving pages ahead add up
+    with the others to the sweep's CPU time (wall times would overlap)."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
@@ -282,11 +283,11 @@ class Stages:
         original = getattr(owner, name)
 
         def timed(*args: Any, **kwargs: Any) -> Any:
-            began = time.perf_counter()
+            began = time.thread_time()
             try:
                 return original(*args, **kwargs)
             finally:
-                self.add(stage, time.perf_counter() - began)
+                self.add(stage, time.thread_time() - began)
 
         self._saved.append((owner, name, original))
         setattr(owner, name, timed)
@@ -329,9 +330,9 @@ def run_sweep(
     def timed_pages(s: Store, chunk: int) -> Iterator[list[Account]]:
         it = pages(s, chunk)
         while True:
-            began = time.perf_counter()
+            began = time.thread_time()
             page = next(it, None)
-            stages.add("accounts read", time.perf_counter() - began)
+            stages.add("accounts read", time.thread_time() - began)
             if page is None:
                 return
             yield page
@@ -382,9 +383,10 @@ def show_sweep(label: str, run: dict[str, Any]) -> None:
         f"{r.unreadable} unreadable"
     )
     rows = [(name, s.get(name, 0.0)) for name in run["names"]]
-    other = run["wall"] - sum(v for _, v in rows)
+    other = run["cpu"] - sum(v for _, v in rows)
+    print(f"    {'stage (CPU seconds, all threads)':<32} {'CPU':>9}  share  per account")
     for name, seconds in [*rows, ("other", other)]:
-        share = seconds / run["wall"] if run["wall"] else 0.0
+        share = seconds / run["cpu"] if run["cpu"] else 0.0
         per = seconds / max(r.accounts, 1) * 1e6
         print(f"    {name:<32} {seconds:7.2f} s  {share:5.0%}  {per:7.1f} µs/account")
 
