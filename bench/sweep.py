@@ -297,6 +297,26 @@ class Stages:
             setattr(owner, name, original)
 
 
+class Collections:
+    """The cyclic collector's runs during a sweep, by generation: (count, wall seconds)."""
+
+    def __init__(self) -> None:
+        self.runs: dict[int, tuple[int, float]] = {}
+        self._began = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+            return
+        n, seconds = self.runs.get(info["generation"], (0, 0.0))
+        self.runs[info["generation"]] = (n + 1, seconds + time.perf_counter() - self._began)
+
+    def __str__(self) -> str:
+        return ", ".join(
+            f"generation {g}: {n} in {s:.2f} s" for g, (n, s) in sorted(self.runs.items())
+        )
+
+
 READER_STAGES = ("accounts read", "histories read", "facts derived")
 KEPT_STAGES = (
     "accounts read",
@@ -353,10 +373,13 @@ def run_sweep(
     stages.wrap(sweeping, "explain", "matches explained")
     stages.wrap(sweeping, "BatchCooldowns", "cooldowns read")
     stages.wrap(sweeping, "commit_evaluation", "firings committed")
+    collections = Collections()
+    gc.callbacks.append(collections)
     began, cpu = time.perf_counter(), time.process_time()
     try:
         result = sweeping.sweep(store, runtime, [rule], at, facts=reader, kept=kept)
     finally:
+        gc.callbacks.remove(collections)
         stages.restore()
         sweeping._accounts = pages  # type: ignore[assignment]
     wall = time.perf_counter() - began
@@ -370,6 +393,7 @@ def run_sweep(
         "stages": s,
         "names": (READER_STAGES if kept is None else KEPT_STAGES) + COMMON_STAGES,
         "load": os.getloadavg()[0],
+        "collections": collections,
     }
 
 
@@ -389,6 +413,7 @@ def show_sweep(label: str, run: dict[str, Any]) -> None:
         share = seconds / run["cpu"] if run["cpu"] else 0.0
         per = seconds / max(r.accounts, 1) * 1e6
         print(f"    {name:<32} {seconds:7.2f} s  {share:5.0%}  {per:7.1f} µs/account")
+    print(f"    cyclic collector (within the above): {str(run['collections']) or 'no runs'}")
 
 
 def check_equal(store: Store, kept: SweepFacts, model: Any, derived: Any, n: int) -> str:

@@ -15,10 +15,13 @@ inside the cooldown: it adds nothing.
 
 from __future__ import annotations
 
+import gc
 import logging
+import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -103,6 +106,43 @@ def sweep(
     record their firings in the dispatch outbox; raise SweepError for a rule that cannot
     be swept. `kept`: the accounts and histories a scheduler keeps between its sweeps (read
     from the store, page by page, without it)."""
+    with _old_objects_set_aside():
+        return _sweep(store, runtime, rule_ids, at, facts, chunk, kept)
+
+
+_aside = threading.Lock()
+_sweeping = 0  # sweeps running now (of several rules at once)
+
+
+@contextmanager
+def _old_objects_set_aside() -> Iterator[None]:
+    """The objects alive when the sweep starts (the kept accounts and histories: a million
+    or more) out of the cyclic collector's reach until it ends. A sweep makes many objects,
+    and each full collection they set off would traverse every old one again (most of a
+    second for 100,000 accounts); new objects are still collected. When the last sweep
+    ends, the old objects are returned to the collector, so none is kept from it for good."""
+    global _sweeping
+    with _aside:
+        _sweeping += 1
+        gc.freeze()
+    try:
+        yield
+    finally:
+        with _aside:
+            _sweeping -= 1
+            if not _sweeping:
+                gc.unfreeze()
+
+
+def _sweep(
+    store: Store,
+    runtime: RuleRuntime,
+    rule_ids: Sequence[str],
+    at: datetime,
+    facts: FactsReader | None,
+    chunk: int,
+    kept: SweepFacts | None,
+) -> SweepResult:
     runtime.reload_if_changed()
     rules = scheduled_rules(runtime, rule_ids)
     at = at.astimezone(UTC)
