@@ -23,9 +23,8 @@ import numpy as np
 from sqlalchemy import Text, cast, select
 
 from csautomation.facts.catalog import FactType
-from csautomation.facts.columnar import DAY, gather_columns
+from csautomation.facts.columnar import gather_columns
 from csautomation.facts.days import AsOf
-from csautomation.facts.derive import MAX_LOOKBACK
 from csautomation.facts.derive_many import LastDay, last_day_of
 from csautomation.facts.derived import DECIMALS, DerivedFact, SignalsFact, norm
 from csautomation.facts.health import HealthModel
@@ -57,12 +56,8 @@ class SweepFacts:
         self._accounts: dict[str, tuple[str, Account]] = {}
         self._lock = threading.Lock()
         self._counting = threading.Lock()  # pages' facts are derived on several threads
-        self._pooling = threading.Lock()
-        self._pools: dict[tuple[int, date, tuple[str, ...]], _Pool | None] = {}
-        self._refreshed = 0  # refreshes so far: a pool holds the facts of one
         self.derived_from_columns = 0  # accounts, since this was made (for the benchmark)
         self.derived_from_signals = 0
-        self.derived_in_pools = 0  # of those from columns: with the day's odd lengths
 
     def pages(self, chunk: int) -> Iterator[list[Account]]:
         """Every account, in id order, `chunk` at a time, with the signal histories
@@ -70,7 +65,6 @@ class SweepFacts:
         with self._lock:
             self.columns.refresh()
             accounts = self.accounts()
-            self._refreshed += 1
         for start in range(0, len(accounts), chunk):
             yield accounts[start : start + chunk]
 
@@ -113,7 +107,6 @@ class SweepFacts:
                 by_day[as_of].append(i)
         count_types = {t for f in derived if isinstance(f, SignalsFact) for t in f.types}
         for day, idx in by_day.items():
-            idx = self._from_pool(view, wanted, idx, day, derived, count_types)
             accounts = [wanted[i][0] for i in idx]
             try:
                 updates = gather_columns(
@@ -138,81 +131,6 @@ class SweepFacts:
                 self.derived_from_signals += 1
         return view, errors
 
-    def _from_pool(
-        self,
-        view: Facts,
-        wanted: Sequence[tuple[Account, AsOf]],
-        idx: list[int],
-        day: date,
-        derived: Sequence[DerivedFact],
-        count_types: set[str],
-    ) -> list[int]:
-        """Adds to `view` the facts of the accounts among `idx` that the day's pool holds,
-        and returns the others."""
-        pool = self._pool(day, derived, count_types)
-        if pool is None:
-            return idx
-        where, last = pool
-        mine: list[int] = []
-        which: list[int] = []
-        others: list[int] = []
-        for i in idx:
-            account = wanted[i][0]
-            j = where.get(account.id)
-            if j is not None and last.accounts[j] is account:  # the very account pooled
-                mine.append(i)
-                which.append(j)
-            else:
-                others.append(i)
-        if mine:
-            view.add(mine, last, which)
-            with self._counting:
-                self.derived_from_columns += len(mine)
-                self.derived_in_pools += len(mine)
-        return others
-
-    def _pool(
-        self, day: date, derived: Sequence[DerivedFact], count_types: set[str]
-    ) -> _Pool | None:
-        """The facts, derived together, of the accounts whose histories are of another
-        length than most: a page derives histories of very different lengths in separate
-        grids, and these few would otherwise make a small grid in every page. Held until
-        the next refresh; None when there are none (or they fail together: each is then
-        derived with its page)."""
-        key = (self._refreshed, day, tuple(f.key for f in derived))
-        with self._pooling:
-            if key in self._pools:
-                return self._pools[key]
-            self._pools = {k: v for k, v in self._pools.items() if k[0] == self._refreshed}
-            pool = None
-            accounts = [a for _, a in self._accounts.values() if a.id not in self.columns.irregular]
-            last = day.toordinal()
-            size = [_grid_of(self.columns.history(a.id), last) for a in accounts]
-            common = max(set(size), key=size.count) if size else 0
-            odd = [a for a, b in zip(accounts, size, strict=True) if b != common]
-            if odd:
-                try:
-                    updates = gather_columns(
-                        [self.columns.history(a.id) for a in odd], day, count_types
-                    )
-                    got = last_day_of(updates, odd, day, self.model, derived)
-                    pool = ({a.id: j for j, a in enumerate(odd)}, got)
-                except Exception:
-                    log.warning("sweep facts: %d accounts derived together failed", len(odd))
-            self._pools[key] = pool
-            return pool
-
-
-_Pool = tuple[dict[str, int], LastDay]
-
-
-def _grid_of(history: F, last: int) -> int:
-    """derive_many's grid for a history of this length (its bucket), the length guessed
-    from the first row held (where older rows fall outside the look-back the guess is
-    long: which accounts are pooled changes no fact, only the grids)."""
-    days = min(max(last - int(history[0, DAY]), 0), MAX_LOOKBACK - 1) if len(history) else 0
-    return max(6, days.bit_length())
-
 
 class Facts:
     """A batch's facts: the columns a rule reads, for every account at once, and the
@@ -221,7 +139,7 @@ class Facts:
     def __init__(self, size: int) -> None:
         self.size = size
         self._records: dict[int, dict[str, Any]] = {}
-        self._last: list[tuple[list[int], LastDay, list[int]]] = []
+        self._last: list[tuple[list[int], LastDay]] = []
         self._where: dict[int, tuple[LastDay, int]] = {}
 
     @classmethod
@@ -234,12 +152,9 @@ class Facts:
     def put(self, i: int, record: dict[str, Any]) -> None:
         self._records[i] = record
 
-    def add(self, positions: list[int], last: LastDay, which: list[int] | None = None) -> None:
-        """The facts of the accounts at `positions`: those of `last` at `which` (default:
-        all of them, in order)."""
-        which = list(range(len(positions))) if which is None else which
-        self._last.append((positions, last, which))
-        self._where.update((p, (last, j)) for j, p in zip(which, positions, strict=True))
+    def add(self, positions: list[int], last: LastDay) -> None:
+        self._last.append((positions, last))
+        self._where.update((p, (last, j)) for j, p in enumerate(positions))
 
     def record(self, i: int) -> dict[str, Any]:
         return self.records([i])[0]
@@ -269,22 +184,21 @@ class Facts:
         direct = [
             k
             for k in keys
-            if fact_type(k) in _NUMERIC and all(k in last.values for _, last, _ in self._last)
+            if fact_type(k) in _NUMERIC and all(k in last.values for _, last in self._last)
         ]
         rest = [k for k in keys if k not in direct]
         cols = Columns(len(positions))
         if rest:
             thin: dict[int, dict[str, Any]] = dict(self._records)
-            for at, last, which in self._last:
-                thin.update(zip(at, last.records(which, keys=rest), strict=True))
+            for at, last in self._last:
+                thin.update(zip(at, last.records(keys=rest), strict=True))
             cols = Columns.from_records([thin[p] for p in positions], rest)
         own = [p for p in positions if p in self._records]
         numbers: dict[str, F] = {}
         for key in direct:
             column = np.full(self.size, np.nan)
-            for at, last, which in self._last:
-                values = last.values[key][which]
-                column[at] = as_read(values, fact_type(key) == FactType.boolean)
+            for at, last in self._last:
+                column[at] = as_read(last.values[key], fact_type(key) == FactType.boolean)
             if own:
                 mine = Columns.from_records([self._records[p] for p in own], [key])
                 column[own] = mine.numbers[key]
