@@ -22,13 +22,15 @@ kept in the system's temporary folder, keyed by N, D and the distinct count, so 
 run skips the seeding; the next day's signals are removed at the end.
 
     .venv/bin/python bench/sweep.py [--accounts 100000] [--days 61] [--rule usage-decline]
-        [--reader] [--dispatch-only] [--dispatch 5000] [--rounds 2] [--database-url URL]
+        [--reader] [--dispatch-only] [--dispatch 5000 (0: A alone)] [--rounds 2]
+        [--database-url URL]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import platform
@@ -36,6 +38,7 @@ import random
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -263,24 +266,28 @@ def clear_firings(store: Store) -> None:
 
 
 class Stages:
-    """Wall seconds per stage of one sweep, by wrapping the functions it calls."""
+    """CPU seconds per stage of one sweep, by wrapping the functions it calls: the time of
+    the thread that ran them, so that the stages of the threads deriving pages ahead add up
+    with the others to the sweep's CPU time (wall times would overlap)."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
         self._saved: list[tuple[Any, str, Any]] = []
+        self._lock = threading.Lock()
 
     def add(self, stage: str, seconds: float) -> None:
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+        with self._lock:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
 
     def wrap(self, owner: Any, name: str, stage: str) -> None:
         original = getattr(owner, name)
 
         def timed(*args: Any, **kwargs: Any) -> Any:
-            began = time.perf_counter()
+            began = time.thread_time()
             try:
                 return original(*args, **kwargs)
             finally:
-                self.add(stage, time.perf_counter() - began)
+                self.add(stage, time.thread_time() - began)
 
         self._saved.append((owner, name, original))
         setattr(owner, name, timed)
@@ -288,6 +295,26 @@ class Stages:
     def restore(self) -> None:
         for owner, name, original in reversed(self._saved):
             setattr(owner, name, original)
+
+
+class Collections:
+    """The cyclic collector's runs during a sweep, by generation: (count, wall seconds)."""
+
+    def __init__(self) -> None:
+        self.runs: dict[int, tuple[int, float]] = {}
+        self._began = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+            return
+        n, seconds = self.runs.get(info["generation"], (0, 0.0))
+        self.runs[info["generation"]] = (n + 1, seconds + time.perf_counter() - self._began)
+
+    def __str__(self) -> str:
+        return ", ".join(
+            f"generation {g}: {n} in {s:.2f} s" for g, (n, s) in sorted(self.runs.items())
+        )
 
 
 READER_STAGES = ("accounts read", "histories read", "facts derived")
@@ -323,9 +350,9 @@ def run_sweep(
     def timed_pages(s: Store, chunk: int) -> Iterator[list[Account]]:
         it = pages(s, chunk)
         while True:
-            began = time.perf_counter()
+            began = time.thread_time()
             page = next(it, None)
-            stages.add("accounts read", time.perf_counter() - began)
+            stages.add("accounts read", time.thread_time() - began)
             if page is None:
                 return
             yield page
@@ -346,10 +373,13 @@ def run_sweep(
     stages.wrap(sweeping, "explain", "matches explained")
     stages.wrap(sweeping, "BatchCooldowns", "cooldowns read")
     stages.wrap(sweeping, "commit_evaluation", "firings committed")
+    collections = Collections()
+    gc.callbacks.append(collections)
     began, cpu = time.perf_counter(), time.process_time()
     try:
         result = sweeping.sweep(store, runtime, [rule], at, facts=reader, kept=kept)
     finally:
+        gc.callbacks.remove(collections)
         stages.restore()
         sweeping._accounts = pages  # type: ignore[assignment]
     wall = time.perf_counter() - began
@@ -363,6 +393,7 @@ def run_sweep(
         "stages": s,
         "names": (READER_STAGES if kept is None else KEPT_STAGES) + COMMON_STAGES,
         "load": os.getloadavg()[0],
+        "collections": collections,
     }
 
 
@@ -376,11 +407,13 @@ def show_sweep(label: str, run: dict[str, Any]) -> None:
         f"{r.unreadable} unreadable"
     )
     rows = [(name, s.get(name, 0.0)) for name in run["names"]]
-    other = run["wall"] - sum(v for _, v in rows)
+    other = run["cpu"] - sum(v for _, v in rows)
+    print(f"    {'stage (CPU seconds, all threads)':<32} {'CPU':>9}  share  per account")
     for name, seconds in [*rows, ("other", other)]:
-        share = seconds / run["wall"] if run["wall"] else 0.0
+        share = seconds / run["cpu"] if run["cpu"] else 0.0
         per = seconds / max(r.accounts, 1) * 1e6
         print(f"    {name:<32} {seconds:7.2f} s  {share:5.0%}  {per:7.1f} µs/account")
+    print(f"    cyclic collector (within the above): {str(run['collections']) or 'no runs'}")
 
 
 def check_equal(store: Store, kept: SweepFacts, model: Any, derived: Any, n: int) -> str:
@@ -479,6 +512,8 @@ def main() -> None:
         "--dispatch", type=int, default=5000, help="firings dispatched per round, at most"
     )
     args = ap.parse_args()
+    # the collector as `csauto scheduler` sets it (cli/common.py `run`): the sweep runs there
+    gc.set_threshold(10_000, 10, 10)
 
     url = args.database_url or (
         f"sqlite:///{tempfile.gettempdir()}/csauto-bench-sweep-v2-{args.accounts}-{args.days}-"
@@ -526,8 +561,8 @@ def main() -> None:
         f"({warm['wall']:.1f} s for {args.accounts:,}; first sweep {cold['wall']:.1f} s)"
     )
 
-    if not cold["result"].fired:
-        print("no firings: nothing to dispatch")
+    if not cold["result"].fired or not args.dispatch:
+        print("no firings: nothing to dispatch" if args.dispatch else "--dispatch 0: no B")
         return
     asyncio.run(dispatch_part(store, runtime, config, args))
 

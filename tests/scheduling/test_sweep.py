@@ -3,9 +3,11 @@ with per-account cooldowns, adding nothing when run again."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -13,6 +15,7 @@ from typer.testing import CliRunner
 from csautomation.cli import app
 from csautomation.facts.health import load_health_model
 from csautomation.pipeline import SqlCooldowns
+from csautomation.rules.batch import BatchEvaluator
 from csautomation.rules.runtime import SCHEDULE, RuleRuntime
 from csautomation.scheduling.sweep import SweepError, sweep
 from csautomation.store.facts import FactsReader
@@ -192,3 +195,23 @@ def test_an_account_whose_facts_cannot_be_computed_never_stops_a_sweep(
     result = sweep(store, runtime, ["usage-drop"], AT)
     assert (result.accounts, result.unreadable, result.fired) == (2, 1, 1)
     assert [f[1] for f in firings(store)] == ["BETA"]
+
+
+def test_a_sweep_sets_the_old_objects_aside_and_returns_them_to_the_collector(
+    store: Store, runtime: RuleRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frozen: list[int] = []
+    evaluate = BatchEvaluator.evaluate
+
+    def noting(self: BatchEvaluator, cols: Any) -> Any:
+        frozen.append(gc.get_freeze_count())
+        return evaluate(self, cols)
+
+    monkeypatch.setattr(BatchEvaluator, "evaluate", noting)
+    assert gc.get_freeze_count() == 0
+    sweep(store, runtime, ["usage-drop"], AT)
+    assert frozen and all(n > 0 for n in frozen)  # set aside while the sweep ran
+    assert gc.get_freeze_count() == 0  # and returned
+    with pytest.raises(SweepError):
+        sweep(store, runtime, ["usage-dorp"], AT)
+    assert gc.get_freeze_count() == 0  # returned when a sweep fails too

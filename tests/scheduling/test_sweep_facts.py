@@ -104,20 +104,28 @@ def test_records_from_columns_equal_derive_on_the_sample_data(store: Store) -> N
     # and the FactsReader's batch path, which the sweep used before, agrees
     batch = FactsReader(store, MODEL).records_or_errors([(a, END) for a in accounts], EXTRA)
     assert_equal(got, batch, accounts)
-    # a rule's columns, made without the whole records, are those of the records
+    assert_columns_equal(kept, accounts, got)
+
+
+def assert_columns_equal(kept: SweepFacts, accounts: Sequence[Account], got: list[Any]) -> None:
+    """A rule's columns, made without the whole records (numbers straight from the
+    arrays), are those of the records, in the same key order."""
     keys = [*FACTS, *(f.key for f in EXTRA)]
     view, errors = kept.facts([(a, END) for a in accounts], EXTRA)
-    some = [i for i in range(len(accounts)) if i % 3]
+    assert errors.keys() == {i for i, g in enumerate(got) if isinstance(g, Exception)}
+    some = [i for i in range(len(accounts)) if i % 3 and i not in errors]
     cols = view.columns(some, keys)
     want = Columns.from_records([got[i] for i in some], keys)
-    assert not errors and cols.size == want.size == len(some)
-    assert cols.numbers.keys() == want.numbers.keys() and cols.strings.keys() == want.strings.keys()
+    assert cols.size == want.size == len(some)
+    assert list(cols.numbers) == list(want.numbers) and cols.strings.keys() == want.strings.keys()
     for key, values in want.numbers.items():
         assert_array_equal(cols.numbers[key], values, err_msg=key)
     for key, (codes, dictionary) in want.strings.items():
         assert_array_equal(cols.strings[key][0], codes, err_msg=key)
         assert cols.strings[key][1] == dictionary
     assert cols.lists == want.lists
+    # and the records made together are those made one at a time
+    assert view.records(some[::-1]) == [view.record(i) for i in some[::-1]]
 
 
 def _at(day: date, rnd: random.Random) -> datetime:
@@ -199,6 +207,7 @@ def test_records_from_columns_equal_derive_on_hostile_rows(
     want = reference(store, swept, END)
     assert any(isinstance(w, Exception) for w in want)  # some that derive refuses
     assert_equal(got, want, swept)
+    assert_columns_equal(kept, swept, got)
 
 
 @pytest.mark.parametrize("in_sql", [True, False])
@@ -242,8 +251,27 @@ def test_the_next_sweep_reads_only_what_changed_and_still_equals_derive(
         }
         for a in accounts
     ]
-    put(store, new_day)
-    assert kept.columns.refresh() == len(accounts)  # only the new rows were read
+    # and rows in id order but not in time order: the later one first; one before the
+    # account's held rows, whose value the held row of its day overrides (from 09:00)
+    late = [
+        {
+            "account_id": accounts[3].id,
+            "type": "support_ticket",
+            "occurred_at": datetime.combine(END - timedelta(days=back), time(9), tzinfo=UTC),
+            "payload": {"priority": "high"},
+        }
+        for back in (10, 20)
+    ]
+    late.append(
+        {
+            "account_id": accounts[4].id,
+            "type": "usage_daily",
+            "occurred_at": datetime.combine(END - timedelta(days=5), time(6), tzinfo=UTC),
+            "payload": {"logins": 1, "active_users": 999},
+        }
+    )
+    put(store, late + new_day)
+    assert kept.columns.refresh() == len(accounts) + 3  # only the new rows were read
     assert kept.columns.refreshes == 0
     # a row committed out of id order (below the newest read), an older day's at that
     put(
@@ -274,7 +302,7 @@ def test_the_next_sweep_reads_only_what_changed_and_still_equals_derive(
     )
     now, got = kept_records(kept, day)
     assert kept.columns.refreshes == 1  # the count fell short: accounts read again
-    assert sum(v[0] for v in kept.columns.versions.values()) == held + len(accounts) + 2
+    assert sum(v[0] for v in kept.columns.versions.values()) == held + len(accounts) + 5
     assert {a.id: a for a in now}[changed.id] == changed and now[-1] == new
     assert_equal(got, reference(store, now, day), now)
 

@@ -147,7 +147,9 @@ def gather_columns(histories: Sequence[Rows], as_of: date, count_types: set[str]
     owner = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
     day = rows[:, DAY]
     keep = (day >= first) & (day <= last)
-    rows, owner, day = rows[keep], owner[keep], day[keep].astype(np.intp)
+    if not keep.all():  # most batches: every row within the look-back
+        rows, owner, day = rows[keep], owner[keep], day[keep]
+    day = day.astype(np.intp)
     earliest = np.full(len(histories), last + 1, dtype=np.intp)
     np.minimum.at(earliest, owner, day)
     # no signal: derive still makes MAX_LOOKBACK days (all of them missing or zero)
@@ -200,6 +202,9 @@ def _last(at: I, values: F) -> tuple[I, F]:
     """Each place once, with the last value given for it (derive's `=` in signal order)."""
     if len(at) == 0:
         return np.asarray(at, dtype=np.intp), values
+    if (at[1:] >= at[:-1]).all():  # in place order already (histories are in signal order)
+        end = np.append(at[1:] != at[:-1], True)  # the last of each place's run
+        return np.asarray(at[end], dtype=np.intp), values[end]
     reverse = at[::-1]
     places, first_from_end = np.unique(reverse, return_index=True)
     return np.asarray(places, dtype=np.intp), values[::-1][first_from_end]

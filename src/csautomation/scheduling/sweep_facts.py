@@ -19,15 +19,19 @@ from collections.abc import Iterator, Sequence
 from datetime import date, datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Text, cast, select
 
+from csautomation.facts.catalog import FactType
 from csautomation.facts.columnar import gather_columns
 from csautomation.facts.days import AsOf
 from csautomation.facts.derive_many import LastDay, last_day_of
-from csautomation.facts.derived import DerivedFact, SignalsFact
+from csautomation.facts.derived import DECIMALS, DerivedFact, SignalsFact, norm
 from csautomation.facts.health import HealthModel
 from csautomation.facts.model import Account
-from csautomation.rules.batch import Columns
+from csautomation.facts.numeric import F
+from csautomation.rules.batch import EXACT, Columns
+from csautomation.rules.ir import fact_type
 from csautomation.store.columnar import ColumnarHistories
 from csautomation.store.engine import table
 from csautomation.store.facts import FactsReader
@@ -38,8 +42,9 @@ log = logging.getLogger(__name__)
 
 
 class SweepFacts:
-    """Accounts and their facts for sweeps. Sweeps of several rules may run at once: the
-    refresh is serialised, and a sweep reads arrays that are replaced, never changed."""
+    """Accounts and their facts for sweeps. Sweeps of several rules may run at once, and a
+    sweep derives several pages at once: the refresh is serialised, and facts are derived
+    from arrays that are replaced, never changed."""
 
     def __init__(
         self, store: Store, model: HealthModel, fallback: FactsReader | None = None
@@ -50,6 +55,7 @@ class SweepFacts:
         self.fallback = fallback or FactsReader(store, model)
         self._accounts: dict[str, tuple[str, Account]] = {}
         self._lock = threading.Lock()
+        self._counting = threading.Lock()  # pages' facts are derived on several threads
         self.derived_from_columns = 0  # accounts, since this was made (for the benchmark)
         self.derived_from_signals = 0
 
@@ -111,7 +117,8 @@ class SweepFacts:
                 log.warning("sweep facts: a batch of %d from columns failed", len(idx))
                 rest.extend(idx)
                 continue
-            self.derived_from_columns += len(idx)
+            with self._counting:
+                self.derived_from_columns += len(idx)
         for i in sorted(rest):
             # one at a time: derive's own verdict on each, whatever else is in the batch
             # (a grid of many accounts reads some bad values that derive rejects)
@@ -120,7 +127,8 @@ class SweepFacts:
                 errors[i] = got
             else:
                 view.put(i, got)
-            self.derived_from_signals += 1
+            with self._counting:
+                self.derived_from_signals += 1
         return view, errors
 
 
@@ -149,15 +157,79 @@ class Facts:
         self._where.update((p, (last, j)) for j, p in enumerate(positions))
 
     def record(self, i: int) -> dict[str, Any]:
-        if i in self._records:
-            return dict(self._records[i])
-        last, j = self._where[i]
-        return last.records([j])[0]
+        return self.records([i])[0]
+
+    def records(self, positions: Sequence[int]) -> list[dict[str, Any]]:
+        """The records at `positions`, made together: a record made alone costs a batch's
+        overhead."""
+        out: dict[int, dict[str, Any]] = {
+            p: dict(self._records[p]) for p in positions if p in self._records
+        }
+        by_last: dict[int, tuple[LastDay, list[int], list[int]]] = {}
+        for p in positions:
+            if p not in out:
+                last, j = self._where[p]
+                _, at, which = by_last.setdefault(id(last), (last, [], []))
+                at.append(p)
+                which.append(j)
+        for last, at, which in by_last.values():
+            out.update(zip(at, last.records(which), strict=True))
+        return [out[p] for p in positions]
 
     def columns(self, positions: Sequence[int], keys: Sequence[str]) -> Columns:
         """The columns of `keys` over the accounts at `positions`, in that order: equal to
-        Columns.from_records of their records (made of the same values, `keys` alone)."""
-        thin: dict[int, dict[str, Any]] = dict(self._records)
-        for at, last in self._last:
-            thin.update(zip(at, last.records(keys=keys), strict=True))
-        return Columns.from_records([thin[p] for p in positions], keys)
+        Columns.from_records of their records (made of the same values, `keys` alone). A
+        number or boolean fact is read straight from the arrays, as the records would give
+        it: no record is made for it."""
+        direct = [
+            k
+            for k in keys
+            if fact_type(k) in _NUMERIC and all(k in last.values for _, last in self._last)
+        ]
+        rest = [k for k in keys if k not in direct]
+        cols = Columns(len(positions))
+        if rest:
+            thin: dict[int, dict[str, Any]] = dict(self._records)
+            for at, last in self._last:
+                thin.update(zip(at, last.records(keys=rest), strict=True))
+            cols = Columns.from_records([thin[p] for p in positions], rest)
+        own = [p for p in positions if p in self._records]
+        numbers: dict[str, F] = {}
+        for key in direct:
+            column = np.full(self.size, np.nan)
+            for at, last in self._last:
+                column[at] = as_read(last.values[key], fact_type(key) == FactType.boolean)
+            if own:
+                mine = Columns.from_records([self._records[p] for p in own], [key])
+                column[own] = mine.numbers[key]
+            numbers[key] = column[positions]
+        numbers |= cols.numbers  # in the order of `keys`, as from_records adds them
+        cols.numbers = {k: numbers[k] for k in keys if k in numbers}
+        return cols
+
+
+_NUMERIC = (FactType.number, FactType.boolean)
+
+
+def as_read(values: F, boolean: bool) -> F:
+    """What Columns.from_records reads of a fact whose last-day values are `values`, from
+    the records LastDay makes of them: the value derived.norm() gives (NaN: missing), then
+    float(); a value numpy's rounding would change goes through norm() itself, as there."""
+    if boolean:
+        return np.where(np.isnan(values), np.nan, (values != 0) * 1.0)
+    out = values + 0.0  # a copy, and -0.0 made 0.0 as int() makes it
+    with np.errstate(invalid="ignore", over="ignore"):
+        # whole numbers, and numbers numpy's rounding leaves as they are below EXACT, are
+        # norm's too (rules/batch.py's _numbers says why)
+        plain = (np.abs(values) < 2**53) & (values == np.floor(values))
+        plain |= (np.round(values, DECIMALS) == values) & (np.abs(values) < EXACT)
+        plain |= np.isnan(values)
+    rest = np.flatnonzero(~plain)
+    normed = [norm(v) for v in values[rest].tolist()]  # the records' values
+    x = np.array([np.nan if v is None else float(v) for v in normed], dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):  # from_records' second look
+        again = ~((np.round(x, DECIMALS) == x) & (np.abs(x) < EXACT)) & ~np.isnan(x)
+    for i in np.flatnonzero(again).tolist():
+        x[i] = float(norm(normed[i]))
+    out[rest] = x
+    return out

@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, date
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from sqlalchemy import String, case, func, literal, null, select, type_coerce
@@ -124,10 +123,15 @@ class ColumnarHistories:
         reading it meanwhile sees the old one whole."""
         count, newest = (0, 0) if replace else self.versions.get(account_id, (0, 0))
         held = None if replace else self.histories.get(account_id)
-        merged = read.rows if held is None else np.concatenate((held, read.rows))
-        # signal order: by moment, then row id (held rows have lower ids than added ones,
-        # and read rows come in id order): a stable sort by moment keeps both
-        if len(merged) > 1 and not _in_order(merged):
+        # signal order: by moment, then row id (held rows are in order and have lower ids
+        # than added ones, and read rows come in id order): a stable sort by moment keeps
+        # both, and is needed only where a row read is earlier than the one before it
+        if held is None or not len(held):
+            merged, ordered = read.rows, read.ordered
+        else:
+            merged = np.concatenate((held, read.rows))
+            ordered = read.ordered and (held[-1, DAY], held[-1, MICRO]) <= read.first
+        if not ordered:
             merged = merged[np.lexsort((merged[:, MICRO], merged[:, DAY]))]
         if read.bad:  # before the rows show: a sweep must not read them as columns
             self.irregular.add(account_id)
@@ -168,11 +172,12 @@ class ColumnarHistories:
         return got.by_account()
 
 
-@dataclass(frozen=True)
-class _Read:
+class _Read(NamedTuple):  # a tuple: made once an account a refresh, cheaper than a class
     rows: Rows
     newest: int  # row id
     bad: bool  # a row the columns cannot hold
+    ordered: bool  # the rows are in signal order
+    first: tuple[float, float]  # the first row's (DAY, MICRO)
 
 
 def _columns() -> list[Any]:
@@ -314,16 +319,24 @@ class _Collected:
         order = np.argsort(owner, kind="stable")  # each account's rows stay in id order
         ids = np.asarray(self.ids, dtype=np.int64)[order]
         matrix, owner = matrix[order], owner[order]
-        bounds = np.flatnonzero(np.diff(owner)) + 1
+        lows = np.flatnonzero(np.r_[True, np.diff(owner) != 0])
+        highs = np.r_[lows[1:], len(owner)]
+        # out of order: a row earlier than the one before it, of the same account
+        day, micro = matrix[:, DAY], matrix[:, MICRO]
+        back = (day[1:] < day[:-1]) | ((day[1:] == day[:-1]) & (micro[1:] < micro[:-1]))
+        back[lows[1:] - 1] = False  # the first row of an account follows another's
+        unordered = np.add.reduceat(np.r_[back, False], lows) > 0
         names = list(index)
         out: dict[str, _Read] = {}
-        for lo, hi in zip([0, *bounds.tolist()], [*bounds.tolist(), len(owner)], strict=True):
-            account_id = names[int(owner[lo])]
-            out[account_id] = _Read(matrix[lo:hi], int(ids[hi - 1]), account_id in self.bad)
+        for lo, hi, who, newest, messy, first in zip(
+            lows.tolist(),
+            highs.tolist(),
+            owner[lows].tolist(),
+            ids[highs - 1].tolist(),
+            unordered.tolist(),
+            zip(day[lows].tolist(), micro[lows].tolist(), strict=True),
+            strict=True,
+        ):
+            account_id = names[who]
+            out[account_id] = _Read(matrix[lo:hi], newest, account_id in self.bad, not messy, first)
         return out
-
-
-def _in_order(rows: Rows) -> bool:
-    day, micro = rows[:, DAY], rows[:, MICRO]
-    later = (day[1:] > day[:-1]) | ((day[1:] == day[:-1]) & (micro[1:] >= micro[:-1]))
-    return bool(later.all())
