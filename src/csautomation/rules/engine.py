@@ -7,6 +7,10 @@ How durable_rules is driven (see ../shared/RULE_ENGINES.md for the measurements)
     holds an `any` fires once per branch that holds (durable_rules splits `$or` into
     rules of its own), so the names are de-duplicated before they are returned.
   * Each fact carries a fresh id: durable_rules de-duplicates facts by content.
+  * `matching_many` asserts up to `BATCH` facts in one call (a JSON array), reads each
+    rule's matches from one action (its `cap`) and attributes them by fact id, then
+    retracts them in one call: the C work per fact is the same, the calls and the Python
+    around them are per batch.
   * Rulesets hold at most `CHUNK` rules: larger ones overflow a fixed stack in its C rule
     network and lose matches. Rules are chunked by a caller's group (the runtime's: the
     signal types that wake them), so an evaluation asserts only into the rulesets that
@@ -23,8 +27,9 @@ from __future__ import annotations
 import itertools
 import json
 import json.encoder
+import re
 import threading
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 import durable_rules_engine as _dr
@@ -34,6 +39,7 @@ from csautomation.rules.compile import ruleset_definition
 from csautomation.rules.ir import CompiledRule, fact_keys
 
 CHUNK = 100  # the most per ruleset measured to lose no fact (../shared/RULE_ENGINES.md)
+BATCH = 250  # facts asserted in one call by `matching_many`, and so each rule's `cap`
 _generation = itertools.count()
 
 
@@ -65,7 +71,10 @@ class _Chunk:
     ) -> None:
         self.index = {r.id: i for r, i in zip(rules, span, strict=True)}  # name -> position
         self.mask = sum(1 << i for i in span)
-        definition = encode(ruleset_definition(rules, columns))
+        rulesets = ruleset_definition(rules, columns)
+        for rule in rulesets.values():  # an action holds up to BATCH matches of its rule
+            rule["cap"] = BATCH
+        definition = encode(rulesets)
         try:
             self.handle = _dr.create_ruleset(name, definition)
         except _dr.error as exc:
@@ -107,7 +116,7 @@ class StreamingEvaluator:
         self.rule_ids = tuple(r.id for r in self.rules)
         gen = next(_generation)
         self._lock = threading.Lock()
-        self._ids = itertools.count()
+        self._next = 0  # the next fact id
         keys = list(dict.fromkeys(k for r in self.rules for k in fact_keys(r.condition)))
         columns = {k: f"f{i}" for i, k in enumerate(keys)}
         self._columns = list(columns.items())
@@ -140,6 +149,19 @@ class StreamingEvaluator:
         wanted = set(rule_ids)
         return sum(1 << i for i, rule_id in enumerate(self.rule_ids) if rule_id in wanted)
 
+    def matching_many(self, records: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+        """`matching` for each record, asserted into durable_rules many at a time."""
+        ids = self.rule_ids
+        hits = self._hits_many(records, [self._all] * len(records))
+        return [[ids[i] for i in found] for found in hits]
+
+    def matched_many(
+        self, records: Sequence[Mapping[str, Any]], among: Sequence[int]
+    ) -> list[list[CompiledRule]]:
+        """`matched` for each record with its own `among`, asserted many at a time."""
+        rules = self.rules
+        return [[rules[i] for i in found] for found in self._hits_many(records, among)]
+
     def _hits(self, record: Mapping[str, Any], among: int) -> list[int]:
         chunks = [c for c in self._chunks if c.mask & among]
         if not chunks:
@@ -147,17 +169,15 @@ class StreamingEvaluator:
         out: list[int] = []
         get = record.get
         with self._lock:
-            fid = next(self._ids)
+            fid = self._next
+            self._next += 1
             # One body for every chunk (ids only need to be unique within a ruleset), in
-            # one call to json's C encoder; the rare body it writes as durable_rules cannot
-            # read (an exponent) is written again by `encode`.
+            # one call to json's C encoder; no sid: durable_rules' default session ("0")
             fact = {c: v for k, c in self._columns if (v := get(k)) is not None}
-            fact["sid"], fact["id"] = "0", str(fid)
-            body = _dumps(fact)
-            if "e-" in body or "e+" in body or "NaN" in body or "Infinity" in body:
-                body = encode(fact)  # its exponents, or a text that looks like one
-            key = f'{{"sid":"0","id":"{fid}"}}'
-            marker = f'"id":"{fid}"'
+            fact["id"] = fid
+            body = _body(fact)
+            key = f'{{"id":{fid}}}'
+            marker = f'"id":{fid}}}'  # its last key: a whole number, then the fact's end
             for chunk in chunks:
                 names = self._run(chunk.handle, body, key, marker)
                 if names:
@@ -184,11 +204,66 @@ class StreamingEvaluator:
                     message = _dr.complete_and_start_action(handle, state)
             elif result[0] != 1:  # 1 is "no rule matched"
                 raise RuleEngineError(f"durable_rules returned code {result[0]} for a fact")
-            # Retracting by sid and id is enough (facts are keyed by id), and parses faster.
+            # Retracting by id is enough (facts are keyed by id), and parses faster.
             _dr.retract_fact(handle, key)
         except _dr.error as exc:
             raise RuleEngineError(f"durable_rules failed on a fact: {exc}") from exc
         return names
+
+    def _hits_many(
+        self, records: Sequence[Mapping[str, Any]], among: Sequence[int]
+    ) -> list[list[int]]:
+        found: list[set[int]] = [set() for _ in records]
+        cols = self._columns
+        with self._lock:
+            for start in range(0, len(records), BATCH):
+                base = self._next
+                part = records[start : start + BATCH]
+                self._next += len(part)
+                facts = [{c: v for k, c in cols if (v := rec.get(k)) is not None} for rec in part]
+                for n, fact in enumerate(facts):
+                    fact["id"] = base + n
+                wants = among[start : start + BATCH]
+                everyone = None
+                for chunk in self._chunks:
+                    mask = chunk.mask
+                    chosen = [n for n, a in enumerate(wants) if a & mask]
+                    if not chosen:
+                        continue
+                    if len(chosen) == len(facts):
+                        everyone = everyone or _body(facts)
+                        body = everyone
+                    else:
+                        body = _body([facts[n] for n in chosen])
+                    keys = "[" + ",".join(f'{{"id":{base + n}}}' for n in chosen) + "]"
+                    for fid, i in self._run_many(chunk, body, keys):
+                        n = fid - base
+                        if 0 <= n < len(part) and wants[n] >> i & 1:
+                            found[start + n].add(i)
+        return [sorted(hits) for hits in found]
+
+    @staticmethod
+    def _run_many(chunk: _Chunk, body: str, keys: str) -> list[tuple[int, int]]:
+        """(fact id, rule position) of every match of the facts in `body` (a JSON array);
+        each action holds one rule's matches, up to `BATCH` of them (its `cap`)."""
+        handle, index = chunk.handle, chunk.index
+        out: list[tuple[int, int]] = []
+        try:
+            try:
+                # its code is 1 ("no rule matched") when any fact matched nothing, so the
+                # actions are read whatever it is
+                state = _dr.assert_facts(handle, body)[1]
+                action = _dr.start_action_for_state(handle, state)
+                message = action[1] if action else None
+                while message:
+                    i = index[message[2 : message.index('"', 2)]]
+                    out.extend((int(fid), i) for fid in _IDS.findall(message))
+                    message = _dr.complete_and_start_action(handle, state)
+            finally:  # a fact that failed leaves the others asserted before it
+                _dr.retract_facts(handle, keys)
+        except _dr.error as exc:
+            raise RuleEngineError(f"durable_rules failed on a batch of facts: {exc}") from exc
+        return out
 
     def pending_facts(self) -> int:
         """Facts left in the engine's session (always 0 between evaluations)."""
@@ -217,3 +292,13 @@ def _refuse(value: Any) -> Any:
 
 
 _dumps = _c_dumps()
+_IDS = re.compile(r'"id":(\d+)}')  # the fact ids in an action (strings escape their quotes)
+
+
+def _body(facts: Any) -> str:
+    """JSON for durable_rules in one call to json's C encoder; the rare body it writes as
+    durable_rules cannot read (an exponent) is written again by `encode`."""
+    body = _dumps(facts)
+    if "e-" in body or "e+" in body or "NaN" in body or "Infinity" in body:
+        return encode(facts)  # its exponents, or a text that looks like one
+    return body
