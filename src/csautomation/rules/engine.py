@@ -163,7 +163,7 @@ class StreamingEvaluator:
         return [[rules[i] for i in found] for found in self._hits_many(records, among)]
 
     def _hits(self, record: Mapping[str, Any], among: int) -> list[int]:
-        chunks = [c for c in self._chunks if c.mask & among]
+        chunks = self._chunks if among == self._all else [c for c in self._chunks if c.mask & among]
         if not chunks:
             return []
         out: list[int] = []
@@ -179,41 +179,42 @@ class StreamingEvaluator:
             key = f'{{"id":{fid}}}'
             marker = f'"id":{fid}}}'  # its last key: a whole number, then the fact's end
             for chunk in chunks:
-                names = self._run(chunk.handle, body, key, marker)
-                if names:
-                    hits = sorted({chunk.index[name] for name in names})  # `any`: per branch
-                    if among & chunk.mask != chunk.mask:
-                        hits = [i for i in hits if among >> i & 1]
-                    out.extend(hits)
+                handle = chunk.handle
+                try:
+                    result = _dr.assert_fact(handle, body)
+                    names: list[str] = []
+                    if result[0] == 0:
+                        state = result[1]
+                        action = _dr.start_action_for_state(handle, state)
+                        message = action[1] if action else None
+                        while message:
+                            if marker in message:
+                                names.append(message[2 : message.index('"', 2)])
+                            message = _dr.complete_and_start_action(handle, state)
+                    elif result[0] != 1:  # 1 is "no rule matched"
+                        raise RuleEngineError(f"durable_rules returned code {result[0]} for a fact")
+                    # Retracting by id is enough (facts are keyed by id), and parses faster.
+                    _dr.retract_fact(handle, key)
+                except _dr.error as exc:
+                    raise RuleEngineError(f"durable_rules failed on a fact: {exc}") from exc
+                if not names:
+                    continue
+                index = chunk.index
+                if len(names) == 1:
+                    hits = [index[names[0]]]
+                else:
+                    hits = sorted({index[name] for name in names})  # `any`: once per branch
+                if among & chunk.mask != chunk.mask:
+                    hits = [i for i in hits if among >> i & 1]
+                out.extend(hits)
         if not self._ordered:
             out.sort()
         return out
 
-    @staticmethod
-    def _run(handle: int, body: str, key: str, marker: str) -> list[str]:
-        try:
-            result = _dr.assert_fact(handle, body)
-            names: list[str] = []
-            if result[0] == 0:
-                state = result[1]
-                action = _dr.start_action_for_state(handle, state)
-                message = action[1] if action else None
-                while message:
-                    if marker in message:
-                        names.append(message[2 : message.index('"', 2)])
-                    message = _dr.complete_and_start_action(handle, state)
-            elif result[0] != 1:  # 1 is "no rule matched"
-                raise RuleEngineError(f"durable_rules returned code {result[0]} for a fact")
-            # Retracting by id is enough (facts are keyed by id), and parses faster.
-            _dr.retract_fact(handle, key)
-        except _dr.error as exc:
-            raise RuleEngineError(f"durable_rules failed on a fact: {exc}") from exc
-        return names
-
     def _hits_many(
         self, records: Sequence[Mapping[str, Any]], among: Sequence[int]
     ) -> list[list[int]]:
-        found: list[set[int]] = [set() for _ in records]
+        found: list[list[int]] = [[] for _ in records]
         cols = self._columns
         with self._lock:
             for start in range(0, len(records), BATCH):
@@ -224,30 +225,42 @@ class StreamingEvaluator:
                 for n, fact in enumerate(facts):
                     fact["id"] = base + n
                 wants = among[start : start + BATCH]
-                everyone = None
+                body = keys = ""  # of every fact of the part, made once
                 for chunk in self._chunks:
                     mask = chunk.mask
                     chosen = [n for n, a in enumerate(wants) if a & mask]
-                    if not chosen:
-                        continue
                     if len(chosen) == len(facts):
-                        everyone = everyone or _body(facts)
-                        body = everyone
-                    else:
-                        body = _body([facts[n] for n in chosen])
-                    keys = "[" + ",".join(f'{{"id":{base + n}}}' for n in chosen) + "]"
-                    for fid, i in self._run_many(chunk, body, keys):
-                        n = fid - base
-                        if 0 <= n < len(part) and wants[n] >> i & 1:
-                            found[start + n].add(i)
-        return [sorted(hits) for hits in found]
+                        body = body or _body(facts)
+                        keys = keys or _keys(base, range(len(facts)))
+                        self._run_many(chunk, body, keys, found, start - base, None)
+                    elif chosen:
+                        self._run_many(
+                            chunk,
+                            _body([facts[n] for n in chosen]),
+                            _keys(base, chosen),
+                            found,
+                            start - base,
+                            None if all(wants[n] & mask == mask for n in chosen) else among,
+                        )
+        # ascending within a ruleset, except a rule whose `any` held on several branches
+        for n, hits in enumerate(found):
+            if len(hits) > 1 and not all(a < b for a, b in itertools.pairwise(hits)):
+                found[n] = sorted(set(hits))
+        return found
 
     @staticmethod
-    def _run_many(chunk: _Chunk, body: str, keys: str) -> list[tuple[int, int]]:
-        """(fact id, rule position) of every match of the facts in `body` (a JSON array);
-        each action holds one rule's matches, up to `BATCH` of them (its `cap`)."""
-        handle, index = chunk.handle, chunk.index
-        out: list[tuple[int, int]] = []
+    def _run_many(
+        chunk: _Chunk,
+        body: str,
+        keys: str,
+        found: list[list[int]],
+        offset: int,
+        among: Sequence[int] | None,
+    ) -> None:
+        """Adds each match of the facts in `body` (a JSON array) to `found`, at its fact id
+        plus `offset`; each action holds one rule's matches, up to `BATCH` of them (its
+        `cap`). With `among`, only the rules among each record's."""
+        handle, index, size = chunk.handle, chunk.index, len(found)
         try:
             try:
                 # its code is 1 ("no rule matched") when any fact matched nothing, so the
@@ -257,13 +270,15 @@ class StreamingEvaluator:
                 message = action[1] if action else None
                 while message:
                     i = index[message[2 : message.index('"', 2)]]
-                    out.extend((int(fid), i) for fid in _IDS.findall(message))
+                    for fid in _IDS.findall(message):
+                        n = int(fid) + offset
+                        if 0 <= n < size and (among is None or among[n] >> i & 1):
+                            found[n].append(i)
                     message = _dr.complete_and_start_action(handle, state)
             finally:  # a fact that failed leaves the others asserted before it
                 _dr.retract_facts(handle, keys)
         except _dr.error as exc:
             raise RuleEngineError(f"durable_rules failed on a batch of facts: {exc}") from exc
-        return out
 
     def pending_facts(self) -> int:
         """Facts left in the engine's session (always 0 between evaluations)."""
@@ -282,8 +297,11 @@ def _c_dumps() -> Callable[[dict[str, Any]], str]:
     """json's C encoder made once: `json.dumps` makes one per call, a third of its time."""
     make = getattr(json.encoder, "c_make_encoder", None)  # not in the typing stubs
     if make is None:  # a Python built without _json
-        return json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-    chunks = make(None, _refuse, json.encoder.encode_basestring, None, ":", ",", False, False, True)
+        return json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+    # allow_nan False: NaN and infinities raise, and `encode` writes them
+    chunks = make(
+        None, _refuse, json.encoder.encode_basestring, None, ":", ",", False, False, False
+    )
     return lambda fact: "".join(chunks(fact, 0))
 
 
@@ -295,10 +313,18 @@ _dumps = _c_dumps()
 _IDS = re.compile(r'"id":(\d+)}')  # the fact ids in an action (strings escape their quotes)
 
 
+def _keys(base: int, numbers: Iterable[int]) -> str:
+    """The facts `base + n` as durable_rules' retract_facts reads them."""
+    return "[" + ",".join([f'{{"id":{base + n}}}' for n in numbers]) + "]"
+
+
 def _body(facts: Any) -> str:
     """JSON for durable_rules in one call to json's C encoder; the rare body it writes as
     durable_rules cannot read (an exponent) is written again by `encode`."""
-    body = _dumps(facts)
-    if "e-" in body or "e+" in body or "NaN" in body or "Infinity" in body:
+    try:
+        body = _dumps(facts)
+    except ValueError:  # NaN or an infinity
+        return encode(facts)
+    if "e-" in body or "e+" in body:
         return encode(facts)  # its exponents, or a text that looks like one
     return body
