@@ -223,9 +223,11 @@ Task = Callable[[bool], Any]  # called with keep=True, returns what it found
 
 
 def interleaved(tasks: dict[str, Task], repeat: int) -> dict[str, tuple[float, Any]]:
-    """Median seconds of each task over `repeat` rounds after a warm-up round, and what
-    the warm-up found. The tasks take turns within each round: load from other processes
-    on the machine then falls on every engine alike, so the ratios of one run compare.
+    """Median CPU seconds of this process (all its threads) for each task over `repeat`
+    rounds after a warm-up round, and what the warm-up found: the machine is shared, and
+    wall time under load measures the other processes too. The tasks take turns within
+    each round: what load still costs (shared caches, a slower clock) then falls on every
+    engine alike, so the ratios of one run compare.
     Timed rounds keep nothing (the pipeline keeps no evaluation either: 100,000 kept
     results made the collector's full passes cost the engines that allocate more) and
     each starts after a collection."""
@@ -234,9 +236,9 @@ def interleaved(tasks: dict[str, Task], repeat: int) -> dict[str, tuple[float, A
     for _ in range(repeat):
         for name, fn in tasks.items():
             gc.collect()
-            t = time.perf_counter()
+            t = time.process_time()
             fn(False)
-            times[name].append(time.perf_counter() - t)
+            times[name].append(time.process_time() - t)
     return {name: (statistics.median(times[name]), found[name]) for name in tasks}
 
 
@@ -253,8 +255,8 @@ def main() -> None:
     records = build_records(args.n)
     print(
         f"machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"{platform.machine()}; N = {args.n:,} records, median of {args.repeat} interleaved "
-        f"rounds after warm-up; load average {os.getloadavg()[0]:.2f}"
+        f"{platform.machine()}; N = {args.n:,} records, median CPU time of {args.repeat} "
+        f"interleaved rounds after warm-up; load average {os.getloadavg()[0]:.2f}"
     )
     for r in [int(x) for x in args.rules.split(",")]:
         measure(r, records, args.repeat, min(args.slow_n, args.n))
