@@ -190,55 +190,45 @@ def runtime_evaluator(rules: list[CompiledRule]) -> tuple[RuleRuntime, Callable[
     )
 
 
-def runtime_batches(runtime: RuleRuntime, records: list[dict[str, Any]]) -> Task:
-    """`RuleRuntime.evaluate_records` as the pipeline's pass calls it, PASS records a call."""
-    items = [ToEvaluate("a", record, AT, {"usage_daily"}) for record in records]
+def runtime_batches(runtime: RuleRuntime) -> Callable[[list[Any]], list[Evaluation | Exception]]:
+    """`RuleRuntime.evaluate_records` as the pipeline's pass calls it (records of new
+    accounts, signalled by usage), cooldowns aside."""
 
-    def go(keep: bool) -> Any:
-        found = []
-        for start in range(0, len(items), PASS):
-            done = runtime.evaluate_records(items[start : start + PASS], apply_cooldown=False)
-            if keep:
-                found.extend(done)
-        return found if keep else None
+    def go(records: list[dict[str, Any]]) -> list[Evaluation | Exception]:
+        items = [ToEvaluate("a", record, AT, {"usage_daily"}) for record in records]
+        return runtime.evaluate_records(items, apply_cooldown=False)
 
     return go
 
 
-def stream_batches(stream: StreamingEvaluator, records: list[dict[str, Any]]) -> Task:
-    """`StreamingEvaluator.matching_many`, PASS records a call."""
-
-    def go(keep: bool) -> Any:
-        found = []
-        for start in range(0, len(records), PASS):
-            done = stream.matching_many(records[start : start + PASS])
-            if keep:
-                found.extend(done)
-        return found if keep else None
-
-    return go
+# called with keep=True (returns what it found) or False, and the part of the records to
+# run on (of PARTS); a task over all records at once runs at part 0 and skips the others
+Task = Callable[[bool, int], Any]
+PARTS = 20
 
 
-Task = Callable[[bool], Any]  # called with keep=True, returns what it found
-
-
-def interleaved(tasks: dict[str, Task], repeat: int) -> dict[str, tuple[float, Any]]:
+def interleaved(tasks: dict[str, Task], repeat: int) -> dict[str, tuple[float, list[Any]]]:
     """Median CPU seconds of this process (all its threads) for each task over `repeat`
     rounds after a warm-up round, and what the warm-up found: the machine is shared, and
-    wall time under load measures the other processes too. The tasks take turns within
-    each round: what load still costs (shared caches, a slower clock) then falls on every
-    engine alike, so the ratios of one run compare.
+    wall time under load measures the other processes too. The tasks take turns on each
+    part of the records (a twentieth) within each round: what load still costs (shared
+    caches, a slower clock) then falls on every engine alike, so the ratios of one run
+    compare.
     Timed rounds keep nothing (the pipeline keeps no evaluation either: 100,000 kept
     results made the collector's full passes cost the engines that allocate more) and
     each starts after a collection."""
     times: dict[str, list[float]] = {name: [] for name in tasks}
-    found = {name: fn(True) for name, fn in tasks.items()}
+    found = {name: [fn(True, part) for part in range(PARTS)] for name, fn in tasks.items()}
     for _ in range(repeat):
-        for name, fn in tasks.items():
-            gc.collect()
-            t = time.process_time()
-            fn(False)
-            times[name].append(time.process_time() - t)
+        spent = dict.fromkeys(tasks, 0.0)
+        for part in range(PARTS):
+            for name, fn in tasks.items():
+                gc.collect()
+                t = time.process_time()
+                fn(False, part)
+                spent[name] += time.process_time() - t
+        for name in tasks:
+            times[name].append(spent[name])
     return {name: (statistics.median(times[name]), found[name]) for name in tasks}
 
 
@@ -277,14 +267,42 @@ ROWS = [
 
 
 def _over(run: Callable[[dict[str, Any]], Any], records: list[dict[str, Any]]) -> Task:
-    def go(keep: bool) -> Any:
+    """`run` on each record of a part, one at a time."""
+    parts = _parts(records)
+
+    def go(keep: bool, part: int) -> Any:
         if keep:
-            return [run(x) for x in records]
-        for x in records:
+            return [run(x) for x in parts[part]]
+        for x in parts[part]:
             run(x)
         return None
 
     return go
+
+
+def _in_passes(run: Callable[[list[Any]], list[Any]], records: list[dict[str, Any]]) -> Task:
+    """`run` on the records of a part, PASS records a call."""
+    parts = _parts(records)
+
+    def go(keep: bool, part: int) -> Any:
+        found = []
+        records = parts[part]
+        for start in range(0, len(records), PASS):
+            done = run(records[start : start + PASS])
+            if keep:
+                found.extend(done)
+        return found if keep else None
+
+    return go
+
+
+def _whole(run: Callable[[], Any]) -> Task:
+    return lambda _keep, part: run() if part == 0 else None
+
+
+def _parts(records: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    n = len(records)
+    return [records[n * i // PARTS : n * (i + 1) // PARTS] for i in range(PARTS)]
 
 
 def measure(r: int, records: list[dict[str, Any]], repeat: int, slow_n: int) -> None:
@@ -309,11 +327,14 @@ def measure(r: int, records: list[dict[str, Any]], repeat: int, slow_n: int) -> 
         name: _over(run, records[:slow_n] if name == "zen_cols" else records)
         for name, run in runs.items()
     }
-    tasks["stream_many"] = stream_batches(stream, records)
-    tasks["runtime_many"] = runtime_batches(runtime, records)
-    tasks["batch"] = lambda _keep: batch.evaluate(cols)
-    tasks["batch_cols"] = lambda _keep: batch.evaluate(Columns.from_records(records, batch.keys))
-    timings = interleaved(tasks, repeat)
+    tasks["stream_many"] = _in_passes(stream.matching_many, records)
+    tasks["runtime_many"] = _in_passes(runtime_batches(runtime), records)
+    tasks["batch"] = _whole(lambda: batch.evaluate(cols))
+    tasks["batch_cols"] = _whole(lambda: batch.evaluate(Columns.from_records(records, batch.keys)))
+    timings = {
+        name: (t, got[0] if name in ("batch", "batch_cols") else [x for p in got for x in p])
+        for name, (t, got) in interleaved(tasks, repeat).items()
+    }
     stream.close()
     runtime.close()
     seconds = {name: t / (slow_n if name == "zen_cols" else n) for name, (t, _) in timings.items()}
