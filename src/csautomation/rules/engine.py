@@ -36,6 +36,7 @@ import durable_rules_engine as _dr
 
 from csautomation.errors import RuleEngineError
 from csautomation.rules.compile import ruleset_definition
+from csautomation.rules.explain import explain
 from csautomation.rules.ir import CompiledRule, fact_keys
 
 CHUNK = 100  # the most per ruleset measured to lose no fact (../shared/RULE_ENGINES.md)
@@ -128,6 +129,9 @@ class StreamingEvaluator:
             _Chunk(f"csauto_g{gen}_c{n}", [self.rules[i] for i in span], columns, span)
             for n, span in enumerate(spans)
         ]
+        # a rule that holds with every fact missing (`$nex` alone) also matches the
+        # session's state object, which carries none of our columns
+        self._state_matches = any(explain(r, {}).matched for r in self.rules)
         # chunks of one group keep the given order, so with one group so do the answers
         self._ordered = len(groups) <= 1
         self._all = (1 << len(self.rules)) - 1
@@ -177,22 +181,23 @@ class StreamingEvaluator:
             fact["id"] = fid
             body = _body(fact)
             key = f'{{"id":{fid}}}'
-            marker = f'"id":{fid}}}'  # its last key: a whole number, then the fact's end
+            # its last key: a whole number, then the fact's end; only asked for when a rule
+            # can match durable_rules' own state object
+            marker = f'"id":{fid}}}' if self._state_matches else ""
             for chunk in chunks:
                 handle = chunk.handle
                 try:
-                    result = _dr.assert_fact(handle, body)
+                    code, state = _dr.assert_fact(handle, body)
                     names: list[str] = []
-                    if result[0] == 0:
-                        state = result[1]
+                    if code == 0:
                         action = _dr.start_action_for_state(handle, state)
                         message = action[1] if action else None
                         while message:
                             if marker in message:
                                 names.append(message[2 : message.index('"', 2)])
                             message = _dr.complete_and_start_action(handle, state)
-                    elif result[0] != 1:  # 1 is "no rule matched"
-                        raise RuleEngineError(f"durable_rules returned code {result[0]} for a fact")
+                    elif code != 1:  # 1 is "no rule matched"
+                        raise RuleEngineError(f"durable_rules returned code {code} for a fact")
                     # Retracting by id is enough (facts are keyed by id), and parses faster.
                     _dr.retract_fact(handle, key)
                 except _dr.error as exc:
