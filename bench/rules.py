@@ -4,12 +4,11 @@ Measures records/s and rule checks/s for csautomation's streaming path (durable_
 `engine.StreamingEvaluator.matching`, one record at a time, and `matching_many`, a pipeline
 pass's 500 records a call), the rule layer the product calls (`RuleRuntime.evaluate_record`
 and, as the pipeline calls it, `evaluate_records`: triggers, match objects, explanations on
-demand) and the
-batch path (numpy over columns, with and without building the columns), and in the same
-run the same rules and records through the peers in bench/rule_peers.py: zen-engine in two
-layouts, our own bitmask evaluator (bench/bitmask.py: what durable_rules could be
-replaced by) and a plain-Python fused function (the per-record ceiling). Every engine must
-find the same matches.
+demand) and the batch path (numpy over columns, with and without building the columns),
+and in the same run the same rules and records through the peers in bench/rule_peers.py:
+zen-engine in two layouts, our own bitmask evaluator (bench/bitmask.py: what durable_rules
+could be replaced by) and a plain-Python fused function (the per-record ceiling). Every
+engine must find the same matches. Times are CPU time of this process (see `interleaved`).
 
     .venv/bin/python bench/rules.py [--n 100000] [--rules 10,50,200] [--repeat 3]
         [--slow-n 10000]
