@@ -252,16 +252,16 @@ def test_an_account_whose_rules_fail_midway_is_held_and_fires_nothing(db_url: st
             )
         )
     runtime = RuleRuntime([ROOT / "rules"], load_health_model(), cooldowns=SqlCooldowns(store))
-    evaluate = runtime.evaluate_record
+    evaluate = runtime.evaluate_records
 
-    def failing_for_beta(account_id: str, *args: Any, **kwargs: Any) -> Any:
-        done = evaluate(account_id, *args, **kwargs)
-        if account_id == "BETA":
-            assert done.fired  # it did match, and the pass recorded it
-            raise RuntimeError("a rule's condition failed\non this record")
+    def failing_for_beta(items: Any, *args: Any, **kwargs: Any) -> Any:
+        done = evaluate(items, *args, **kwargs)
+        beta = [i for i, item in enumerate(items) if item.account_id == "BETA"]
+        assert [done[i].fired != () for i in beta] == [True]  # it matched, the pass recorded it
+        done[beta[0]] = RuntimeError("a rule's condition failed\non this record")
         return done
 
-    runtime.evaluate_record = failing_for_beta  # type: ignore[method-assign]
+    runtime.evaluate_records = failing_for_beta  # type: ignore[method-assign]
     p = Pipeline(store, runtime, PLAYBOOKS, client=None)
     assert p.evaluate_pending() == 2
     fired = {(f.account_id, f.rule_id) for f in undispatched_firings(store)}

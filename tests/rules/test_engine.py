@@ -1,7 +1,8 @@
 """durable_rules (the streaming evaluator) gives explain's answer for every value class: at
 each constant a rule compares with, just beside it, between constants, for missing facts,
 unseen strings and lists, numbers json writes with exponents. Rulesets grouped by trigger
-answer in the rules' order and are asked only about the rules wanted. The batch path's
+answer in the rules' order and are asked only about the rules wanted. `matching_many` (many
+facts asserted in one call) answers as `matching` does, record by record. The batch path's
 vectorised columns hold what norm gives per value."""
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ import threading
 from typing import Any
 
 import numpy as np
+import pytest
 
+from csautomation.errors import RuleEngineError
 from csautomation.facts.derived import norm
 from csautomation.rules.batch import Columns
-from csautomation.rules.engine import StreamingEvaluator
+from csautomation.rules.engine import BATCH, StreamingEvaluator
 from csautomation.rules.explain import explain
 from factories import compiled_rules as compiled
 
@@ -124,9 +127,9 @@ def test_rulesets_grouped_by_trigger_answer_in_the_rules_order() -> None:
         assert [r.id for r in ev.matched(low, ev.mask(["r4", "r0", "r3"]))] == ["r0", "r3", "r4"]
         assert ev.matched(low, 0) == [] and ev.matching({"health.score": 60}) == []
         # a ruleset holding none of the wanted rules is not asked: its fact id never moves
-        ids = ev._ids
+        before = ev._next
         assert [r.id for r in ev.matched(low, ev.mask(["r1"]))] == ["r1"]
-        assert ev.matched(low, 0) == [] and next(ids) == next(ev._ids) - 1
+        assert ev.matched(low, 0) == [] and ev._next == before + 1
     finally:
         ev.close()
 
@@ -138,13 +141,16 @@ def test_threads_share_one_evaluator() -> None:
     want = [[r.id for r in rules if explain(r, rec).matched] for rec in recs]
     wrong: list[dict[str, Any]] = []
 
-    def run() -> None:
+    def run(many: bool) -> None:
         for _ in range(5):
+            if many and ev.matching_many(recs) != want:
+                wrong.append({"batch": True})
+                continue
             for rec, expected in zip(recs, want, strict=True):
                 if ev.matching(rec) != expected:
                     wrong.append(rec)
 
-    threads = [threading.Thread(target=run) for _ in range(4)]
+    threads = [threading.Thread(target=run, args=(i % 2 == 0,)) for i in range(4)]
     try:
         for t in threads:
             t.start()
@@ -153,6 +159,62 @@ def test_threads_share_one_evaluator() -> None:
     finally:
         ev.close()
     assert wrong == []
+
+
+def test_batches_answer_as_one_record_at_a_time() -> None:
+    rules = compiled(CONDITIONS)
+    ev = StreamingEvaluator(rules, chunk=7)
+    recs = records() * 2  # past BATCH: two asserts per ruleset
+    assert len(recs) > BATCH
+    try:
+        got = ev.matching_many(recs)
+        assert got == [ev.matching(rec) for rec in recs]
+        assert got == [[r.id for r in rules if explain(r, rec).matched] for rec in recs]
+        assert ev.matching_many(recs[:3]) == got[:3]  # nothing left behind to match again
+        assert ev.matching_many([]) == [] and ev.pending_facts() == 0
+    finally:
+        ev.close()
+
+
+def test_batches_ask_each_record_about_its_own_rules() -> None:
+    rules = compiled(["health.score < 50"] * 5 + [{"not": "churn.probability exists"}])
+    groups = {"r0": "a", "r1": "b", "r2": "a", "r3": "c", "r4": "b", "r5": "c"}
+    ev = StreamingEvaluator(rules, chunk=1, group=lambda r: groups[r.id])
+    recs = [{"health.score": s} for s in (10, 60, 20, 30)] + [{"churn.probability": 0.5}]
+    among = [
+        ev.mask(["r4", "r0"]),
+        ev.mask(["r0", "r5"]),
+        0,
+        ev.mask(["r3", "r5"]),
+        ev.mask(groups),
+    ]
+    try:
+        got = ev.matched_many(recs, among)
+        assert got == [ev.matched(rec, a) for rec, a in zip(recs, among, strict=True)]
+        assert [[r.id for r in found] for found in got] == [
+            ["r0", "r4"],
+            ["r5"],
+            [],
+            ["r3", "r5"],
+            [],
+        ]
+        assert ev.pending_facts() == 0
+    finally:
+        ev.close()
+
+
+def test_a_batch_refused_part_way_raises_and_leaves_no_fact_behind() -> None:
+    # 70 rules whose thresholds all hold for a small value: its walk of durable_rules'
+    # rule network overflows a fixed stack (error 303) after the facts before it asserted
+    ev = StreamingEvaluator(compiled([f"account.arr < {1000 + i}" for i in range(70)]))
+    ok, bad, also = {"account.arr": 1065.5}, {"account.arr": 10}, {"account.arr": 1068.5}
+    try:
+        with pytest.raises(RuleEngineError, match="303"):
+            ev.matching_many([ok, bad, also])
+        assert ev.pending_facts() == 0
+        assert ev.matching_many([ok, also]) == [["r66", "r67", "r68", "r69"], ["r69"]]
+    finally:
+        ev.close()
 
 
 AWKWARD: list[Any] = [

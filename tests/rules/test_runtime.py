@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
+from csautomation.errors import RuleEngineError
 from csautomation.facts.health import load_health_model
 from csautomation.rules.engine import StreamingEvaluator
 from csautomation.rules.ir import CompiledRule
 from csautomation.rules.loader import load_rules
-from csautomation.rules.runtime import SCHEDULE, RuleRuntime
+from csautomation.rules.runtime import NOTHING, SCHEDULE, Evaluation, RuleRuntime, ToEvaluate
 from factories import compiled_rules
 
 AT = datetime(2026, 11, 1, 12, tzinfo=UTC)
@@ -265,3 +266,37 @@ def test_evaluations_during_reloads_use_one_whole_rule_set(tmp_path: Path, model
         rt.close()
     assert failures == []
     assert answers == {(), ("r",)}
+
+
+def test_records_evaluated_together_answer_as_one_at_a_time(tmp_path: Path, model) -> None:  # type: ignore[no-untyped-def]
+    # 70 thresholds that all hold for a small ARR: durable_rules refuses that record
+    # (error 303), which fails its batch; each record is then asked alone
+    big = [rule_yaml(f"arr{i}", f"account.arr < {1000 + i}") for i in range(70)]
+    nps = rule_yaml("nps", "health.score < 50", priority="critical", on="[nps_response]")
+    folder = write_rules(tmp_path / "rules", rule_yaml("low", "health.score < 50"), nps, *big)
+    rt, alone = RuleRuntime([folder], model), RuleRuntime([folder], model)
+    items = [
+        ToEvaluate("A", {"health.score": 30}, AT, "usage_daily"),
+        ToEvaluate("B", {"health.score": 30, "account.arr": 1068.5}, AT, {"nps_response"}),
+        ToEvaluate("A", {"health.score": 20}, AT + timedelta(days=1), "usage_daily"),
+        ToEvaluate("C", {"health.score": 30, "account.arr": 10}, AT, "usage_daily"),
+        ToEvaluate("D", {"health.score": 90}, AT, None),
+    ]
+    try:
+        got = rt.evaluate_records(items)
+        assert isinstance(got[3], RuleEngineError) and "303" in str(got[3])
+        with pytest.raises(RuleEngineError):
+            alone.evaluate_record(*items[3])
+        for i in (0, 1, 2, 4):
+            want = alone.evaluate_record(*items[i])
+            result = got[i]
+            assert isinstance(result, Evaluation)
+            assert [m.rule_id for m in result.fired] == [m.rule_id for m in want.fired], i
+            assert [m.rule_id for m in result.suppressed] == [m.rule_id for m in want.suppressed]
+        assert [[m.rule_id for m in e] for e in got[2]] == [[], ["low"]]  # A's cooldown
+        assert [m.rule_id for m in got[1].fired] == ["nps"]  # its trigger's rules only
+        assert got[4] == NOTHING
+        assert rt.evaluate_records([]) == []
+    finally:
+        rt.close()
+        alone.close()

@@ -39,7 +39,7 @@ from csautomation.pipeline.dispatch import (
 from csautomation.pipeline.holding import hold_failed, hold_unknown
 from csautomation.pipeline.reasons import render_reasons
 from csautomation.playbooks.spec import Playbook
-from csautomation.rules.runtime import RuleRuntime
+from csautomation.rules.runtime import RuleRuntime, ToEvaluate
 from csautomation.store.facts import FactsReader, failure_reason
 from csautomation.store.outbox import (
     PendingSignal,
@@ -217,17 +217,23 @@ class Pipeline:
             self.runtime.derived,
         )
         failed: dict[int, str] = {}
+        todo: list[tuple[Account, list[PendingSignal]]] = []
+        asks: list[ToEvaluate] = []
         for (account, items), at, record in zip(known, moments, records, strict=True):
             if isinstance(record, Exception):
                 failed.update(self._facts_failed(account, items, at, record))
                 continue
-            triggers = {p.signal.type.value for p in items}
             batch.note_health(account.id, record)
-            try:
-                self.runtime.evaluate_record(account.id, record, at, triggers, cooldowns=batch)
-            except Exception as exc:  # pure rule code over this account's record: hold it
+            todo.append((account, items))
+            asks.append(ToEvaluate(account.id, record, at, {p.signal.type.value for p in items}))
+        # the pass's records asserted into durable_rules together (RuleRuntime.evaluate_records)
+        results = self.runtime.evaluate_records(asks, cooldowns=batch)
+        for (account, items), result in zip(todo, results, strict=True):
+            if isinstance(result, Exception):  # pure rule code over this record: hold it
                 batch.forget(account.id)  # what it matched before failing does not fire
-                why = f"rules cannot be evaluated for account {account.id}: {failure_reason(exc)}"
+                why = (
+                    f"rules cannot be evaluated for account {account.id}: {failure_reason(result)}"
+                )
                 log.error("%s; %d signal(s) quarantined", why, len(items))
                 failed.update((p.row_id, why) for p in items)
         return failed

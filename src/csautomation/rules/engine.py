@@ -7,6 +7,10 @@ How durable_rules is driven (see ../shared/RULE_ENGINES.md for the measurements)
     holds an `any` fires once per branch that holds (durable_rules splits `$or` into
     rules of its own), so the names are de-duplicated before they are returned.
   * Each fact carries a fresh id: durable_rules de-duplicates facts by content.
+  * `matching_many` asserts up to `BATCH` facts in one call (a JSON array), reads each
+    rule's matches from one action (its `cap`) and attributes them by fact id, then
+    retracts them in one call: the C work per fact is the same, the calls and the Python
+    around them are per batch.
   * Rulesets hold at most `CHUNK` rules: larger ones overflow a fixed stack in its C rule
     network and lose matches. Rules are chunked by a caller's group (the runtime's: the
     signal types that wake them), so an evaluation asserts only into the rulesets that
@@ -23,17 +27,20 @@ from __future__ import annotations
 import itertools
 import json
 import json.encoder
+import re
 import threading
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 import durable_rules_engine as _dr
 
 from csautomation.errors import RuleEngineError
 from csautomation.rules.compile import ruleset_definition
+from csautomation.rules.explain import explain
 from csautomation.rules.ir import CompiledRule, fact_keys
 
 CHUNK = 100  # the most per ruleset measured to lose no fact (../shared/RULE_ENGINES.md)
+BATCH = 250  # facts asserted in one call by `matching_many`, and so each rule's `cap`
 _generation = itertools.count()
 
 
@@ -65,7 +72,10 @@ class _Chunk:
     ) -> None:
         self.index = {r.id: i for r, i in zip(rules, span, strict=True)}  # name -> position
         self.mask = sum(1 << i for i in span)
-        definition = encode(ruleset_definition(rules, columns))
+        rulesets = ruleset_definition(rules, columns)
+        for rule in rulesets.values():  # an action holds up to BATCH matches of its rule
+            rule["cap"] = BATCH
+        definition = encode(rulesets)
         try:
             self.handle = _dr.create_ruleset(name, definition)
         except _dr.error as exc:
@@ -107,7 +117,7 @@ class StreamingEvaluator:
         self.rule_ids = tuple(r.id for r in self.rules)
         gen = next(_generation)
         self._lock = threading.Lock()
-        self._ids = itertools.count()
+        self._next = 0  # the next fact id
         keys = list(dict.fromkeys(k for r in self.rules for k in fact_keys(r.condition)))
         columns = {k: f"f{i}" for i, k in enumerate(keys)}
         self._columns = list(columns.items())
@@ -119,6 +129,9 @@ class StreamingEvaluator:
             _Chunk(f"csauto_g{gen}_c{n}", [self.rules[i] for i in span], columns, span)
             for n, span in enumerate(spans)
         ]
+        # a rule that holds with every fact missing (`$nex` alone) also matches the
+        # session's state object, which carries none of our columns
+        self._state_matches = any(explain(r, {}).matched for r in self.rules)
         # chunks of one group keep the given order, so with one group so do the answers
         self._ordered = len(groups) <= 1
         self._all = (1 << len(self.rules)) - 1
@@ -140,55 +153,137 @@ class StreamingEvaluator:
         wanted = set(rule_ids)
         return sum(1 << i for i, rule_id in enumerate(self.rule_ids) if rule_id in wanted)
 
+    def matching_many(self, records: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+        """`matching` for each record, asserted into durable_rules many at a time."""
+        ids = self.rule_ids
+        hits = self._hits_many(records, [self._all] * len(records))
+        return [[ids[i] for i in found] for found in hits]
+
+    def matched_many(
+        self, records: Sequence[Mapping[str, Any]], among: Sequence[int]
+    ) -> list[list[CompiledRule]]:
+        """`matched` for each record with its own `among`, asserted many at a time."""
+        rules = self.rules
+        return [[rules[i] for i in found] for found in self._hits_many(records, among)]
+
     def _hits(self, record: Mapping[str, Any], among: int) -> list[int]:
-        chunks = [c for c in self._chunks if c.mask & among]
+        chunks = self._chunks if among == self._all else [c for c in self._chunks if c.mask & among]
         if not chunks:
             return []
         out: list[int] = []
         get = record.get
         with self._lock:
-            fid = next(self._ids)
+            fid = self._next
+            self._next += 1
             # One body for every chunk (ids only need to be unique within a ruleset), in
-            # one call to json's C encoder; the rare body it writes as durable_rules cannot
-            # read (an exponent) is written again by `encode`.
+            # one call to json's C encoder; no sid: durable_rules' default session ("0")
             fact = {c: v for k, c in self._columns if (v := get(k)) is not None}
-            fact["sid"], fact["id"] = "0", str(fid)
-            body = _dumps(fact)
-            if "e-" in body or "e+" in body or "NaN" in body or "Infinity" in body:
-                body = encode(fact)  # its exponents, or a text that looks like one
-            key = f'{{"sid":"0","id":"{fid}"}}'
-            marker = f'"id":"{fid}"'
+            fact["id"] = fid
+            body = _body(fact)
+            key = f'{{"id":{fid}}}'
+            # its last key: a whole number, then the fact's end; only asked for when a rule
+            # can match durable_rules' own state object
+            marker = f'"id":{fid}}}' if self._state_matches else ""
             for chunk in chunks:
-                names = self._run(chunk.handle, body, key, marker)
-                if names:
-                    hits = sorted({chunk.index[name] for name in names})  # `any`: per branch
-                    if among & chunk.mask != chunk.mask:
-                        hits = [i for i in hits if among >> i & 1]
-                    out.extend(hits)
+                handle = chunk.handle
+                try:
+                    code, state = _dr.assert_fact(handle, body)
+                    names: list[str] = []
+                    if code == 0:
+                        action = _dr.start_action_for_state(handle, state)
+                        message = action[1] if action else None
+                        while message:
+                            if marker in message:
+                                names.append(message[2 : message.index('"', 2)])
+                            message = _dr.complete_and_start_action(handle, state)
+                    elif code != 1:  # 1 is "no rule matched"
+                        raise RuleEngineError(f"durable_rules returned code {code} for a fact")
+                    # Retracting by id is enough (facts are keyed by id), and parses faster.
+                    _dr.retract_fact(handle, key)
+                except _dr.error as exc:
+                    raise RuleEngineError(f"durable_rules failed on a fact: {exc}") from exc
+                if not names:
+                    continue
+                index = chunk.index
+                if len(names) == 1:
+                    hits = [index[names[0]]]
+                else:
+                    hits = sorted({index[name] for name in names})  # `any`: once per branch
+                if among & chunk.mask != chunk.mask:
+                    hits = [i for i in hits if among >> i & 1]
+                out.extend(hits)
         if not self._ordered:
             out.sort()
         return out
 
+    def _hits_many(
+        self, records: Sequence[Mapping[str, Any]], among: Sequence[int]
+    ) -> list[list[int]]:
+        found: list[list[int]] = [[] for _ in records]
+        cols = self._columns
+        with self._lock:
+            for start in range(0, len(records), BATCH):
+                base = self._next
+                part = records[start : start + BATCH]
+                self._next += len(part)
+                facts = [{c: v for k, c in cols if (v := rec.get(k)) is not None} for rec in part]
+                for n, fact in enumerate(facts):
+                    fact["id"] = base + n
+                wants = among[start : start + BATCH]
+                body = keys = ""  # of every fact of the part, made once
+                for chunk in self._chunks:
+                    mask = chunk.mask
+                    chosen = [n for n, a in enumerate(wants) if a & mask]
+                    if len(chosen) == len(facts):
+                        body = body or _body(facts)
+                        keys = keys or _keys(base, range(len(facts)))
+                        self._run_many(chunk, body, keys, found, start - base, None)
+                    elif chosen:
+                        self._run_many(
+                            chunk,
+                            _body([facts[n] for n in chosen]),
+                            _keys(base, chosen),
+                            found,
+                            start - base,
+                            None if all(wants[n] & mask == mask for n in chosen) else among,
+                        )
+        # ascending within a ruleset, except a rule whose `any` held on several branches
+        for n, hits in enumerate(found):
+            if len(hits) > 1 and not all(a < b for a, b in itertools.pairwise(hits)):
+                found[n] = sorted(set(hits))
+        return found
+
     @staticmethod
-    def _run(handle: int, body: str, key: str, marker: str) -> list[str]:
+    def _run_many(
+        chunk: _Chunk,
+        body: str,
+        keys: str,
+        found: list[list[int]],
+        offset: int,
+        among: Sequence[int] | None,
+    ) -> None:
+        """Adds each match of the facts in `body` (a JSON array) to `found`, at its fact id
+        plus `offset`; each action holds one rule's matches, up to `BATCH` of them (its
+        `cap`). With `among`, only the rules among each record's."""
+        handle, index, size = chunk.handle, chunk.index, len(found)
         try:
-            result = _dr.assert_fact(handle, body)
-            names: list[str] = []
-            if result[0] == 0:
-                state = result[1]
+            try:
+                # its code is 1 ("no rule matched") when any fact matched nothing, so the
+                # actions are read whatever it is
+                state = _dr.assert_facts(handle, body)[1]
                 action = _dr.start_action_for_state(handle, state)
                 message = action[1] if action else None
                 while message:
-                    if marker in message:
-                        names.append(message[2 : message.index('"', 2)])
+                    i = index[message[2 : message.index('"', 2)]]
+                    for fid in _IDS.findall(message):
+                        n = int(fid) + offset
+                        if 0 <= n < size and (among is None or among[n] >> i & 1):
+                            found[n].append(i)
                     message = _dr.complete_and_start_action(handle, state)
-            elif result[0] != 1:  # 1 is "no rule matched"
-                raise RuleEngineError(f"durable_rules returned code {result[0]} for a fact")
-            # Retracting by sid and id is enough (facts are keyed by id), and parses faster.
-            _dr.retract_fact(handle, key)
+            finally:  # a fact that failed leaves the others asserted before it
+                _dr.retract_facts(handle, keys)
         except _dr.error as exc:
-            raise RuleEngineError(f"durable_rules failed on a fact: {exc}") from exc
-        return names
+            raise RuleEngineError(f"durable_rules failed on a batch of facts: {exc}") from exc
 
     def pending_facts(self) -> int:
         """Facts left in the engine's session (always 0 between evaluations)."""
@@ -207,8 +302,11 @@ def _c_dumps() -> Callable[[dict[str, Any]], str]:
     """json's C encoder made once: `json.dumps` makes one per call, a third of its time."""
     make = getattr(json.encoder, "c_make_encoder", None)  # not in the typing stubs
     if make is None:  # a Python built without _json
-        return json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-    chunks = make(None, _refuse, json.encoder.encode_basestring, None, ":", ",", False, False, True)
+        return json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+    # allow_nan False: NaN and infinities raise, and `encode` writes them
+    chunks = make(
+        None, _refuse, json.encoder.encode_basestring, None, ":", ",", False, False, False
+    )
     return lambda fact: "".join(chunks(fact, 0))
 
 
@@ -217,3 +315,21 @@ def _refuse(value: Any) -> Any:
 
 
 _dumps = _c_dumps()
+_IDS = re.compile(r'"id":(\d+)}')  # the fact ids in an action (strings escape their quotes)
+
+
+def _keys(base: int, numbers: Iterable[int]) -> str:
+    """The facts `base + n` as durable_rules' retract_facts reads them."""
+    return "[" + ",".join([f'{{"id":{base + n}}}' for n in numbers]) + "]"
+
+
+def _body(facts: Any) -> str:
+    """JSON for durable_rules in one call to json's C encoder; the rare body it writes as
+    durable_rules cannot read (an exponent) is written again by `encode`."""
+    try:
+        body = _dumps(facts)
+    except ValueError:  # NaN or an infinity
+        return encode(facts)
+    if "e-" in body or "e+" in body:
+        return encode(facts)  # its exponents, or a text that looks like one
+    return body

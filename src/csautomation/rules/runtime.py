@@ -104,6 +104,15 @@ NOTHING = Evaluation((), ())
 Trigger = str | Collection[str] | None
 
 
+class ToEvaluate(NamedTuple):
+    """One record for `RuleRuntime.evaluate_records`, with `evaluate_record`'s arguments."""
+
+    account_id: str
+    record: dict[str, Any]
+    at: datetime
+    trigger: Trigger
+
+
 def triggered(rule: CompiledRule, trigger: Trigger) -> bool:
     """None evaluates every rule (dry runs); otherwise signal types and/or SCHEDULE."""
     kinds = _kinds(trigger)
@@ -247,6 +256,49 @@ class RuleRuntime:
             rules = plan.evaluator.matched(record, among)
         if not rules:
             return NOTHING
+        return self._judge(rules, account_id, record, at, apply_cooldown, cooldowns)
+
+    def evaluate_records(
+        self,
+        items: Sequence[ToEvaluate],
+        apply_cooldown: bool = True,
+        cooldowns: CooldownStore | None = None,
+    ) -> list[Evaluation | Exception]:
+        """`evaluate_record` for each item, in order, the records asserted into
+        durable_rules together (a pipeline pass's accounts). An item whose rules cannot be
+        evaluated gives its exception in its place; the others are evaluated."""
+        self.reload_if_changed()
+        found: list[list[CompiledRule] | Exception]
+        with self._using:
+            plan = self._plan
+            among = [plan.woken(item.trigger) for item in items]
+            records = [item.record for item in items]
+            try:
+                found = list(plan.evaluator.matched_many(records, among))
+            except Exception:  # one record failed the batch: ask each alone, keep why
+                alone = zip(records, among, strict=True)
+                found = [_matched_alone(plan.evaluator, r, a) for r, a in alone]
+        out: list[Evaluation | Exception] = []
+        for item, rules in zip(items, found, strict=True):
+            if isinstance(rules, Exception):
+                out.append(rules)
+            elif not rules:
+                out.append(NOTHING)
+            else:
+                a, rec = item.account_id, item.record
+                out.append(self._judge(rules, a, rec, item.at, apply_cooldown, cooldowns))
+        return out
+
+    def _judge(
+        self,
+        rules: list[CompiledRule],
+        account_id: str,
+        record: dict[str, Any],
+        at: datetime,
+        apply_cooldown: bool,
+        cooldowns: CooldownStore | None,
+    ) -> Evaluation:
+        """The matches of these rules, fired or suppressed by their cooldowns."""
         if not apply_cooldown:  # explanations are built only when read
             return Evaluation(tuple([Match(r, account_id, at, record) for r in rules]), ())
         store = cooldowns or self.cooldowns
@@ -313,6 +365,15 @@ class _Plan:
         for kind in trigger:
             mask |= self.wakes.get(kind, 0)
         return mask
+
+
+def _matched_alone(
+    evaluator: StreamingEvaluator, record: Mapping[str, Any], among: int
+) -> list[CompiledRule] | Exception:
+    try:
+        return evaluator.matched(record, among)
+    except Exception as exc:  # the caller's: held with its account, the others evaluated
+        return exc
 
 
 def _wakes(rule: CompiledRule) -> frozenset[str]:
