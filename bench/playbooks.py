@@ -15,10 +15,14 @@ C. signal -> task latency: N accounts whose logins fell 70% a month ago (split b
    outreach task's `created_at` in the store. The peer: the raw SDK at the same rates, from
    `start_workflow` to its activity running. Each rate's CPU ms per signal by stage (store,
    derive, evaluate, index, dispatch, workflow tasks, activities, ledger, the SDK core's
-   threads): bench/cpu_stages.py says how they are timed.
+   threads): bench/cpu_stages.py says how they are timed. Beside them, the raw SDK's CPU per
+   one-activity workflow at the same rate: a signal here starts two workflows, so twice
+   that is the floor under ours. `--worker-processes N`: the workers run in N processes of
+   their own (as `csauto worker` processes beside `csauto pipeline`); CPU is then every
+   process's.
 
     .venv/bin/python bench/playbooks.py [--accounts 1000] [--concurrency 100] [--rates 5,10,15]
-        [--no-stages]
+        [--no-stages] [--worker-processes 2]
 """
 
 from __future__ import annotations
@@ -798,7 +802,8 @@ async def measure(
         cpu_ms = phase.cpu * 1000 / len(phase.ids)
         print(
             f"{phase.rate:g}/s: offered {phase.achieved:.1f}/s (raw {peer.rate:.1f}/s); tasks "
-            f"{phase.throughput:.1f}/s, first offer to last task; this process "
+            f"{phase.throughput:.1f}/s, first offer to last task; "
+            f"{'these processes' if phase.worker_cpu else 'this process'} "
             f"{cpu_ms:.0f} ms CPU per signal; workflow tasks over "
             f"5 s: {phase.slow_tasks}; p95 vs raw SDK {p95 / pct(peer.latency.values, 95):.1f}x"
         )

@@ -16,7 +16,14 @@ from csautomation.facts.health import load_health_model
 from csautomation.rules.engine import StreamingEvaluator
 from csautomation.rules.ir import CompiledRule
 from csautomation.rules.loader import load_rules
-from csautomation.rules.runtime import NOTHING, SCHEDULE, Evaluation, RuleRuntime, ToEvaluate
+from csautomation.rules.runtime import (
+    NOTHING,
+    SCHEDULE,
+    Evaluation,
+    MemoryCooldowns,
+    RuleRuntime,
+    ToEvaluate,
+)
 from factories import compiled_rules
 
 AT = datetime(2026, 11, 1, 12, tzinfo=UTC)
@@ -300,3 +307,30 @@ def test_records_evaluated_together_answer_as_one_at_a_time(tmp_path: Path, mode
     finally:
         rt.close()
         alone.close()
+
+
+def test_a_record_whose_cooldowns_fail_is_held_alone(tmp_path: Path, model) -> None:  # type: ignore[no-untyped-def]
+    # the cooldown store fails for one account: that record's evaluation is its exception,
+    # the others of the pass are evaluated (before, the whole pass would have failed)
+    folder = write_rules(tmp_path / "rules", rule_yaml("low", "health.score < 50"))
+
+    class Failing(MemoryCooldowns):
+        def last_fired(self, rule_id: str, account_id: str) -> datetime | None:
+            if account_id == "BAD":
+                raise ValueError("a cooldown row that cannot be read")
+            return super().last_fired(rule_id, account_id)
+
+    rt = RuleRuntime([folder], model)
+    items = [
+        ToEvaluate("A", {"health.score": 30}, AT, "usage_daily"),
+        ToEvaluate("BAD", {"health.score": 30}, AT, "usage_daily"),
+        ToEvaluate("C", {"health.score": 30}, AT, "usage_daily"),
+    ]
+    try:
+        got = rt.evaluate_records(items, cooldowns=Failing())
+        assert isinstance(got[1], ValueError)
+        for i in (0, 2):
+            result = got[i]
+            assert isinstance(result, Evaluation) and [m.rule_id for m in result.fired] == ["low"]
+    finally:
+        rt.close()

@@ -286,7 +286,10 @@ class RuleRuntime:
                 out.append(NOTHING)
             else:
                 a, rec = item.account_id, item.record
-                out.append(self._judge(rules, a, rec, item.at, apply_cooldown, cooldowns))
+                try:
+                    out.append(self._judge(rules, a, rec, item.at, apply_cooldown, cooldowns))
+                except Exception as exc:  # held with its account, as a matching failure is
+                    out.append(exc)
         return out
 
     def _judge(
