@@ -116,6 +116,10 @@ async def run_playbooks(
         activities=acts.all(),
         activity_executor=ThreadPoolExecutor(slots),
         max_concurrent_activities=slots,
+        # a few workflow tasks at once: each runs sandboxed on a thread of its own, and
+        # hundreds of them sharing the GIL on a busy machine took one past the SDK's 2 s
+        # deadlock detector (CI's PostgreSQL pass, test_exactly_once's 500 playbooks)
+        max_concurrent_workflow_tasks=8,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     ):
         handles = [
