@@ -70,6 +70,7 @@ exit-loops: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/rules.py
 	$(BIN)/python bench/playbooks.py
+	$(BIN)/python bench/burst.py
 
 clean:
 	rm -rf $(VENV) .csauto .pytest_cache .mypy_cache .ruff_cache .stress
