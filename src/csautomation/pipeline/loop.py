@@ -41,6 +41,7 @@ from csautomation.pipeline.reasons import render_reasons
 from csautomation.playbooks.spec import Playbook
 from csautomation.rules.runtime import RuleRuntime, ToEvaluate
 from csautomation.store.facts import FactsReader, failure_reason
+from csautomation.store.facts_snapshots import keep
 from csautomation.store.outbox import (
     PendingSignal,
     RunStart,
@@ -175,6 +176,8 @@ class Pipeline:
         except LeaseLostError as exc:  # the new holder evaluates them: nothing committed
             log.info("pass of %d signals not committed: %s", len(pending), exc)
             return 0
+        if batch.fired:
+            self._keep_facts({account_id for _, account_id in batch.fired})
         self.counts.evaluated += len(pending) - len(held)
         metrics.PIPELINE_EVALUATED.inc(len(pending) - len(held))
         metrics.PIPELINE_PASS.labels("evaluate").observe(time.perf_counter() - began)
@@ -188,6 +191,15 @@ class Pipeline:
             len(held),
         )
         return len(pending)
+
+    def _keep_facts(self, account_ids: set[str]) -> None:
+        """The fired accounts' day records, for the worker processes' readers, whose
+        playbooks read them next (store/facts_snapshots.py). A cache: a failed write is
+        logged and costs them a derivation; the firings are committed already."""
+        try:
+            keep(self.store.engine, self.facts.snapshots(account_ids))
+        except Exception as exc:
+            log.warning("facts of %d accounts not kept: %s", len(account_ids), failure_reason(exc))
 
     def _renew(self) -> frozenset[int]:
         """This pipeline's partitions, renewed when due; none while the store fails."""

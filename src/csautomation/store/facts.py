@@ -9,6 +9,10 @@ Freshness is checked on every read with one indexed query, the account's signal 
 newest row id. A cached history is extended when rows were added after the newest one it
 holds, and read again in full when the count shows anything else (a row committed out of id
 order, as PostgreSQL sequences allow), so a reader never misses a signal.
+
+Across processes: the pipeline keeps the day records of the accounts that fired in the
+store, and a reader that does not hold an account's day record takes the kept one when it
+was derived from the same inputs (store/facts_snapshots.py), before reading any history.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import threading
 from bisect import bisect_right
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -30,6 +34,13 @@ from csautomation.facts.derived import DerivedFact
 from csautomation.facts.health import HealthModel
 from csautomation.facts.model import Account, Signal, SignalType
 from csautomation.store.engine import aware
+from csautomation.store.facts_snapshots import (
+    Snapshot,
+    inputs_digest,
+    keepable,
+    kept,
+    model_digest,
+)
 from csautomation.store.repo import Store
 from csautomation.store.tables import SignalRow
 
@@ -61,6 +72,7 @@ class FactsReader:
         self._lock = threading.Lock()
         self._histories: OrderedDict[str, _History] = OrderedDict()
         self._records: OrderedDict[str, _Record] = OrderedDict()
+        self._model_key = model_digest(model)
 
     def history(self, account_id: str) -> tuple[list[Signal], Version]:
         """The account's signals, oldest first, and the version they stand for."""
@@ -68,11 +80,15 @@ class FactsReader:
         return list(signals), version
 
     def histories(
-        self, account_ids: Sequence[str]
+        self, account_ids: Sequence[str], versions: dict[str, Version] | None = None
     ) -> dict[str, tuple[tuple[Signal, ...], Version]]:
         """`history` of many accounts in a few queries whatever their number: their
-        versions, the rows added since the cached ones, and the full histories of the rest."""
-        versions = self.store.signals_versions(account_ids)
+        versions (unless given, read just before), the rows added since the cached ones, and
+        the full histories of the rest."""
+        if versions is None:
+            versions = self.store.signals_versions(account_ids)
+        else:
+            versions = {a: versions[a] for a in account_ids}
         out: dict[str, _History] = {}
         extend: dict[str, _History] = {}
         with self._lock:
@@ -146,12 +162,22 @@ class FactsReader:
         """`records`, with the exception that derivation raised in place of the record of
         each account whose facts cannot be derived; the other accounts are not affected.
         Reading the store is not isolated: its failures rise."""
-        histories = self.histories([a.id for a, _ in wanted])
-        wanted = [(a, _as_of(histories[a.id][0], when)) for a, when in wanted]
         keys = frozenset(d.key for d in derived)
+        versions = self.store.signals_versions([a.id for a, _ in wanted])
+        served = self._day_records(wanted, versions, keys)
+        histories = self.histories(
+            [a.id for i, (a, _) in enumerate(wanted) if i not in served], versions
+        )
+        wanted = [
+            (a, when if i in served else _as_of(histories[a.id][0], when))
+            for i, (a, when) in enumerate(wanted)
+        ]
         out: list[dict[str, Any] | Exception | None] = []
         todo: list[int] = []
         for i, (account, as_of) in enumerate(wanted):
+            if i in served:
+                out.append(served[i])
+                continue
             key = (as_of, histories[account.id][1], account)
             with self._lock:
                 hit = self._records.get(account.id)
@@ -172,6 +198,58 @@ class FactsReader:
             self._put(self._records, account.id, _Record(key, keys, record))
             out[i] = dict(record)
         return [r for r in out if r is not None]
+
+    def _day_records(
+        self,
+        wanted: Sequence[tuple[Account, AsOf]],
+        versions: dict[str, Version],
+        keys: frozenset[str],
+    ) -> dict[int, dict[str, Any]]:
+        """The day records, by position in `wanted`, that need no history: held here, or
+        kept in the store from the same inputs (store/facts_snapshots.py, then held here
+        too). Instants are not looked for: only the pipeline asks for them, and it derives."""
+        out: dict[int, dict[str, Any]] = {}
+        asked: dict[int, tuple[Account, AsOf]] = {}
+        for i, (account, when) in enumerate(wanted):
+            if isinstance(when, datetime):
+                continue
+            with self._lock:
+                hit = self._records.get(account.id)
+            key = (when, versions[account.id], account)
+            if hit is not None and hit.key == key and keys <= hit.derived:
+                self._touch(self._records, account.id)
+                out[i] = dict(hit.record)
+            else:
+                asked[i] = (account, when)
+        found = kept(self.store.engine, {a.id for a, _ in asked.values()}) if asked else {}
+        for i, (account, day) in asked.items():
+            snap = found.get(account.id)
+            version = versions[account.id]
+            if (
+                snap is None
+                or (snap.day, snap.version) != (day, version)
+                or not keys <= snap.derived
+                or snap.inputs != inputs_digest(account, self._model_key)
+            ):
+                continue
+            record = _Record((day, version, account), snap.derived, snap.record)
+            self._put(self._records, account.id, record)
+            out[i] = dict(snap.record)
+        return out
+
+    def snapshots(self, account_ids: Collection[str]) -> list[Snapshot]:
+        """The day records this reader holds for these accounts, to keep in the store for
+        the other processes' readers (the pipeline keeps those of the accounts that fired)."""
+        with self._lock:
+            held = [(a, self._records.get(a)) for a in account_ids]
+        out = []
+        for account_id, hit in held:
+            if hit is None or isinstance(hit.key[0], datetime) or not keepable(hit.record):
+                continue
+            day, version, account = hit.key
+            inputs = inputs_digest(account, self._model_key)
+            out.append(Snapshot(account_id, day, version, inputs, hit.derived, hit.record))
+        return out
 
     def culprits(
         self, account: Account, signals: Sequence[Signal], as_of: AsOf

@@ -90,6 +90,7 @@ def masked(url: object) -> str:
 
 def target_metadata() -> MetaData:
     """The metadata of every table the code uses, whichever modules the process imported."""
+    import csautomation.store.facts_snapshots
     import csautomation.store.identities
     import csautomation.store.pull_tables
     import csautomation.store.scheduler_tables
