@@ -128,14 +128,7 @@ def test_the_pipeline_keeps_a_fired_accounts_record_for_the_playbooks_reads(
     model = load_health_model()
     runtime = RuleRuntime([ROOT / "rules"], model, cooldowns=SqlCooldowns(store))
     p = Pipeline(store, runtime, PLAYBOOKS, client=None)  # type: ignore[arg-type]
-    p.add_signal(
-        Signal(
-            type="usage_daily",
-            account_id="ACME",
-            occurred_at=datetime.combine(TODAY, time(18), tzinfo=UTC),
-            payload={"logins": 30, "active_users": 7},
-        )
-    )
+    p.add_signal(usage(TODAY, 30, hour=18))
     assert p.evaluate_pending() == 1
     runtime.close()
     assert set(kept(store.engine, ["ACME"])) == {"ACME"}  # it fired: usage-decline

@@ -2,8 +2,8 @@
 
 A `csauto worker` process does not share the pipeline's `FactsReader`. Its first read of an
 account's facts, a new playbook's goal check or its first task's template, read the whole
-signal history and derived it again: a tenth of the workers' CPU at 10 signals/s
-(docs/benchmarks.md, "Playbooks"), and one full history read per new run in every worker.
+signal history and derived it again: one full history read per new run in every worker,
+and 2 to 3 ms of the workers' CPU a signal at 10 signals/s (docs/benchmarks.md, "Playbooks").
 
 So the pipeline keeps here the record of each account that fired, after the evaluation's
 commit, and a `FactsReader` asked for a day's record it does not hold takes a kept one
@@ -44,7 +44,7 @@ class FactsSnapshotRow(SQLModel, table=True):
     day: date
     signals: int  # the account's signal count ...
     newest: int  # ... and newest row id when the record was derived
-    inputs: str = Field(max_length=64)  # digest of the account, health model, code version
+    inputs: str = Field(max_length=64)  # digest: account, health model, derivation code
     derived: list[str] = Field(sa_column=Column(JSON, nullable=False))
     record: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     kept_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
