@@ -37,15 +37,17 @@ from temporalio.client import Client
 from csautomation import bootstrap
 from csautomation.runtime.demo import DemoOptions, run_demo
 from csautomation.runtime.server import start_dev_server
-from playbooks import RAW_QUEUE, OneActivityWorkflow, bounded, pct, quiet_stdout, raw_worker
+from playbooks import (
+    RAW_QUEUE,
+    OneActivityWorkflow,
+    bounded,
+    pct,
+    process_cpu,
+    quiet_stdout,
+    raw_worker,
+)
 
 GOAL_S = 5.0
-
-
-def _cpu(pid: int) -> float:
-    """CPU seconds (user + system) of `pid` and its waited-for children, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def _dev_servers() -> dict[int, float]:
@@ -61,7 +63,7 @@ def _dev_servers() -> dict[int, float]:
                 and cmd[0].endswith(b"temporal")
                 and cmd[1:3] == [b"server", b"start-dev"]
             ):
-                out[int(proc.name)] = _cpu(int(proc.name))
+                out[int(proc.name)] = process_cpu([int(proc.name)])
         except OSError:
             continue
     return out
