@@ -67,12 +67,14 @@ async def test_a_vendor_hard_down_is_left_alone_and_every_action_redriven_once(
     store = playbook_store(db_url)
     sf = vendors.salesforce
     sf.down = True  # every request: 503
-    opened: list[int] = []  # requests the vendor had seen when the breaker opened
+    opened: list[int] = []  # consecutive failures counted when the breaker opened
+    seen: list[int] = []  # requests the vendor had seen by then
     probes: list[int] = []
 
     def watch(state: BreakerState) -> None:
         if state.state == "open" and not opened:
-            opened.append(len(sf.requests))
+            opened.append(state.failures)
+            seen.append(len(sf.requests))
         if state.state == "half_open":
             probes.append(len(sf.requests))
 
@@ -98,6 +100,9 @@ async def test_a_vendor_hard_down_is_left_alone_and_every_action_redriven_once(
     # on_failure: continue; each run went on, its action in the dead-letter store
     assert [r.outcome for r in results] == ["incomplete"] * RUNS
     assert opened == [5]  # the threshold
+    # and the vendor had seen those 5, and at most the other slots' calls in flight: the
+    # breaker tells of its change after it made it, when another call may have gone out
+    assert len(seen) == 1 and 5 <= seen[0] <= 5 + (SLOTS - 1)
     # calls stopped: after it opened, the vendor saw the requests already in flight and one
     # probe per reset_after (Temporal waited for it: the retries came at probe time). The
     # waits spent no attempts (each action's 4 are spent by probes, or it stops at the
